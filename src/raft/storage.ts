@@ -104,7 +104,10 @@ export class MemoryStorage implements Storage {
     const offset = this.ents[0]!.index;
     if (lo <= offset) throw new StorageError("compacted");
     if (hi > this.lastIndex() + 1) {
-      throw new StorageError("unavailable", `entries hi ${hi} is past last index ${this.lastIndex()}`);
+      throw new StorageError(
+        "unavailable",
+        `entries hi ${hi} is past last index ${this.lastIndex()}`,
+      );
     }
     if (this.ents.length === 1) throw new StorageError("unavailable");
     return limitSize(this.ents.slice(lo - offset, hi - offset), maxBytes);
@@ -170,9 +173,8 @@ export class MemoryStorage implements Storage {
     }
     const i = compactIndex - offset;
     const head = this.ents[i]!;
-    this.ents = [{ term: head.term, index: head.index, type: "normal", data: EMPTY_BYTES }].concat(
-      this.ents.slice(i + 1),
-    );
+    const dummy: Entry = { term: head.term, index: head.index, type: "normal", data: EMPTY_BYTES };
+    this.ents = [dummy].concat(this.ents.slice(i + 1));
   }
 
   /**

@@ -161,9 +161,7 @@ export interface ReadState {
 export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
 /** Builds a message with zero values for every field not given. */
-export function createMessage(
-  fields: Partial<Message> & Pick<Message, "type">,
-): Message {
+export function createMessage(fields: Partial<Message> & Pick<Message, "type">): Message {
   return {
     to: NONE,
     from: NONE,
