@@ -6,7 +6,7 @@
  * - `replicate`: the follower is in sync; appends are pipelined, bounded by the in-flight window.
  * - `snapshot`: the follower needs a snapshot; nothing is sent until it reports back.
  */
-import { Inflights } from "./inflights.js";
+import type { Inflights } from "./inflights.js";
 
 /** The state of a follower's progress. */
 export type ProgressState = "probe" | "replicate" | "snapshot";
