@@ -219,6 +219,8 @@ export class Raft {
   /** Contexts of ReadIndex requests forwarded to the leader and not yet answered. */
   pendingForwardedReads = new Set<string>();
 
+  /** Proposals were appended and not yet broadcast (flushed when the Ready is collected). */
+  pendingBcastAppend = false;
   /** Messages that may be sent at once. */
   msgs: Message[] = [];
   /** Messages to send only after the current unstable entries and hard state are persisted. */
@@ -388,8 +390,16 @@ export class Raft {
     this.send({ type: "heartbeat", to, commit, context: ctx });
   }
 
+  /** Broadcasts proposals appended since the last Ready, if any (leader only). */
+  flushProposals(): void {
+    if (!this.pendingBcastAppend) return;
+    this.pendingBcastAppend = false;
+    if (this.state === "leader") this.bcastAppend();
+  }
+
   /** Sends appends to every member that flow control allows. */
   bcastAppend(): void {
+    this.pendingBcastAppend = false;
     for (const id of this.trk.sortedIds()) {
       if (id !== this.id) this.sendAppend(id);
     }
@@ -521,6 +531,7 @@ export class Raft {
     }
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
+    this.pendingBcastAppend = false;
     this.readOnly = new ReadOnly(this.cfg.readOnlyOption);
     this.pendingReadIndexMessages = [];
   }
@@ -1039,7 +1050,8 @@ function stepLeader(r: Raft, m: Message): void {
       if (!r.appendEntry(entries)) {
         throw new RaftError("proposal-dropped", "too many uncommitted entries; retry later");
       }
-      r.bcastAppend();
+      // Batching: proposals stepped before the next Ready go out in one append per follower.
+      r.pendingBcastAppend = true;
       return;
     }
     case "read-index": {

@@ -184,6 +184,7 @@ export class RawNode {
   hasReady(): boolean {
     if (this.outstanding !== undefined) return false;
     const r = this.raft;
+    if (r.pendingBcastAppend) return true;
     const ss = r.softState();
     if (ss.lead !== this.prevSoftState.lead || ss.raftState !== this.prevSoftState.raftState) {
       return true;
@@ -201,6 +202,7 @@ export class RawNode {
   ready(): Ready {
     invariant(this.outstanding === undefined, "ready() called again before advance()");
     const r = this.raft;
+    r.flushProposals();
     const ss = r.softState();
     const hs = r.hardState();
     const softChanged =
