@@ -1,0 +1,183 @@
+/**
+ * Replicator options: what a user passes to createReplicator(), validated once into a frozen,
+ * normalized copy. Every default is chosen to work out of the box on one machine or a LAN; the
+ * docs give WAN guidance for the tick settings.
+ */
+import { join } from "node:path";
+import { NexusError } from "../errors/index.js";
+import type { Store } from "../store/store.js";
+import type { NodeIdHex, NodeUrl } from "./node-id.js";
+import { nodeIdOf, parseNodeUrl } from "./node-id.js";
+
+/** Structured logging used by the runtime. Levels as in pino; every method may be a no-op. */
+export interface NexusLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** A logger that discards everything. */
+export const SILENT: NexusLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** How this node starts. */
+export type NodeState =
+  /** Decide from the cluster URLs: a member of the initial cluster bootstraps, others join. */
+  | "auto"
+  /** This node is new to an existing cluster: start empty and wait to be added. */
+  | "new"
+  /** This node is a member of the initial cluster. */
+  | "existing";
+
+export interface ReplicatorOptions {
+  /** This node's URL, `http://host:port`: where peers reach it. Required. */
+  readonly nodeUrl: string;
+  /**
+   * The URLs of the initial cluster members (including this node when it is one). Required.
+   * Used only when the node starts with no data; afterwards membership comes from the log.
+   */
+  readonly clusterUrls: readonly string[];
+  /** The store to replicate onto. Required. */
+  readonly store: Store;
+  /** Directory for write-ahead logs; the node uses `<logDir>/node_<id in decimal>`. Default `/tmp/logs`. */
+  readonly logDir?: string;
+  /** Directory for snapshots; the node uses `<snapDir>/node_<id in decimal>`. Default `/tmp/snap`. */
+  readonly snapDir?: string;
+  /** How long a save may take before it fails with an unknown outcome. Default 5000 ms. */
+  readonly replTimeoutMs?: number;
+  /** Serve reads from the leader's lease instead of a heartbeat round. Default false. */
+  readonly leaseBasedReads?: boolean;
+  /** Applied entries between snapshots. Default 10,000. */
+  readonly snapshotCount?: number;
+  /** Entries kept in the log after a snapshot for slow followers. Default 5,000. */
+  readonly snapshotCatchUpEntries?: number;
+  /** Snapshot files kept (0 = unlimited). Default 5. */
+  readonly maxSnapshots?: number;
+  /** WAL segment files kept (0 = unlimited), never removing what recovery needs. Default 5. */
+  readonly maxWals?: number;
+  /** A name all members share; traffic from another cluster is refused. Default "nexus". */
+  readonly clusterName?: string;
+  /**
+   * Milliseconds per Raft tick for heartbeats. Default 100. The election timeout is
+   * `electionTickMs`. On a WAN, set heartbeatTickMs to about the round-trip time between the
+   * farthest members and electionTickMs to 10x that.
+   */
+  readonly heartbeatTickMs?: number;
+  /** Milliseconds without a leader before an election. Default 1000 (10 heartbeats). */
+  readonly electionTickMs?: number;
+  /** How this node starts. Default "auto". */
+  readonly nodeState?: NodeState;
+  /** Largest request (save/load data plus args) accepted, in bytes. Default 4 MiB. */
+  readonly maxRequestBytes?: number;
+  readonly logger?: NexusLogger;
+}
+
+/** Options after validation: every field present. */
+export interface NormalizedOptions {
+  readonly nodeUrl: NodeUrl;
+  readonly nodeId: NodeIdHex;
+  readonly clusterUrls: readonly NodeUrl[];
+  readonly store: Store;
+  readonly logDir: string;
+  readonly snapDir: string;
+  readonly replTimeoutMs: number;
+  readonly leaseBasedReads: boolean;
+  readonly snapshotCount: number;
+  readonly snapshotCatchUpEntries: number;
+  readonly maxSnapshots: number;
+  readonly maxWals: number;
+  readonly clusterName: string;
+  readonly heartbeatTickMs: number;
+  readonly electionTickMs: number;
+  /** electionTickMs / heartbeatTickMs, at least 2. */
+  readonly electionTick: number;
+  readonly nodeState: NodeState;
+  readonly maxRequestBytes: number;
+  readonly logger: NexusLogger;
+  /** Whether this node is a member of the initial cluster (it bootstraps when new). */
+  readonly initialMember: boolean;
+}
+
+function bad(msg: string): NexusError {
+  return new NexusError("BAD_CONFIG", msg);
+}
+
+function int(name: string, v: number | undefined, def: number, min: number): number {
+  const x = v ?? def;
+  if (!Number.isSafeInteger(x) || x < min) {
+    throw bad(`option ${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return x;
+}
+
+/** Validates options. Throws NexusError BAD_CONFIG naming the option and what is expected. */
+export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
+  if (typeof o.nodeUrl !== "string" || o.nodeUrl.trim() === "") {
+    throw bad("option nodeUrl is required, e.g. http://127.0.0.1:9021");
+  }
+  const nodeUrl = parseNodeUrl(o.nodeUrl);
+  if (!Array.isArray(o.clusterUrls) || o.clusterUrls.length === 0) {
+    throw bad("option clusterUrls is required: the URLs of the initial cluster members");
+  }
+  const clusterUrls = o.clusterUrls.map((u) => parseNodeUrl(u));
+  const seen = new Set<string>();
+  for (const u of clusterUrls) {
+    if (seen.has(u.url)) throw bad(`clusterUrls lists ${u.url} twice`);
+    seen.add(u.url);
+  }
+  if (o.store === undefined || o.store === null) throw bad("option store is required");
+  const nodeId = nodeIdOf(nodeUrl);
+  const nodeState = o.nodeState ?? "auto";
+  if (!["auto", "new", "existing"].includes(nodeState)) {
+    throw bad(`option nodeState must be auto, new or existing, got ${String(nodeState)}`);
+  }
+  const listed = clusterUrls.some((u) => u.url === nodeUrl.url);
+  if (nodeState === "existing" && !listed) {
+    throw bad(
+      `nodeState is existing but ${nodeUrl.url} is not in clusterUrls; ` +
+        "add it to the cluster URLs or start it with nodeState new",
+    );
+  }
+  const heartbeatTickMs = int("heartbeatTickMs", o.heartbeatTickMs, 100, 1);
+  const electionTickMs = int("electionTickMs", o.electionTickMs, 1000, 1);
+  if (electionTickMs < 2 * heartbeatTickMs) {
+    throw bad(
+      `electionTickMs (${electionTickMs}) must be at least twice heartbeatTickMs (${heartbeatTickMs}); 10x is usual`,
+    );
+  }
+  const logDir = o.logDir ?? "/tmp/logs";
+  const snapDir = o.snapDir ?? "/tmp/snap";
+  if (logDir.trim() === "") throw bad("option logDir must not be empty");
+  if (snapDir.trim() === "") throw bad("option snapDir must not be empty");
+  const snapshotCount = int("snapshotCount", o.snapshotCount, 10_000, 1);
+  const snapshotCatchUpEntries = int("snapshotCatchUpEntries", o.snapshotCatchUpEntries, 5_000, 0);
+  const clusterName = o.clusterName ?? "nexus";
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterName)) {
+    throw bad(
+      `option clusterName must be 1-64 letters, digits, '.', '_' or '-', got "${clusterName}"`,
+    );
+  }
+  return Object.freeze({
+    nodeUrl,
+    nodeId,
+    clusterUrls: Object.freeze(clusterUrls),
+    store: o.store,
+    // The original names the folders with the id in decimal: node_<uint64>.
+    logDir: join(logDir, `node_${BigInt(`0x${nodeId}`).toString()}`),
+    snapDir: join(snapDir, `node_${BigInt(`0x${nodeId}`).toString()}`),
+    replTimeoutMs: int("replTimeoutMs", o.replTimeoutMs, 5000, 1),
+    leaseBasedReads: o.leaseBasedReads ?? false,
+    snapshotCount,
+    snapshotCatchUpEntries,
+    maxSnapshots: int("maxSnapshots", o.maxSnapshots, 5, 0),
+    maxWals: int("maxWals", o.maxWals, 5, 0),
+    clusterName,
+    heartbeatTickMs,
+    electionTickMs,
+    electionTick: Math.max(2, Math.round(electionTickMs / heartbeatTickMs)),
+    nodeState,
+    maxRequestBytes: int("maxRequestBytes", o.maxRequestBytes, 4 * 1024 * 1024, 1),
+    logger: o.logger ?? SILENT,
+    initialMember: nodeState !== "new" && listed,
+  });
+}

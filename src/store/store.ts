@@ -1,0 +1,104 @@
+/**
+ * The Store contract: what a backend (SQLite, Redis, MySQL, memory) implements so that Nexus can
+ * replicate onto it. A backend imports only this contract, the errors room and its own driver.
+ *
+ * The runtime applies committed log entries to the store strictly in index order. The store makes
+ * each entry's effect and the new applied index one atomic step, so that after a crash at any
+ * instant `lastApplied()` says exactly which entries took effect, and the runtime re-applies only
+ * the ones after it: no entry is applied twice, none is skipped.
+ */
+
+/** A position in the replicated log. */
+export interface AppliedPosition {
+  readonly index: number;
+  readonly term: number;
+}
+
+/** A user request for the store: the statement and its arguments. */
+export interface StoreCommand {
+  /** The statement: SQL text, a Lua script, or a backend-defined command, as bytes. */
+  readonly data: Uint8Array;
+  /** Request arguments, e.g. `db.index` (Redis), `params` (JSON placeholders for SQL). */
+  readonly args: Readonly<Record<string, string>>;
+}
+
+/** One committed log entry, as the store sees it. */
+export interface ApplyEntry {
+  readonly index: number;
+  readonly term: number;
+  /**
+   * The user's write, or undefined for entries without a store effect (a new leader's no-op, a
+   * membership change): for those only the applied index moves.
+   */
+  readonly command: StoreCommand | undefined;
+  /**
+   * The proposer's wall-clock time in ms since the epoch. Time functions (NOW(), 'now') must use
+   * it so that every replica computes the same values.
+   */
+  readonly timestampMs: number;
+  /** A per-entry seed (safe integer, 0 <= seed < 2^53) for random functions. */
+  readonly seed: number;
+}
+
+/**
+ * The result of one entry: the store's answer, or the user's statement error (the same on every
+ * replica). A failed entry has no effect on the data, but the applied index still moves past it.
+ */
+export type ApplyResult =
+  | { readonly ok: true; readonly data: Uint8Array }
+  | { readonly ok: false; readonly error: string };
+
+/** A consistent copy of the store at `position`, as a stream of bytes (any size). */
+export interface StoreBackup {
+  readonly position: AppliedPosition;
+  /** The backup data. Consume it fully, or call `return()` on its iterator to abandon it. */
+  readonly stream: AsyncIterable<Uint8Array>;
+}
+
+/** A digest of the user-visible state at `position` (consistency checks). */
+export interface StoreDigest {
+  readonly position: AppliedPosition;
+  /** Lowercase hex of a cryptographic hash of the user-visible state, in a stable order. */
+  readonly digest: string;
+}
+
+/**
+ * A replication target.
+ *
+ * Failure modes:
+ * - A deterministic failure of the user's statement (bad SQL, a Lua error) is that entry's
+ *   *result* (`{ ok: false }`), identical on every replica. `load()` throws `StoreError`.
+ * - A failure of the backend itself (connection lost, disk full) is not a result: methods throw
+ *   `StoreUnavailableError` and nothing is applied from the failing batch beyond what
+ *   `lastApplied()` reports; the runtime retries with backoff and reports NOT_SERVING.
+ */
+export interface Store {
+  /** A short name: "sqlite", "memory", "redis", "mysql". */
+  readonly kind: string;
+  /** Connects or opens files and returns the last applied position (0/0 when new). */
+  open(): Promise<AppliedPosition>;
+  /** Releases every resource. Idempotent. */
+  close(): Promise<void>;
+  /** What is durably applied. */
+  lastApplied(): Promise<AppliedPosition>;
+  /**
+   * Applies committed entries in order and returns one result per entry. Entries at or below
+   * `lastApplied().index` are skipped (no effect) and get `{ ok: true, data: empty }`.
+   * Invariant: entries are in increasing index order, the first one at most lastApplied + 1.
+   */
+  apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]>;
+  /** A read of the current state. Throws StoreError for a bad query. */
+  load(query: StoreCommand): Promise<Uint8Array>;
+  /** A consistent copy at the current applied position, streamed. */
+  backup(): Promise<StoreBackup>;
+  /**
+   * Replaces the whole state with a backup taken at `position` (which becomes the applied
+   * position). On failure the previous state is kept.
+   */
+  restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void>;
+  /** A digest of the user-visible state at the current applied position. */
+  digest(): Promise<StoreDigest>;
+}
+
+/** The empty result data. */
+export const EMPTY_RESULT: Uint8Array = new Uint8Array(0);
