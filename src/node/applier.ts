@@ -1,0 +1,207 @@
+/**
+ * The apply pipeline: committed entries (and snapshots) are applied to the store strictly in
+ * index order, off the Raft loop, so a slow store never delays heartbeats. A failure of the store
+ * itself (StoreUnavailableError, or any unexpected error) is not a result: the pipeline stops,
+ * reports the store unavailable, retries the same batch with backoff, and never skips an entry.
+ */
+import type { Entry } from "../raft/types.js";
+import { isNexusError } from "../errors/index.js";
+import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/store.js";
+import type { EntryPayload } from "./entry-payload.js";
+import { decodeEntryPayload } from "./entry-payload.js";
+import type { NexusLogger } from "./options.js";
+
+/** A snapshot to restore before the entries that follow it. */
+export interface SnapshotToRestore {
+  readonly position: AppliedPosition;
+  readonly open: () => AsyncIterable<Uint8Array>;
+}
+
+/** One unit of work, handed over by the Ready loop. */
+export interface ApplyBatch {
+  readonly snapshot?: SnapshotToRestore;
+  readonly entries: readonly Entry[];
+}
+
+/** What the pipeline tells its owner. */
+export interface ApplierEvents {
+  /** An entry proposed with a payload was applied (on this node) with this result. */
+  onResult(payload: EntryPayload, index: number, result: ApplyResult): void;
+  /** The store's applied index advanced. */
+  onApplied(position: AppliedPosition): void;
+  /** The store became unavailable (err) or available again (undefined). */
+  onStoreHealth(err: Error | undefined): void;
+  /** A consistency-check entry was applied at this index (the store is at exactly that index). */
+  onCheck?(payload: EntryPayload, index: number): Promise<void>;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Decodes the store's view of a log entry. Entries with no payload only move the index. */
+export function toApplyEntry(e: Entry): { apply: ApplyEntry; payload: EntryPayload | undefined } {
+  if (e.type !== "normal" || e.data.byteLength === 0) {
+    return {
+      apply: { index: e.index, term: e.term, command: undefined, timestampMs: 0, seed: 0 },
+      payload: undefined,
+    };
+  }
+  const p = decodeEntryPayload(e.data);
+  return {
+    apply: {
+      index: e.index,
+      term: e.term,
+      command: p.kind === "command" ? { data: p.data, args: p.args } : undefined,
+      timestampMs: p.timestampMs,
+      seed: p.seed,
+    },
+    payload: p,
+  };
+}
+
+export class Applier {
+  private readonly queue: ApplyBatch[] = [];
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private unavailable: Error | undefined;
+  /** Maximum entries handed to the store in one apply() call. */
+  private readonly chunk = 256;
+
+  constructor(
+    private readonly store: Store,
+    private readonly events: ApplierEvents,
+    private readonly logger: NexusLogger,
+    /** The position the store reported at open. */
+    private applied: AppliedPosition,
+    private readonly retryMaxMs = 2000,
+  ) {}
+
+  /** The store's applied position as last reported. */
+  position(): AppliedPosition {
+    return this.applied;
+  }
+
+  /** Entries queued and not yet applied. */
+  backlog(): number {
+    let n = 0;
+    for (const b of this.queue) n += b.entries.length;
+    return n;
+  }
+
+  /** The store error that stalls the pipeline, if any. */
+  storeError(): Error | undefined {
+    return this.unavailable;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  enqueue(batch: ApplyBatch): void {
+    if (batch.entries.length === 0 && batch.snapshot === undefined) return;
+    this.queue.push(batch);
+    this.wake?.();
+  }
+
+  /** Stops after the batch in progress; queued batches are dropped (they are in the log). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loopDone;
+  }
+
+  /** Resolves once everything enqueued so far is applied (or the pipeline stopped). */
+  async drain(): Promise<void> {
+    while (!this.stopped && (this.queue.length > 0 || this.busy)) {
+      await new Promise<void>((r) => setTimeout(r, 5));
+    }
+  }
+
+  private busy = false;
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      const batch = this.queue[0];
+      if (batch === undefined) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = undefined;
+        continue;
+      }
+      this.busy = true;
+      let delay = 20;
+      for (;;) {
+        try {
+          await this.applyBatch(batch);
+          if (this.unavailable !== undefined) {
+            this.unavailable = undefined;
+            this.logger.info("store is available again; applying resumed");
+            this.events.onStoreHealth(undefined);
+          }
+          break;
+        } catch (err) {
+          const e = err instanceof Error ? err : new Error(String(err));
+          if (this.unavailable === undefined) {
+            this.logger.error("store failed; applying stopped and will be retried", {
+              error: e.message,
+              code: isNexusError(e) ? e.code : undefined,
+            });
+            this.unavailable = e;
+            this.events.onStoreHealth(e);
+          }
+          if (this.stopped) break;
+          await new Promise<void>((r) => setTimeout(r, delay));
+          delay = Math.min(this.retryMaxMs, delay * 2);
+          if (this.stopped) break;
+          // The failed call may have applied a prefix: ask the store where it really is.
+          try {
+            const pos = await this.store.lastApplied();
+            if (pos.index > this.applied.index) this.applied = pos;
+          } catch {
+            // Still down: retry the batch later.
+          }
+        }
+      }
+      this.queue.shift();
+      this.busy = false;
+    }
+  }
+
+  private async applyBatch(batch: ApplyBatch): Promise<void> {
+    if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
+      await this.store.restore(batch.snapshot.position, batch.snapshot.open());
+      this.applied = batch.snapshot.position;
+      this.events.onApplied(this.applied);
+    }
+    // Entries already applied (e.g. replayed after a restart) are skipped here; the store
+    // would skip them too.
+    const pending = batch.entries.filter((e) => e.index > this.applied.index);
+    for (let i = 0; i < pending.length;) {
+      // A consistency check must see the store at exactly its index: cut the chunk there.
+      let j = i;
+      const decoded: { apply: ApplyEntry; payload: EntryPayload | undefined }[] = [];
+      while (j < pending.length && decoded.length < this.chunk) {
+        const d = toApplyEntry(pending[j]!);
+        decoded.push(d);
+        j++;
+        if (d.payload?.kind === "check") break;
+      }
+      const results = await this.store.apply(decoded.map((d) => d.apply));
+      const last = decoded[decoded.length - 1]!.apply;
+      this.applied = { index: last.index, term: last.term };
+      for (let k = 0; k < decoded.length; k++) {
+        const d = decoded[k]!;
+        if (d.payload === undefined) continue;
+        const r = results[k] ?? { ok: true as const, data: EMPTY };
+        this.events.onResult(d.payload, d.apply.index, r);
+        if (d.payload.kind === "check" && this.events.onCheck !== undefined) {
+          await this.events.onCheck(d.payload, d.apply.index);
+        }
+      }
+      this.events.onApplied(this.applied);
+      i = j;
+    }
+  }
+}
