@@ -428,7 +428,7 @@ export class Raft {
    * only after the entries are persisted, so the leader counts toward the quorum only once its
    * copy is durable.
    */
-  appendEntry(es: Entry[]): boolean {
+  appendEntry(es: Entry[], bypassSizeLimit = false): boolean {
     let li = this.raftLog.lastIndex();
     const stamped: Entry[] = es.map((e, i) => ({
       term: this.term,
@@ -436,7 +436,7 @@ export class Raft {
       type: e.type,
       data: e.data,
     }));
-    if (!this.increaseUncommittedSize(stamped)) {
+    if (!this.increaseUncommittedSize(stamped, bypassSizeLimit)) {
       this.logger.warn(`${this.id} appending new entries would exceed the uncommitted size limit`);
       return false;
     }
@@ -445,10 +445,16 @@ export class Raft {
     return true;
   }
 
-  private increaseUncommittedSize(ents: readonly Entry[]): boolean {
+  private increaseUncommittedSize(ents: readonly Entry[], bypassLimit: boolean): boolean {
     const s = payloadsSize(ents);
     const max = this.cfg.maxUncommittedEntriesSize;
-    if (max > 0 && this.uncommittedSize > 0 && s > 0 && this.uncommittedSize + s > max) {
+    if (
+      !bypassLimit &&
+      max > 0 &&
+      this.uncommittedSize > 0 &&
+      s > 0 &&
+      this.uncommittedSize + s > max
+    ) {
       return false;
     }
     this.uncommittedSize += s;
@@ -924,7 +930,9 @@ export class Raft {
       this.state === "leader"
     ) {
       const data = encodeConfChange({ transition: "auto", changes: [], context: EMPTY_BYTES });
-      const ok = this.appendEntry([{ term: 0, index: 0, type: "conf-change", data }]);
+      // Leaving must not be refused: the encoded change is not an empty payload, so it would
+      // otherwise count against maxUncommittedEntriesSize.
+      const ok = this.appendEntry([{ term: 0, index: 0, type: "conf-change", data }], true);
       invariant(ok, "refused to append the auto-leave conf change");
       this.pendingConfIndex = this.raftLog.lastIndex();
       this.bcastAppend();
@@ -1027,16 +1035,18 @@ function stepLeader(r: Raft, m: Message): void {
         );
       }
       const entries = m.entries.slice();
+      // Recorded only once the entries are appended: a refused proposal leaves nothing pending.
+      let pendingConfIndex = r.pendingConfIndex;
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
         if (e.type !== "conf-change") continue;
         const cc = decodeConfChange(e.data);
-        const alreadyPending = r.pendingConfIndex > r.raftLog.applied;
+        const alreadyPending = pendingConfIndex > r.raftLog.applied;
         const alreadyJoint = r.trk.config.voters.isJoint;
         const wantsLeaveJoint = leaveJointOf(cc);
         let refused = "";
         if (alreadyPending) {
-          refused = `another membership change (index ${r.pendingConfIndex}) is not yet applied (applied ${r.raftLog.applied})`;
+          refused = `another membership change (index ${pendingConfIndex}) is not yet applied (applied ${r.raftLog.applied})`;
         } else if (alreadyJoint && !wantsLeaveJoint) {
           refused = "must leave the joint configuration first";
         } else if (!alreadyJoint && wantsLeaveJoint) {
@@ -1045,11 +1055,12 @@ function stepLeader(r: Raft, m: Message): void {
         if (refused !== "") {
           throw new RaftError("conf-change-refused", `membership change refused: ${refused}`);
         }
-        r.pendingConfIndex = r.raftLog.lastIndex() + i + 1;
+        pendingConfIndex = r.raftLog.lastIndex() + i + 1;
       }
       if (!r.appendEntry(entries)) {
         throw new RaftError("proposal-dropped", "too many uncommitted entries; retry later");
       }
+      r.pendingConfIndex = pendingConfIndex;
       // Batching: proposals stepped before the next Ready go out in one append per follower.
       r.pendingBcastAppend = true;
       return;

@@ -226,8 +226,11 @@ export class RawNode {
       committedEntries,
       messages: r.msgs,
       persistedMessages,
+      // A snapshot is acknowledged (persistedMessages) as soon as it is persisted: it must be
+      // durable by then, like entries.
       mustSync:
         entries.length > 0 ||
+        snapshot !== undefined ||
         (hardChanged &&
           (hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote)),
     };

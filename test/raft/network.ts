@@ -9,7 +9,14 @@ import type { RaftConfig } from "../../src/raft/raft.js";
 import { MemoryStorage } from "../../src/raft/storage.js";
 import { createSeededRandom } from "../../src/raft/random.js";
 import { decodeConfChange } from "../../src/raft/confchange/codec.js";
-import type { Entry, Message, MessageType, NodeId } from "../../src/raft/types.js";
+import type {
+  ConfState,
+  Entry,
+  Message,
+  MessageType,
+  NodeId,
+  ReadState,
+} from "../../src/raft/types.js";
 
 /** Node ids used by tests: "1", "2", ... */
 export function ids(n: number): NodeId[] {
@@ -51,6 +58,10 @@ export class Network {
   readonly nodes = new Map<NodeId, RawNode>();
   readonly storages = new Map<NodeId, MemoryStorage>();
   readonly applied = new Map<NodeId, Entry[]>();
+  /** Configurations each node switched to by applying conf changes, in order. */
+  readonly confStates = new Map<NodeId, ConfState[]>();
+  /** ReadStates each node's Readies returned, in order. */
+  readonly readStates = new Map<NodeId, ReadState[]>();
   /** Links that drop every message: "from->to". */
   private readonly cut = new Set<string>();
   /** Message types that are dropped. */
@@ -60,6 +71,15 @@ export class Network {
   private queue: Message[] = [];
   /** Apply conf changes when committed (default true). */
   autoApplyConfChanges = true;
+  /**
+   * Optional interceptor applied to every message before delivery: return the message (possibly
+   * changed) to deliver it, or undefined to drop it.
+   */
+  filter: ((m: Message) => Message | undefined) | undefined = undefined;
+  /** Every message dropped by a cut link, an ignored type or the filter. */
+  readonly dropped: Message[] = [];
+  /** Options each node was created with, reused by restart(). */
+  private readonly nodeOpts = new Map<NodeId, TestNodeOptions>();
 
   constructor(voters: NodeId[], opts: TestNodeOptions = {}, learners: NodeId[] = []) {
     for (const id of [...voters, ...learners]) {
@@ -67,6 +87,45 @@ export class Network {
       this.storages.set(id, st);
       this.nodes.set(id, newNode(id, st, opts));
       this.applied.set(id, []);
+      this.nodeOpts.set(id, opts);
+    }
+  }
+
+  /**
+   * Replaces a node by one started from the given storage (e.g. a prepared log), forgetting what
+   * it applied.
+   */
+  setNode(id: NodeId, storage: MemoryStorage, opts: TestNodeOptions = {}): RawNode {
+    const n = newNode(id, storage, opts);
+    this.storages.set(id, storage);
+    this.nodes.set(id, n);
+    this.applied.set(id, []);
+    this.nodeOpts.set(id, opts);
+    return n;
+  }
+
+  /**
+   * Simulates a crash and restart: the node loses its volatile state and starts again from its
+   * storage. Its state machine restarts from the snapshot and re-applies the committed entries
+   * after it, conf changes included (the configuration in storage is the snapshot's).
+   */
+  restart(id: NodeId): RawNode {
+    const st = this.storages.get(id)!;
+    const snapIndex = st.firstIndex() - 1;
+    this.applied.set(
+      id,
+      this.applied.get(id)!.filter((e) => e.index <= snapIndex),
+    );
+    const n = newNode(id, st, { ...this.nodeOpts.get(id), applied: snapIndex });
+    this.nodes.set(id, n);
+    return n;
+  }
+
+  /** Ticks one node `n` times, settling after each tick. */
+  tickNode(id: NodeId, n = 1): void {
+    for (let i = 0; i < n; i++) {
+      this.node(id).tick();
+      this.settle();
     }
   }
 
@@ -88,6 +147,7 @@ export class Network {
     this.storages.set(id, st);
     this.nodes.set(id, n);
     this.applied.set(id, []);
+    this.nodeOpts.set(id, opts);
     return n;
   }
 
@@ -107,6 +167,15 @@ export class Network {
   heal(): void {
     this.cut.clear();
     this.ignored.clear();
+    this.filter = undefined;
+  }
+
+  /** Restores the links of one node (undoes isolate(id)). */
+  reconnect(id: NodeId): void {
+    for (const link of [...this.cut]) {
+      const [a, b] = link.split("->");
+      if (a === id || b === id) this.cut.delete(link);
+    }
   }
 
   /** Handles one node's Ready if it has one; returns whether it did. */
@@ -120,11 +189,19 @@ export class Network {
     if (rd.snapshot !== undefined) st.applySnapshot(rd.snapshot);
     st.append(rd.entries);
     this.queue.push(...rd.persistedMessages);
+    if (rd.readStates.length > 0) {
+      const rs = this.readStates.get(id) ?? [];
+      rs.push(...rd.readStates);
+      this.readStates.set(id, rs);
+    }
     const ap = this.applied.get(id)!;
     for (const e of rd.committedEntries) {
       ap.push(e);
       if (e.type === "conf-change" && this.autoApplyConfChanges) {
-        n.applyConfChange(decodeConfChange(e.data));
+        const cs = n.applyConfChange(decodeConfChange(e.data));
+        const seen = this.confStates.get(id) ?? [];
+        seen.push(cs);
+        this.confStates.set(id, seen);
       }
     }
     n.advance(rd);
@@ -140,9 +217,17 @@ export class Network {
       }
       const q = this.queue;
       this.queue = [];
-      for (const m of q) {
+      for (const orig of q) {
         progressed = true;
-        if (this.cut.has(`${m.from}->${m.to}`) || this.ignored.has(m.type)) continue;
+        if (this.cut.has(`${orig.from}->${orig.to}`) || this.ignored.has(orig.type)) {
+          this.dropped.push(orig);
+          continue;
+        }
+        const m = this.filter === undefined ? orig : this.filter(orig);
+        if (m === undefined) {
+          this.dropped.push(orig);
+          continue;
+        }
         const to = this.nodes.get(m.to);
         if (to === undefined) continue;
         this.delivered.push(m);
