@@ -10,6 +10,8 @@ export type { ReadOnlyOption } from "./read-only.js";
 export { MemoryStorage, StorageError, isStorageError, limitSize } from "./storage.js";
 export type { Storage, StorageErrorCode } from "./storage.js";
 export { createSeededRandom } from "./random.js";
+export { bootstrapEntries } from "./bootstrap.js";
+export type { BootstrapPeer } from "./bootstrap.js";
 export type { RandomSource } from "./random.js";
 export { encodeConfChange, decodeConfChange } from "./confchange/codec.js";
 export { ConfChangeError } from "./confchange/changer.js";

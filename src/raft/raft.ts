@@ -7,7 +7,7 @@
  * Each role has its own step function (stepLeader, stepCandidate, stepFollower); step() first
  * handles what is common to all roles: terms and votes.
  */
-import { Changer, restoreConfState } from "./confchange/changer.js";
+import { Changer, ConfChangeError, restoreConfState } from "./confchange/changer.js";
 import type { ConfChangeResult } from "./confchange/changer.js";
 import {
   enterJointOf,
@@ -374,6 +374,13 @@ export class Raft {
       throw err;
     }
     invariant(snap.metadata.index > 0, "need non-empty snapshot");
+    const cs = snap.metadata.confState;
+    if (![cs.voters, cs.learners, cs.votersOutgoing].some((ids) => ids.includes(to))) {
+      // The follower would refuse a snapshot whose configuration does not contain it (it was
+      // added after the snapshot was taken): wait for a newer snapshot (see Storage.snapshot).
+      this.logger.debug(`${this.id} snapshot at ${snap.metadata.index} predates ${to}; waiting`);
+      return false;
+    }
     this.logger.info(
       `${this.id} [firstindex: ${this.raftLog.firstIndex()}, commit: ${this.raftLog.committed}] ` +
         `sent snapshot[index: ${snap.metadata.index}, term: ${snap.metadata.term}] to ${to}`,
@@ -870,8 +877,22 @@ export class Raft {
 
   // ---- membership ----
 
-  /** Applies a committed configuration change and returns the new configuration. */
-  applyConfChange(cc: ConfChange): ConfState {
+  /**
+   * Why a conf change cannot be applied to the current configuration, or "" if it can. With at
+   * most one change pending, the configuration at apply time is the current one, so a change
+   * accepted here always applies cleanly.
+   */
+  validateConfChange(cc: ConfChange): string {
+    try {
+      this.computeConfChange(cc);
+      return "";
+    } catch (err) {
+      if (err instanceof ConfChangeError) return err.message;
+      throw err;
+    }
+  }
+
+  private computeConfChange(cc: ConfChange): ConfChangeResult {
     const changer = new Changer(
       this.trk.config,
       this.trk.progress,
@@ -879,14 +900,14 @@ export class Raft {
       this.cfg.maxInflightMsgs,
       this.cfg.maxInflightBytes,
     );
-    let res: ConfChangeResult;
-    if (leaveJointOf(cc)) {
-      res = changer.leaveJoint();
-    } else {
-      const { joint, autoLeave } = enterJointOf(cc);
-      res = joint ? changer.enterJoint(autoLeave, cc.changes) : changer.simple(cc.changes);
-    }
-    return this.switchToConfig(res);
+    if (leaveJointOf(cc)) return changer.leaveJoint();
+    const { joint, autoLeave } = enterJointOf(cc);
+    return joint ? changer.enterJoint(autoLeave, cc.changes) : changer.simple(cc.changes);
+  }
+
+  /** Applies a committed configuration change and returns the new configuration. */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.switchToConfig(this.computeConfChange(cc));
   }
 
   private switchToConfig(res: ConfChangeResult): ConfState {
@@ -1052,6 +1073,7 @@ function stepLeader(r: Raft, m: Message): void {
         } else if (!alreadyJoint && wantsLeaveJoint) {
           refused = "not in a joint configuration";
         }
+        if (refused === "") refused = r.validateConfChange(cc);
         if (refused !== "") {
           throw new RaftError("conf-change-refused", `membership change refused: ${refused}`);
         }
@@ -1139,6 +1161,7 @@ function stepLeader(r: Raft, m: Message): void {
     case "heartbeat-resp": {
       pr.recentActive = true;
       pr.msgAppFlowPaused = false;
+      if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirstOne();
       if (pr.match < r.raftLog.lastIndex() || pr.state === "probe") r.sendAppend(m.from);
       if (r.readOnly.option !== "safe" || m.context.byteLength === 0) return;
       const acks = r.readOnly.recvAck(m.from, m.context);
@@ -1286,8 +1309,14 @@ function stepFollower(r: Raft, m: Message): void {
         r.logger.info(`${r.id} no leader at term ${r.term}; dropping read-index`);
         return;
       }
-      r.rememberForwardedRead(m.context);
-      r.send({ ...m, term: 0, to: r.lead, from: r.id });
+      if (m.from === NONE || m.from === r.id) {
+        // Our own request: remember it so that only the leader's answer to it counts.
+        r.rememberForwardedRead(m.context);
+        r.send({ ...m, term: 0, to: r.lead, from: r.id });
+      } else {
+        // Someone else's request that reached us: pass it on; the leader answers them directly.
+        r.send({ ...m, term: 0, to: r.lead });
+      }
       return;
     case "read-index-resp": {
       const key = ctxKey(m.context);

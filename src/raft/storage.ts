@@ -56,7 +56,12 @@ export interface Storage {
   lastIndex(): number;
   /** The index of the first available entry (snapshot index + 1). */
   firstIndex(): number;
-  /** The most recent snapshot. May throw "snapshot-temporarily-unavailable". */
+  /**
+   * The most recent snapshot. May throw "snapshot-temporarily-unavailable". The leader sends it to
+   * followers that need it; it is only useful to a follower if its configuration contains that
+   * follower, so the caller should take a fresh snapshot after applying a change that adds a
+   * member (a leader waits for one rather than send a snapshot the follower would refuse).
+   */
   snapshot(): Snapshot;
 }
 

@@ -52,6 +52,16 @@ export class Inflights {
     if (this.n === 0) this.start = 0;
   }
 
+  /**
+   * Frees the oldest in-flight message. Used when a heartbeat response shows the follower is
+   * alive while the window is full: some append was probably lost, and one slot lets the leader
+   * send again (and learn where the follower really is) instead of stalling.
+   */
+  freeFirstOne(): void {
+    if (this.n === 0) return;
+    this.freeLE(this.idx[this.start]!);
+  }
+
   /** Whether no more messages may be sent. */
   full(): boolean {
     return this.n === this.maxCount || (this.maxBytes > 0 && this.totalBytes >= this.maxBytes);

@@ -118,6 +118,7 @@ export class Progress {
   /** Whether appends to this follower are currently held back. */
   isPaused(): boolean {
     if (this.state === "snapshot") return true;
+    if (this.state === "replicate" && this.inflights.full()) return true;
     return this.msgAppFlowPaused;
   }
 
