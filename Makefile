@@ -9,6 +9,7 @@ test:
 	npm test
 
 dist: build
+	mkdir -p dist
 	npm pack --pack-destination dist
 
 clean:
