@@ -1,0 +1,258 @@
+/**
+ * Snapshot files: metadata (index, term, membership) plus the store's backup data, streamed in
+ * and out so a snapshot of any size is never held in memory.
+ *
+ * File `<term>-<index>.snap` (16 hex digits each):
+ *   "NEXUSNAP" | u32 LE version (1) | u32 LE metadata length | metadata (UTF-8 JSON) |
+ *   u32 LE CRC-32C(metadata) | data ... | u64 LE data length | u32 LE CRC-32C(data) | "NEXUSEND"
+ *
+ * Written to `<name>.tmp`, fsynced, renamed, directory fsynced: a crash leaves either the whole
+ * new snapshot or none of it. On load the newest file that validates wins; damaged ones are
+ * skipped with a warning (and kept for inspection).
+ */
+import { join } from "node:path";
+import { NexusError } from "../errors/index.js";
+import type { ConfState } from "../raft/types.js";
+import { crc32c } from "./crc32c.js";
+import type { FsLayer } from "./fs-layer.js";
+import { createNodeFs } from "./fs-layer.js";
+
+/** What a snapshot covers. */
+export interface SnapshotMeta {
+  readonly index: number;
+  readonly term: number;
+  readonly confState: ConfState;
+  /** Member URLs by node id, so a restored node can reach its peers. */
+  readonly members: Readonly<Record<string, string>>;
+}
+
+/** A snapshot file on disk. */
+export interface SnapshotFile {
+  readonly name: string;
+  readonly path: string;
+  readonly meta: SnapshotMeta;
+  readonly dataOffset: number;
+  readonly dataLength: number;
+}
+
+const MAGIC = new TextEncoder().encode("NEXUSNAP");
+const END = new TextEncoder().encode("NEXUSEND");
+const NAME_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
+const TRAILER = 8 + 4 + 8;
+
+/** The file name of a snapshot. */
+export function snapshotName(term: number, index: number): string {
+  return `${term.toString(16).padStart(16, "0")}-${index.toString(16).padStart(16, "0")}.snap`;
+}
+
+function u64(v: number): Uint8Array {
+  const b = new Uint8Array(8);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, v >>> 0, true);
+  dv.setUint32(4, Math.floor(v / 0x100000000), true);
+  return b;
+}
+
+function validMeta(v: unknown): v is SnapshotMeta {
+  if (typeof v !== "object" || v === null) return false;
+  const o = v as Record<string, unknown>;
+  const ids = (x: unknown): boolean => Array.isArray(x) && x.every((s) => typeof s === "string");
+  const cs = o["confState"] as Record<string, unknown> | undefined;
+  return (
+    Number.isSafeInteger(o["index"]) &&
+    Number.isSafeInteger(o["term"]) &&
+    typeof cs === "object" &&
+    cs !== null &&
+    ids(cs["voters"]) &&
+    ids(cs["learners"]) &&
+    ids(cs["votersOutgoing"]) &&
+    ids(cs["learnersNext"]) &&
+    typeof cs["autoLeave"] === "boolean" &&
+    typeof o["members"] === "object" &&
+    o["members"] !== null
+  );
+}
+
+export interface SnapshotterOptions {
+  readonly fs?: FsLayer;
+  /** Snapshot files kept (0 = unlimited); the newest is never removed. Default 5. */
+  readonly maxSnapshots?: number;
+  readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+}
+
+export class Snapshotter {
+  readonly dir: string;
+  private readonly fs: FsLayer;
+  private readonly maxSnapshots: number;
+  private readonly logger: SnapshotterOptions["logger"];
+
+  constructor(dir: string, opts: SnapshotterOptions = {}) {
+    this.dir = dir;
+    this.fs = opts.fs ?? createNodeFs();
+    this.maxSnapshots = opts.maxSnapshots ?? 5;
+    this.logger = opts.logger;
+  }
+
+  /**
+   * Writes a snapshot durably from a stream of data and returns it. The file appears under its
+   * final name only once complete and synced.
+   */
+  async save(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<SnapshotFile> {
+    await this.fs.mkdirp(this.dir);
+    const name = snapshotName(meta.term, meta.index);
+    const tmp = join(this.dir, `${name}.tmp`);
+    const f = await this.fs.open(tmp, "w");
+    let dataLength = 0;
+    let dataOffset = 0;
+    try {
+      const metaBytes = new TextEncoder().encode(JSON.stringify(meta));
+      const head = new Uint8Array(8 + 4 + 4 + metaBytes.byteLength + 4);
+      const dv = new DataView(head.buffer);
+      head.set(MAGIC, 0);
+      dv.setUint32(8, 1, true);
+      dv.setUint32(12, metaBytes.byteLength, true);
+      head.set(metaBytes, 16);
+      dv.setUint32(16 + metaBytes.byteLength, crc32c(metaBytes), true);
+      await f.write(head, 0);
+      dataOffset = head.byteLength;
+      let crc = 0;
+      let pos = dataOffset;
+      for await (const chunk of data) {
+        if (chunk.byteLength === 0) continue;
+        crc = crc32c(chunk, crc);
+        await f.write(chunk, pos);
+        pos += chunk.byteLength;
+        dataLength += chunk.byteLength;
+      }
+      const tail = new Uint8Array(TRAILER);
+      tail.set(u64(dataLength), 0);
+      new DataView(tail.buffer).setUint32(8, crc, true);
+      tail.set(END, 12);
+      await f.write(tail, pos);
+      await f.datasync();
+    } catch (err) {
+      await f.close().catch(() => undefined);
+      await this.fs.unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await f.close();
+    await this.fs.rename(tmp, join(this.dir, name));
+    await this.fs.syncDir(this.dir);
+    await this.retain();
+    return { name, path: join(this.dir, name), meta, dataOffset, dataLength };
+  }
+
+  /** Snapshot file names, oldest first. */
+  async list(): Promise<string[]> {
+    if (!(await this.fs.exists(this.dir))) return [];
+    const names = (await this.fs.readdir(this.dir)).filter((n) => NAME_RE.test(n));
+    const idx = (n: string): number => parseInt(NAME_RE.exec(n)![2]!, 16);
+    return names.sort((a, b) => idx(a) - idx(b) || (a < b ? -1 : 1));
+  }
+
+  /**
+   * The newest snapshot that validates (header, metadata checksum, trailer, data checksum), or
+   * undefined. Leftover temporary files from a crash are removed.
+   */
+  async loadNewest(): Promise<SnapshotFile | undefined> {
+    if (!(await this.fs.exists(this.dir))) return undefined;
+    for (const n of await this.fs.readdir(this.dir)) {
+      if (n.endsWith(".snap.tmp")) await this.fs.unlink(join(this.dir, n));
+    }
+    const names = await this.list();
+    for (let i = names.length - 1; i >= 0; i--) {
+      const name = names[i]!;
+      try {
+        return await this.validate(name);
+      } catch (err) {
+        this.logger?.warn("skipping a damaged snapshot file", {
+          file: join(this.dir, name),
+          error: (err as Error).message,
+        });
+      }
+    }
+    return undefined;
+  }
+
+  /** Reads and checks one snapshot file. Throws CORRUPTED saying what is wrong. */
+  async validate(name: string): Promise<SnapshotFile> {
+    const path = join(this.dir, name);
+    const bad = (what: string): NexusError =>
+      new NexusError("CORRUPTED", `snapshot ${path} is damaged: ${what}`);
+    const f = await this.fs.open(path, "r");
+    try {
+      const size = await f.size();
+      const head = new Uint8Array(16);
+      if ((await f.read(head, 0)) !== 16) throw bad("too short");
+      if (!head.subarray(0, 8).every((b, i) => b === MAGIC[i])) throw bad("not a snapshot file");
+      const dv = new DataView(head.buffer);
+      if (dv.getUint32(8, true) !== 1) throw bad(`unknown version ${dv.getUint32(8, true)}`);
+      const metaLen = dv.getUint32(12, true);
+      if (16 + metaLen + 4 + TRAILER > size) throw bad("metadata runs past the end");
+      const metaBuf = new Uint8Array(metaLen + 4);
+      await f.read(metaBuf, 16);
+      const mdv = new DataView(metaBuf.buffer);
+      if (crc32c(metaBuf, 0, 0, metaLen) !== mdv.getUint32(metaLen, true)) {
+        throw bad("metadata checksum mismatch");
+      }
+      let meta: unknown;
+      try {
+        meta = JSON.parse(
+          new TextDecoder("utf-8", { fatal: true }).decode(metaBuf.subarray(0, metaLen)),
+        );
+      } catch {
+        throw bad("metadata is not valid JSON");
+      }
+      if (!validMeta(meta)) throw bad("metadata is incomplete");
+      const m = NAME_RE.exec(name);
+      if (m === null || parseInt(m[1]!, 16) !== meta.term || parseInt(m[2]!, 16) !== meta.index) {
+        throw bad("file name does not match its metadata");
+      }
+      const tail = new Uint8Array(TRAILER);
+      await f.read(tail, size - TRAILER);
+      if (!tail.subarray(12).every((b, i) => b === END[i])) throw bad("incomplete (no trailer)");
+      const tdv = new DataView(tail.buffer);
+      const dataLength = tdv.getUint32(0, true) + tdv.getUint32(4, true) * 0x100000000;
+      const dataOffset = 16 + metaLen + 4;
+      if (dataOffset + dataLength + TRAILER !== size) throw bad("data length does not match");
+      let crc = 0;
+      const chunk = new Uint8Array(1024 * 1024);
+      for (let off = 0; off < dataLength;) {
+        const want = Math.min(chunk.byteLength, dataLength - off);
+        const n = await f.read(chunk.subarray(0, want), dataOffset + off);
+        if (n <= 0) throw bad("short read");
+        crc = crc32c(chunk, crc, 0, n);
+        off += n;
+      }
+      if (crc !== tdv.getUint32(8, true)) throw bad("data checksum mismatch");
+      return { name, path, meta, dataOffset, dataLength };
+    } finally {
+      await f.close();
+    }
+  }
+
+  /** Streams a snapshot's data in chunks of at most chunkBytes. */
+  async *openData(s: SnapshotFile, chunkBytes = 256 * 1024): AsyncIterable<Uint8Array> {
+    const f = await this.fs.open(s.path, "r");
+    try {
+      for (let off = 0; off < s.dataLength;) {
+        const buf = new Uint8Array(Math.min(chunkBytes, s.dataLength - off));
+        const n = await f.read(buf, s.dataOffset + off);
+        if (n <= 0) throw new NexusError("CORRUPTED", `snapshot ${s.path} ended early`);
+        off += n;
+        yield n === buf.byteLength ? buf : buf.subarray(0, n);
+      }
+    } finally {
+      await f.close();
+    }
+  }
+
+  /** Removes the oldest snapshots beyond maxSnapshots (never the newest). */
+  async retain(): Promise<void> {
+    if (this.maxSnapshots <= 0) return;
+    const names = await this.list();
+    const excess = names.length - Math.max(1, this.maxSnapshots);
+    for (let i = 0; i < excess; i++) await this.fs.unlink(join(this.dir, names[i]!));
+    if (excess > 0) await this.fs.syncDir(this.dir);
+  }
+}

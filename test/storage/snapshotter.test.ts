@@ -1,0 +1,100 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Snapshotter } from "../../src/storage/snapshotter.js";
+import type { SnapshotMeta } from "../../src/storage/snapshotter.js";
+
+const roots: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), "nexus-snap-"));
+  roots.push(d);
+  return d;
+}
+after(() => {
+  for (const d of roots) rmSync(d, { recursive: true, force: true });
+});
+
+function meta(index: number, term = 1): SnapshotMeta {
+  return {
+    index,
+    term,
+    confState: {
+      voters: ["a", "b"],
+      learners: [],
+      votersOutgoing: [],
+      learnersNext: [],
+      autoLeave: false,
+    },
+    members: { a: "http://127.0.0.1:1", b: "http://127.0.0.1:2" },
+  };
+}
+
+async function* chunks(n: number, size: number, fill: number): AsyncIterable<Uint8Array> {
+  for (let i = 0; i < n; i++) yield new Uint8Array(size).fill((fill + i) & 0xff);
+}
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<number[]> {
+  const sums: number[] = [];
+  let total = 0;
+  let sum = 0;
+  for await (const c of it) {
+    total += c.byteLength;
+    for (const b of c) sum = (sum + b) % 1000003;
+  }
+  sums.push(total, sum);
+  return sums;
+}
+
+describe("snapshot files", () => {
+  it("round-trips metadata and streamed data; the newest valid one wins", async () => {
+    const s = new Snapshotter(join(tmp(), "snap"));
+    await s.save(meta(10), chunks(3, 1000, 1));
+    const f = await s.save(meta(20), chunks(5, 70000, 7));
+    const got = await s.loadNewest();
+    assert.equal(got?.meta.index, 20);
+    assert.deepEqual(got?.meta, f.meta);
+    assert.deepEqual(await collect(s.openData(got!)), await collect(chunks(5, 70000, 7)));
+  });
+
+  it("a crash between writing and renaming leaves the previous snapshot in force", async () => {
+    const dir = join(tmp(), "snap");
+    const s = new Snapshotter(dir);
+    await s.save(meta(10), chunks(2, 100, 1));
+    const f = await s.save(meta(20), chunks(2, 100, 2));
+    // Simulate the crash: the new file exists only under its temporary name.
+    renameSync(f.path, `${f.path}.tmp`);
+    const got = await new Snapshotter(dir).loadNewest();
+    assert.equal(got?.meta.index, 10);
+    assert.ok(!readdirSync(dir).some((n) => n.endsWith(".tmp")), "leftover .tmp removed");
+  });
+
+  it("a damaged newest snapshot is skipped in favour of the previous valid one", async () => {
+    for (const damage of ["flip-data", "truncate", "flip-meta"] as const) {
+      const dir = join(tmp(), "snap");
+      const s = new Snapshotter(dir);
+      await s.save(meta(10), chunks(2, 100, 1));
+      const f = await s.save(meta(20), chunks(2, 5000, 2));
+      const b = readFileSync(f.path);
+      if (damage === "flip-data") b[f.dataOffset + 123] = b[f.dataOffset + 123]! ^ 1;
+      if (damage === "flip-meta") b[20] = b[20]! ^ 1;
+      writeFileSync(f.path, damage === "truncate" ? b.subarray(0, b.length - 5) : b);
+      const warnings: string[] = [];
+      const got = await new Snapshotter(dir, {
+        logger: { warn: (m) => warnings.push(m) },
+      }).loadNewest();
+      assert.equal(got?.meta.index, 10, damage);
+      assert.equal(warnings.length, 1, damage);
+    }
+  });
+
+  it("keeps at most maxSnapshots files, never the newest", async () => {
+    const dir = join(tmp(), "snap");
+    const s = new Snapshotter(dir, { maxSnapshots: 2 });
+    for (let i = 1; i <= 5; i++) await s.save(meta(i * 10), chunks(1, 10, i));
+    const names = await s.list();
+    assert.equal(names.length, 2);
+    assert.equal((await s.loadNewest())?.meta.index, 50);
+  });
+});
