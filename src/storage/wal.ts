@@ -70,19 +70,32 @@ export function segmentName(seq: number, firstIndex: number): string {
   return `${seq.toString(16).padStart(16, "0")}-${firstIndex.toString(16).padStart(16, "0")}.wal`;
 }
 
-/** The WAL on disk is corrupted; it names the file and offset. */
-export function corruptedError(
+/** The WAL on disk is corrupted at a file and offset (code CORRUPTED). */
+export class WalCorruptedError extends NexusError {
+  readonly dir: string;
+  readonly file: string;
+  readonly offset: number;
+  constructor(dir: string, file: string, offset: number, what: string) {
+    super(
+      "CORRUPTED",
+      `write-ahead log corrupted: ${join(dir, file)} at offset ${offset}: ${what}. ` +
+        `Nothing was changed. Run \`nexus wal repair ${dir}\` to keep everything up to the last ` +
+        `good record (the damaged tail is moved aside), or restore this node from a peer.`,
+    );
+    this.name = "WalCorruptedError";
+    this.dir = dir;
+    this.file = file;
+    this.offset = offset;
+  }
+}
+
+function corruptedError(
   dir: string,
   file: string,
   offset: number,
   what: string,
-): NexusError {
-  return new NexusError(
-    "CORRUPTED",
-    `write-ahead log corrupted: ${join(dir, file)} at offset ${offset}: ${what}. ` +
-      `Nothing was changed. Run \`nexus wal repair ${dir}\` to keep everything up to the last ` +
-      `good record (the damaged tail is moved aside), or restore this node from a peer.`,
-  );
+): WalCorruptedError {
+  return new WalCorruptedError(dir, file, offset, what);
 }
 
 interface Segment {
