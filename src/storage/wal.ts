@@ -289,11 +289,7 @@ export class Wal {
             // Every segment repeats the newest marker: only a newer one changes anything.
             if (p[0] > marker.index) {
               marker = { index: p[0], term: p[1] };
-              if (positions.has(p[0]) && positions.term(p[0]) === p[1]) {
-                positions.dropBefore(p[0] + 1);
-              } else {
-                positions.clear(p[0] + 1);
-              }
+              markPositions(positions, marker);
             }
             return undefined;
           }
@@ -328,6 +324,15 @@ export class Wal {
         }
       }
       if (isLast) writeOffset = end;
+    }
+    if (positions.count > 0 && positions.first > marker.index + 1) {
+      // The oldest segments were removed only once a snapshot covered them; no such snapshot.
+      throw corruptedError(
+        dir,
+        segments[0]!.name,
+        0,
+        `entries ${marker.index + 1} to ${positions.first - 1} are missing and no snapshot covers them`,
+      );
     }
     const last = segments[segments.length - 1]!;
     last.file = await fs.open(join(dir, last.name), "r+");
@@ -521,11 +526,7 @@ export class Wal {
   private applyMarker(m: SnapshotMarker): void {
     if (m.index <= this.marker.index) return;
     this.marker = m;
-    if (this.positions.has(m.index) && this.positions.term(m.index) === m.term) {
-      this.positions.dropBefore(m.index + 1);
-    } else {
-      this.positions.clear(m.index + 1);
-    }
+    markPositions(this.positions, m);
   }
 
   /** Starts a new segment for a batch that does not fit in the current one. */
@@ -562,6 +563,8 @@ export class Wal {
       snapshotRecord(marker.index, marker.term),
     ]);
     await tmpFile.write(buf, 0);
+    // The preamble is durable before any record follows it.
+    await tmpFile.datasync();
     this.writeOffset = buf.byteLength;
     // Prepare the following segment in the background.
     this.nextSegment = this.prepareSegment();
@@ -662,6 +665,25 @@ export class Wal {
       await f?.close().catch(() => undefined);
       this.nextSegment = undefined;
     }
+  }
+}
+
+/**
+ * Applies a snapshot marker to the entry positions: entries up to the snapshot are dropped; a
+ * snapshot beyond the log, or one that disagrees with the entry at its index (a follower that
+ * received the leader's snapshot), restarts the log after it. A marker older than the first
+ * entry held changes nothing.
+ */
+function markPositions(positions: LogPositions, m: SnapshotMarker): void {
+  if (positions.count === 0) {
+    if (m.index + 1 > positions.first) positions.clear(m.index + 1);
+    return;
+  }
+  if (m.index < positions.first) return;
+  if (m.index <= positions.last && positions.term(m.index) === m.term) {
+    positions.dropBefore(m.index + 1);
+  } else {
+    positions.clear(m.index + 1);
   }
 }
 
