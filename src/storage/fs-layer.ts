@@ -2,7 +2,7 @@
  * The file-system calls the storage room makes, behind one small interface so that tests can
  * inject write and sync failures and simulate power loss. `createNodeFs()` is the real one.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { readSync } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 
 /** An open file. Positions and lengths are in bytes. */
@@ -38,8 +38,8 @@ export interface FsLayer {
 export function createNodeFs(): FsLayer {
   return {
     async open(path, mode) {
-      const fh = await open(path, mode);
-      let syncFd: number | undefined;
+      // "w" creates or truncates, readable too (the WAL reads back its current segment).
+      const fh = await open(path, mode === "w" ? "w+" : mode);
       return {
         async write(buf, position) {
           let off = 0;
@@ -55,18 +55,14 @@ export function createNodeFs(): FsLayer {
           return bytesRead;
         },
         readSync(buf, position) {
-          syncFd ??= openSync(path, "r");
-          return readSync(syncFd, buf, 0, buf.byteLength, position);
+          // The handle's own descriptor: the file may have been renamed since it was opened.
+          return readSync(fh.fd, buf, 0, buf.byteLength, position);
         },
         truncate: (length) => fh.truncate(length),
         async size() {
           return (await fh.stat()).size;
         },
-        async close() {
-          if (syncFd !== undefined) closeSync(syncFd);
-          syncFd = undefined;
-          await fh.close();
-        },
+        close: () => fh.close(),
       };
     },
     readdir: (dir) => readdir(dir),

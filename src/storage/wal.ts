@@ -526,7 +526,12 @@ export class Wal {
   private applyMarker(m: SnapshotMarker): void {
     if (m.index <= this.marker.index) return;
     this.marker = m;
-    markPositions(this.positions, m);
+    // While running, entries up to the snapshot stay readable (the catch-up window) until
+    // releaseTo(); only a snapshot that replaces the log (received from the leader) resets it.
+    const p = this.positions;
+    if (p.count === 0 || m.index > p.last || (m.index >= p.first && p.term(m.index) !== m.term)) {
+      p.clear(m.index + 1);
+    }
   }
 
   /** Starts a new segment for a batch that does not fit in the current one. */
@@ -585,6 +590,7 @@ export class Wal {
    */
   async releaseTo(index: number): Promise<void> {
     this.releaseIndex = Math.max(this.releaseIndex, index);
+    if (index <= this.marker.index + 1) this.positions.dropBefore(index);
     await this.applyRetention();
   }
 
@@ -594,7 +600,7 @@ export class Wal {
     // Never remove the last segment, nor anything holding entries after the snapshot.
     while (this.segments.length > 1) {
       const next = this.segments[1]!;
-      const wholly = next.firstIndex <= this.releaseIndex + 1;
+      const wholly = next.firstIndex <= this.releaseIndex;
       const overLimit = this.maxWals > 0 && this.segments.length > this.maxWals;
       const notNeeded = next.firstIndex <= this.marker.index + 1;
       if (!(wholly && notNeeded) && !(overLimit && notNeeded)) break;
