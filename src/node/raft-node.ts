@@ -1,0 +1,312 @@
+/**
+ * RaftNode: the runtime that drives the Raft core on real disks. It owns the tick timer and the
+ * Ready loop, which handles every Ready in the fixed order of src/raft/DESIGN.md:
+ *
+ *   send rd.messages (the leader replicates while its own fsync runs) -> persist hard state,
+ *   entries and snapshot marker to the WAL (fdatasync) -> update the log view -> send
+ *   rd.persistedMessages -> apply conf changes and hand committed entries to the apply pipeline
+ *   -> settle read states -> advance.
+ *
+ * A WAL failure is fatal: the node stops, rejects every pending request and reports the error.
+ * Proposals are resolved when the entry is applied on this node, with the store's result.
+ */
+import { randomBytes } from "node:crypto";
+import { NexusError, StoppedError, UnknownOutcomeError } from "../errors/index.js";
+import { RawNode } from "../raft/raw-node.js";
+import type { Ready } from "../raft/raw-node.js";
+import { RaftError } from "../raft/raft.js";
+import { bootstrapEntries } from "../raft/bootstrap.js";
+import { decodeConfChange } from "../raft/confchange/codec.js";
+import type { ConfState, Message, NodeId } from "../raft/types.js";
+import { createSeededRandom } from "../raft/random.js";
+import { DiskStorage } from "../storage/disk-storage.js";
+import { Wal } from "../storage/wal.js";
+import type { WalOptions } from "../storage/wal.js";
+import type { ApplyResult, Store } from "../store/store.js";
+import { Applier } from "./applier.js";
+import { encodeEntryPayload, requestKey } from "./entry-payload.js";
+import type { NexusLogger } from "./options.js";
+import { SILENT } from "./options.js";
+import { Waiters } from "./waiters.js";
+
+/** What the runtime needs from a peer transport (src/transport implements it). */
+export interface PeerTransport {
+  /** Sends messages to their `to` peers; never blocks; may drop (Raft tolerates loss). */
+  send(msgs: readonly Message[]): void;
+  addPeer(id: NodeId, url: string): void;
+  removePeer(id: NodeId): void;
+}
+
+export interface RaftNodeOptions {
+  readonly id: NodeId;
+  /** Initial members (id and URL) when this node bootstraps a new cluster; empty to join. */
+  readonly bootstrap: readonly { id: NodeId; url: string }[];
+  readonly walDir: string;
+  readonly walOptions?: WalOptions;
+  readonly store: Store;
+  readonly transport: PeerTransport;
+  readonly heartbeatTickMs: number;
+  /** Election timeout in ticks. */
+  readonly electionTick: number;
+  readonly replTimeoutMs: number;
+  readonly logger?: NexusLogger;
+  /** Called once when the node stops because of an error it cannot recover from. */
+  readonly onFatal?: (err: Error) => void;
+}
+
+const URL_CONTEXT = new TextEncoder();
+
+export class RaftNode {
+  readonly id: NodeId;
+  private readonly raw: RawNode;
+  private readonly wal: Wal;
+  private readonly storage: DiskStorage;
+  private readonly applier: Applier;
+  private readonly opts: RaftNodeOptions;
+  private readonly logger: NexusLogger;
+  private readonly saves = new Waiters<ApplyResult>();
+  private timer: NodeJS.Timeout | undefined;
+  private processing = false;
+  private scheduled = false;
+  private stopped = false;
+  private fatal: Error | undefined;
+  /** Member URLs by id, from applied conf changes. */
+  readonly members = new Map<NodeId, string>();
+
+  private constructor(
+    opts: RaftNodeOptions,
+    raw: RawNode,
+    wal: Wal,
+    storage: DiskStorage,
+    applier: Applier,
+  ) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.raw = raw;
+    this.wal = wal;
+    this.storage = storage;
+    this.applier = applier;
+    this.logger = opts.logger ?? SILENT;
+  }
+
+  /**
+   * Opens (or creates) the node's WAL, bootstraps a new cluster's membership into it when the
+   * WAL is new and this node is an initial member, opens the store, and builds the core. Entries
+   * after the store's applied index are re-applied; none twice.
+   */
+  static async open(opts: RaftNodeOptions): Promise<RaftNode> {
+    const logger = opts.logger ?? SILENT;
+    const { wal, state } = await Wal.open(opts.walDir, {
+      ...opts.walOptions,
+      logger: { warn: (m, f) => logger.warn(m, f) },
+    });
+    const storage = new DiskStorage(wal, state, undefined);
+    if (state.lastIndex === 0 && opts.bootstrap.length > 0) {
+      const boot = bootstrapEntries(
+        opts.bootstrap.map((p) => ({ id: p.id, context: URL_CONTEXT.encode(p.url) })),
+      );
+      await wal.save(boot.hardState, boot.entries);
+      storage.append(boot.entries);
+      storage.setHardState(boot.hardState);
+    }
+    const position = await opts.store.open();
+    const raw = new RawNode({
+      id: opts.id,
+      electionTick: opts.electionTick,
+      heartbeatTick: 1,
+      storage,
+      // Conf changes after the snapshot are replayed into the core; the store skips what it has.
+      applied: storage.snapshot().metadata.index,
+      random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
+    });
+    const holder: { node?: RaftNode } = {};
+    const applier = new Applier(
+      opts.store,
+      {
+        onResult: (payload, _index, result) =>
+          holder.node?.saves.resolve(requestKey(payload.requestId), result),
+        onApplied: () => undefined,
+        onStoreHealth: (err) => {
+          if (err !== undefined) logger.error("store unavailable", { error: err.message });
+        },
+      },
+      logger,
+      position,
+    );
+    holder.node = new RaftNode(opts, raw, wal, storage, applier);
+    return holder.node;
+  }
+
+  /** Starts ticking and applying. */
+  start(): void {
+    this.applier.start();
+    this.timer = setInterval(() => {
+      if (this.stopped) return;
+      this.raw.tick();
+      this.schedule();
+    }, this.opts.heartbeatTickMs);
+    this.schedule();
+  }
+
+  /** Feeds messages received from peers. */
+  step(msgs: readonly Message[]): void {
+    if (this.stopped) return;
+    for (const m of msgs) {
+      try {
+        this.raw.step(m);
+      } catch (err) {
+        if (!(err instanceof RaftError)) throw err;
+      }
+    }
+    this.schedule();
+  }
+
+  /** Campaigns now (tests, operations). */
+  campaign(): void {
+    this.raw.campaign();
+    this.schedule();
+  }
+
+  /** The core's view: role, term, leader, applied. */
+  status(): ReturnType<RawNode["status"]> {
+    return this.raw.status();
+  }
+
+  /** The store's applied index. */
+  appliedIndex(): number {
+    return this.applier.position().index;
+  }
+
+  /** The error that stopped the node, if any. */
+  fatalError(): Error | undefined {
+    return this.fatal;
+  }
+
+  /**
+   * Proposes a write and resolves with the store's result once it is applied on this node.
+   * Rejects with UNKNOWN_OUTCOME if it does not complete within replTimeoutMs (it may still be
+   * applied), NO_LEADER / PROPOSAL_DROPPED if the core refused it (nothing was written), or
+   * STOPPED.
+   */
+  async propose(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>> = {},
+  ): Promise<ApplyResult> {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    const requestId = new Uint8Array(randomBytes(16));
+    const key = requestKey(requestId);
+    const payload = encodeEntryPayload({
+      kind: "command",
+      requestId,
+      timestampMs: Date.now(),
+      seed: randomBytes(6).readUIntLE(0, 6),
+      data,
+      args,
+    });
+    const result = this.saves.wait(
+      key,
+      this.opts.replTimeoutMs,
+      () =>
+        new UnknownOutcomeError(
+          `the write was proposed but not applied within ${this.opts.replTimeoutMs} ms: ` +
+            "it may or may not take effect; read before retrying",
+        ),
+    );
+    try {
+      this.raw.propose(payload);
+    } catch (err) {
+      const e =
+        err instanceof RaftError
+          ? new NexusError(
+              /no leader/.test(err.message) ? "NO_LEADER" : "PROPOSAL_DROPPED",
+              `the write was not accepted: ${err.message}`,
+            )
+          : (err as Error);
+      this.saves.reject(key, e);
+    }
+    this.schedule();
+    return result;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.processing || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.process();
+    });
+  }
+
+  private async process(): Promise<void> {
+    if (this.processing || this.stopped) return;
+    this.processing = true;
+    try {
+      while (!this.stopped && this.raw.hasReady()) {
+        await this.handleReady(this.raw.ready());
+      }
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      this.processing = false;
+    }
+    if (!this.stopped && this.raw.hasReady()) this.schedule();
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState !== undefined) {
+      this.logger.info("raft state", { state: rd.softState.raftState, leader: rd.softState.lead });
+    }
+    // The leader's appends go out while its own fsync runs.
+    this.opts.transport.send(rd.messages);
+    if (rd.hardState !== undefined || rd.entries.length > 0) {
+      await this.wal.save(rd.hardState, rd.entries);
+    }
+    this.storage.append(rd.entries);
+    if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
+    // Followers acknowledge only what is durable.
+    this.opts.transport.send(rd.persistedMessages);
+    for (const e of rd.committedEntries) {
+      if (e.type !== "conf-change") continue;
+      const cc = decodeConfChange(e.data);
+      const cs: ConfState = this.raw.applyConfChange(cc);
+      const url = new TextDecoder().decode(cc.context);
+      for (const ch of cc.changes) {
+        if (ch.type === "remove-node") {
+          this.members.delete(ch.nodeId);
+          if (ch.nodeId !== this.id) this.opts.transport.removePeer(ch.nodeId);
+        } else if (url !== "" && cc.changes.length === 1) {
+          this.members.set(ch.nodeId, url);
+          if (ch.nodeId !== this.id) this.opts.transport.addPeer(ch.nodeId, url);
+        }
+      }
+      this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
+    }
+    this.applier.enqueue({ entries: rd.committedEntries });
+    this.raw.advance(rd);
+  }
+
+  private fail(err: Error): void {
+    if (this.fatal !== undefined) return;
+    this.fatal = err;
+    this.logger.error("node stopped by a fatal error", { error: err.message });
+    void this.stop();
+    this.opts.onFatal?.(err);
+  }
+
+  /** Stops ticking and applying, rejects pending requests, closes the WAL and the store. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    const why = this.fatal;
+    this.saves.rejectAll(() =>
+      why !== undefined
+        ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })
+        : new StoppedError(),
+    );
+    await this.applier.stop();
+    while (this.processing) await new Promise((r) => setTimeout(r, 1));
+    await this.wal.close().catch(() => undefined);
+    await this.opts.store.close();
+  }
+}
