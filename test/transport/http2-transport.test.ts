@@ -1,0 +1,263 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import type { Readable } from "node:stream";
+import { Http2Transport } from "../../src/transport/http2-transport.js";
+import type { TransportHandler } from "../../src/transport/http2-transport.js";
+import { decodeBatch, encodeBatch } from "../../src/transport/codec.js";
+import { createMessage } from "../../src/raft/types.js";
+import type { Message } from "../../src/raft/types.js";
+
+interface Recorder extends TransportHandler {
+  msgs: Message[];
+  unreachable: string[];
+  snapshots: { msg: Message; bytes: number }[];
+  statuses: string[];
+}
+
+function recorder(): Recorder {
+  const r: Recorder = {
+    msgs: [],
+    unreachable: [],
+    snapshots: [],
+    statuses: [],
+    onMessages: (m) => void r.msgs.push(...m),
+    onUnreachable: (p) => void r.unreachable.push(p),
+    onSnapshot: async (msg: Message, body: Readable) => {
+      let bytes = 0;
+      for await (const c of body) bytes += (c as Buffer).byteLength;
+      r.snapshots.push({ msg, bytes });
+    },
+    onSnapshotStatus: (p, s) => void r.statuses.push(`${p}:${s}`),
+  };
+  return r;
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const t = Date.now();
+  while (!cond()) {
+    if (Date.now() - t > ms) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function node(id: string, handler: Recorder, cluster = "test", snapBytes = 0): Http2Transport {
+  return new Http2Transport({
+    id,
+    clusterName: cluster,
+    listenHost: "127.0.0.1",
+    listenPort: 0,
+    handler,
+    openSnapshot: async function* () {
+      const chunk = new Uint8Array(1024 * 1024).fill(9);
+      for (let sent = 0; sent < snapBytes; sent += chunk.byteLength) {
+        yield chunk.subarray(0, Math.min(chunk.byteLength, snapBytes - sent));
+      }
+    },
+  });
+}
+
+const hb = (from: string, to: string, term: number): Message =>
+  createMessage({ type: "heartbeat", from, to, term, commit: term });
+
+describe("codec", () => {
+  it("round-trips every field and rejects malformed or unsafe input", () => {
+    const m = createMessage({
+      type: "app",
+      from: "a",
+      to: "b",
+      term: 3,
+      logTerm: 2,
+      index: 9,
+      commit: 8,
+      entries: [{ term: 3, index: 10, type: "conf-change", data: new Uint8Array([1, 2]) }],
+      reject: true,
+      rejectHint: 4,
+      context: new Uint8Array([7]),
+    });
+    assert.deepEqual(decodeBatch(encodeBatch([m])), [m]);
+    const snap = createMessage({
+      type: "snap",
+      from: "a",
+      to: "b",
+      term: 1,
+      snapshot: {
+        metadata: {
+          index: 5,
+          term: 1,
+          confState: {
+            voters: ["a"],
+            learners: [],
+            votersOutgoing: [],
+            learnersNext: [],
+            autoLeave: false,
+          },
+        },
+        data: new Uint8Array([1]),
+      },
+    });
+    assert.deepEqual(decodeBatch(encodeBatch([snap])), [snap]);
+    assert.throws(() => decodeBatch(new Uint8Array([0xff, 0xff, 0xff])), /malformed raft message/);
+    assert.throws(
+      () => decodeBatch(encodeBatch([createMessage({ type: "hup" })])),
+      /local message type/,
+    );
+    assert.throws(
+      () => decodeBatch(encodeBatch([{ ...m, term: Number.MAX_SAFE_INTEGER + 2 }])),
+      /not a safe integer/,
+    );
+  });
+});
+
+describe("HTTP/2 peer transport", () => {
+  it("delivers messages in order, batching one turn's messages into one frame", async () => {
+    const ra = recorder();
+    const rb = recorder();
+    const a = node("a", ra);
+    const b = node("b", rb);
+    const pb = await b.start();
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    try {
+      const msgs = Array.from({ length: 100 }, (_, i) => hb("a", "b", i + 1));
+      for (const m of msgs) a.send([m]);
+      await until(() => rb.msgs.length === 100);
+      assert.deepEqual(
+        rb.msgs.map((m) => m.term),
+        msgs.map((m) => m.term),
+      );
+      assert.equal(a.stats()["b"]!.framesSent, 1);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it("reports an unreachable peer, then reconnects when it comes up", async () => {
+    const ra = recorder();
+    const a = node("a", ra);
+    await a.start();
+    // Find a free port, then leave it closed for now.
+    const probe = node("x", recorder());
+    const port = await probe.start();
+    await probe.stop();
+    a.addPeer("b", `http://127.0.0.1:${port}`);
+    try {
+      a.send([hb("a", "b", 1)]);
+      await until(() => ra.unreachable.includes("b"));
+      const rb = recorder();
+      const b = new Http2Transport({
+        id: "b",
+        clusterName: "test",
+        listenHost: "127.0.0.1",
+        listenPort: port,
+        handler: rb,
+        openSnapshot: async function* () {},
+      });
+      await b.start();
+      try {
+        await until(() => {
+          a.send([hb("a", "b", 2)]);
+          return rb.msgs.length > 0;
+        }, 15_000);
+      } finally {
+        await b.stop();
+      }
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it("refuses traffic from another cluster", async () => {
+    const rb = recorder();
+    const b = node("b", rb, "one");
+    const pb = await b.start();
+    const a = node("a", recorder(), "two");
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    try {
+      for (let i = 0; i < 5; i++) {
+        a.send([hb("a", "b", i + 1)]);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(rb.msgs.length, 0);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it("streams a large snapshot on its own stream while heartbeats keep flowing", async () => {
+    const ra = recorder();
+    const rb = recorder();
+    const size = 64 * 1024 * 1024;
+    const a = node("a", ra, "test", size);
+    const b = node("b", rb);
+    const pb = await b.start();
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    const rssBefore = process.memoryUsage().rss;
+    try {
+      a.send([
+        createMessage({
+          type: "snap",
+          from: "a",
+          to: "b",
+          term: 1,
+          snapshot: {
+            metadata: {
+              index: 7,
+              term: 1,
+              confState: {
+                voters: ["a", "b"],
+                learners: [],
+                votersOutgoing: [],
+                learnersNext: [],
+                autoLeave: false,
+              },
+            },
+            data: new TextEncoder().encode("handle"),
+          },
+        }),
+      ]);
+      let beats = 0;
+      while (rb.snapshots.length === 0) {
+        a.send([hb("a", "b", ++beats)]);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(rb.snapshots[0]!.bytes, size);
+      assert.equal(rb.snapshots[0]!.msg.snapshot?.metadata.index, 7);
+      await until(() => ra.statuses.includes("b:finish"));
+      assert.ok(rb.msgs.length > 0, "heartbeats arrived during the transfer");
+      const grew = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
+      assert.ok(grew < 200, `memory grew ${grew.toFixed(0)} MB for a 64 MB snapshot`);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it("a malformed frame closes the stream without reaching the handler", async () => {
+    const rb = recorder();
+    const b = node("b", rb);
+    const pb = await b.start();
+    const s = http2.connect(`http://127.0.0.1:${pb}`);
+    try {
+      const st = s.request({
+        ":method": "POST",
+        ":path": "/nexus/raft/v1/stream",
+        "nexus-cluster": "test",
+        "nexus-from": "z",
+      });
+      const closed = new Promise<void>((r) => st.on("close", () => r()));
+      st.on("error", () => undefined);
+      const junk = Buffer.from([0, 0, 0, 3, 0xff, 0xff, 0xff]);
+      st.write(junk);
+      await closed;
+      assert.equal(rb.msgs.length, 0);
+    } finally {
+      s.destroy();
+      await b.stop();
+    }
+  });
+});
