@@ -45,8 +45,7 @@ export interface ApplyEntry {
  * replica). A failed entry has no effect on the data, but the applied index still moves past it.
  */
 export type ApplyResult =
-  | { readonly ok: true; readonly data: Uint8Array }
-  | { readonly ok: false; readonly error: string };
+  { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly error: string };
 
 /** A consistent copy of the store at `position`, as a stream of bytes (any size). */
 export interface StoreBackup {

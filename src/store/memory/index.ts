@@ -1,0 +1,2 @@
+/** The in-memory store (`nexus-raft/store/memory`). */
+export { MemoryStore } from "./memory-store.js";
