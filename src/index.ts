@@ -1,8 +1,37 @@
 /**
  * nexus-raft: synchronous replication of arbitrary data onto pluggable stores with Raft.
- * The public entry. Lower layers have their own subpath exports (`nexus-raft/raft`).
+ * The public entry: the library API and the stores. Lower layers have their own subpath exports
+ * (`nexus-raft/raft`, `nexus-raft/store/memory`).
  */
-export { RawNode } from "./raft/raw-node.js";
-export type { Ready } from "./raft/raw-node.js";
-export { MemoryStorage } from "./raft/storage.js";
-export type { Storage } from "./raft/storage.js";
+export { createReplicator } from "./node/replicator.js";
+export type {
+  Replicator,
+  ReplicatorStatus,
+  MemberInfo,
+  SaveOptions,
+  LoadOptions,
+  ReadConsistency,
+} from "./node/replicator.js";
+export type { ReplicatorOptions, NodeState, NexusLogger } from "./node/options.js";
+export { nodeIdOf } from "./node/node-id.js";
+export { MemoryStore } from "./store/memory/memory-store.js";
+export type {
+  Store,
+  StoreCommand,
+  ApplyEntry,
+  ApplyResult,
+  AppliedPosition,
+  StoreBackup,
+  StoreDigest,
+} from "./store/store.js";
+export {
+  NexusError,
+  isNexusError,
+  NotLeaderError,
+  TimeoutError,
+  UnknownOutcomeError,
+  StoppedError,
+  StoreError,
+  StoreUnavailableError,
+} from "./errors/index.js";
+export type { NexusErrorCode } from "./errors/index.js";

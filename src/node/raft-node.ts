@@ -49,6 +49,8 @@ export interface RaftNodeOptions {
   /** Election timeout in ticks. */
   readonly electionTick: number;
   readonly replTimeoutMs: number;
+  /** Answer ReadIndex from the leader's lease (check-quorum) instead of a heartbeat round. */
+  readonly leaseBasedReads?: boolean;
   readonly logger?: NexusLogger;
   /** Called once when the node stops because of an error it cannot recover from. */
   readonly onFatal?: (err: Error) => void;
@@ -65,6 +67,8 @@ export class RaftNode {
   private readonly opts: RaftNodeOptions;
   private readonly logger: NexusLogger;
   private readonly saves = new Waiters<ApplyResult>();
+  private readonly reads = new Waiters<number>();
+  private appliedWaiters: { index: number; resolve: () => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private processing = false;
   private scheduled = false;
@@ -118,6 +122,7 @@ export class RaftNode {
       // Conf changes after the snapshot are replayed into the core; the store skips what it has.
       applied: storage.snapshot().metadata.index,
       random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
+      readOnlyOption: opts.leaseBasedReads === true ? "lease-based" : "safe",
     });
     const holder: { node?: RaftNode } = {};
     const applier = new Applier(
@@ -125,7 +130,7 @@ export class RaftNode {
       {
         onResult: (payload, _index, result) =>
           holder.node?.saves.resolve(requestKey(payload.requestId), result),
-        onApplied: () => undefined,
+        onApplied: (pos) => holder.node?.notifyApplied(pos.index),
         onStoreHealth: (err) => {
           if (err !== undefined) logger.error("store unavailable", { error: err.message });
         },
@@ -228,6 +233,35 @@ export class RaftNode {
     return result;
   }
 
+  /**
+   * A linearizable read point (ReadIndex, thesis §6.4): resolves once this node has applied
+   * everything committed before the call, so a read of the local store is linearizable.
+   * Rejects with TIMEOUT when no leader confirms it in time (safe to retry: nothing was written).
+   */
+  async readBarrier(timeoutMs: number): Promise<void> {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    const ctx = new Uint8Array(randomBytes(16));
+    const key = requestKey(ctx);
+    const index = this.reads.wait(
+      key,
+      timeoutMs,
+      () => new NexusError("TIMEOUT", `no leader confirmed the read within ${timeoutMs} ms; retry`),
+    );
+    this.raw.readIndex(ctx);
+    this.schedule();
+    const at = await index;
+    if (this.applier.position().index >= at) return;
+    await new Promise<void>((resolve) => this.appliedWaiters.push({ index: at, resolve }));
+  }
+
+  /** Wakes reads waiting for the store to reach an index. */
+  private notifyApplied(index: number): void {
+    if (this.appliedWaiters.length === 0) return;
+    const ready = this.appliedWaiters.filter((w) => w.index <= index);
+    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > index);
+    for (const w of ready) w.resolve();
+  }
+
   private schedule(): void {
     if (this.scheduled || this.processing || this.stopped) return;
     this.scheduled = true;
@@ -282,6 +316,7 @@ export class RaftNode {
       this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
     }
     this.applier.enqueue({ entries: rd.committedEntries });
+    for (const rs of rd.readStates) this.reads.resolve(requestKey(rs.requestCtx), rs.index);
     this.raw.advance(rd);
   }
 
@@ -299,6 +334,7 @@ export class RaftNode {
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     const why = this.fatal;
+    this.reads.rejectAll(() => new StoppedError());
     this.saves.rejectAll(() =>
       why !== undefined
         ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })

@@ -1,0 +1,108 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createReplicator } from "../../src/node/replicator.js";
+import type { Replicator } from "../../src/node/replicator.js";
+import { MemoryStore } from "../../src/store/memory/memory-store.js";
+import { isNexusError } from "../../src/errors/index.js";
+import { nodeIdOf } from "../../src/node/node-id.js";
+import { until } from "./helpers.js";
+
+const roots: string[] = [];
+after(() => {
+  for (const d of roots) rmSync(d, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+describe("Replicator over HTTP/2 on loopback", () => {
+  it("replicates writes through any node, reads linearizably, survives the leader stopping", async () => {
+    const root = mkdtempSync(join(tmpdir(), "nexus-repl-"));
+    roots.push(root);
+    const urls = await Promise.all(
+      [1, 2, 3].map(async () => `http://127.0.0.1:${await freePort()}`),
+    );
+    const stores = urls.map(() => new MemoryStore());
+    const reps: Replicator[] = urls.map((u, i) =>
+      createReplicator({
+        nodeUrl: u,
+        clusterUrls: urls,
+        store: stores[i]!,
+        logDir: join(root, "logs"),
+        snapDir: join(root, "snap"),
+        heartbeatTickMs: 20,
+        electionTickMs: 200,
+        replTimeoutMs: 5000,
+      }),
+    );
+    try {
+      await Promise.all(reps.map((r) => r.start()));
+      await until(() => reps.some((r) => r.status().role === "leader"), 10_000, "a leader");
+      const leaderIdx = reps.findIndex((r) => r.status().role === "leader");
+      const follower = reps[(leaderIdx + 1) % 3]!;
+      // A write through a follower is forwarded to the leader.
+      assert.equal(dec.decode(await follower.save(enc.encode("set x 1"))), "OK");
+      // A linearizable read on another follower sees it.
+      const other = reps[(leaderIdx + 2) % 3]!;
+      assert.equal(dec.decode(await other.load(enc.encode("get x"))), "1");
+      // A failing statement is a StoreError, the same everywhere.
+      await assert.rejects(follower.save(enc.encode("bogus")), (e: unknown) =>
+        isNexusError(e, "STORE_ERROR"),
+      );
+      // listMembers: three members with the original's ids, one leader.
+      const m = other.listMembers();
+      assert.deepEqual(m.members.map((x) => x.id).sort(), urls.map((u) => nodeIdOf(u)).sort());
+      assert.equal(m.members.filter((x) => x.role === "leader").length, 1);
+      assert.deepEqual(m.members.map((x) => x.url).sort(), [...urls].sort());
+      // Stop the leader: the others elect a new one and keep writing.
+      await reps[leaderIdx]!.stop();
+      const rest = reps.filter((_, i) => i !== leaderIdx);
+      await until(() => rest.some((r) => r.status().role === "leader"), 10_000, "a new leader");
+      assert.equal(dec.decode(await rest[0]!.save(enc.encode("incr n"))), "1");
+      assert.equal(dec.decode(await rest[1]!.load(enc.encode("get n"))), "1");
+      // Oversized requests are refused before anything is written.
+      await assert.rejects(rest[0]!.save(new Uint8Array(5 * 1024 * 1024)), (e: unknown) =>
+        isNexusError(e, "TOO_LARGE"),
+      );
+    } finally {
+      for (const r of reps) await r.stop().catch(() => undefined);
+    }
+  });
+
+  it("bad options are refused with a clear error", () => {
+    assert.throws(
+      () =>
+        createReplicator({
+          nodeUrl: "127.0.0.1:9021",
+          clusterUrls: ["http://127.0.0.1:9021"],
+          store: new MemoryStore(),
+        }),
+      /invalid node URL "127.0.0.1:9021"/,
+    );
+    assert.throws(
+      () =>
+        createReplicator({
+          nodeUrl: "http://127.0.0.1:9021",
+          clusterUrls: ["http://127.0.0.1:9021"],
+          store: new MemoryStore(),
+          electionTickMs: 100,
+          heartbeatTickMs: 100,
+        }),
+      /electionTickMs \(100\) must be at least twice heartbeatTickMs/,
+    );
+  });
+});
