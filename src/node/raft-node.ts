@@ -17,10 +17,11 @@ import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
-import type { ConfState, Message, NodeId } from "../raft/types.js";
+import type { ConfState, Message, NodeId, Snapshot } from "../raft/types.js";
 import { createSeededRandom } from "../raft/random.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { Wal } from "../storage/wal.js";
+import { Snapshotter, snapshotName } from "../storage/snapshotter.js";
 import type { WalOptions } from "../storage/wal.js";
 import type { ApplyResult, Store } from "../store/store.js";
 import { Applier } from "./applier.js";
@@ -49,6 +50,13 @@ export interface RaftNodeOptions {
   /** Election timeout in ticks. */
   readonly electionTick: number;
   readonly replTimeoutMs: number;
+  /** Snapshot files live here. */
+  readonly snapDir: string;
+  /** Applied entries between snapshots. */
+  readonly snapshotCount: number;
+  /** Entries kept after a snapshot for slow followers. */
+  readonly snapshotCatchUpEntries: number;
+  readonly maxSnapshots?: number;
   /** Answer ReadIndex from the leader's lease (check-quorum) instead of a heartbeat round. */
   readonly leaseBasedReads?: boolean;
   readonly logger?: NexusLogger;
@@ -57,6 +65,7 @@ export interface RaftNodeOptions {
 }
 
 const URL_CONTEXT = new TextEncoder();
+const enc = new TextEncoder();
 
 export class RaftNode {
   readonly id: NodeId;
@@ -76,6 +85,13 @@ export class RaftNode {
   private fatal: Error | undefined;
   /** Member URLs by id, from applied conf changes. */
   readonly members = new Map<NodeId, string>();
+  /** Configurations and member URLs by the index where they took effect (for snapshots). */
+  private confHistory: { index: number; cs: ConfState; members: Record<NodeId, string> }[] = [];
+  private snapshotter!: Snapshotter;
+  private lastSnapshotIndex = 0;
+  private snapshotting = false;
+  /** A member was added after the newest snapshot: take one as soon as the store catches up. */
+  private snapshotWantedAt = 0;
 
   private constructor(
     opts: RaftNodeOptions,
@@ -104,7 +120,23 @@ export class RaftNode {
       ...opts.walOptions,
       logger: { warn: (m, f) => logger.warn(m, f) },
     });
-    const storage = new DiskStorage(wal, state, undefined);
+    const snapshotter = new Snapshotter(opts.snapDir, {
+      maxSnapshots: opts.maxSnapshots ?? 5,
+      logger: { warn: (m, f) => logger.warn(m, f) },
+    });
+    const newest = await snapshotter.loadNewest();
+    const snap: Snapshot | undefined =
+      newest === undefined
+        ? undefined
+        : {
+            metadata: {
+              index: newest.meta.index,
+              term: newest.meta.term,
+              confState: newest.meta.confState,
+            },
+            data: enc.encode(newest.name),
+          };
+    const storage = new DiskStorage(wal, state, snap);
     if (state.lastIndex === 0 && opts.bootstrap.length > 0) {
       const boot = bootstrapEntries(
         opts.bootstrap.map((p) => ({ id: p.id, context: URL_CONTEXT.encode(p.url) })),
@@ -113,7 +145,15 @@ export class RaftNode {
       storage.append(boot.entries);
       storage.setHardState(boot.hardState);
     }
-    const position = await opts.store.open();
+    let position = await opts.store.open();
+    if (newest !== undefined && position.index < newest.meta.index) {
+      // The store is behind the newest snapshot (it was received but not yet restored).
+      await opts.store.restore(
+        { index: newest.meta.index, term: newest.meta.term },
+        snapshotter.openData(newest),
+      );
+      position = { index: newest.meta.index, term: newest.meta.term };
+    }
     const raw = new RawNode({
       id: opts.id,
       electionTick: opts.electionTick,
@@ -130,7 +170,10 @@ export class RaftNode {
       {
         onResult: (payload, _index, result) =>
           holder.node?.saves.resolve(requestKey(payload.requestId), result),
-        onApplied: (pos) => holder.node?.notifyApplied(pos.index),
+        onApplied: (pos) => {
+          holder.node?.notifyApplied(pos.index);
+          holder.node?.maybeSnapshot(pos.index);
+        },
         onStoreHealth: (err) => {
           if (err !== undefined) logger.error("store unavailable", { error: err.message });
         },
@@ -138,8 +181,22 @@ export class RaftNode {
       logger,
       position,
     );
-    holder.node = new RaftNode(opts, raw, wal, storage, applier);
-    return holder.node;
+    const node = new RaftNode(opts, raw, wal, storage, applier);
+    node.snapshotter = snapshotter;
+    if (newest !== undefined) {
+      node.lastSnapshotIndex = newest.meta.index;
+      for (const [id, url] of Object.entries(newest.meta.members)) node.members.set(id, url);
+      node.confHistory = [
+        {
+          index: newest.meta.index,
+          cs: newest.meta.confState,
+          members: { ...newest.meta.members },
+        },
+      ];
+      for (const [id, url] of node.members) if (id !== opts.id) opts.transport.addPeer(id, url);
+    }
+    holder.node = node;
+    return node;
   }
 
   /** Starts ticking and applying. */
@@ -163,6 +220,20 @@ export class RaftNode {
         if (!(err instanceof RaftError)) throw err;
       }
     }
+    this.schedule();
+  }
+
+  /** The transport could not deliver to a peer: the core stops pipelining to it. */
+  reportUnreachable(peer: NodeId): void {
+    if (this.stopped) return;
+    this.raw.reportUnreachable(peer);
+    this.schedule();
+  }
+
+  /** Whether a snapshot sent to a peer arrived. */
+  reportSnapshot(peer: NodeId, status: "finish" | "failure"): void {
+    if (this.stopped) return;
+    this.raw.reportSnapshot(peer, status);
     this.schedule();
   }
 
@@ -254,6 +325,76 @@ export class RaftNode {
     await new Promise<void>((resolve) => this.appliedWaiters.push({ index: at, resolve }));
   }
 
+  /**
+   * Takes a snapshot when snapshotCount entries were applied since the last one, or when a member
+   * was added after it (a new member can only be sent a snapshot that contains it).
+   */
+  private maybeSnapshot(applied: number): void {
+    if (this.snapshotting || this.stopped) return;
+    const due = applied - this.lastSnapshotIndex >= this.opts.snapshotCount;
+    const wanted =
+      this.snapshotWantedAt > this.lastSnapshotIndex && applied >= this.snapshotWantedAt;
+    if (!due && !wanted) return;
+    this.snapshotting = true;
+    void this.takeSnapshot()
+      .catch((err: unknown) =>
+        this.logger.warn("snapshot failed", { error: (err as Error).message }),
+      )
+      .finally(() => {
+        this.snapshotting = false;
+      });
+  }
+
+  private async takeSnapshot(): Promise<void> {
+    const backup = await this.opts.store.backup();
+    const p = backup.position;
+    if (p.index <= this.lastSnapshotIndex || p.index > this.storage.lastIndex()) {
+      // Nothing new to snapshot: abandon the backup stream.
+      await backup.stream[Symbol.asyncIterator]().return?.();
+      return;
+    }
+    let conf = this.confHistory[0];
+    for (const c of this.confHistory) if (c.index <= p.index) conf = c;
+    if (conf === undefined) return;
+    const file = await this.snapshotter.save(
+      { index: p.index, term: p.term, confState: conf.cs, members: conf.members },
+      backup.stream,
+    );
+    if (this.stopped) return;
+    this.storage.createSnapshot(p.index, conf.cs, enc.encode(file.name));
+    await this.wal.saveSnapshotMarker({ index: p.index, term: p.term });
+    this.lastSnapshotIndex = p.index;
+    this.confHistory = this.confHistory.filter((c) => c.index >= p.index || c === conf);
+    const compactTo = p.index - this.opts.snapshotCatchUpEntries;
+    if (compactTo > this.storage.firstIndex()) {
+      this.storage.compact(compactTo);
+      await this.wal.releaseTo(compactTo);
+    }
+    this.logger.info("snapshot taken", { index: p.index, compactedTo: compactTo });
+  }
+
+  /** The whole snapshot file named by a `snap` message, to stream to a follower. */
+  openSnapshot(m: Message): AsyncIterable<Uint8Array> {
+    const name = new TextDecoder().decode(m.snapshot?.data ?? new Uint8Array(0));
+    const snapshotter = this.snapshotter;
+    return (async function* () {
+      const file = await snapshotter.validate(name);
+      yield* snapshotter.openFile(file);
+    })();
+  }
+
+  /**
+   * Stores a snapshot file streamed by the leader, then hands its message to the core, which
+   * restores from it in the next Ready. Rejects (the leader retries) if it does not validate.
+   */
+  async receiveSnapshot(m: Message, body: AsyncIterable<Uint8Array>): Promise<void> {
+    if (m.snapshot === undefined)
+      throw new NexusError("INVALID_ARGUMENT", "snap message without a snapshot");
+    const name = snapshotName(m.snapshot.metadata.term, m.snapshot.metadata.index);
+    await this.snapshotter.saveRaw(name, body);
+    this.step([{ ...m, snapshot: { ...m.snapshot, data: enc.encode(name) } }]);
+  }
+
   /** Wakes reads waiting for the store to reach an index. */
   private notifyApplied(index: number): void {
     if (this.appliedWaiters.length === 0) return;
@@ -292,6 +433,14 @@ export class RaftNode {
     }
     // The leader's appends go out while its own fsync runs.
     this.opts.transport.send(rd.messages);
+    if (rd.snapshot !== undefined) {
+      // The snapshot file arrived and was stored before the core saw the message.
+      await this.wal.saveSnapshotMarker({
+        index: rd.snapshot.metadata.index,
+        term: rd.snapshot.metadata.term,
+      });
+      this.storage.applySnapshot(rd.snapshot);
+    }
     if (rd.hardState !== undefined || rd.entries.length > 0) {
       await this.wal.save(rd.hardState, rd.entries);
     }
@@ -313,7 +462,27 @@ export class RaftNode {
           if (ch.nodeId !== this.id) this.opts.transport.addPeer(ch.nodeId, url);
         }
       }
+      this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
+      if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
       this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
+    }
+    if (rd.snapshot !== undefined) {
+      const file = await this.snapshotter.validate(new TextDecoder().decode(rd.snapshot.data));
+      this.lastSnapshotIndex = file.meta.index;
+      this.confHistory = [
+        { index: file.meta.index, cs: file.meta.confState, members: { ...file.meta.members } },
+      ];
+      for (const [id, url] of Object.entries(file.meta.members)) {
+        this.members.set(id, url);
+        if (id !== this.id) this.opts.transport.addPeer(id, url);
+      }
+      this.applier.enqueue({
+        entries: [],
+        snapshot: {
+          position: { index: file.meta.index, term: file.meta.term },
+          open: () => this.snapshotter.openData(file),
+        },
+      });
     }
     this.applier.enqueue({ entries: rd.committedEntries });
     for (const rs of rd.readStates) this.reads.resolve(requestKey(rs.requestCtx), rs.index);

@@ -93,15 +93,19 @@ class ReplicatorImpl implements Replicator {
       handler: {
         onMessages: (msgs) =>
           holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
-        onUnreachable: () => undefined,
-        onSnapshot: async (_m: Message, body: Readable) => {
-          body.destroy();
-          throw new NexusError("INTERNAL", "snapshot transfer is not wired yet");
+        onUnreachable: (peer) => holder.node?.reportUnreachable(peer),
+        onSnapshot: async (m: Message, body: Readable) => {
+          if (holder.node === undefined) {
+            body.destroy();
+            throw new NexusError("STOPPED", "the node is starting; retry");
+          }
+          await holder.node.receiveSnapshot(m, body);
         },
-        onSnapshotStatus: () => undefined,
+        onSnapshotStatus: (peer, status) => holder.node?.reportSnapshot(peer, status),
       },
-      openSnapshot: () => {
-        throw new NexusError("INTERNAL", "snapshot transfer is not wired yet");
+      openSnapshot: (m) => {
+        if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
+        return holder.node.openSnapshot(m);
       },
       logger: o.logger,
     });
@@ -112,6 +116,10 @@ class ReplicatorImpl implements Replicator {
       bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
       walDir: o.logDir,
       walOptions: { maxWals: o.maxWals },
+      snapDir: o.snapDir,
+      snapshotCount: o.snapshotCount,
+      snapshotCatchUpEntries: o.snapshotCatchUpEntries,
+      maxSnapshots: o.maxSnapshots,
       store: o.store,
       transport,
       heartbeatTickMs: o.heartbeatTickMs,

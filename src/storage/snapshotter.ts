@@ -142,6 +142,58 @@ export class Snapshotter {
     return { name, path: join(this.dir, name), meta, dataOffset, dataLength };
   }
 
+  /**
+   * Stores a whole snapshot file received from a peer (header, data and trailer, as written by
+   * save()): written to a temporary name, synced, validated, then renamed into place. Throws
+   * CORRUPTED, leaving nothing behind, if it does not validate or its name does not match.
+   */
+  async saveRaw(name: string, file: AsyncIterable<Uint8Array>): Promise<SnapshotFile> {
+    if (!NAME_RE.test(name))
+      throw new NexusError("INVALID_ARGUMENT", `bad snapshot file name ${name}`);
+    await this.fs.mkdirp(this.dir);
+    const tmp = `${name}.tmp`;
+    const f = await this.fs.open(join(this.dir, tmp), "w");
+    try {
+      let pos = 0;
+      for await (const chunk of file) {
+        await f.write(chunk, pos);
+        pos += chunk.byteLength;
+      }
+      await f.datasync();
+    } finally {
+      await f.close();
+    }
+    let checked: SnapshotFile;
+    try {
+      const v = await this.validate(tmp, name);
+      checked = { ...v, name, path: join(this.dir, name) };
+    } catch (err) {
+      await this.fs.unlink(join(this.dir, tmp));
+      throw err;
+    }
+    await this.fs.rename(join(this.dir, tmp), join(this.dir, name));
+    await this.fs.syncDir(this.dir);
+    await this.retain();
+    return checked;
+  }
+
+  /** Streams a whole snapshot file (to send it to a peer). */
+  async *openFile(s: SnapshotFile, chunkBytes = 256 * 1024): AsyncIterable<Uint8Array> {
+    const f = await this.fs.open(s.path, "r");
+    try {
+      const size = await f.size();
+      for (let off = 0; off < size;) {
+        const buf = new Uint8Array(Math.min(chunkBytes, size - off));
+        const n = await f.read(buf, off);
+        if (n <= 0) throw new NexusError("CORRUPTED", `snapshot ${s.path} ended early`);
+        off += n;
+        yield n === buf.byteLength ? buf : buf.subarray(0, n);
+      }
+    } finally {
+      await f.close();
+    }
+  }
+
   /** Snapshot file names, oldest first. */
   async list(): Promise<string[]> {
     if (!(await this.fs.exists(this.dir))) return [];
@@ -175,7 +227,7 @@ export class Snapshotter {
   }
 
   /** Reads and checks one snapshot file. Throws CORRUPTED saying what is wrong. */
-  async validate(name: string): Promise<SnapshotFile> {
+  async validate(name: string, expectedName = name): Promise<SnapshotFile> {
     const path = join(this.dir, name);
     const bad = (what: string): NexusError =>
       new NexusError("CORRUPTED", `snapshot ${path} is damaged: ${what}`);
@@ -204,7 +256,7 @@ export class Snapshotter {
         throw bad("metadata is not valid JSON");
       }
       if (!validMeta(meta)) throw bad("metadata is incomplete");
-      const m = NAME_RE.exec(name);
+      const m = NAME_RE.exec(expectedName);
       if (m === null || parseInt(m[1]!, 16) !== meta.term || parseInt(m[2]!, 16) !== meta.index) {
         throw bad("file name does not match its metadata");
       }

@@ -36,6 +36,9 @@ async function cluster(fsFor: (id: string) => FsLayer = () => createNodeFs()) {
       heartbeatTickMs: 10,
       electionTick: 10,
       replTimeoutMs: 3000,
+      snapDir: join(root, `${id}-snap`),
+      snapshotCount: 10_000,
+      snapshotCatchUpEntries: 100,
       onFatal: (e) => fatal.push(`${id}: ${e.message}`),
     });
     net.register(id, (msgs) => n.step(msgs));

@@ -106,3 +106,62 @@ describe("Replicator over HTTP/2 on loopback", () => {
     );
   });
 });
+
+describe("Replicator snapshots", () => {
+  it("a follower that falls behind past compaction catches up from a streamed snapshot", async () => {
+    const root = mkdtempSync(join(tmpdir(), "nexus-snap-"));
+    roots.push(root);
+    const urls = await Promise.all(
+      [1, 2, 3].map(async () => `http://127.0.0.1:${await freePort()}`),
+    );
+    const make = (i: number, store: MemoryStore): Replicator =>
+      createReplicator({
+        nodeUrl: urls[i]!,
+        clusterUrls: urls,
+        store,
+        logDir: join(root, "logs"),
+        snapDir: join(root, "snap"),
+        heartbeatTickMs: 20,
+        electionTickMs: 200,
+        snapshotCount: 20,
+        snapshotCatchUpEntries: 5,
+      });
+    const stores = urls.map(() => new MemoryStore());
+    const reps = urls.map((_, i) => make(i, stores[i]!));
+    try {
+      await Promise.all(reps.map((r) => r.start()));
+      await until(() => reps.some((r) => r.status().role === "leader"), 10_000, "a leader");
+      const li = reps.findIndex((r) => r.status().role === "leader");
+      const fi = (li + 1) % 3;
+      await reps[li]!.save(enc.encode("set before 1"));
+      await until(
+        () => reps[fi]!.status().applied >= reps[li]!.status().applied,
+        5000,
+        "follower caught up",
+      );
+      const behindAt = reps[fi]!.status().applied;
+      await reps[fi]!.stop();
+      for (let i = 0; i < 100; i++) await reps[li]!.save(enc.encode(`set k${i} v${i}`));
+      // Restart the follower with an empty store (memory does not survive a restart).
+      const fresh = new MemoryStore();
+      reps[fi] = make(fi, fresh);
+      await reps[fi]!.start();
+      await until(
+        () => reps[fi]!.status().applied >= reps[li]!.status().applied,
+        15_000,
+        "the restarted follower to catch up",
+      );
+      const dump = dec.decode(await reps[fi]!.load(enc.encode("dump"), { consistency: "local" }));
+      const leaderDump = dec.decode(
+        await reps[li]!.load(enc.encode("dump"), { consistency: "local" }),
+      );
+      assert.equal(dump, leaderDump);
+      assert.equal((JSON.parse(dump) as Record<string, string>)["k99"], "v99");
+      // The leader snapshots every 20 entries and keeps 5 after each snapshot, so the entries
+      // after behindAt were compacted away: only the streamed snapshot can have carried them.
+      assert.ok(reps[fi]!.status().applied >= behindAt + 100);
+    } finally {
+      for (const r of reps) await r.stop().catch(() => undefined);
+    }
+  });
+});
