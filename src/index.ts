@@ -15,6 +15,8 @@ export type {
 export type { ReplicatorOptions, NodeState, NexusLogger } from "./node/options.js";
 export { nodeIdOf } from "./node/node-id.js";
 export { MemoryStore } from "./store/memory/memory-store.js";
+export { SqliteStore } from "./store/sqlite/sqlite-store.js";
+export type { SqliteStoreOptions } from "./store/sqlite/sqlite-store.js";
 export type {
   Store,
   StoreCommand,

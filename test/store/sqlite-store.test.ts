@@ -1,0 +1,195 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import type { ApplyEntry } from "../../src/store/store.js";
+import { runStoreConformance } from "./conformance.js";
+import { isNexusError } from "../../src/errors/index.js";
+
+const roots: string[] = [];
+after(() => {
+  for (const d of roots) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), "nexus-sqlite-"));
+  roots.push(d);
+  return d;
+}
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function entry(
+  index: number,
+  sql: string | undefined,
+  args: Record<string, string> = {},
+  ts = 1_700_000_000_000,
+  seed = 99,
+): ApplyEntry {
+  return {
+    index,
+    term: 1,
+    command: sql === undefined ? undefined : { data: enc.encode(sql), args },
+    timestampMs: ts,
+    seed,
+  };
+}
+
+describe("SqliteStore", () => {
+  runStoreConformance({
+    name: "sqlite",
+    open: async () => {
+      const dir = tmp();
+      const store = new SqliteStore({ path: join(dir, "db.sqlite") });
+      // The suite's key-value commands need a table: create it at index 0 through the worker.
+      return {
+        store: withTable(store),
+        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+      };
+    },
+    reopen: async (old) => withTable(new SqliteStore({ path: (old as SqliteStore).path })),
+    commands: {
+      set: (k, v) => ({
+        data: "insert into kv (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
+        args: { params: JSON.stringify([k, v]) },
+      }),
+      get: (k) => ({ data: "select v from kv where k = ?", args: { params: JSON.stringify([k]) } }),
+      value: (r) => {
+        const rows = JSON.parse(dec.decode(r)) as { v: string }[];
+        return rows[0]?.v ?? "";
+      },
+      failing: () => ({ data: "insert into no_such_table values (1)" }),
+    },
+  });
+
+  it("save returns rowsAffected and lastInsertId; a failing statement leaves nothing behind", async () => {
+    const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });
+    await s.open();
+    try {
+      const r = await s.apply([
+        entry(1, "create table t (id integer primary key autoincrement, name text unique)"),
+        entry(2, "insert into t (name) values ('a')"),
+        entry(3, "insert into t (name) values ('a')"),
+        entry(4, "insert into t (name) values (?)", { params: '["b"]' }),
+      ]);
+      assert.deepEqual(JSON.parse(dec.decode((r[1] as { data: Uint8Array }).data)), {
+        rowsAffected: 1,
+        lastInsertId: 1,
+      });
+      assert.equal(r[2]!.ok, false);
+      assert.match((r[2] as { error: string }).error, /UNIQUE constraint failed/);
+      assert.deepEqual(JSON.parse(dec.decode((r[3] as { data: Uint8Array }).data)), {
+        rowsAffected: 1,
+        lastInsertId: 2,
+      });
+      const rows = JSON.parse(
+        dec.decode(await s.load({ data: enc.encode("select name from t order by id"), args: {} })),
+      );
+      assert.deepEqual(rows, [{ name: "a" }, { name: "b" }]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("refuses writes in load, two statements, _nexus_ tables, transaction control and CURRENT_TIMESTAMP", async () => {
+    const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });
+    await s.open();
+    try {
+      await s.apply([entry(1, "create table t (x)")]);
+      await assert.rejects(
+        s.load({ data: enc.encode("insert into t values (1)"), args: {} }),
+        (e: unknown) => isNexusError(e, "STORE_ERROR") && /read-only/.test((e as Error).message),
+      );
+      const r = await s.apply([
+        entry(2, "insert into t values (1); insert into t values (2)"),
+        entry(3, "delete from _nexus_meta"),
+        entry(4, "begin"),
+        entry(5, "insert into t values (CURRENT_TIMESTAMP)"),
+        entry(6, "insert into t values ('CURRENT_TIMESTAMP is fine inside a string')"),
+      ]);
+      assert.deepEqual(
+        r.map((x) => x.ok),
+        [false, false, false, false, true],
+      );
+      assert.match((r[0] as { error: string }).error, /more than one statement/);
+      assert.match((r[3] as { error: string }).error, /use datetime\('now'\)/);
+      assert.equal((await s.lastApplied()).index, 6);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("random() and datetime('now') give the same values on every replica", async () => {
+    const digests: string[] = [];
+    const values: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });
+      await s.open();
+      try {
+        await s.apply([
+          entry(
+            1,
+            "create table t (r integer, b blob, now text, d text default (datetime('now')))",
+          ),
+          entry(
+            2,
+            "insert into t (r, b, now) values (random(), randomblob(8), datetime('now'))",
+            {},
+            1_700_000_000_000,
+            12345,
+          ),
+          entry(
+            3,
+            "insert into t (r, b, now) values (random(), randomblob(8), strftime('%s', 'now'))",
+            {},
+            1_700_000_123_000,
+            777,
+          ),
+        ]);
+        digests.push((await s.digest()).digest);
+        values.push(dec.decode(await s.load({ data: enc.encode("select * from t"), args: {} })));
+      } finally {
+        await s.close();
+      }
+    }
+    assert.equal(digests[0], digests[1]);
+    assert.equal(values[0], values[1]);
+    const rows = JSON.parse(values[0]!) as { now: string; d: string }[];
+    assert.equal(rows[0]!.now, "2023-11-14 22:13:20");
+    assert.equal(rows[0]!.d, "2023-11-14 22:13:20");
+    assert.equal(rows[1]!.now, "1700000123");
+  });
+
+  it("a slow query runs in the worker and does not block the main event loop", async () => {
+    const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });
+    await s.open();
+    try {
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 10);
+      const start = Date.now();
+      // A recursive CTE that takes a while to count.
+      await s.load({
+        data: enc.encode(
+          "with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000) select count(*) as n from c",
+        ),
+        args: {},
+      });
+      const took = Date.now() - start;
+      clearInterval(timer);
+      assert.ok(took > 100, `the query took only ${took} ms; make it slower`);
+      assert.ok(ticks >= (took / 10) * 0.5, `only ${ticks} timer ticks during a ${took} ms query`);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+/** A store whose database file already has the key-value table the suite uses. */
+function withTable(store: SqliteStore): SqliteStore {
+  const db = new Database(store.path);
+  db.exec("create table if not exists kv (k text primary key, v text)");
+  db.close();
+  return store;
+}
