@@ -33,6 +33,13 @@ export class ChildNode {
     readonly extra: Record<string, unknown> = {},
   ) {}
 
+  /** The process id (for CPU accounting). */
+  pid(): number {
+    const p = this.proc?.pid;
+    if (p === undefined) throw new Error("not running");
+    return p;
+  }
+
   get alive(): boolean {
     return this.proc !== undefined;
   }
