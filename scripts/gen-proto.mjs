@@ -5,11 +5,15 @@ import { cpSync, mkdirSync, rmSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** proto file -> output folder (generated code lives apart from hand-written code). */
-const TARGETS = [{ proto: "raft.proto", out: "src/transport/gen" }];
+const TARGETS = [
+  { proto: ["raft.proto"], out: "src/transport/gen" },
+  { proto: ["nexus.proto", "models/internal.proto"], out: "src/api/gen" },
+];
 
 rmSync("gen-out", { recursive: true, force: true });
 for (const t of TARGETS) {
-  execFileSync("npx", ["buf", "generate", "proto", "--path", join("proto", t.proto)], {
+  const paths = t.proto.flatMap((p) => ["--path", join("proto", p)]);
+  execFileSync("npx", ["buf", "generate", "proto", ...paths], {
     stdio: "inherit",
   });
   mkdirSync(t.out, { recursive: true });

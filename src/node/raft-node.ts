@@ -78,6 +78,8 @@ export class RaftNode {
   private readonly saves = new Waiters<ApplyResult>();
   private readonly reads = new Waiters<number>();
   private appliedWaiters: { index: number; resolve: () => void }[] = [];
+  /** Membership changes waiting to be applied, by the node id they change. */
+  private readonly confWaiters = new Waiters<ConfState>();
   private timer: NodeJS.Timeout | undefined;
   private processing = false;
   private scheduled = false;
@@ -253,6 +255,11 @@ export class RaftNode {
     return this.applier.position().index;
   }
 
+  /** The store failure that stalls applying, if any (the node reports NOT_SERVING meanwhile). */
+  storeError(): Error | undefined {
+    return this.applier.storeError();
+  }
+
   /** The error that stopped the node, if any. */
   fatalError(): Error | undefined {
     return this.fatal;
@@ -395,6 +402,53 @@ export class RaftNode {
     this.step([{ ...m, snapshot: { ...m.snapshot, data: enc.encode(name) } }]);
   }
 
+  /**
+   * Proposes adding (as a voter or learner) or removing one member and resolves with the new
+   * configuration once the change is applied here. Refusals (another change pending, would remove
+   * the last voter) reject with MEMBERSHIP_REFUSED and change nothing; a timeout rejects with
+   * UNKNOWN_OUTCOME (the change may still happen: list the members before retrying).
+   */
+  async changeMember(
+    type: "add-node" | "add-learner" | "remove-node",
+    nodeId: NodeId,
+    url: string,
+  ): Promise<ConfState> {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    const key = `${type}:${nodeId}`;
+    const done = this.confWaiters.wait(
+      key,
+      this.opts.replTimeoutMs,
+      () =>
+        new UnknownOutcomeError(
+          `the membership change was proposed but not applied within ${this.opts.replTimeoutMs} ms; ` +
+            "list the members before retrying",
+        ),
+    );
+    try {
+      this.raw.proposeConfChange({
+        transition: "auto",
+        changes: [{ type, nodeId }],
+        context: URL_CONTEXT.encode(url),
+      });
+    } catch (err) {
+      this.confWaiters.reject(
+        key,
+        err instanceof RaftError
+          ? new NexusError(
+              err.code === "conf-change-refused"
+                ? "MEMBERSHIP_REFUSED"
+                : /no leader/.test(err.message)
+                  ? "NO_LEADER"
+                  : "PROPOSAL_DROPPED",
+              err.message,
+            )
+          : (err as Error),
+      );
+    }
+    this.schedule();
+    return done;
+  }
+
   /** Wakes reads waiting for the store to reach an index. */
   private notifyApplied(index: number): void {
     if (this.appliedWaiters.length === 0) return;
@@ -463,6 +517,7 @@ export class RaftNode {
         }
       }
       this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
+      for (const ch of cc.changes) this.confWaiters.resolve(`${ch.type}:${ch.nodeId}`, cs);
       if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
       this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
     }
@@ -504,6 +559,7 @@ export class RaftNode {
     if (this.timer !== undefined) clearInterval(this.timer);
     const why = this.fatal;
     this.reads.rejectAll(() => new StoppedError());
+    this.confWaiters.rejectAll(() => new StoppedError());
     this.saves.rejectAll(() =>
       why !== undefined
         ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })

@@ -16,7 +16,8 @@ import { NexusError, StoreError, isNexusError } from "../errors/index.js";
 import type { Message, NodeId } from "../raft/types.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { RaftNode } from "./raft-node.js";
-import { nodeIdOf } from "./node-id.js";
+import { nodeIdOf, parseNodeUrl } from "./node-id.js";
+import { probeUrl } from "./probe-url.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
 
@@ -48,6 +49,10 @@ export interface ReplicatorStatus {
   readonly leader: NodeId;
   readonly commit: number;
   readonly applied: number;
+  /** Whether this node can serve requests now: a leader is known and the store is healthy. */
+  readonly serving: boolean;
+  /** Why it cannot serve, when it cannot. */
+  readonly notServingReason: string;
 }
 
 export interface Replicator {
@@ -66,6 +71,13 @@ export interface Replicator {
   /** The current members with their roles, and the leader's id ("" if unknown). */
   listMembers(): { leader: NodeId; members: MemberInfo[] };
   status(): ReplicatorStatus;
+  /**
+   * Adds a member (a voter, or a learner with `{ learner: true }`). Its URL must answer; adding a
+   * URL already present is refused. Resolves once the change is applied on this node.
+   */
+  addMember(url: string, opts?: { learner?: boolean }): Promise<void>;
+  /** Removes a member; removing the leader works (it steps down). Unknown URLs are refused. */
+  removeMember(url: string): Promise<void>;
 }
 
 class ReplicatorImpl implements Replicator {
@@ -208,6 +220,54 @@ class ReplicatorImpl implements Replicator {
     };
   }
 
+  async addMember(url: string, opts: { learner?: boolean } = {}): Promise<void> {
+    const node = this.running();
+    const u = parseNodeUrl(url);
+    const id = nodeIdOf(u);
+    const st = node.status();
+    const present = [...st.config.voters, ...st.config.learners].includes(id);
+    if (present && !(opts.learner !== true && st.config.learners.includes(id))) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${u.url} (${id}) is already a member; nothing changed`,
+      );
+    }
+    await probeUrl(u.url);
+    this.transport?.addPeer(id, u.url);
+    await this.retryNoLeader(() =>
+      node.changeMember(opts.learner === true ? "add-learner" : "add-node", id, u.url),
+    );
+  }
+
+  async removeMember(url: string): Promise<void> {
+    const node = this.running();
+    const u = parseNodeUrl(url);
+    const id = nodeIdOf(u);
+    const st = node.status();
+    if (![...st.config.voters, ...st.config.learners].includes(id)) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${u.url} (${id}) is not a member; nothing changed`,
+      );
+    }
+    if (st.config.voters.length === 1 && st.config.voters[0] === id) {
+      throw new NexusError("MEMBERSHIP_REFUSED", "cannot remove the last voter; nothing changed");
+    }
+    await this.retryNoLeader(() => node.changeMember("remove-node", id, u.url));
+  }
+
+  private async retryNoLeader<T>(f: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.o.replTimeoutMs;
+    for (;;) {
+      try {
+        return await f();
+      } catch (err) {
+        if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
+      }
+    }
+  }
+
   status(): ReplicatorStatus {
     const node = this.running();
     const st = node.status();
@@ -219,6 +279,13 @@ class ReplicatorImpl implements Replicator {
       leader: st.softState.lead,
       commit: st.hardState.commit,
       applied: node.appliedIndex(),
+      serving: st.softState.lead !== "" && node.storeError() === undefined,
+      notServingReason:
+        node.storeError() !== undefined
+          ? `the store is unavailable: ${node.storeError()!.message}`
+          : st.softState.lead === ""
+            ? "no leader is known (an election is in progress or there is no quorum)"
+            : "",
     };
   }
 

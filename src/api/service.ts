@@ -1,0 +1,130 @@
+/**
+ * The gRPC service `nexus.api.Nexus` (proto/nexus.proto, wire-compatible with the original),
+ * implemented over a Replicator.
+ */
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { NexusError } from "../errors/index.js";
+import type { Replicator, ReadConsistency } from "../node/replicator.js";
+import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
+import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
+import { toConnectError } from "./errors.js";
+
+export interface ServiceOptions {
+  /** Largest request (data plus args) accepted, bytes. */
+  readonly maxRequestBytes: number;
+}
+
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+/** Request args as strings (the original sends bytes). Throws INVALID_ARGUMENT if not UTF-8. */
+function argsOf(args: { [k: string]: Uint8Array }): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(args)) {
+    try {
+      out[k] = dec.decode(v);
+    } catch {
+      throw new NexusError("INVALID_ARGUMENT", `request arg "${k}" is not UTF-8 text`);
+    }
+  }
+  return out;
+}
+
+function checkSize(data: Uint8Array, args: { [k: string]: Uint8Array }, max: number): void {
+  let n = data.byteLength;
+  for (const [k, v] of Object.entries(args)) n += k.length + v.byteLength;
+  if (n > max) {
+    throw new NexusError("TOO_LARGE", `request of ${n} bytes exceeds the limit of ${max} bytes`);
+  }
+}
+
+const CONSISTENCIES: readonly ReadConsistency[] = ["linearizable", "lease", "local"];
+
+/** Registers the Nexus service on a Connect router. */
+export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectRouter) => void {
+  return (router) =>
+    router.service(Nexus, {
+      check() {
+        let serving = false;
+        try {
+          serving = r.status().serving;
+        } catch {
+          serving = false;
+        }
+        return {
+          status: serving
+            ? HealthCheckResponse_ServingStatus.SERVING
+            : HealthCheckResponse_ServingStatus.NOT_SERVING,
+        };
+      },
+      async save(req) {
+        try {
+          checkSize(req.data, req.args, o.maxRequestBytes);
+          const res = await r.save(req.data, { args: argsOf(req.args) });
+          return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      async load(req, _ctx: HandlerContext) {
+        try {
+          checkSize(req.data, req.args, o.maxRequestBytes);
+          const args = argsOf(req.args);
+          const c = args["consistency"];
+          if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
+            throw new NexusError(
+              "INVALID_ARGUMENT",
+              `consistency must be linearizable, lease or local, got "${c}"`,
+            );
+          }
+          const res = await r.load(req.data, {
+            args,
+            ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
+          });
+          return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      async addNode(req) {
+        try {
+          await r.addMember(req.nodeUrl);
+          return { code: 0, message: "" };
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      async removeNode(req) {
+        try {
+          await r.removeMember(req.nodeUrl);
+          return { code: 0, message: "" };
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      listNodes() {
+        try {
+          const { leader, members } = r.listMembers();
+          const nodes: Record<
+            string,
+            { nodeUrl: string; nodeId: bigint; status: NodeInfo_NodeStatus }
+          > = {};
+          for (const m of members) {
+            const id = BigInt(`0x${m.id}`);
+            nodes[id.toString()] = {
+              nodeUrl: m.url,
+              nodeId: id,
+              status:
+                m.role === "leader" ? NodeInfo_NodeStatus.LEADER : NodeInfo_NodeStatus.FOLLOWER,
+            };
+          }
+          return {
+            status: { code: 0, message: "" },
+            leader: leader === "" ? 0n : BigInt(`0x${leader}`),
+            nodes,
+          };
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+    });
+}

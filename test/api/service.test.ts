@@ -1,0 +1,120 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  Nexus,
+  HealthCheckResponse_ServingStatus,
+  StatusSchema,
+} from "../../src/api/gen/nexus_pb.js";
+import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
+import { startApiServer } from "../../src/api/server.js";
+import { createReplicator } from "../../src/node/replicator.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { nodeIdOf } from "../../src/node/node-id.js";
+
+const roots: string[] = [];
+after(() => {
+  for (const d of roots) rmSync(d, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+describe("gRPC service nexus.api.Nexus", () => {
+  it("serves Check, Save, Load, ListNodes with the original's shapes and errors as gRPC statuses", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nexus-api-"));
+    roots.push(dir);
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const rep = createReplicator({
+      nodeUrl: url,
+      clusterUrls: [url],
+      store: new SqliteStore({ path: join(dir, "db.sqlite") }),
+      logDir: join(dir, "logs"),
+      snapDir: join(dir, "snap"),
+      heartbeatTickMs: 20,
+      electionTickMs: 200,
+    });
+    await rep.start();
+    const api = await startApiServer({
+      replicator: rep,
+      host: "127.0.0.1",
+      port: 0,
+      maxRequestBytes: 1024 * 1024,
+    });
+    const client = createClient(
+      Nexus,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${api.port}` }),
+    );
+    try {
+      const deadline = Date.now() + 10_000;
+      let status = HealthCheckResponse_ServingStatus.UNKNOWN;
+      while (Date.now() < deadline && status !== HealthCheckResponse_ServingStatus.SERVING) {
+        status = (await client.check({ service: "" })).status;
+        if (status !== HealthCheckResponse_ServingStatus.SERVING)
+          await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(status, HealthCheckResponse_ServingStatus.SERVING);
+
+      const created = await client.save({
+        data: enc.encode("create table t (k text primary key, v text)"),
+      });
+      assert.equal(created.status?.code, 0);
+      const saved = await client.save({
+        data: enc.encode("insert into t values (?, ?)"),
+        args: { params: enc.encode('["hello", "world"]') },
+      });
+      assert.deepEqual(JSON.parse(dec.decode(saved.resData)), { rowsAffected: 1, lastInsertId: 1 });
+      assert.equal(dec.decode(saved.reqData), "insert into t values (?, ?)");
+      const loaded = await client.load({ data: enc.encode("select * from t") });
+      assert.deepEqual(JSON.parse(dec.decode(loaded.resData)), [{ k: "hello", v: "world" }]);
+
+      // A failing statement: a gRPC error status, with the original's Status (-1) as a detail.
+      await assert.rejects(
+        client.save({ data: enc.encode("insert into t values ('hello', 'again')") }),
+        (e: unknown) => {
+          assert.ok(e instanceof ConnectError);
+          assert.equal(e.code, Code.InvalidArgument);
+          assert.match(e.message, /STORE_ERROR: UNIQUE constraint failed/);
+          const details = e.findDetails(StatusSchema);
+          assert.equal(details[0]?.code, -1);
+          return true;
+        },
+      );
+      // Bad consistency value and oversized requests are refused clearly.
+      await assert.rejects(
+        client.load({
+          data: enc.encode("select 1"),
+          args: { consistency: enc.encode("eventual") },
+        }),
+        /consistency must be/,
+      );
+      await assert.rejects(
+        client.save({ data: new Uint8Array(2 * 1024 * 1024) }),
+        (e: unknown) => e instanceof ConnectError && e.code === Code.ResourceExhausted,
+      );
+
+      const nodes = await client.listNodes({});
+      const id = BigInt(`0x${nodeIdOf(url)}`);
+      assert.equal(nodes.leader, id);
+      assert.equal(nodes.nodes[id.toString()]?.nodeUrl, url);
+      assert.equal(nodes.nodes[id.toString()]?.status, NodeInfo_NodeStatus.LEADER);
+    } finally {
+      await api.close();
+      await rep.stop();
+    }
+  });
+});
