@@ -93,6 +93,35 @@ describe("SqliteStore", () => {
     }
   });
 
+  it("a statement that inserts nothing reports lastInsertId 0, whatever the connection inserted before", async () => {
+    const path = join(tmp(), "db.sqlite");
+    const s = new SqliteStore({ path });
+    await s.open();
+    const idOf = (r: unknown): unknown =>
+      (JSON.parse(dec.decode((r as { data: Uint8Array }).data)) as { lastInsertId: number })
+        .lastInsertId;
+    try {
+      const r = await s.apply([
+        entry(1, "create table t (id integer primary key, v text)"),
+        entry(2, "insert into t (v) values ('a')"),
+        entry(3, "update t set v = 'b'"),
+        entry(4, "create table u (x)"),
+      ]);
+      assert.deepEqual(r.map(idOf), [0, 1, 0, 0]);
+    } finally {
+      await s.close();
+    }
+    // A replica that restarts has a fresh connection: the results must not depend on that.
+    const s2 = new SqliteStore({ path });
+    await s2.open();
+    try {
+      const r = await s2.apply([entry(5, "create table w (x)")]);
+      assert.equal(idOf(r[0]!), 0);
+    } finally {
+      await s2.close();
+    }
+  });
+
   it("refuses writes in load, two statements, _nexus_ tables, transaction control and CURRENT_TIMESTAMP", async () => {
     const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });
     await s.open();

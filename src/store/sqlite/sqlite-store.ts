@@ -61,10 +61,11 @@ export class SqliteStore implements Store {
     const here = import.meta.url;
     const ts = here.endsWith(".ts");
     const url = new URL(ts ? "./sqlite-worker.ts" : "./sqlite-worker.js", here);
-    // Running from TypeScript sources (tests, development): load the worker through tsx.
+    // Running from TypeScript sources (tests, development): load the worker through tsx, resolved
+    // from here (the worker's own base is the process's working directory).
     const w = ts
       ? new Worker(
-          `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
+          `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
           { eval: true },
         )
       : new Worker(url);

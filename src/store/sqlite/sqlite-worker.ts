@@ -115,6 +115,10 @@ function open(path: string): AppliedPosition {
   d.pragma("journal_mode = WAL");
   d.pragma("synchronous = FULL");
   d.exec("create table if not exists _nexus_meta (k text primary key, v integer not null)");
+  // A connection-local table whose one row, rewritten at rowid 0 before each statement, resets
+  // last_insert_rowid: a statement that inserts nothing reports lastInsertId 0 on every replica,
+  // whatever this connection inserted before (its history differs after a restart or a restore).
+  d.exec("create temp table if not exists _nexus_rowid (x)");
   installDeterministicFunctions(d);
   db = d;
   return getMeta(d);
@@ -130,6 +134,7 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
   const setMeta = d.prepare(
     "insert into _nexus_meta (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
   );
+  const resetRowid = d.prepare("insert or replace into temp._nexus_rowid (rowid, x) values (0, 0)");
   const results: ApplyResult[] = [];
   const tx = d.transaction(() => {
     let applied = getMeta(d);
@@ -152,6 +157,7 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
             if (Array.isArray(p)) stmt.all(...p);
             else stmt.all(p);
           } else {
+            resetRowid.run();
             const info = run(stmt, p);
             changes = info.changes;
             lastId = Number(info.lastInsertRowid);
