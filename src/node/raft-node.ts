@@ -25,7 +25,7 @@ import { Snapshotter, snapshotName } from "../storage/snapshotter.js";
 import type { WalOptions } from "../storage/wal.js";
 import type { ApplyResult, Store } from "../store/store.js";
 import { Applier } from "./applier.js";
-import { encodeEntryPayload, requestKey } from "./entry-payload.js";
+import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import { Waiters } from "./waiters.js";
@@ -230,6 +230,49 @@ export class RaftNode {
     if (this.stopped) return;
     this.raw.reportUnreachable(peer);
     this.schedule();
+  }
+
+  /**
+   * Messages the transport never delivered. A proposal or read request this node forwarded to a
+   * leader it cannot reach (it died, an election is under way) fails at once as not written,
+   * PROPOSAL_DROPPED / NO_LEADER, so the caller may retry it, instead of waiting for its timeout
+   * and an unknown outcome.
+   */
+  reportDropped(msgs: readonly Message[]): void {
+    if (this.stopped) return;
+    for (const m of msgs) {
+      if (m.type === "prop") {
+        for (const e of m.entries) {
+          if (e.type !== "normal" || e.data.byteLength === 0) continue;
+          let requestId: Uint8Array;
+          try {
+            const p = decodeEntryPayload(e.data);
+            if (p.kind !== "command") continue;
+            requestId = p.requestId;
+          } catch {
+            continue;
+          }
+          this.saves.reject(
+            requestKey(requestId),
+            new NexusError(
+              "PROPOSAL_DROPPED",
+              "the leader could not be reached to propose the write; nothing was written",
+            ),
+          );
+        }
+      } else if (m.type === "read-index") {
+        const ctx = m.entries[0]?.data;
+        if (ctx !== undefined) {
+          this.reads.reject(
+            requestKey(ctx),
+            new NexusError(
+              "NO_LEADER",
+              "the leader could not be reached to confirm the read; retry",
+            ),
+          );
+        }
+      }
+    }
   }
 
   /** Whether a snapshot sent to a peer arrived. */

@@ -29,6 +29,13 @@ const SNAPSHOT_PATH = "/nexus/raft/v1/snapshot";
 export interface TransportHandler {
   onMessages(msgs: Message[]): void;
   onUnreachable(peer: NodeId): void;
+  /**
+   * Messages that certainly never reached their peer: dropped before sending, or written to a
+   * connection that failed before it was established. (Messages lost on an established
+   * connection are not reported: they may have arrived.) Lets the runtime fail a forwarded
+   * proposal at once as not written, instead of waiting for its timeout.
+   */
+  onDropped?(msgs: readonly Message[]): void;
   /** Stores a received snapshot's data; resolve once durable, reject to refuse it. */
   onSnapshot(msg: Message, body: Readable): Promise<void>;
   onSnapshotStatus(peer: NodeId, status: "finish" | "failure"): void;
@@ -67,6 +74,8 @@ interface Peer {
   stream: http2.ClientHttp2Stream | undefined;
   queue: Message[];
   queuedBytes: number;
+  /** Messages written to a session that has not connected yet (never delivered if it fails). */
+  unconnected: Message[];
   flushScheduled: boolean;
   draining: boolean;
   backoffMs: number;
@@ -133,6 +142,7 @@ export class Http2Transport {
       stream: undefined,
       queue: [],
       queuedBytes: 0,
+      unconnected: [],
       flushScheduled: false,
       draining: false,
       backoffMs: 0,
@@ -165,6 +175,7 @@ export class Http2Transport {
       const p = this.peers.get(m.to);
       if (p === undefined) {
         this.opts.handler.onUnreachable(m.to);
+        this.opts.handler.onDropped?.([m]);
         continue;
       }
       if (m.type === "snap") {
@@ -175,6 +186,7 @@ export class Http2Transport {
       if (p.queue.length >= this.maxQueueMessages || p.queuedBytes + size > this.maxQueueBytes) {
         p.stats.dropped++;
         this.opts.handler.onUnreachable(p.id);
+        this.opts.handler.onDropped?.([m]);
         continue;
       }
       p.queue.push(m);
@@ -194,10 +206,12 @@ export class Http2Transport {
 
   private dropQueue(p: Peer): void {
     if (p.queue.length === 0) return;
-    p.stats.dropped += p.queue.length;
+    const dropped = p.queue;
+    p.stats.dropped += dropped.length;
     p.queue = [];
     p.queuedBytes = 0;
     this.opts.handler.onUnreachable(p.id);
+    this.opts.handler.onDropped?.(dropped);
   }
 
   private flush(p: Peer): void {
@@ -210,6 +224,7 @@ export class Http2Transport {
     const msgs = p.queue;
     p.queue = [];
     p.queuedBytes = 0;
+    if (p.session?.connecting === true) p.unconnected.push(...msgs);
     const body = encodeBatch(msgs);
     const frame = Buffer.allocUnsafe(4 + body.byteLength);
     frame.writeUInt32BE(body.byteLength, 0);
@@ -239,17 +254,24 @@ export class Http2Transport {
         p.stream = undefined;
         p.backoffMs = Math.min(2000, Math.max(50, p.backoffMs * 2));
         p.retryAt = Date.now() + p.backoffMs * (0.5 + Math.random() / 2);
+        const dropped = [...p.unconnected, ...p.queue];
         p.stats.dropped += p.queue.length;
         p.queue = [];
         p.queuedBytes = 0;
+        p.unconnected = [];
         // Whatever was in flight on the connection is lost: let the core probe again.
-        if (!this.stopped && this.peers.get(p.id) === p) this.opts.handler.onUnreachable(p.id);
+        if (!this.stopped && this.peers.get(p.id) === p) {
+          this.opts.handler.onUnreachable(p.id);
+          if (dropped.length > 0) this.opts.handler.onDropped?.(dropped);
+        }
       }
     };
     s.on("error", onFail);
     s.on("close", onFail);
     s.on("connect", () => {
       p.backoffMs = 0;
+      // Sent from now on; what was written before may have arrived.
+      if (p.session === s) p.unconnected = [];
     });
     return s;
   }

@@ -13,6 +13,7 @@ interface Recorder extends TransportHandler {
   unreachable: string[];
   snapshots: { msg: Message; bytes: number }[];
   statuses: string[];
+  dropped: Message[];
 }
 
 function recorder(): Recorder {
@@ -21,6 +22,8 @@ function recorder(): Recorder {
     unreachable: [],
     snapshots: [],
     statuses: [],
+    dropped: [],
+    onDropped: (m) => void r.dropped.push(...m),
     onMessages: (m) => void r.msgs.push(...m),
     onUnreachable: (p) => void r.unreachable.push(p),
     onSnapshot: async (msg: Message, body: Readable) => {
@@ -160,6 +163,51 @@ describe("HTTP/2 peer transport", () => {
           a.send([hb("a", "b", 2)]);
           return rb.msgs.length > 0;
         }, 15_000);
+      } finally {
+        await b.stop();
+      }
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it("reports as dropped exactly the messages that never reached a peer, not those delivered", async () => {
+    const ra = recorder();
+    const a = node("a", ra);
+    await a.start();
+    const probe = node("x", recorder());
+    const port = await probe.start();
+    await probe.stop();
+    a.addPeer("b", `http://127.0.0.1:${port}`);
+    try {
+      // Nobody listens: the connection fails before it is established.
+      a.send([hb("a", "b", 1), hb("a", "b", 2)]);
+      await until(() => ra.dropped.length === 2);
+      assert.deepEqual(
+        ra.dropped.map((m) => m.term),
+        [1, 2],
+      );
+      // A peer that is up receives them, and nothing is reported dropped.
+      const rb = recorder();
+      const b = new Http2Transport({
+        id: "b",
+        clusterName: "test",
+        listenHost: "127.0.0.1",
+        listenPort: port,
+        handler: rb,
+        openSnapshot: async function* () {},
+      });
+      await b.start();
+      try {
+        let term = 3;
+        await until(() => {
+          a.send([hb("a", "b", term++)]);
+          return rb.msgs.length > 0;
+        }, 15_000);
+        await new Promise((r) => setTimeout(r, 100));
+        const delivered = new Set(rb.msgs.map((m) => m.term));
+        for (const m of ra.dropped)
+          assert.ok(!delivered.has(m.term), `term ${m.term} both dropped and delivered`);
       } finally {
         await b.stop();
       }
