@@ -1,34 +1,72 @@
 /**
- * The `nexus` command. This issue's commands: `nexus wal repair <dir>`; the service commands
- * (serve, repl, status) come with the service.
+ * The `nexus` command: serve, repl, status, local-cluster and wal repair.
  */
+import { EXIT } from "./exit-codes.js";
+import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
+import { replUsage, runRepl } from "./repl.js";
+import { runServe } from "./serve.js";
+import type { Io } from "./serve.js";
+import { STATUS_USAGE, runStatus } from "./status.js";
 import { runWalRepair, WAL_REPAIR_USAGE } from "./wal-repair.js";
 
 const USAGE = `usage: nexus <command> [args]
 
 commands:
+  serve              run a node: the gRPC service on a store (-store sqlite|memory)
+  repl <addr> ...    the client: listNodes, addNode, removeNode, sqlite|mysql|redis load|save
+  status <addr>      whether a node serves, and the members it sees
+  local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
 
-Run "nexus <command> --help" for a command's options.
+Run "nexus <command> --help" for a command's flags.
 `;
 
-export async function main(argv: readonly string[]): Promise<number> {
-  const out = (s: string): void => void process.stdout.write(s);
-  const err = (s: string): void => void process.stderr.write(s);
-  const [cmd, sub, ...rest] = argv;
-  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
-    out(USAGE);
-    return cmd === undefined ? 2 : 0;
-  }
-  if (cmd === "wal") {
-    if (sub === "repair") return runWalRepair(rest, out, err);
-    if (sub === "--help" || sub === "-h") {
-      out(WAL_REPAIR_USAGE);
-      return 0;
+const stdio: Io = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+};
+
+export async function main(argv: readonly string[], io: Io = stdio): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+      io.err(USAGE);
+      return EXIT.USAGE;
+    case "help":
+    case "-h":
+    case "-help":
+    case "--help":
+      io.out(USAGE);
+      return EXIT.OK;
+    case "serve":
+      return runServe(rest, { name: "nexus serve" }, io);
+    case "repl":
+      return runRepl(rest, io, "nexus repl");
+    case "status":
+      return runStatus(rest, io);
+    case "local-cluster":
+      return runLocalCluster(rest, io);
+    case "wal": {
+      const [sub, ...args] = rest;
+      if (sub === "repair") return runWalRepair(args, io.out, io.err);
+      if (sub === "--help" || sub === "-h" || sub === "-help") {
+        io.out(WAL_REPAIR_USAGE);
+        return EXIT.OK;
+      }
+      io.err(`nexus wal: unknown subcommand ${String(sub)}\n\n${WAL_REPAIR_USAGE}`);
+      return EXIT.USAGE;
     }
-    err(`nexus wal: unknown subcommand ${String(sub)}\n\n${WAL_REPAIR_USAGE}`);
-    return 2;
+    default:
+      io.err(`nexus: unknown command "${cmd}"\n\n${USAGE}`);
+      return EXIT.USAGE;
   }
-  err(`nexus: unknown command "${cmd}"\n\n${USAGE}`);
-  return 2;
 }
+
+/** Usage texts by command, for docs and tests. */
+export const USAGES = {
+  nexus: USAGE,
+  repl: replUsage("repl"),
+  status: STATUS_USAGE,
+  localCluster: LOCAL_CLUSTER_USAGE,
+  walRepair: WAL_REPAIR_USAGE,
+} as const;

@@ -70,6 +70,11 @@ export interface ReplicatorOptions {
   /** Largest request (save/load data plus args) accepted, in bytes. Default 4 MiB. */
   readonly maxRequestBytes?: number;
   readonly logger?: NexusLogger;
+  /**
+   * Called once if the node stops on its own because of a fatal error (a WAL write or fsync
+   * failed). Every pending request has been rejected; a service should exit non-zero.
+   */
+  readonly onFatal?: (err: Error) => void;
 }
 
 /** Options after validation: every field present. */
@@ -94,6 +99,7 @@ export interface NormalizedOptions {
   readonly nodeState: NodeState;
   readonly maxRequestBytes: number;
   readonly logger: NexusLogger;
+  readonly onFatal: ((err: Error) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
   readonly initialMember: boolean;
 }
@@ -178,6 +184,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     nodeState,
     maxRequestBytes: int("maxRequestBytes", o.maxRequestBytes, 4 * 1024 * 1024, 1),
     logger: o.logger ?? SILENT,
+    onFatal: o.onFatal,
     initialMember: nodeState !== "new" && listed,
   });
 }

@@ -106,6 +106,7 @@ class ReplicatorImpl implements Replicator {
         onMessages: (msgs) =>
           holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
         onUnreachable: (peer) => holder.node?.reportUnreachable(peer),
+        onDropped: (msgs) => holder.node?.reportDropped(msgs),
         onSnapshot: async (m: Message, body: Readable) => {
           if (holder.node === undefined) {
             body.destroy();
@@ -139,7 +140,10 @@ class ReplicatorImpl implements Replicator {
       replTimeoutMs: o.replTimeoutMs,
       leaseBasedReads: o.leaseBasedReads,
       logger: o.logger,
-      onFatal: (err) => o.logger.error("replicator stopped", { error: err.message }),
+      onFatal: (err) => {
+        o.logger.error("replicator stopped", { error: err.message });
+        o.onFatal?.(err);
+      },
     });
     // Peers of the initial cluster are known before the log is applied.
     for (const u of o.clusterUrls) {
@@ -198,7 +202,16 @@ class ReplicatorImpl implements Replicator {
       while (node.status().softState.lead === "" && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
       }
-      await node.readBarrier(Math.max(1, deadline - Date.now()));
+      // A read request that never reached the leader is retried until the deadline.
+      for (;;) {
+        try {
+          await node.readBarrier(Math.max(1, deadline - Date.now()));
+          break;
+        } catch (err) {
+          if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
+          await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
+        }
+      }
     }
     return this.o.store.load({ data, args });
   }

@@ -1,0 +1,190 @@
+/**
+ * A client of the Nexus gRPC service (the generated client, plus what a program needs around it):
+ * the address as the original's repl takes it (`host:port`), a deadline per call, and failures as
+ * NexusErrors whose code says what happened (UNREACHABLE, UNKNOWN_OUTCOME, or the server's code).
+ */
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { NEXUS_ERROR_CODES, NexusError } from "../errors/index.js";
+import type { NexusErrorCode } from "../errors/index.js";
+import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
+import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
+
+/** A member as ListNodes reports it. */
+export interface ListedNode {
+  /** 16 hex digits, as the original prints ids. */
+  readonly id: string;
+  readonly url: string;
+  readonly status: "LEADER" | "CANDIDATE" | "FOLLOWER" | "OFFLINE" | "UNKNOWN";
+}
+
+export interface NexusClient {
+  /** The service's health: SERVING, NOT_SERVING or UNKNOWN. */
+  check(): Promise<"SERVING" | "NOT_SERVING" | "UNKNOWN">;
+  /** Throws UNKNOWN_OUTCOME when the call was sent but no answer came back. */
+  save(data: Uint8Array, args?: Record<string, string>): Promise<Uint8Array>;
+  load(data: Uint8Array, args?: Record<string, string>): Promise<Uint8Array>;
+  /** Throws UNKNOWN_OUTCOME when the call was sent but no answer came back. */
+  addNode(url: string): Promise<void>;
+  /** Throws UNKNOWN_OUTCOME when the call was sent but no answer came back. */
+  removeNode(url: string): Promise<void>;
+  /** Members sorted by id, and the leader's id ("" when no leader is known). */
+  listNodes(): Promise<{ leader: string; nodes: ListedNode[] }>;
+  /** Closes the connection. */
+  close(): void;
+}
+
+export interface ClientOptions {
+  /** Deadline of each call, ms. Default 30,000. */
+  readonly timeoutMs?: number;
+}
+
+const UNREACHABLE_CAUSES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+]);
+
+/** Parses `host:port`, `[v6]:port` or `http://host:port`. Throws INVALID_ARGUMENT. */
+export function parseServiceAddress(address: string): string {
+  const a = address.trim();
+  const withScheme = /^[a-z]+:\/\//i.test(a) ? a : `http://${a}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new NexusError(
+      "INVALID_ARGUMENT",
+      `"${address}" is not an address; use host:port, e.g. 127.0.0.1:9121`,
+    );
+  }
+  if (u.protocol !== "http:") {
+    throw new NexusError(
+      "INVALID_ARGUMENT",
+      `"${address}": only plaintext http (h2c) is supported; use host:port`,
+    );
+  }
+  const port = Number(u.port);
+  if (u.port === "" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new NexusError(
+      "INVALID_ARGUMENT",
+      `"${address}" has no valid port; use host:port, e.g. 127.0.0.1:9121`,
+    );
+  }
+  if (u.pathname !== "/" || u.search !== "" || u.username !== "") {
+    throw new NexusError("INVALID_ARGUMENT", `"${address}": give only host:port`);
+  }
+  return `http://${u.host}`;
+}
+
+const hex = (id: bigint): string => id.toString(16).padStart(16, "0");
+
+/** Connects lazily to the service at `address` (`host:port`). */
+export function createNexusClient(address: string, opts: ClientOptions = {}): NexusClient {
+  const baseUrl = parseServiceAddress(address);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const sessions = new Http2SessionManager(baseUrl);
+  const client = createClient(Nexus, createGrpcTransport({ baseUrl, sessionManager: sessions }));
+  const where = baseUrl.slice("http://".length);
+
+  /** A failure as a NexusError; `mutating` calls whose fate is unknown say so. */
+  const fail = (err: unknown, what: string, mutating: boolean): NexusError => {
+    if (!(err instanceof ConnectError)) {
+      return new NexusError("INTERNAL", `${what}: ${(err as Error).message}`, { cause: err });
+    }
+    // The server's errors carry "CODE: message" (src/api/errors.ts).
+    const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err.rawMessage);
+    if (m !== null && (NEXUS_ERROR_CODES as readonly string[]).includes(m[1]!)) {
+      return new NexusError(m[1] as NexusErrorCode, m[2]!, { cause: err });
+    }
+    const cause = (err.cause as { code?: string } | undefined)?.code;
+    if (cause !== undefined && UNREACHABLE_CAUSES.has(cause)) {
+      return new NexusError(
+        "UNREACHABLE",
+        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${baseUrl.split(":").pop()}?`,
+        { cause: err },
+      );
+    }
+    if (mutating) {
+      return new NexusError(
+        "UNKNOWN_OUTCOME",
+        `${what} was sent to ${where} but no answer came back (${err.rawMessage}): it may or may not have been applied; ` +
+          "check the state (a load, or listNodes) before retrying",
+        { cause: err },
+      );
+    }
+    if (err.code === Code.DeadlineExceeded) {
+      return new NexusError("TIMEOUT", `${what}: no answer from ${where} within ${timeoutMs} ms`, {
+        cause: err,
+      });
+    }
+    return new NexusError("UNREACHABLE", `${what} at ${where} failed: ${err.rawMessage}`, {
+      cause: err,
+    });
+  };
+  const call = async <T>(what: string, mutating: boolean, f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (err) {
+      throw fail(err, what, mutating);
+    }
+  };
+  const bytesArgs = (args: Record<string, string> = {}): Record<string, Uint8Array> => {
+    const enc = new TextEncoder();
+    return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, enc.encode(v)]));
+  };
+
+  return {
+    check: () =>
+      call("check", false, async () => {
+        const r = await client.check({}, { timeoutMs });
+        return r.status === HealthCheckResponse_ServingStatus.SERVING
+          ? "SERVING"
+          : r.status === HealthCheckResponse_ServingStatus.NOT_SERVING
+            ? "NOT_SERVING"
+            : "UNKNOWN";
+      }),
+    save: (data, args) =>
+      call("the save", true, async () => {
+        const r = await client.save({ data, args: bytesArgs(args) }, { timeoutMs });
+        if (r.status !== undefined && r.status.code !== 0) {
+          throw new NexusError("STORE_ERROR", r.status.message);
+        }
+        return r.resData;
+      }),
+    load: (data, args) =>
+      call("the load", false, async () => {
+        const r = await client.load({ data, args: bytesArgs(args) }, { timeoutMs });
+        if (r.status !== undefined && r.status.code !== 0) {
+          throw new NexusError("STORE_ERROR", r.status.message);
+        }
+        return r.resData;
+      }),
+    addNode: (url) =>
+      call(`addNode ${url}`, true, async () => {
+        const r = await client.addNode({ nodeUrl: url }, { timeoutMs });
+        if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
+      }),
+    removeNode: (url) =>
+      call(`removeNode ${url}`, true, async () => {
+        const r = await client.removeNode({ nodeUrl: url }, { timeoutMs });
+        if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
+      }),
+    listNodes: () =>
+      call("listNodes", false, async () => {
+        const r = await client.listNodes({}, { timeoutMs });
+        const nodes = Object.values(r.nodes)
+          .map((n) => ({
+            id: hex(n.nodeId),
+            url: n.nodeUrl,
+            status: NodeInfo_NodeStatus[n.status] as ListedNode["status"],
+          }))
+          .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        return { leader: r.leader === 0n ? "" : hex(r.leader), nodes };
+      }),
+    close: () => sessions.abort(),
+  };
+}

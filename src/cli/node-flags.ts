@@ -1,0 +1,187 @@
+/**
+ * The flags every node program takes: the original's `-nexus-*` flags and `-grpcPort`, with the
+ * original's names, meanings and defaults, plus a few of ours (marked in their help). They become
+ * ReplicatorOptions and the gRPC listen address.
+ */
+import type { NodeState, ReplicatorOptions } from "../node/options.js";
+import type { FlagSpec, ParsedFlags } from "./flags.js";
+import { FlagError, bool, int, str } from "./flags.js";
+import { LOG_LEVELS } from "./logger.js";
+import type { LogLevel } from "./logger.js";
+
+export const NODE_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "nexus-node-url",
+    kind: "string",
+    help: "URL of this node for peer traffic, http://<host>:<port> (required)",
+  },
+  {
+    name: "nexus-cluster-url",
+    kind: "string",
+    help: "comma-separated URLs of the initial cluster's nodes (required)",
+  },
+  {
+    name: "grpcPort",
+    kind: "int",
+    min: 1,
+    max: 65535,
+    help: "port on which the Nexus gRPC service listens (required)",
+  },
+  {
+    name: "grpcHost",
+    kind: "string",
+    default: "0.0.0.0",
+    help: "address the gRPC service binds (ours; the original binds every interface)",
+  },
+  {
+    name: "nexus-cluster-name",
+    kind: "string",
+    default: "nexus",
+    help: "name shared by the cluster's nodes; traffic from another cluster is refused",
+  },
+  { name: "nexus-log-dir", kind: "string", default: "/tmp/logs", help: "dir for the raft WAL" },
+  {
+    name: "nexus-snap-dir",
+    kind: "string",
+    default: "/tmp/snap",
+    help: "dir for raft snapshots",
+  },
+  {
+    name: "nexus-repl-timeout",
+    kind: "int",
+    min: 1,
+    default: 5,
+    help: "seconds a save may take; after that its outcome is unknown",
+  },
+  {
+    name: "nexusLeaseBasedReads",
+    kind: "bool",
+    aliases: ["nexus-lease-based-reads"],
+    help: "serve reads from the leader's lease instead of a quorum round trip (default false)",
+  },
+  {
+    name: "nexus-node-state",
+    kind: "string",
+    default: "auto",
+    help: "new: join an existing cluster; existing: a member of the initial cluster; auto: decide from -nexus-cluster-url",
+  },
+  {
+    name: "nexus-snapshot-count",
+    kind: "int",
+    min: 1,
+    default: 10_000,
+    help: "applied entries between snapshots",
+  },
+  {
+    name: "nexus-snapshot-catchup-entries",
+    kind: "int",
+    min: 0,
+    default: 5_000,
+    help: "entries kept after a snapshot for slow followers",
+  },
+  {
+    name: "nexus-max-snapshots",
+    kind: "int",
+    min: 0,
+    default: 5,
+    help: "snapshot files kept (0 is unlimited)",
+  },
+  {
+    name: "nexus-max-wals",
+    kind: "int",
+    min: 0,
+    default: 5,
+    help: "WAL files kept (0 is unlimited)",
+  },
+  {
+    name: "nexus-heartbeat-ms",
+    kind: "int",
+    min: 1,
+    default: 100,
+    help: "ms between leader heartbeats (ours; on a WAN about the round-trip time)",
+  },
+  {
+    name: "nexus-election-ms",
+    kind: "int",
+    min: 2,
+    default: 1000,
+    help: "ms without a leader before an election (ours; 10x the heartbeat)",
+  },
+  {
+    name: "nexus-max-request-bytes",
+    kind: "int",
+    min: 1,
+    default: 4 * 1024 * 1024,
+    help: "largest save/load request accepted, bytes (ours)",
+  },
+  {
+    name: "log-level",
+    kind: "string",
+    default: "info",
+    help: "debug, info, warn, error or silent; logs are JSON lines on stderr (ours)",
+  },
+];
+
+/** What the node flags say, validated. */
+export interface NodeConfig {
+  readonly replicator: Omit<ReplicatorOptions, "store" | "logger" | "onFatal">;
+  readonly grpcHost: string;
+  readonly grpcPort: number;
+  readonly logLevel: LogLevel;
+}
+
+function required(f: ParsedFlags, name: string, example: string): string {
+  const v = str(f, name);
+  if (v === undefined || v.trim() === "") {
+    throw new FlagError(`flag -${name} is required, e.g. -${name} ${example}`);
+  }
+  return v.trim();
+}
+
+/** Reads the node flags. Throws FlagError naming the flag when one is missing or wrong. */
+export function nodeConfigOf(f: ParsedFlags): NodeConfig {
+  const nodeUrl = required(f, "nexus-node-url", "http://127.0.0.1:9021");
+  const clusterUrls = required(
+    f,
+    "nexus-cluster-url",
+    '"http://127.0.0.1:9021,http://127.0.0.1:9022,http://127.0.0.1:9023"',
+  )
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "");
+  const grpcPort = int(f, "grpcPort");
+  if (grpcPort === undefined)
+    throw new FlagError("flag -grpcPort is required, e.g. -grpcPort 9121");
+  const nodeState = str(f, "nexus-node-state")!;
+  if (!["auto", "new", "existing"].includes(nodeState)) {
+    throw new FlagError(`flag -nexus-node-state must be new, existing or auto, got "${nodeState}"`);
+  }
+  const logLevel = str(f, "log-level")!;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new FlagError(
+      `flag -log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
+    );
+  }
+  return {
+    replicator: {
+      nodeUrl,
+      clusterUrls,
+      clusterName: str(f, "nexus-cluster-name")!,
+      logDir: str(f, "nexus-log-dir")!,
+      snapDir: str(f, "nexus-snap-dir")!,
+      replTimeoutMs: int(f, "nexus-repl-timeout")! * 1000,
+      leaseBasedReads: bool(f, "nexusLeaseBasedReads"),
+      nodeState: nodeState as NodeState,
+      snapshotCount: int(f, "nexus-snapshot-count")!,
+      snapshotCatchUpEntries: int(f, "nexus-snapshot-catchup-entries")!,
+      maxSnapshots: int(f, "nexus-max-snapshots")!,
+      maxWals: int(f, "nexus-max-wals")!,
+      heartbeatTickMs: int(f, "nexus-heartbeat-ms")!,
+      electionTickMs: int(f, "nexus-election-ms")!,
+      maxRequestBytes: int(f, "nexus-max-request-bytes")!,
+    },
+    grpcHost: str(f, "grpcHost")!,
+    grpcPort,
+    logLevel: logLevel as LogLevel,
+  };
+}

@@ -1,0 +1,198 @@
+/**
+ * `repl`: the original's command-line client of the Nexus service, with its commands and outputs,
+ * plus `sqlite load|save`. Errors go to stderr with a non-zero exit code (see exit-codes.ts); a
+ * save whose outcome is unknown says so and is never retried.
+ */
+import { createNexusClient } from "../api/client.js";
+import type { NexusClient } from "../api/client.js";
+import type { NexusError } from "../errors/index.js";
+import { isNexusError } from "../errors/index.js";
+import { EXIT, exitCodeOf } from "./exit-codes.js";
+import type { FlagSpec } from "./flags.js";
+import { FlagError, describeFlags, int, parseFlags, str } from "./flags.js";
+import type { Io } from "./serve.js";
+
+const FLAGS: readonly FlagSpec[] = [
+  {
+    name: "timeout",
+    kind: "int",
+    min: 1,
+    default: 30,
+    help: "seconds to wait for an answer; a save without one has an unknown outcome",
+  },
+  {
+    name: "consistency",
+    kind: "string",
+    help: "for loads: linearizable (the node's default), lease or local",
+  },
+  {
+    name: "params",
+    kind: "string",
+    help: "for sqlite and mysql: statement parameters as a JSON array or object, e.g. '[\"a\", 1]'",
+  },
+];
+
+export function replUsage(name: string): string {
+  return (
+    `Usage: ${name} [flags] <nexus_url> <command> [<options>]\n` +
+    "Following commands are supported:\n" +
+    "listNodes\n" +
+    "addNode <nodeAddr>\n" +
+    "removeNode <nodeAddr>\n" +
+    "mysql load <expression>\n" +
+    "mysql save <expression>\n" +
+    "redis load db.index=<num> <expression>\n" +
+    "redis save db.index=<num> <expression>\n" +
+    "sqlite load <expression>\n" +
+    "sqlite save <expression>\n" +
+    "\n<nexus_url> is the gRPC address of any node, host:port (e.g. 127.0.0.1:9121).\n" +
+    `\nflags (before <nexus_url>):\n${describeFlags(FLAGS)}` +
+    "\nexit status: 0 done, 1 the request failed, 2 usage, 3 address unreachable, 4 outcome unknown\n"
+  );
+}
+
+/** The original's params parser: `k=v,k2=v2`, spaces trimmed, pairs without "=" ignored. */
+export function scanParams(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of s.split(",")) {
+    const j = part.indexOf("=");
+    if (j >= 0) out[part.slice(0, j).trim()] = part.slice(j + 1).trim();
+  }
+  return out;
+}
+
+const STORES: Record<string, string> = { redis: "Redis", mysql: "MySQL", sqlite: "SQLite" };
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+
+async function printMembers(c: NexusClient, io: Io): Promise<void> {
+  const { leader, nodes } = await c.listNodes();
+  if (leader === "" || !nodes.some((n) => n.id === leader)) {
+    io.out("WARNING: Cluster unhealthy, leader unknown\n");
+  }
+  io.out("Current cluster members:\n");
+  for (const n of nodes) io.out(`${n.id} => ${n.url}${n.id === leader ? " (leader)" : ""}\n`);
+}
+
+class UsageError extends Error {}
+
+/** Runs repl; resolves with the exit code. */
+export async function runRepl(argv: readonly string[], io: Io, name = "repl"): Promise<number> {
+  let flags: ReturnType<typeof parseFlags>;
+  try {
+    flags = parseFlags(argv, FLAGS, { allowPositionals: true, stopAtPositional: true });
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    io.err(`${name}: ${err.message}\n\n${replUsage(name)}`);
+    return EXIT.USAGE;
+  }
+  if (flags.help) {
+    io.out(replUsage(name));
+    return EXIT.OK;
+  }
+  const [address, rawCmd, ...args] = flags.positionals.map((a) => a.trim());
+  if (address === undefined || rawCmd === undefined) {
+    io.err(`${name}: give an address and a command\n\n${replUsage(name)}`);
+    return EXIT.USAGE;
+  }
+  const consistency = str(flags, "consistency");
+  if (consistency !== undefined && !["linearizable", "lease", "local"].includes(consistency)) {
+    io.err(
+      `${name}: flag -consistency must be linearizable, lease or local, got "${consistency}"\n`,
+    );
+    return EXIT.USAGE;
+  }
+  const params = str(flags, "params");
+  if (params !== undefined) {
+    try {
+      const p: unknown = JSON.parse(params);
+      if (typeof p !== "object" || p === null) throw new Error("not an array or object");
+    } catch (err) {
+      io.err(`${name}: flag -params must be a JSON array or object: ${(err as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
+  let client: NexusClient;
+  try {
+    client = createNexusClient(address, { timeoutMs: int(flags, "timeout")! * 1000 });
+  } catch (err) {
+    io.err(`${name}: ${(err as Error).message}\n`);
+    return EXIT.USAGE;
+  }
+  try {
+    const cmd = rawCmd.toLowerCase();
+    switch (cmd) {
+      case "listnodes":
+        await printMembers(client, io);
+        return EXIT.OK;
+      case "addnode":
+      case "removenode": {
+        const url = args[0];
+        if (url === undefined || url === "") throw new UsageError("<nodeAddr> must be provided");
+        if (cmd === "addnode") await client.addNode(url);
+        else await client.removeNode(url);
+        await printMembers(client, io);
+        return EXIT.OK;
+      }
+      case "redis":
+      case "mysql":
+      case "sqlite": {
+        const store = STORES[cmd]!;
+        const [mode, ...rest] = args;
+        let reqArgs: Record<string, string> = {};
+        let expr: string | undefined;
+        if (cmd === "redis") {
+          if (rest.length !== 2) {
+            throw new UsageError(
+              `redis ${mode ?? "<load|save>"} takes db.index=<num> and a Lua expression`,
+            );
+          }
+          reqArgs = scanParams(rest[0]!);
+          expr = rest[1];
+        } else {
+          if (rest.length !== 1) {
+            throw new UsageError(
+              `${cmd} ${mode ?? "<load|save>"} takes one SQL expression (quote it)`,
+            );
+          }
+          expr = rest[0];
+          if (params !== undefined) reqArgs["params"] = params;
+        }
+        if (consistency !== undefined) reqArgs["consistency"] = consistency;
+        if (expr === undefined || expr === "") throw new UsageError("the expression is empty");
+        const m = (mode ?? "").toLowerCase();
+        let res: Uint8Array;
+        if (m === "load") res = await client.load(enc.encode(expr), reqArgs);
+        else if (m === "save") res = await client.save(enc.encode(expr), reqArgs);
+        else throw new UsageError(`Unknown mode: ${mode ?? ""} (use load or save)`);
+        io.out(`Response from ${store} (without quotes): '${dec.decode(res)}'\n`);
+        return EXIT.OK;
+      }
+      default:
+        throw new UsageError(`unknown command "${rawCmd}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`${name}: ${err.message}\n\n${replUsage(name)}`);
+      return EXIT.USAGE;
+    }
+    if (isNexusError(err)) {
+      io.err(`${name}: ${describeFailure(err)}\n`);
+      return exitCodeOf(err.code);
+    }
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+function describeFailure(err: NexusError): string {
+  switch (err.code) {
+    case "STORE_ERROR":
+      return `error from the store: ${err.message}`;
+    case "UNKNOWN_OUTCOME":
+      return `outcome unknown: ${err.message}`;
+    default:
+      return `${err.code}: ${err.message}`;
+  }
+}

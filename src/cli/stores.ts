@@ -1,0 +1,46 @@
+/**
+ * The stores a node program can serve, chosen with `-store`, with each store's own flags.
+ */
+import { join } from "node:path";
+import type { Store } from "../store/store.js";
+import { MemoryStore } from "../store/memory/memory-store.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { FlagSpec, ParsedFlags } from "./flags.js";
+import { str } from "./flags.js";
+
+export interface StoreKind {
+  readonly name: string;
+  /** The name repl uses for this store's responses, e.g. "SQLite". */
+  readonly display: string;
+  readonly flags: readonly FlagSpec[];
+  /** Opens the store from its flags; `nodeDir` is `node_<decimal id>` for default paths. */
+  create(f: ParsedFlags, nodeDir: string): { store: Store; describe: string };
+}
+
+export const SQLITE: StoreKind = {
+  name: "sqlite",
+  display: "SQLite",
+  flags: [
+    {
+      name: "sqlitePath",
+      kind: "string",
+      help: "SQLite database file (default /tmp/sqlite/node_<id>.db)",
+    },
+  ],
+  create(f, nodeDir) {
+    const path = str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`);
+    return { store: new SqliteStore({ path }), describe: `sqlite ${path}` };
+  },
+};
+
+export const MEMORY: StoreKind = {
+  name: "memory",
+  display: "memory",
+  flags: [],
+  create() {
+    return { store: new MemoryStore(), describe: "memory (lost on restart; for tests)" };
+  },
+};
+
+/** Every store `nexus serve -store` accepts. */
+export const STORE_KINDS: readonly StoreKind[] = [SQLITE, MEMORY];

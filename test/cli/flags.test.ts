@@ -1,0 +1,94 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { FlagError, parseFlags } from "../../src/cli/flags.js";
+import type { FlagSpec } from "../../src/cli/flags.js";
+import { scanParams } from "../../src/cli/repl.js";
+
+const SPECS: readonly FlagSpec[] = [
+  { name: "nexus-node-url", kind: "string", help: "" },
+  { name: "grpcPort", kind: "int", min: 1, max: 65535, help: "" },
+  { name: "nexus-max-wals", kind: "int", min: 0, default: 5, help: "" },
+  { name: "nexusLeaseBasedReads", kind: "bool", aliases: ["nexus-lease-based-reads"], help: "" },
+];
+
+describe("flags as the original's programs take them", () => {
+  for (const c of [
+    { name: "one dash, space", argv: ["-grpcPort", "9121"], want: 9121 },
+    { name: "one dash, equals", argv: ["-grpcPort=9121"], want: 9121 },
+    { name: "two dashes, space", argv: ["--grpcPort", "9121"], want: 9121 },
+    { name: "two dashes, equals", argv: ["--grpcPort=9121"], want: 9121 },
+  ]) {
+    it(c.name, () => assert.equal(parseFlags(c.argv, SPECS).values.get("grpcPort"), c.want));
+  }
+
+  it("takes the next token as a string value even when it starts with a dash", () => {
+    const f = parseFlags(["-nexus-node-url", "-odd", "-grpcPort", "1"], SPECS);
+    assert.equal(f.values.get("nexus-node-url"), "-odd");
+  });
+
+  it("applies defaults, and booleans as -flag, -flag=true, -flag=false, or by alias", () => {
+    assert.equal(parseFlags([], SPECS).values.get("nexus-max-wals"), 5);
+    assert.equal(parseFlags([], SPECS).values.get("nexusLeaseBasedReads"), undefined);
+    for (const [argv, want] of [
+      [["-nexusLeaseBasedReads"], true],
+      [["--nexusLeaseBasedReads=true"], true],
+      [["-nexusLeaseBasedReads=false"], false],
+      [["-nexus-lease-based-reads"], true],
+    ] as const) {
+      assert.equal(
+        parseFlags(argv, SPECS).values.get("nexusLeaseBasedReads"),
+        want,
+        argv.join(" "),
+      );
+    }
+  });
+
+  for (const c of [
+    { name: "unknown flag", argv: ["-nope", "1"], msg: /unknown flag -nope/ },
+    { name: "missing value", argv: ["-grpcPort"], msg: /-grpcPort needs a value/ },
+    {
+      name: "not an integer",
+      argv: ["-grpcPort=abc"],
+      msg: /-grpcPort must be an integer from 1 to 65535, got "abc"/,
+    },
+    { name: "out of range", argv: ["-grpcPort", "70000"], msg: /from 1 to 65535, got "70000"/ },
+    { name: "negative", argv: ["-nexus-max-wals", "-1"], msg: /from 0 to/ },
+    {
+      name: "bad boolean",
+      argv: ["-nexusLeaseBasedReads=maybe"],
+      msg: /true or false, got "maybe"/,
+    },
+    { name: "given twice", argv: ["-grpcPort=1", "--grpcPort=2"], msg: /more than once/ },
+    { name: "stray argument", argv: ["extra"], msg: /unexpected argument "extra"/ },
+  ]) {
+    it(`refuses: ${c.name}`, () => {
+      assert.throws(
+        () => parseFlags(c.argv, SPECS),
+        (e: unknown) => e instanceof FlagError && c.msg.test(e.message),
+      );
+    });
+  }
+
+  it("stops at the first positional when asked (a command and its arguments)", () => {
+    const f = parseFlags(["-grpcPort=1", "addr", "sqlite", "save", "-- comment", "-x"], SPECS, {
+      allowPositionals: true,
+      stopAtPositional: true,
+    });
+    assert.deepEqual(f.positionals, ["addr", "sqlite", "save", "-- comment", "-x"]);
+  });
+});
+
+describe("repl's params, as the original scans them", () => {
+  for (const c of [
+    { name: "one", s: "db.index=2", want: { "db.index": "2" } },
+    {
+      name: "two, spaces",
+      s: " db.index = 2 , consistency=local",
+      want: { "db.index": "2", consistency: "local" },
+    },
+    { name: "no equals ignored", s: "junk,db.index=3", want: { "db.index": "3" } },
+    { name: "value with equals", s: "k=a=b", want: { k: "a=b" } },
+  ]) {
+    it(c.name, () => assert.deepEqual(scanParams(c.s), c.want));
+  }
+});

@@ -1,0 +1,163 @@
+/**
+ * The programs' command lines end to end: --help everywhere, bad flags and arguments, an
+ * unreachable address, graceful shutdown on SIGTERM with a request in flight, `nexus status`.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Nexus } from "../../src/api/gen/nexus_pb.js";
+import { freePort, repl, run, sqliteCluster, until, leaderUrl } from "./programs.js";
+
+describe("command lines", () => {
+  it("--help on every program and command prints usage and exits 0", async () => {
+    for (const [prog, args, want] of [
+      ["nexus", ["--help"], /serve .*\n.*repl .*\n.*status/s],
+      ["nexus", ["serve", "--help"], /-store <string>[\s\S]*-sqlitePath/],
+      ["nexus", ["repl", "-help"], /listNodes/],
+      ["nexus", ["status", "-h"], /usage: nexus status/],
+      ["nexus", ["local-cluster", "--help"], /-nodes <int>/],
+      ["nexus", ["wal", "--help"], /usage: nexus wal repair/],
+      ["sqlite_repl", ["--help"], /-nexus-cluster-url <string>[\s\S]*-sqlitePath <string>/],
+      ["repl", ["--help"], /^Usage: repl/],
+    ] as const) {
+      const r = await run(prog, [...args]);
+      assert.equal(r.code, 0, `${prog} ${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stdout, want, `${prog} ${args.join(" ")}`);
+    }
+  });
+
+  it("bad flags and arguments: a clear error, the usage, exit 2, and no node started", async () => {
+    const port = await freePort();
+    const node = [
+      "-nexus-node-url",
+      `http://127.0.0.1:${port}`,
+      "-nexus-cluster-url",
+      `http://127.0.0.1:${port}`,
+    ];
+    for (const [prog, args, want] of [
+      [
+        "sqlite_repl",
+        [...node, "-grpcPort", "9121", "-redisPort", "6379"],
+        /unknown flag -redisPort/,
+      ],
+      [
+        "sqlite_repl",
+        [...node, "-grpcPort=abc"],
+        /-grpcPort must be an integer from 1 to 65535, got "abc"/,
+      ],
+      ["sqlite_repl", [...node], /flag -grpcPort is required/],
+      [
+        "sqlite_repl",
+        ["-grpcPort=9121", "-nexus-cluster-url=http://127.0.0.1:1"],
+        /-nexus-node-url is required/,
+      ],
+      [
+        "sqlite_repl",
+        ["-grpcPort=9121", "-nexus-node-url=127.0.0.1:1", "-nexus-cluster-url=http://127.0.0.1:1"],
+        /127\.0\.0\.1:1/,
+      ],
+      [
+        "sqlite_repl",
+        [...node, "-grpcPort=9121", "-nexus-node-state=maybe"],
+        /-nexus-node-state must be new, existing or auto/,
+      ],
+      [
+        "sqlite_repl",
+        [...node, "-grpcPort=9121", "-nexus-heartbeat-ms=100", "-nexus-election-ms=150"],
+        /at least twice/,
+      ],
+      [
+        "nexus",
+        ["serve", ...node, "-grpcPort=9121", "-store=oracle"],
+        /-store must be one of sqlite, memory/,
+      ],
+      ["nexus", ["frobnicate"], /unknown command "frobnicate"/],
+      ["repl", [], /give an address and a command/],
+      ["repl", ["127.0.0.1:9121"], /give an address and a command/],
+      ["repl", ["127.0.0.1", "listNodes"], /no valid port/],
+      ["repl", ["127.0.0.1:9121", "dance"], /unknown command "dance"/],
+      ["repl", ["127.0.0.1:9121", "addNode"], /<nodeAddr> must be provided/],
+      ["repl", ["127.0.0.1:9121", "sqlite", "save"], /takes one SQL expression/],
+      ["repl", ["127.0.0.1:9121", "sqlite", "upsert", "x"], /Unknown mode: upsert/],
+      [
+        "repl",
+        ["127.0.0.1:9121", "redis", "save", "return 1"],
+        /db.index=<num> and a Lua expression/,
+      ],
+      [
+        "repl",
+        ["-consistency=eventual", "127.0.0.1:9121", "sqlite", "load", "select 1"],
+        /-consistency must be/,
+      ],
+      [
+        "repl",
+        ["-params=[1", "127.0.0.1:9121", "sqlite", "save", "select ?"],
+        /-params must be a JSON array or object/,
+      ],
+    ] as const) {
+      const r = await run(prog, [...args]);
+      assert.equal(r.code, 2, `${prog} ${args.join(" ")}: exit ${r.code}, ${r.stderr}`);
+      assert.match(r.stderr, want, `${prog} ${args.join(" ")}`);
+      assert.doesNotMatch(r.stdout, /serving gRPC/);
+    }
+  });
+
+  it("repl and status at an address where nothing listens: a clear message and exit 3", async () => {
+    const addr = `127.0.0.1:${await freePort()}`;
+    for (const args of [
+      [addr, "listNodes"],
+      [addr, "sqlite", "save", "create table t (x)"],
+      [addr, "addNode", "http://127.0.0.1:9024"],
+    ]) {
+      const r = await repl(...args);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot reach the Nexus service at ${addr}.*ECONNREFUSED`));
+    }
+    const s = await run("nexus", ["status", addr]);
+    assert.equal(s.code, 3);
+    assert.match(s.stderr, /cannot reach/);
+  });
+
+  it("SIGTERM: a save in flight finishes, new calls are refused, the node exits 0; status reports the others", async () => {
+    const nodes = await sqliteCluster(3);
+    await Promise.all(nodes.map((n) => n.start()));
+    const leader = await until(
+      "a leader",
+      () => leaderUrl(nodes[0]!.addr),
+      (l) => l !== "",
+    );
+    const target = nodes.find((n) => n.url !== leader)!;
+    assert.equal((await repl(target.addr, "sqlite", "save", "create table t (x)")).code, 0);
+    // A long statement in flight on the node we stop: a 3-million-row recursive insert, sent
+    // through the generated gRPC client so that it is surely in flight when the signal comes.
+    const client = createClient(Nexus, createGrpcTransport({ baseUrl: `http://${target.addr}` }));
+    const sql =
+      "insert into t with recursive c(i) as (select 1 union all select i + 1 from c where i < 3000000) select i from c";
+    const t0 = Date.now();
+    const inflight = client.save({ data: new TextEncoder().encode(sql), args: {} });
+    await new Promise((r) => setTimeout(r, 200));
+    const code = await target.stop("SIGTERM");
+    const res = await inflight;
+    assert.equal(
+      new TextDecoder().decode(res.resData),
+      '{"rowsAffected":3000000,"lastInsertId":3000000}',
+    );
+    // The statement was still running when the signal came.
+    assert.ok(Date.now() - t0 > 400, `the save took only ${Date.now() - t0} ms`);
+    assert.equal(code, 0, target.stderr);
+    assert.match(target.stderr, /SIGTERM: finishing in-flight requests and stopping[\s\S]*stopped/);
+    const after = await repl(target.addr, "listNodes");
+    assert.equal(after.code, 3);
+
+    const other = nodes.find((n) => n !== target)!;
+    const st = await run("nexus", ["status", other.addr]);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(
+      st.stdout,
+      new RegExp(`^${other.addr}: SERVING\nleader: [0-9a-f]{16}\nmembers:\n`),
+    );
+    assert.equal(st.stdout.trimEnd().split("\n").length, 6);
+    await Promise.all(nodes.map((n) => n.stop()));
+  });
+});
