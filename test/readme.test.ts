@@ -4,7 +4,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -61,6 +61,76 @@ describe("README", () => {
       const res = spawnSync(process.execPath, ["--import", "tsx", file], { encoding: "utf8" });
       assert.equal(res.status, 0, `example failed: ${res.stderr}`);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the newcomer's path: npm start's cluster answers the README's repl commands as shown", async () => {
+    const readme = readFileSync("README.md", "utf8");
+    const at = readme.indexOf("<!-- newcomer-commands");
+    assert.ok(at >= 0, "README has no newcomer commands");
+    const block = /```console\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
+    // "$ command" lines, each followed by its output.
+    const steps: { cmd: string; out: string }[] = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("$ ")) steps.push({ cmd: line.slice(2), out: "" });
+      else if (line !== "") steps[steps.length - 1]!.out += `${line}\n`;
+    }
+    assert.ok(steps.length >= 5);
+
+    const dir = mkdtempSync(join(tmpdir(), "nexus-readme-start-"));
+    let cluster: ReturnType<typeof spawn> | undefined;
+    try {
+      // npm start's command on free ports (the README's 9021-9023 and 9121-9123 may be taken).
+      let raft = 0;
+      let grpc = 0;
+      let out = "";
+      for (let attempt = 0; attempt < 5 && cluster === undefined; attempt++) {
+        raft = 20000 + Math.floor(Math.random() * 20000);
+        grpc = raft + 10;
+        out = "";
+        const c = spawn(
+          process.execPath,
+          ["bin/nexus", "local-cluster", "-dir", dir, `-raft-port=${raft}`, `-grpc-port=${grpc}`],
+          { stdio: ["ignore", "pipe", "pipe"] },
+        );
+        const ok = await new Promise<boolean>((res) => {
+          c.stdout!.on("data", (b: Buffer) => {
+            out += b.toString();
+            if (out.includes("Ctrl-C stops the cluster")) res(true);
+          });
+          c.stderr!.on("data", (b: Buffer) => (out += b.toString()));
+          c.once("exit", () => res(false));
+        });
+        if (ok) cluster = c;
+      }
+      assert.ok(cluster !== undefined, `npm start's cluster did not come up: ${out}`);
+      assert.match(out, new RegExp(`node 1: gRPC 127\\.0\\.0\\.1:${grpc}`));
+
+      const norm = (t: string): string =>
+        t
+          .replace(/[0-9a-f]{16}/g, "<id>")
+          .replace(/127\.0\.0\.1:\d+/g, "<addr>")
+          .replace(/ \(leader\)/g, "")
+          .replace(/ (leader|follower)$/gm, " <role>");
+      for (const step of steps) {
+        const cmd = step.cmd
+          .replace(/127\.0\.0\.1:912(\d)/g, (_, d: string) => `127.0.0.1:${grpc + Number(d) - 1}`)
+          .replace(/127\.0\.0\.1:902(\d)/g, (_, d: string) => `127.0.0.1:${raft + Number(d) - 1}`);
+        const r = spawnSync("bash", ["-c", `${cmd} 2>&1`], { encoding: "utf8", timeout: 60_000 });
+        assert.equal(norm(r.stdout), norm(step.out), `README step: ${step.cmd}`);
+        assert.equal(r.status === 0, !step.out.includes("error"), `exit status of ${step.cmd}`);
+        if (step.cmd.includes("listNodes"))
+          assert.equal((r.stdout.match(/\(leader\)/g) ?? []).length, 1);
+      }
+
+      // Ctrl-C stops every node cleanly.
+      const exited = new Promise<number | null>((res) => cluster!.once("exit", (c) => res(c)));
+      cluster.kill("SIGINT");
+      assert.equal(await exited, 0);
+      assert.match(out, /stopped \(node 1: 0, node 2: 0, node 3: 0\)/);
+    } finally {
+      if (cluster !== undefined && cluster.exitCode === null) cluster.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -35,7 +35,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     // Refuse messages far larger than the request limit before decoding them.
     readMaxBytes: o.maxRequestBytes + 64 * 1024,
   });
-  const server = http2.createServer(handler);
+  const server = http2.createServer((req, res) => {
+    respondWithSpecMessages(res);
+    handler(req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => {
@@ -64,4 +67,47 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         }, graceMs);
       }),
   };
+}
+
+/**
+ * The gRPC spec percent-encodes only `%` and bytes outside 0x20-0x7E in `grpc-message`; the
+ * library encodes every reserved URI character (`:` as `%3A`), which grpc-js clients, decoding
+ * with decodeURI, then show as is. Re-encodes the header as the spec does, on this response.
+ */
+function respondWithSpecMessages(res: http2.Http2ServerResponse): void {
+  const fix = (h: unknown): void => {
+    if (typeof h !== "object" || h === null) return;
+    const rec = h as Record<string, unknown>;
+    const v = rec["grpc-message"];
+    if (typeof v !== "string") return;
+    let raw: string;
+    try {
+      raw = decodeURIComponent(v);
+    } catch {
+      return;
+    }
+    rec["grpc-message"] = encodeGrpcMessage(raw);
+  };
+  const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => http2.Http2ServerResponse;
+  (res as { writeHead: unknown }).writeHead = (...a: unknown[]) => {
+    for (const x of a) fix(x);
+    return writeHead(...a);
+  };
+  const addTrailers = res.addTrailers.bind(res);
+  res.addTrailers = (h) => {
+    fix(h);
+    addTrailers(h);
+  };
+}
+
+/** Percent-encodes `%` and every byte outside 0x20-0x7E (gRPC over HTTP/2, Status-Message). */
+export function encodeGrpcMessage(s: string): string {
+  let out = "";
+  for (const b of Buffer.from(s, "utf8")) {
+    out +=
+      b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }

@@ -12,7 +12,7 @@ import {
   StatusSchema,
 } from "../../src/api/gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
-import { startApiServer } from "../../src/api/server.js";
+import { encodeGrpcMessage, startApiServer } from "../../src/api/server.js";
 import { createReplicator } from "../../src/node/replicator.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
@@ -117,4 +117,21 @@ describe("gRPC service nexus.api.Nexus", () => {
       await rep.stop();
     }
   });
+});
+
+describe("grpc-message encoding", () => {
+  for (const c of [
+    {
+      name: "reserved URI characters stay readable",
+      s: "STORE_ERROR: a/b?c=d",
+      want: "STORE_ERROR: a/b?c=d",
+    },
+    { name: "percent is encoded", s: "100% done", want: "100%25 done" },
+    { name: "newline and non-ASCII as UTF-8 bytes", s: "a\nb é", want: "a%0Ab %C3%A9" },
+  ]) {
+    it(c.name, () => {
+      assert.equal(encodeGrpcMessage(c.s), c.want);
+      assert.equal(decodeURIComponent(encodeGrpcMessage(c.s)), c.s);
+    });
+  }
 });
