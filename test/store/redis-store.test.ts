@@ -1,0 +1,266 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisStore, renderRedisReply } from "../../src/store/redis/redis-store.js";
+import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
+import { isNexusError } from "../../src/errors/index.js";
+import { runStoreConformance } from "./conformance.js";
+import { startRedis } from "./redis-server.js";
+import type { RedisServer } from "./redis-server.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function entry(index: number, lua: string | undefined, db = "2"): ApplyEntry {
+  return {
+    index,
+    term: 1,
+    command: lua === undefined ? undefined : { data: enc.encode(lua), args: { "db.index": db } },
+    timestampMs: 1_700_000_000_000,
+    seed: 7,
+  };
+}
+
+const text = (r: ApplyResult): string =>
+  r.ok ? dec.decode(r.data) : assert.fail(`entry failed: ${r.error}`);
+
+async function load(s: Store, lua: string, db = "2"): Promise<string> {
+  return dec.decode(await s.load({ data: enc.encode(lua), args: { "db.index": db } }));
+}
+
+let shared: RedisServer | undefined;
+async function server(): Promise<RedisServer> {
+  shared ??= await startRedis();
+  return shared;
+}
+
+/** A fresh store on its own server (so tests do not share data). */
+async function fresh(): Promise<{ store: RedisStore; srv: RedisServer }> {
+  const srv = await startRedis();
+  const store = new RedisStore({ port: srv.port });
+  return { store, srv };
+}
+
+describe("RedisStore", () => {
+  runStoreConformance({
+    name: "redis",
+    open: async () => {
+      const srv = await startRedis();
+      return { store: new RedisStore({ port: srv.port }), cleanup: () => srv.kill() };
+    },
+    reopen: async (old) => new RedisStore({ port: (old as RedisStore).port }),
+    commands: {
+      set: (k, v) => ({
+        data: `return redis.call('set', '${k}', '${v}')`,
+        args: { "db.index": "1" },
+      }),
+      get: (k) => ({ data: `return redis.call('get', '${k}')`, args: { "db.index": "1" } }),
+      value: (r) => dec.decode(r),
+      failing: () => ({ data: "return redis.call('nosuchcommand')", args: { "db.index": "1" } }),
+    },
+  });
+
+  it("renders replies as the original: strings as is, integers in decimal, arrays as [a b c], nil as empty", () => {
+    assert.equal(renderRedisReply(Buffer.from("OK")), "OK");
+    assert.equal(renderRedisReply(2), "2");
+    assert.equal(renderRedisReply([Buffer.from("ctr"), Buffer.from("hello")]), "[ctr hello]");
+    assert.equal(renderRedisReply([1, [Buffer.from("a"), null]]), "[1 [a ]]");
+    assert.equal(renderRedisReply(null), "");
+  });
+
+  it("the original's walkthrough: set, incr twice, keys, get", async () => {
+    const srv = await server();
+    const s = new RedisStore({ port: srv.port });
+    await s.open();
+    try {
+      const r = await s.apply([
+        entry(1, "return redis.call('set', 'hello', 'world')"),
+        entry(2, "return redis.call('incr', 'ctr')"),
+        entry(3, "return redis.call('incr', 'ctr')"),
+      ]);
+      assert.deepEqual(r.map(text), ["OK", "1", "2"]);
+      const keys = await load(s, "return redis.call('keys', '*')");
+      assert.ok(keys === "[ctr hello]" || keys === "[hello ctr]", keys);
+      assert.equal(await load(s, "return redis.call('get', 'ctr')"), "2");
+      // Written in db 2, as db.index said; the applied index lives in db 13.
+      const direct = new Redis({ port: srv.port, db: 2, lazyConnect: true });
+      await direct.connect();
+      assert.equal(await direct.get("hello"), "world");
+      await direct.select(13);
+      assert.deepEqual(await direct.hgetall("nexus:applied"), { index: "3", term: "1" });
+      direct.disconnect();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("a Lua error, a syntax error and a refused call are the entries' results; the index moves past them", async () => {
+    const { store: s } = await fresh();
+    await s.open();
+    try {
+      const r = await s.apply([
+        entry(1, "redis.call('set', 'a', '1'); return redis.call('incr', 'a', 'extra')"),
+        entry(2, "return redis.call('set', 'b'"),
+        entry(3, "return redis.call('TIME')"),
+        entry(4, "return redis.call('get', 'x')", "13"),
+        entry(5, "return redis.call('set', 'c', '3')"),
+      ]);
+      assert.equal(r[0]!.ok, false);
+      assert.match((r[0] as { error: string }).error, /wrong number of arg/i);
+      assert.equal(r[1]!.ok, false);
+      assert.match((r[1] as { error: string }).error, /compil|syntax|expected/i);
+      assert.equal(r[2]!.ok, false);
+      assert.match((r[2] as { error: string }).error, /TIME gives different results/);
+      assert.equal(r[3]!.ok, false);
+      assert.match((r[3] as { error: string }).error, /metadata database/);
+      assert.equal(text(r[4]!), "OK");
+      // Redis keeps what the failing snippet wrote before its error, identically everywhere.
+      assert.equal(await load(s, "return redis.call('get', 'a')"), "1");
+      assert.deepEqual(await s.lastApplied(), { index: 5, term: 1 });
+      await assert.rejects(load(s, "return redis.call('set', 'z', '1')"), (e: unknown) =>
+        isNexusError(e, "STORE_ERROR"),
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("a restart never applies an entry twice: re-applied entries are skipped", async () => {
+    const { store: s, srv } = await fresh();
+    await s.open();
+    await s.apply([
+      entry(1, "return redis.call('incr', 'n')"),
+      entry(2, "return redis.call('incr', 'n')"),
+    ]);
+    await s.close();
+    const s2 = new RedisStore({ port: srv.port });
+    assert.deepEqual(await s2.open(), { index: 2, term: 1 });
+    try {
+      const r = await s2.apply([
+        entry(2, "return redis.call('incr', 'n')"),
+        entry(3, "return redis.call('incr', 'n')"),
+      ]);
+      assert.deepEqual(r.map(text), ["", "3"]);
+      assert.equal(await load(s2, "return redis.call('get', 'n')"), "3");
+    } finally {
+      await s2.close();
+    }
+  });
+
+  it("Redis down is not a result: apply throws STORE_UNAVAILABLE, and works again once Redis is back", async () => {
+    const { store: s, srv } = await fresh();
+    await s.open();
+    try {
+      await s.apply([entry(1, "return redis.call('incr', 'n')")]);
+      await srv.kill();
+      await assert.rejects(
+        s.apply([entry(2, "return redis.call('incr', 'n')")]),
+        (e: unknown) =>
+          isNexusError(e, "STORE_UNAVAILABLE") && /unavailable/.test((e as Error).message),
+      );
+      await srv.start();
+      // The append-only file kept entry 1 and its index; entry 2 never happened.
+      assert.deepEqual(await s.lastApplied(), { index: 1, term: 1 });
+      const r = await s.apply([entry(2, "return redis.call('incr', 'n')")]);
+      assert.equal(text(r[0]!), "2");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("backup streams every key of every database with its TTL; restore loads it on another server; digests agree", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      const fill = `for i = 1, 3000 do
+          redis.call('set', 's' .. i, 'v' .. i)
+          redis.call('hset', 'h' .. (i % 50), 'f' .. i, i)
+          redis.call('rpush', 'l' .. (i % 20), i)
+          redis.call('zadd', 'z', i, 'm' .. i)
+          redis.call('sadd', 'set', i)
+        end
+        redis.call('set', 'ttl', 'x', 'EX', 3600)
+        return 1`;
+      await a.store.apply([
+        entry(1, fill, "0"),
+        entry(2, "return redis.call('set', 'other', 'db')", "5"),
+      ]);
+      const backup = await a.store.backup();
+      assert.deepEqual(backup.position, { index: 2, term: 1 });
+      await b.store.restore(backup.position, backup.stream);
+      assert.deepEqual(await b.store.lastApplied(), { index: 2, term: 1 });
+      assert.equal(await load(b.store, "return redis.call('get', 'other')", "5"), "db");
+      assert.equal(await load(b.store, "return redis.call('hget', 'h7', 'f7')", "0"), "7");
+      const ttl = Number(await load(b.store, "return redis.call('ttl', 'ttl')", "0"));
+      assert.ok(ttl > 3500 && ttl <= 3600, `ttl ${ttl}`);
+      assert.equal((await a.store.digest()).digest, (await b.store.digest()).digest);
+      // One more write on a only: the digests differ.
+      await a.store.apply([entry(3, "return redis.call('set', 's1', 'changed')", "0")]);
+      assert.notEqual((await a.store.digest()).digest, (await b.store.digest()).digest);
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
+  it("a truncated or corrupted backup is refused and the target keeps its data", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      await a.store.apply([
+        entry(1, "for i = 1, 100 do redis.call('set', 'k' .. i, i) end return 1", "0"),
+      ]);
+      await b.store.apply([entry(1, "return redis.call('set', 'mine', 'kept')", "0")]);
+      const chunks: Uint8Array[] = [];
+      for await (const c of (await a.store.backup()).stream) chunks.push(c);
+      const whole = Buffer.concat(chunks);
+      for (const bad of [
+        whole.subarray(0, whole.length - 20),
+        Buffer.concat([whole.subarray(0, 40), Buffer.from("x"), whole.subarray(41)]),
+      ]) {
+        await assert.rejects(
+          b.store.restore(
+            { index: 1, term: 1 },
+            (async function* () {
+              yield bad;
+            })(),
+          ),
+          (e: unknown) => isNexusError(e, "CORRUPTED"),
+        );
+        assert.equal(await load(b.store, "return redis.call('get', 'mine')", "0"), "kept");
+        assert.equal(await load(b.store, "return redis.call('get', 'k1')", "0"), "");
+      }
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
+  it("digests compare logical values: the same data built differently digests the same", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      // a: a hash grown large (hashtable encoding) and shrunk back; b: built small (listpack).
+      await a.store.apply([
+        entry(
+          1,
+          "for i = 1, 1000 do redis.call('hset', 'h', 'f' .. i, i) end for i = 3, 1000 do redis.call('hdel', 'h', 'f' .. i) end return 1",
+          "0",
+        ),
+      ]);
+      await b.store.apply([
+        entry(1, "redis.call('hset', 'h', 'f2', 2) redis.call('hset', 'h', 'f1', 1) return 1", "0"),
+      ]);
+      assert.equal((await a.store.digest()).digest, (await b.store.digest()).digest);
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+});
