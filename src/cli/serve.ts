@@ -105,27 +105,56 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     io.err(`${p.name}: -nexus-node-url: ${(err as Error).message}\n`);
     return EXIT.USAGE;
   }
-  const { store, describe } = kind.create(flags, nodeDir);
   const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl });
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
+  let early: NodeJS.Signals | undefined;
+  const onEarlySignal = (s: NodeJS.Signals): void => void (early = s);
+  process.on("SIGINT", onEarlySignal);
+  process.on("SIGTERM", onEarlySignal);
   let rep: Replicator;
+  let describe: string;
   try {
-    rep = createReplicator({ ...cfg.replicator, store, logger, onFatal: (e) => fatal(e) });
-  } catch (err) {
-    if (isNexusError(err, "BAD_CONFIG")) {
-      io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);
-      return EXIT.USAGE;
+    // A store that is down at start (Redis, MySQL) is waited for, as it is when it fails later.
+    for (let attempt = 1; ; attempt++) {
+      const made = kind.create(flags, nodeDir);
+      describe = made.describe;
+      try {
+        rep = createReplicator({
+          ...cfg.replicator,
+          store: made.store,
+          logger,
+          onFatal: (e) => fatal(e),
+        });
+      } catch (err) {
+        if (isNexusError(err, "BAD_CONFIG")) {
+          io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);
+          return EXIT.USAGE;
+        }
+        throw err;
+      }
+      try {
+        await rep.start();
+        break;
+      } catch (err) {
+        await rep.stop().catch(() => undefined);
+        await made.store.close().catch(() => undefined);
+        if (!isNexusError(err, "STORE_UNAVAILABLE") || early !== undefined) {
+          io.err(`${p.name}: the node could not start: ${(err as Error).message}\n`);
+          return isNexusError(err, "BAD_CONFIG") ? EXIT.USAGE : EXIT.FAILED;
+        }
+        if (attempt === 1) io.err(`${p.name}: waiting for the store: ${err.message}\n`);
+        logger.warn("store unavailable at start; retrying", { error: err.message, attempt });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * attempt)));
+        if (early !== undefined) {
+          io.err(`${p.name}: ${early} while waiting for the store; exiting\n`);
+          return EXIT.OK;
+        }
+      }
     }
-    throw err;
-  }
-
-  try {
-    await rep.start();
-  } catch (err) {
-    io.err(`${p.name}: the node could not start: ${(err as Error).message}\n`);
-    await rep.stop().catch(() => undefined);
-    return EXIT.FAILED;
+  } finally {
+    process.off("SIGINT", onEarlySignal);
+    process.off("SIGTERM", onEarlySignal);
   }
   let api: ApiServer;
   try {

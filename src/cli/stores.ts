@@ -4,9 +4,10 @@
 import { join } from "node:path";
 import type { Store } from "../store/store.js";
 import { MemoryStore } from "../store/memory/memory-store.js";
+import { RedisStore } from "../store/redis/redis-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
-import { str } from "./flags.js";
+import { int, str } from "./flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -42,5 +43,29 @@ export const MEMORY: StoreKind = {
   },
 };
 
+export const REDIS: StoreKind = {
+  name: "redis",
+  display: "Redis",
+  flags: [
+    { name: "redisHost", kind: "string", default: "127.0.0.1", help: "Redis host" },
+    { name: "redisPort", kind: "int", min: 1, max: 65535, default: 6379, help: "Redis port" },
+    {
+      name: "metadataDB",
+      kind: "int",
+      min: 0,
+      default: 13,
+      help: "Redis database holding the applied index (not usable as db.index)",
+    },
+  ],
+  create(f) {
+    const host = str(f, "redisHost")!;
+    const port = int(f, "redisPort")!;
+    return {
+      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")! }),
+      describe: `redis ${host}:${port}`,
+    };
+  },
+};
+
 /** Every store `nexus serve -store` accepts. */
-export const STORE_KINDS: readonly StoreKind[] = [SQLITE, MEMORY];
+export const STORE_KINDS: readonly StoreKind[] = [SQLITE, REDIS, MEMORY];

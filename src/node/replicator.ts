@@ -173,9 +173,21 @@ class ReplicatorImpl implements Replicator {
     }
   }
 
+  /** Refuses a request up front when this node's store is down: it could not answer it. */
+  private checkStore(): void {
+    const err = this.node?.storeError();
+    if (err !== undefined) {
+      throw new NexusError(
+        "NOT_SERVING",
+        `this node's store is unavailable (${err.message}); nothing was written: send the request to another node`,
+      );
+    }
+  }
+
   async save(data: Uint8Array, opts: SaveOptions = {}): Promise<Uint8Array> {
     const args = opts.args ?? {};
     this.checkSize(data, args);
+    this.checkStore();
     // A proposal refused for want of a leader wrote nothing: ride out a short election.
     const deadline = Date.now() + this.o.replTimeoutMs;
     for (;;) {
@@ -195,6 +207,7 @@ class ReplicatorImpl implements Replicator {
     const args = opts.args ?? {};
     this.checkSize(data, args);
     const node = this.running();
+    this.checkStore();
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
     if (consistency !== "local") {
       // Without a known leader a read request would be dropped: wait for one first.

@@ -81,6 +81,9 @@ export class SqliteNode {
     readonly dir: string,
     readonly clusterUrls: readonly string[],
     readonly extraFlags: readonly string[] = [],
+    /** The program in bin/ and its store flags (default: sqlite_repl with a file in dir). */
+    readonly program = "sqlite_repl",
+    readonly storeFlags?: readonly string[],
   ) {
     this.url = `http://127.0.0.1:${raftPort}`;
     this.addr = `127.0.0.1:${grpcPort}`;
@@ -97,8 +100,7 @@ export class SqliteNode {
       "-grpcHost=127.0.0.1",
       `-nexus-log-dir=${join(this.dir, "logs")}`,
       `-nexus-snap-dir=${join(this.dir, "snap")}`,
-      "-sqlitePath",
-      join(this.dir, "store.db"),
+      ...(this.storeFlags ?? ["-sqlitePath", join(this.dir, "store.db")]),
       "-nexus-heartbeat-ms=50",
       "-nexus-election-ms=500",
       "-log-level=warn",
@@ -110,7 +112,7 @@ export class SqliteNode {
   async start(extra: readonly string[] = []): Promise<void> {
     this.stdout = "";
     this.stderr = "";
-    const p = spawn(process.execPath, [BIN("sqlite_repl"), ...this.flags(), ...extra], {
+    const p = spawn(process.execPath, [BIN(this.program), ...this.flags(), ...extra], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     children.add(p);
@@ -149,6 +151,8 @@ export class SqliteNode {
 export async function sqliteCluster(
   n: number,
   extraFlags: readonly string[] = [],
+  program = "sqlite_repl",
+  storeFlags?: (i: number) => readonly string[],
 ): Promise<SqliteNode[]> {
   const raft: number[] = [];
   const grpc: number[] = [];
@@ -159,7 +163,16 @@ export async function sqliteCluster(
   const urls = raft.map((p) => `http://127.0.0.1:${p}`);
   const root = tempDir();
   return raft.map(
-    (p, i) => new SqliteNode(p, grpc[i]!, join(root, `node${i + 1}`), urls, extraFlags),
+    (p, i) =>
+      new SqliteNode(
+        p,
+        grpc[i]!,
+        join(root, `node${i + 1}`),
+        urls,
+        extraFlags,
+        program,
+        storeFlags?.(i),
+      ),
   );
 }
 
