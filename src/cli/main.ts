@@ -12,7 +12,7 @@ import { runWalRepair, WAL_REPAIR_USAGE } from "./wal-repair.js";
 const USAGE = `usage: nexus <command> [args]
 
 commands:
-  serve              run a node: the gRPC service on a store (-store sqlite|redis|memory)
+  serve              run a node: the gRPC service on a store (-store sqlite|redis|mysql|memory)
   repl <addr> ...    the client: listNodes, addNode, removeNode, sqlite|mysql|redis load|save
   status <addr>      whether a node serves, and the members it sees
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)

@@ -117,7 +117,16 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   try {
     // A store that is down at start (Redis, MySQL) is waited for, as it is when it fails later.
     for (let attempt = 1; ; attempt++) {
-      const made = kind.create(flags, nodeDir);
+      let made: ReturnType<StoreKind["create"]>;
+      try {
+        made = kind.create(flags, nodeDir);
+      } catch (err) {
+        if (err instanceof FlagError || isNexusError(err, "BAD_CONFIG")) {
+          io.err(`${p.name}: ${(err as Error).message}\n\n${serveUsage(p)}`);
+          return EXIT.USAGE;
+        }
+        throw err;
+      }
       describe = made.describe;
       try {
         rep = createReplicator({

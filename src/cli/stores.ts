@@ -4,10 +4,11 @@
 import { join } from "node:path";
 import type { Store } from "../store/store.js";
 import { MemoryStore } from "../store/memory/memory-store.js";
+import { MySqlStore } from "../store/mysql/mysql-store.js";
 import { RedisStore } from "../store/redis/redis-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
-import { int, str } from "./flags.js";
+import { FlagError, int, str } from "./flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -67,5 +68,27 @@ export const REDIS: StoreKind = {
   },
 };
 
+export const MYSQL: StoreKind = {
+  name: "mysql",
+  display: "MySQL",
+  flags: [
+    {
+      name: "mysqlConnUrl",
+      kind: "string",
+      help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required)',
+    },
+  ],
+  create(f) {
+    const url = str(f, "mysqlConnUrl");
+    if (url === undefined || url.trim() === "") {
+      throw new FlagError(
+        'flag -mysqlConnUrl is required, e.g. -mysqlConnUrl "root:root@tcp(127.0.0.1:3306)/nexus?autocommit=false"',
+      );
+    }
+    const store = new MySqlStore({ url });
+    return { store, describe: `mysql ${store.dsn.host}:${store.dsn.port}/${store.dsn.database}` };
+  },
+};
+
 /** Every store `nexus serve -store` accepts. */
-export const STORE_KINDS: readonly StoreKind[] = [SQLITE, REDIS, MEMORY];
+export const STORE_KINDS: readonly StoreKind[] = [SQLITE, REDIS, MYSQL, MEMORY];

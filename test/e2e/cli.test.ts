@@ -70,7 +70,7 @@ describe("command lines", () => {
       [
         "nexus",
         ["serve", ...node, "-grpcPort=9121", "-store=oracle"],
-        /-store must be one of sqlite, redis, memory/,
+        /-store must be one of sqlite, redis, mysql, memory/,
       ],
       ["nexus", ["frobnicate"], /unknown command "frobnicate"/],
       ["repl", [], /give an address and a command/],
