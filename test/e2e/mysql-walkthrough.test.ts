@@ -36,7 +36,7 @@ describe("the original's MySQL walkthrough", () => {
     "three mysql_repl nodes on three MariaDB instances: the README's commands, each instance inspected, faults",
     { timeout: 240_000 },
     async () => {
-      const dbs = await Promise.all([startMariaDb(), startMariaDb(), startMariaDb()]);
+      const dbs = [await startMariaDb(), await startMariaDb(), await startMariaDb()];
       const nodes = await sqliteCluster(
         3,
         ["-nexus-snapshot-count=10", "-nexus-snapshot-catchup-entries=2"],

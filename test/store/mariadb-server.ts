@@ -1,11 +1,13 @@
 /**
- * A private MariaDB server for tests: its own data folder (mariadb-install-db) and port, root
- * without a password, a database `nexus`; killed and removed when the test file ends.
+ * A private MariaDB server for tests: its own data folder (mariadb-install-db), port and socket,
+ * root without a password, a database `nexus`. Every server started by a test file is killed and
+ * its folder removed in an `after()` hook, and killed at process exit if that hook never runs.
+ * On a 2-core machine a server is ready in about 1 s (install ~0.7 s, start ~0.2 s).
  */
 import { after } from "node:test";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -15,14 +17,27 @@ import mysql from "mysql2/promise";
 export interface MariaDbServer {
   readonly port: number;
   readonly dir: string;
-  /** `mysql://root@127.0.0.1:<port>/<db>` */
+  /** `mysql://root@127.0.0.1:<port>/<db>` (db defaults to `nexus`). */
   url(db?: string): string;
   /** The original's DSN form: `root@tcp(127.0.0.1:<port>)/<db>?autocommit=false`. */
   dsn(db?: string): string;
+  /** Runs one statement as root on a new connection; rows, or [] for a write. */
   query(sql: string, db?: string): Promise<unknown[]>;
+  /** Starts the server (again) on the same data folder and port; resolves when it answers. */
   start(): Promise<void>;
+  /** Stops it cleanly (SIGTERM) and waits for its exit. */
+  stop(): Promise<void>;
+  /** Kills it (SIGKILL), as a crash would, and waits for its exit. */
   kill(): Promise<void>;
+  /** kill() then start(). */
+  restart(): Promise<void>;
 }
+
+/** Every server process: killed when this process exits, and never keeping it alive. */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
 
 const servers: MariaDbServer[] = [];
 after(async () => {
@@ -43,21 +58,20 @@ async function freePort(): Promise<number> {
   });
 }
 
-const MARIADBD = existsSync("/usr/sbin/mariadbd") ? "/usr/sbin/mariadbd" : "mariadbd";
+function binary(name: string, dirs: readonly string[]): string {
+  for (const d of dirs) if (existsSync(join(d, name))) return join(d, name);
+  return name;
+}
 
-/** Starts a private MariaDB with a database `nexus`. */
+const MARIADBD = binary("mariadbd", ["/usr/sbin", "/usr/bin", "/usr/local/bin"]);
+const INSTALL_DB = binary("mariadb-install-db", ["/usr/bin", "/usr/local/bin", "/usr/sbin"]);
+
+/** Starts a private MariaDB with a database `nexus` (utf8mb4). */
 export async function startMariaDb(): Promise<MariaDbServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "nexus-mariadb-"));
   const data = join(dir, "data");
   const user = userInfo().username;
-  await promisify(execFile)("mariadb-install-db", [
-    "--no-defaults",
-    `--datadir=${data}`,
-    "--auth-root-authentication-method=normal",
-    "--skip-test-db",
-    `--user=${user}`,
-  ]);
   let proc: ChildProcess | undefined;
   const query = async (sql: string, db?: string): Promise<unknown[]> => {
     const c = await mysql.createConnection({
@@ -73,6 +87,15 @@ export async function startMariaDb(): Promise<MariaDbServer> {
       await c.end();
     }
   };
+  const waitExit = async (signal: NodeJS.Signals): Promise<void> => {
+    const p = proc;
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once("exit", r));
+    p.ref(); // waiting for its exit must keep this process alive
+    p.kill(signal);
+    await exited;
+    children.delete(p);
+  };
   const server: MariaDbServer = {
     port,
     dir,
@@ -80,7 +103,7 @@ export async function startMariaDb(): Promise<MariaDbServer> {
     dsn: (db = "nexus") => `root@tcp(127.0.0.1:${port})/${db}?autocommit=false`,
     query,
     async start() {
-      proc = spawn(
+      const p = spawn(
         MARIADBD,
         [
           "--no-defaults",
@@ -89,6 +112,7 @@ export async function startMariaDb(): Promise<MariaDbServer> {
           "--bind-address=127.0.0.1",
           `--socket=${join(dir, "sock")}`,
           `--pid-file=${join(dir, "pid")}`,
+          `--log-error=${join(dir, "error.log")}`,
           `--user=${user}`,
           "--skip-log-bin",
           "--skip-name-resolve",
@@ -99,28 +123,46 @@ export async function startMariaDb(): Promise<MariaDbServer> {
         ],
         { stdio: "ignore" },
       );
+      children.add(p);
+      p.unref();
+      proc = p;
       const deadline = Date.now() + 30_000;
       for (;;) {
         try {
           await query("SELECT 1");
-          break;
+          return;
         } catch (err) {
-          if (Date.now() > deadline || proc.exitCode !== null) {
-            throw new Error(`mariadbd on ${port} did not start: ${(err as Error).message}`);
+          if (Date.now() > deadline || p.exitCode !== null) {
+            let log = "";
+            try {
+              log = readFileSync(join(dir, "error.log"), "utf8").slice(-2000);
+            } catch {
+              // no log yet
+            }
+            throw new Error(
+              `mariadbd on port ${port} did not start: ${(err as Error).message}\n${log}`,
+            );
           }
           await new Promise((r) => setTimeout(r, 50));
         }
       }
     },
-    async kill() {
-      const p = proc;
-      if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
-      const exited = new Promise((r) => p.once("exit", r));
-      p.kill("SIGKILL");
-      await exited;
+    stop: () => waitExit("SIGTERM"),
+    kill: () => waitExit("SIGKILL"),
+    async restart() {
+      await waitExit("SIGKILL");
+      await server.start();
     },
   };
+  // Registered before anything can fail, so that after() removes the folder in any case.
   servers.push(server);
+  await promisify(execFile)(INSTALL_DB, [
+    "--no-defaults",
+    `--datadir=${data}`,
+    "--auth-root-authentication-method=normal",
+    "--skip-test-db",
+    `--user=${user}`,
+  ]);
   await server.start();
   await query("CREATE DATABASE nexus");
   return server;

@@ -20,6 +20,12 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+/** Every server process: killed when this process exits, and never keeping it alive. */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
 const servers: RedisServer[] = [];
 after(async () => {
   for (const s of servers) {
@@ -82,6 +88,8 @@ export async function startRedis(): Promise<RedisServer> {
         ],
         { stdio: "ignore" },
       );
+      children.add(proc);
+      proc.unref();
       const deadline = Date.now() + 10_000;
       while (!(await answersPing(port))) {
         if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`);
@@ -91,6 +99,7 @@ export async function startRedis(): Promise<RedisServer> {
     async kill() {
       const p = proc;
       if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+      p.ref(); // waiting for its exit must keep this process alive
       const exited = new Promise((r) => p.once("exit", r));
       p.kill("SIGKILL");
       await exited;
@@ -98,6 +107,7 @@ export async function startRedis(): Promise<RedisServer> {
     async stop() {
       const p = proc;
       if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+      p.ref();
       const exited = new Promise((r) => p.once("exit", r));
       p.kill("SIGTERM");
       await exited;

@@ -1,31 +1,74 @@
 /**
- * MySqlStore: replication onto MySQL or MariaDB, as the original's mysql_repl does, and better.
+ * MySqlStore: replication onto MySQL or MariaDB (the original's mysql_repl), on mysql2.
  *
- * - save: one SQL statement (args `params`: a JSON array of placeholder values), run in a
- *   transaction together with the update of the `_nexus_applied` table: exactly once across
- *   restarts. Result JSON `{"rowsAffected": n, "lastInsertId": m}`.
- * - DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE) commits implicitly in MySQL: such an entry runs on
- *   its own, after what came before is committed, and its index is recorded right after it. A
- *   crash between the two re-runs the DDL at restart; since nothing after it was applied, that has
- *   the same effect (the re-run fails or does what it did), and the replicas stay identical.
- * - A statement error (bad SQL, a missing column) is rolled back to a savepoint and is the entry's
- *   result, the same on every replica. Errors of the server itself (connection lost, deadlock, lock
- *   wait timeout, disk full) are not results: StoreUnavailableError, and the batch is rolled back.
- * - Determinism, as MySQL's statement-based replication does it: each entry runs with
- *   `SET TIMESTAMP` = the leader's time (NOW(), CURRENT_TIMESTAMP defaults), `@@rand_seed1/2` from
- *   the entry's seed (RAND()), and time_zone UTC. UUID(), UUID_SHORT(), SYSDATE(),
- *   CONNECTION_ID() and similar are refused, as are transaction control and `_nexus_applied`.
- * - load: one read-only statement in a read-only transaction; rows as a JSON array of objects
- *   (binary values as `{"base64": "..."}`; DECIMAL and unsafe integers as strings).
- * - backup: the schema and rows of every table, streamed as JSON lines with a checksummed end
- *   record; restore: loaded into a temporary database, validated, then swapped in with one atomic
- *   RENAME TABLE. Applying waits while a backup or digest reads.
+ * Saving (`apply`): the command's data is one SQL statement (UTF-8); `args.params` optionally a
+ * JSON array of values for its `?` placeholders (strings, numbers, booleans, null, or
+ * `{"base64": "..."}` for binary). The result is `{"rowsAffected": n, "lastInsertId": m}`.
+ *
+ * - Exactly once. A batch runs in one transaction on one dedicated connection, each entry behind
+ *   `SAVEPOINT nexus_entry`, and the batch's last index is written to `_nexus_applied` in the same
+ *   transaction. A statement error (bad SQL, a missing column, a duplicate key) rolls back to the
+ *   savepoint and is that entry's result, the same on every replica. Conditions of the server
+ *   (connection lost, deadlock, lock wait timeout, disk full, access denied) are not results: the
+ *   batch rolls back and StoreUnavailableError is thrown; the next call reconnects.
+ * - DDL. CREATE/ALTER/DROP/RENAME/TRUNCATE commit implicitly and cannot be rolled back, so a DDL
+ *   entry runs on its own: first the entries before it are committed together with a marker row
+ *   in `_nexus_ddl` (the entry's index and a fingerprint of the schema before it), then the DDL
+ *   runs, then its index is recorded and the marker removed, in one transaction. After a crash
+ *   between the DDL and that last step the marker tells: when the entry comes again, a schema that
+ *   differs from the fingerprint means the DDL took effect (it is not run again; its result is
+ *   `{"rowsAffected":0,"lastInsertId":0}`), an unchanged one that it did not (it is run). The
+ *   fingerprint covers tables, columns, indexes, constraints and InnoDB table ids (when the user
+ *   may read them), so even a RENAME that swaps two tables is not repeated. DDL that leaves the
+ *   schema as it was (TRUNCATE, `AUTO_INCREMENT=`) is idempotent here, since nothing ran after it.
+ * - Determinism, as MySQL's statement-based replication does it: before each entry
+ *   `SET TIMESTAMP` = the leader's time (NOW(), CURRENT_TIMESTAMP defaults, UNIX_TIMESTAMP()) and
+ *   `@@rand_seed1/2` from the entry's seed (RAND()); every connection pins `time_zone` (UTC),
+ *   `sql_mode`, auto-increment steps and the default engine. Statements whose effect depends on
+ *   the replica are refused as the entry's result without running: UUID(), UUID_SHORT(),
+ *   SYSDATE(), CONNECTION_ID(), LAST_INSERT_ID(), USER(), server and user variables, transaction
+ *   control, session settings, temporary tables, non-InnoDB engines, and any name starting with
+ *   `_nexus_`. Only tables and indexes are replicated: views, triggers, routines and events are
+ *   refused because a backup does not carry them (a new replica would lack them).
+ * - Replicas must run the same server version and configuration (character set and collation
+ *   defaults of the database, lower_case_table_names): the digest compares their states.
+ *
+ * Reading (`load`): one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES, TABLE)
+ * on a small pool of `SET SESSION TRANSACTION READ ONLY` connections. Rows are a JSON array of
+ * objects: integers as numbers (as strings beyond 2^53), DECIMAL as strings, dates as strings
+ * (UTC), binary as `{"base64": "..."}`, NULL as null.
+ *
+ * Backup: `START TRANSACTION WITH CONSISTENT SNAPSHOT` on its own connection, started while no
+ * batch is applying, so the position read from `_nexus_applied` and the rows agree; the tables'
+ * metadata locks are taken at once, so a DDL entry waits (up to `lockWaitTimeoutSec`, then the
+ * apply fails as unavailable and is retried) rather than break the snapshot. Rows are streamed
+ * with backpressure as newline-delimited JSON records:
+ *
+ *     {"t":"nexus-mysql-backup","v":1,"index":12,"term":3}
+ *     {"t":"table","name":"kv","create":"CREATE TABLE `kv` (...)","columns":["k","v"]}
+ *     {"t":"rows","name":"kv","rows":[["a","1"],["b",null],["c",{"b":"AAEC"}]]}
+ *     {"t":"end","tables":1,"rows":3,"sha256":"<sha-256 of every line before this one>"}
+ *
+ * Values are the server's own text (numbers, dates, DECIMAL exactly as stored), `{"b": base64}`
+ * for binary, or null. Generated columns are not stored (they are recomputed). Views are not
+ * included (none can be created through Nexus). Restore loads into a new database
+ * `<db>_nexus_restore_<random>` on the same server, checks every record, the counts and the
+ * checksum, and only then swaps with one atomic `RENAME TABLE` that moves the live tables and
+ * `_nexus_applied` out and the restored ones (with the new position) in; anything wrong leaves the
+ * live database untouched and drops the temporary one.
  */
-import { createHash } from "node:crypto";
-import { randomBytes } from "node:crypto";
-import type { Readable } from "node:stream";
-import mysql from "mysql2/promise";
-import type { Connection, FieldPacket, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import { createHash, randomBytes } from "node:crypto";
+import type { Hash } from "node:crypto";
+import mysql from "mysql2";
+import type {
+  Connection as CoreConnection,
+  ConnectionOptions,
+  FieldPacket,
+  Pool as CorePool,
+  ResultSetHeader,
+  RowDataPacket,
+} from "mysql2";
+import type { Connection, Pool } from "mysql2/promise";
 import { NexusError, StoreError, StoreUnavailableError } from "../../errors/index.js";
 import type {
   AppliedPosition,
@@ -39,148 +82,719 @@ import type {
 import { parseMySqlDsn } from "./dsn.js";
 import type { MySqlDsn } from "./dsn.js";
 
+/** Fault injection for tests: a throw simulates a crash at that point of a DDL entry. */
+export interface MySqlStoreFaults {
+  /** After the marker is committed, before the DDL statement runs. */
+  readonly beforeDdl?: (index: number) => void | Promise<void>;
+  /** After the DDL statement ran, before its index is recorded. */
+  readonly afterDdl?: (index: number) => void | Promise<void>;
+}
+
+/** Options of MySqlStore. */
 export interface MySqlStoreOptions {
   /** `user:pass@tcp(host:port)/db?...` (the original's form) or `mysql://user:pass@host:port/db`. */
   readonly url: string;
   /** Milliseconds to wait for a connection. Default 5000. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Seconds a statement of an entry may wait for a table lock (`lock_wait_timeout`), e.g. a DDL
+   * behind a running backup; then the batch fails as unavailable and is retried. Default 30.
+   */
+  readonly lockWaitTimeoutSec?: number;
+  /** Connections for loads. Default 4. */
+  readonly loadConnections?: number;
+  /** For tests only. */
+  readonly faults?: MySqlStoreFaults;
 }
 
 const APPLIED = "_nexus_applied";
-const DDL = /^\s*(create|alter|drop|rename|truncate)\b/i;
-const REFUSED_FUNCTIONS =
-  /\b(uuid|uuid_short|sysdate|connection_id|get_lock|release_lock|sleep|benchmark|last_insert_id|row_count|found_rows|user|current_user|session_user|system_user|database|schema|version)\s*\(/i;
-const TX_CONTROL =
-  /^\s*(begin|start\s+transaction|commit|rollback|savepoint|release\s+savepoint|lock\s+tables?|unlock\s+tables?|set\s+(session\s+|@@session\.|@@)?(autocommit|timestamp|rand_seed|time_zone|sql_log_bin)|xa\s|use\s|flush\b|kill\b|load\s+data|select\b.*\binto\s+(outfile|dumpfile))/is;
-/** Server errors that are conditions of the server, not of the statement: retry, never a result. */
-const TRANSIENT_ERRNO = new Set([
-  1021, 1037, 1038, 1040, 1041, 1053, 1114, 1180, 1205, 1213, 1290, 2006, 2013,
+const DDL_MARKER = "_nexus_ddl";
+const RESERVED_PREFIX = "_nexus_";
+const EMPTY = new Uint8Array(0);
+const NOTHING = '{"rowsAffected":0,"lastInsertId":0}';
+const SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+const RESTORE_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+/** A record line of a backup may not be longer (a bad stream must not exhaust memory). */
+const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+/** A rows record holds at most this many rows or about this many bytes. */
+const BATCH_ROWS = 1000;
+const BATCH_BYTES = 1024 * 1024;
+/** RAND()'s seeds are taken modulo this by the server. */
+const RAND_MAX_SEED = 1073741823;
+
+/**
+ * Server errors that are conditions of the server or its configuration, not of the statement:
+ * never an entry's result (another replica may not have them), always StoreUnavailableError.
+ */
+const SERVER_CONDITIONS = new Set([
+  1015, 1016, 1017, 1020, 1021, 1030, 1034, 1035, 1036, 1037, 1038, 1040, 1041, 1044, 1045, 1053,
+  1114, 1135, 1142, 1143, 1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161, 1180, 1194,
+  1195, 1203, 1205, 1206, 1213, 1226, 1227, 1290, 1317, 1370, 1412, 1615, 1637, 1712, 1792, 1836,
+  1877, 1927, 1969, 2006, 2013, 3024, 4031,
 ]);
 
 interface MySqlError {
-  errno?: number;
-  code?: string;
-  sqlMessage?: string;
-  message: string;
-  fatal?: boolean;
+  readonly errno?: number;
+  readonly code?: string;
+  readonly sqlMessage?: string;
+  readonly message: string;
+  readonly fatal?: boolean;
 }
 
-/** A statement's own error (the same on every replica), as opposed to a server condition. */
-function isStatementError(err: unknown): boolean {
+/** A deterministic error of the user's statement (the same on every replica). */
+function isStatementError(err: unknown): err is MySqlError {
   const e = err as MySqlError;
   return (
+    typeof e === "object" &&
+    e !== null &&
     typeof e.errno === "number" &&
-    e.sqlMessage !== undefined &&
+    typeof e.sqlMessage === "string" &&
     e.fatal !== true &&
-    !TRANSIENT_ERRNO.has(e.errno)
+    !SERVER_CONDITIONS.has(e.errno)
   );
 }
 
-function params(raw: string | undefined): unknown[] {
+function messageOf(err: unknown): string {
+  const e = err as MySqlError;
+  return e.sqlMessage ?? e.message ?? String(err);
+}
+
+/** A statement refused before it reaches the server (the message is the result). */
+class Refusal extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Statement analysis: a small MySQL lexer (strings, quoted names, comments, placeholders), so the
+// checks below never look inside literals and placeholders are bound outside them.
+
+interface Token {
+  readonly kind: "word" | "ident" | "string" | "param" | "op";
+  /** Lowercased for words; the unquoted name for idents; the character(s) for ops. */
+  readonly text: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+function isWordChar(ch: string): boolean {
+  return /[A-Za-z0-9_$\u0080-\uffff]/.test(ch);
+}
+
+function lex(sql: string): Token[] {
+  const out: Token[] = [];
+  let i = 0;
+  let inExecutable = false;
+  const n = sql.length;
+  while (i < n) {
+    const ch = sql[i]!;
+    if (/\s/.test(ch)) {
+      i++;
+    } else if (
+      ch === "#" ||
+      (ch === "-" && sql[i + 1] === "-" && /[\s]|^$/.test(sql[i + 2] ?? ""))
+    ) {
+      while (i < n && sql[i] !== "\n") i++;
+    } else if (ch === "/" && sql[i + 1] === "*") {
+      // /*! ... */ and /*M! ... */ are executed by the server: their content is code.
+      const exec = /^\/\*M?!\d{0,6}/.exec(sql.slice(i, i + 10));
+      if (exec !== null) {
+        inExecutable = true;
+        i += exec[0].length;
+      } else {
+        const close = sql.indexOf("*/", i + 2);
+        if (close < 0) throw new Refusal("the statement has an unterminated /* comment");
+        i = close + 2;
+      }
+    } else if (ch === "*" && sql[i + 1] === "/" && inExecutable) {
+      inExecutable = false;
+      i += 2;
+    } else if (ch === "'" || ch === '"' || ch === "`") {
+      const start = i;
+      let text = "";
+      i++;
+      for (;;) {
+        if (i >= n) throw new Refusal(`the statement has an unterminated ${ch}quote${ch}`);
+        const c = sql[i]!;
+        if (c === "\\" && ch !== "`") {
+          text += sql.slice(i, i + 2);
+          i += 2;
+        } else if (c === ch) {
+          if (sql[i + 1] === ch) {
+            text += c;
+            i += 2;
+          } else {
+            i++;
+            break;
+          }
+        } else {
+          text += c;
+          i++;
+        }
+      }
+      out.push({ kind: ch === "`" ? "ident" : "string", text, start, end: i });
+    } else if (ch === "?") {
+      out.push({ kind: "param", text: "?", start: i, end: i + 1 });
+      i++;
+    } else if (isWordChar(ch)) {
+      const start = i;
+      while (i < n && isWordChar(sql[i]!)) i++;
+      out.push({ kind: "word", text: sql.slice(start, i).toLowerCase(), start, end: i });
+    } else {
+      const two = sql.slice(i, i + 2);
+      const op = two === "@@" || two === ":=" ? two : ch;
+      out.push({ kind: "op", text: op, start: i, end: i + op.length });
+      i += op.length;
+    }
+  }
+  return out;
+}
+
+const word = (t: Token | undefined, ...w: string[]): boolean =>
+  t !== undefined && t.kind === "word" && w.includes(t.text);
+const op = (t: Token | undefined, o: string): boolean =>
+  t !== undefined && t.kind === "op" && t.text === o;
+
+/** Functions whose value depends on the replica, the connection or the wall clock. */
+const REPLICA_FUNCTIONS = new Map<string, string>([
+  ["uuid", ""],
+  ["uuid_short", ""],
+  ["uuid_v4", ""],
+  ["uuid_v7", ""],
+  ["sys_guid", ""],
+  ["random_bytes", ""],
+  ["sysdate", "use NOW(), which Nexus sets to the leader's time on every replica"],
+  ["connection_id", ""],
+  ["last_insert_id", "the id is in the save's result (lastInsertId)"],
+  ["row_count", ""],
+  ["found_rows", ""],
+  ["user", ""],
+  ["current_user", ""],
+  ["session_user", ""],
+  ["system_user", ""],
+  ["current_role", ""],
+  ["database", ""],
+  ["schema", ""],
+  ["version", ""],
+  ["load_file", ""],
+  ["sleep", "it would stall replication"],
+  ["benchmark", "it would stall replication"],
+  ["get_lock", "locks belong to connections"],
+  ["release_lock", "locks belong to connections"],
+  ["release_all_locks", "locks belong to connections"],
+  ["is_free_lock", "locks belong to connections"],
+  ["is_used_lock", "locks belong to connections"],
+  ["master_pos_wait", ""],
+  ["master_gtid_wait", ""],
+  ["source_pos_wait", ""],
+  ["nextval", ""],
+  ["lastval", ""],
+  ["setval", ""],
+]);
+/** Words before a name that make `name (` a table, not a function call. */
+const TABLE_CONTEXT = new Set(
+  "into table update from join references exists on insert replace ignore to".split(" "),
+);
+const NON_INNODB_ENGINES = new Set(
+  "myisam memory heap csv archive aria blackhole federated federatedx merge mrg_myisam connect sequence spider columnstore rocksdb tokudb s3 ndb ndbcluster example oqgraph mroonga".split(
+    " ",
+  ),
+);
+const OBJECTS = new Set(
+  "table index view trigger procedure function event database schema user role server sequence tablespace package synonym logfile instance".split(
+    " ",
+  ),
+);
+const DML = new Set("insert replace update delete select with values table do".split(" "));
+const READS = new Set("select with values table show describe desc explain".split(" "));
+const TX_CONTROL = new Set(
+  "begin start commit rollback savepoint release lock unlock xa".split(" "),
+);
+
+const TX_MESSAGE =
+  "transaction control is Nexus's own: every save runs in a transaction that Nexus commits together with the applied index; send one statement per save, without BEGIN, COMMIT, SAVEPOINT, LOCK TABLES or SET autocommit";
+const TABLES_ONLY =
+  "only tables and indexes are replicated: views, triggers, stored routines and events are not carried by backups, so a new replica would lack them; put the logic in the statements you save";
+
+/** The object word of CREATE/ALTER/DROP/RENAME after `from`, and whether TEMPORARY came first. */
+function objectOf(tokens: readonly Token[], from: number): { object: string; temporary: boolean } {
+  let temporary = false;
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.kind !== "word") continue;
+    if (t.text === "temporary") temporary = true;
+    // `DEFINER = user` names a user, not an object.
+    if (t.text === "user" && op(tokens[i - 1], "=")) continue;
+    if (OBJECTS.has(t.text)) return { object: t.text, temporary };
+  }
+  return { object: "", temporary };
+}
+
+type SaveKind = "dml" | "ddl" | "create-table";
+
+/** A refusal when the text holds more than one statement (a trailing `;` is fine). */
+function checkOneStatement(tokens: readonly Token[]): void {
+  const semi = tokens.findIndex((t) => op(t, ";"));
+  if (semi >= 0 && semi < tokens.length - 1) {
+    throw new Refusal("send one statement at a time: this text has more than one");
+  }
+}
+
+/** Checks common to saves and loads: not empty, no `_nexus_` names. */
+function checkCommon(tokens: readonly Token[]): void {
+  if (tokens.length === 0) throw new Refusal("the statement is empty");
+  for (const t of tokens) {
+    if (
+      (t.kind === "word" || t.kind === "ident") &&
+      t.text.toLowerCase().startsWith(RESERVED_PREFIX)
+    ) {
+      const name = t.text.toLowerCase() === APPLIED ? APPLIED : t.text;
+      throw new Refusal(
+        `${name} is Nexus's own table (names starting with ${RESERVED_PREFIX} are reserved: ${APPLIED} records the applied log position); statements cannot use it`,
+      );
+    }
+  }
+}
+
+/**
+ * How a save runs: "dml" in the batch's transaction, "ddl" alone ("create-table" is a DDL whose
+ * row count is reported: CREATE TABLE ... SELECT); or a Refusal.
+ */
+function classifySave(tokens: readonly Token[]): SaveKind {
+  checkCommon(tokens);
+  let first = 0;
+  while (op(tokens[first], "(")) first++;
+  const head = tokens[first];
+  const verb = head?.kind === "word" ? head.text : "";
+  let kind: SaveKind;
+  if (DML.has(verb)) {
+    kind = "dml";
+  } else if (verb === "create" || verb === "alter" || verb === "drop" || verb === "rename") {
+    const { object, temporary } = objectOf(tokens, first + 1);
+    if (temporary) {
+      throw new Refusal(
+        "temporary tables live only as long as one connection (a replica that reconnects would not have them); use a regular table",
+      );
+    }
+    if (object === "table" && verb === "create") kind = "create-table";
+    else if (object === "table" || object === "index") kind = "ddl";
+    else if (["view", "trigger", "procedure", "function", "event", "package"].includes(object)) {
+      throw new Refusal(TABLES_ONLY);
+    } else {
+      throw new Refusal(
+        `${verb.toUpperCase()} ${object.toUpperCase() || "this"} acts on the server, not on the replicated database; only tables and indexes can be created, altered, dropped or renamed`,
+      );
+    }
+  } else if (verb === "truncate") {
+    kind = "ddl";
+  } else if (TX_CONTROL.has(verb)) {
+    throw new Refusal(TX_MESSAGE);
+  } else if (verb === "set") {
+    const rest = tokens.slice(first + 1, first + 5);
+    if (rest.some((t) => word(t, "autocommit", "transaction", "completion_type"))) {
+      throw new Refusal(TX_MESSAGE);
+    }
+    throw new Refusal(
+      "SET changes a session setting, which lasts only as long as one connection (a replica that reconnects would not have it); put the value in the statement or pass it as a parameter",
+    );
+  } else if (verb === "show" || verb === "describe" || verb === "desc" || verb === "explain") {
+    throw new Refusal(`${verb.toUpperCase()} is a read: send it with load`);
+  } else {
+    throw new Refusal(
+      `${verb === "" ? "this statement" : verb.toUpperCase()} is not replicated: a save is one INSERT, REPLACE, UPDATE, DELETE or SELECT, or a CREATE, ALTER, DROP, RENAME or TRUNCATE of a table or index`,
+    );
+  }
+  checkOneStatement(tokens);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.kind === "op" && (t.text === "@" || t.text === "@@")) {
+      throw new Refusal(
+        t.text === "@@"
+          ? "server variables (@@name) can differ between replicas; pass the value as a parameter"
+          : "user variables (@name) live only as long as one connection (a replica that reconnects would not have them); pass the value as a parameter",
+      );
+    }
+    if (t.kind === "op" && t.text === ":=") {
+      throw new Refusal(
+        "assignments to variables (:=) are not replicated; pass values as parameters",
+      );
+    }
+    if (t.kind !== "word") continue;
+    if (
+      word(t, "current_user", "current_role") ||
+      (REPLICA_FUNCTIONS.has(t.text) && op(tokens[i + 1], "("))
+    ) {
+      const prev = tokens[i - 1];
+      const isTable = op(prev, ".") || (prev?.kind === "word" && TABLE_CONTEXT.has(prev.text));
+      if (!isTable) {
+        const hint =
+          REPLICA_FUNCTIONS.get(t.text) ||
+          "compute the value in the client and pass it as a parameter";
+        throw new Refusal(
+          `${t.text.toUpperCase()}() gives different results on different replicas; ${hint}`,
+        );
+      }
+    }
+    if (
+      t.text === "into" &&
+      (word(tokens[i + 1], "outfile", "dumpfile") || op(tokens[i + 1], "@"))
+    ) {
+      throw new Refusal("SELECT ... INTO a file or a variable is not replicated");
+    }
+    if (t.text === "engine") {
+      const v = op(tokens[i + 1], "=") ? tokens[i + 2] : tokens[i + 1];
+      const name = v?.text.toLowerCase() ?? "";
+      if (NON_INNODB_ENGINES.has(name)) {
+        throw new Refusal(
+          `ENGINE=${name.toUpperCase()} is not transactional: Nexus needs InnoDB to apply each entry exactly once; leave ENGINE out or use InnoDB`,
+        );
+      }
+    }
+    if (t.text === "system" && word(tokens[i + 1], "versioning")) {
+      throw new Refusal(
+        "system-versioned tables keep a history that backups do not carry; use a regular table",
+      );
+    }
+  }
+  return kind;
+}
+
+/** Checks a load: one read; or a Refusal. */
+function checkLoad(tokens: readonly Token[]): void {
+  checkCommon(tokens);
+  checkOneStatement(tokens);
+  let first = 0;
+  while (op(tokens[first], "(")) first++;
+  const head = tokens[first];
+  if (head?.kind !== "word" || !READS.has(head.text)) {
+    throw new Refusal(
+      "load runs one read (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN); send writes with save",
+    );
+  }
+  for (let i = 0; i < tokens.length; i++) {
+    if (
+      word(tokens[i], "into") &&
+      (word(tokens[i + 1], "outfile", "dumpfile") || op(tokens[i + 1], "@"))
+    ) {
+      throw new Refusal("load runs one read; SELECT ... INTO is not one");
+    }
+  }
+}
+
+/** A JSON placeholder value, as mysql2 escapes it. */
+type ParamValue = string | number | boolean | null | Buffer;
+
+function paramsOf(raw: string | undefined): ParamValue[] {
   if (raw === undefined || raw === "") return [];
   let p: unknown;
   try {
     p = JSON.parse(raw);
   } catch (err) {
-    throw new StoreError(`params must be a JSON array: ${(err as Error).message}`);
+    throw new Refusal(`args.params must be a JSON array of values: ${(err as Error).message}`);
   }
   if (!Array.isArray(p))
-    throw new StoreError("params must be a JSON array of values for the ? placeholders");
-  return p as unknown[];
+    throw new Refusal("args.params must be a JSON array of values for the ? placeholders");
+  return p.map((v: unknown, i): ParamValue => {
+    if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+    if (typeof v === "number") return v;
+    if (typeof v === "object" && typeof (v as { base64?: unknown }).base64 === "string") {
+      return Buffer.from((v as { base64: string }).base64, "base64");
+    }
+    throw new Refusal(
+      `args.params[${i}] must be a string, number, boolean, null or {"base64": "..."}`,
+    );
+  });
 }
 
-/** Why a statement cannot be applied on every replica alike, or undefined. */
+/** The statement with its `?` placeholders (outside literals and comments) bound to values. */
+function bind(sql: string, tokens: readonly Token[], params: readonly ParamValue[]): string {
+  const slots = tokens.filter((t) => t.kind === "param");
+  if (slots.length !== params.length) {
+    throw new Refusal(
+      `the statement has ${slots.length} ? placeholder(s) but args.params has ${params.length} value(s)`,
+    );
+  }
+  if (slots.length === 0) return sql;
+  let out = "";
+  let at = 0;
+  slots.forEach((s, i) => {
+    out += sql.slice(at, s.start) + mysql.escape(params[i]);
+    at = s.end;
+  });
+  return out + sql.slice(at);
+}
+
+/**
+ * Why a save would not be applied the same way on every replica (the entry's error result), or
+ * undefined when it is accepted.
+ */
 export function refusalOf(sql: string): string | undefined {
-  if (sql.trim() === "") return "the statement is empty";
-  if (new RegExp(`\\b${APPLIED}\\b`, "i").test(sql))
-    return `${APPLIED} is Nexus's own table; it cannot be used`;
-  if (TX_CONTROL.test(sql)) {
-    return "transaction control, session settings and file access are managed by Nexus: send one statement per save";
+  try {
+    classifySave(lex(sql));
+    return undefined;
+  } catch (err) {
+    if (err instanceof Refusal) return err.message;
+    throw err;
   }
-  const m = REFUSED_FUNCTIONS.exec(sql);
-  if (m !== null) {
-    return `${m[1]!.toUpperCase()}() gives different results on different replicas; compute the value in the client and pass it as a parameter`;
-  }
-  return undefined;
 }
 
-/** Row values as loads return them. */
+// ---------------------------------------------------------------------------------------------
+// Values.
+
+/** Result-set types whose binary-charset values are bytes rather than text. */
+const STRINGY_TYPES = new Set([15, 249, 250, 251, 252, 253, 254]);
+const BIT = 16;
+const GEOMETRY = 255;
+const BINARY_CHARSET = 63;
+
+function isBinaryField(f: FieldPacket): boolean {
+  const t = f.columnType ?? -1;
+  return t === BIT || t === GEOMETRY || (STRINGY_TYPES.has(t) && f.characterSet === BINARY_CHARSET);
+}
+
+/** A backup value: the server's text, `{b: base64}` for bytes, or null. */
+type WireValue = string | { readonly b: string } | null;
+
+/** A load value as JSON. */
 function jsonValue(v: unknown): unknown {
   if (Buffer.isBuffer(v)) return { base64: v.toString("base64") };
   if (typeof v === "bigint") return v.toString();
   return v;
 }
 
-/** Backup/digest values: strings, or {b: base64} for binary, or null. */
-type WireValue = string | { b: string } | null;
-
-function wireValue(v: unknown): WireValue {
-  if (v === null || v === undefined) return null;
-  if (Buffer.isBuffer(v)) return { b: v.toString("base64") };
-  if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return String(v);
-  // JSON columns (MySQL 8) arrive parsed.
-  return JSON.stringify(v);
+function timestampOf(ms: number): string {
+  // SET TIMESTAMP = 0 would mean "the server's clock": the smallest step above it instead.
+  const t = Math.max(0, Math.trunc(ms));
+  if (t === 0) return "0.000001";
+  return `${Math.floor(t / 1000)}.${String(t % 1000).padStart(3, "0")}000`;
 }
 
+function okResult(h: unknown, ddl = false): ApplyResult {
+  const r = (Array.isArray(h) ? {} : (h ?? {})) as Partial<ResultSetHeader>;
+  const affected = typeof r.affectedRows === "number" && !ddl ? r.affectedRows : 0;
+  const raw = r.insertId as unknown;
+  const id =
+    typeof raw === "number" || typeof raw === "bigint" || typeof raw === "string"
+      ? String(raw)
+      : "0";
+  return {
+    ok: true,
+    data: new TextEncoder().encode(
+      `{"rowsAffected":${affected},"lastInsertId":${/^\d+$/.test(id) ? id : "0"}}`,
+    ),
+  };
+}
+
+const sortNames = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** What a snapshot reader needs to know of one table, read while no batch is applying. */
+interface TableInfo {
+  readonly name: string;
+  readonly create: string;
+  /** Every column in order, with whether it is generated. */
+  readonly columns: readonly {
+    readonly name: string;
+    readonly generated: boolean;
+    readonly desc: string;
+  }[];
+  /** ORDER BY: the primary key, or every column. */
+  readonly order: string;
+}
+
+interface Snapshot {
+  readonly core: CoreConnection;
+  readonly conn: Connection;
+  readonly position: AppliedPosition;
+  readonly tables: readonly TableInfo[];
+}
+
+function quoteId(name: string): string {
+  return mysql.escapeId(name, true);
+}
+
+/** A database name derived from `db` with `suffix`, within MySQL's 64 characters. */
+function siblingName(db: string, suffix: string): string {
+  return db.slice(0, 64 - suffix.length) + suffix;
+}
+
+function corrupted(why: string, cause?: unknown): NexusError {
+  return new NexusError(
+    "CORRUPTED",
+    `the MySQL backup is invalid: ${why}; the previous state is kept — take a new backup from a healthy replica`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** An error of the stream a restore reads (not of the store): rethrown as it was. */
+class SourceError extends Error {
+  constructor(readonly original: unknown) {
+    super("the backup stream failed");
+  }
+}
+
+async function* guarded(stream: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const it = stream[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await it.next();
+      } catch (err) {
+        throw new SourceError(err);
+      }
+      if (r.done === true) return;
+      yield r.value;
+    }
+  } finally {
+    await it.return?.().catch(() => undefined);
+  }
+}
+
+/** Splits a byte stream into lines without decoding partial UTF-8 sequences. */
+async function* linesOf(stream: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of guarded(stream)) {
+    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10)) {
+      parts.push(buf.subarray(0, nl));
+      yield Buffer.concat(parts);
+      parts = [];
+      size = 0;
+      buf = buf.subarray(nl + 1);
+    }
+    if (buf.length > 0) {
+      size += buf.length;
+      if (size > MAX_RECORD_BYTES) throw corrupted("a record is longer than 256 MiB");
+      parts.push(Buffer.from(buf));
+    }
+  }
+  if (size > 0) throw corrupted("it ends in the middle of a record (truncated)");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** A Store on one MySQL or MariaDB database. */
 export class MySqlStore implements Store {
   readonly kind = "mysql";
+  /** Where it connects (parsed from `url`). */
   readonly dsn: MySqlDsn;
   private readonly connectTimeoutMs: number;
+  private readonly lockWaitTimeoutSec: number;
+  private readonly loadConnections: number;
+  private readonly faults: MySqlStoreFaults;
+  /** The connection that applies (and bookkeeps); replaced after a failure. */
   private conn: Connection | undefined;
+  private pool: Pool | undefined;
+  /** Serializes apply, lastApplied and the start of snapshots. */
   private lock: Promise<void> = Promise.resolve();
+  private closed = false;
+  /** Connections of running backups and digests, ended by close(). */
+  private readonly readers = new Set<CoreConnection>();
+  /** Whether information_schema.innodb_sys_tables (or innodb_tables) is readable. */
+  private tableIdsQuery: string | null | undefined;
 
   constructor(opts: MySqlStoreOptions) {
     this.dsn = parseMySqlDsn(opts.url);
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    this.lockWaitTimeoutSec = opts.lockWaitTimeoutSec ?? 30;
+    this.loadConnections = opts.loadConnections ?? 4;
+    this.faults = opts.faults ?? {};
   }
 
   private where(): string {
-    return `MySQL at ${this.dsn.host}:${this.dsn.port}/${this.dsn.database}`;
+    return `MySQL at ${this.dsn.host}:${this.dsn.port} (database ${this.dsn.database})`;
   }
 
   private unavailable(err: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(`${this.where()} is unavailable: ${(err as Error).message}`, {
-      cause: err,
-    });
+    if (err instanceof StoreUnavailableError) return err;
+    return new StoreUnavailableError(
+      `${this.where()} is unavailable: ${messageOf(err)}; Nexus retries — check that the server is running and reachable`,
+      { cause: err },
+    );
   }
 
-  /** A new connection in UTC, with the text protocol's values typed for JSON. */
-  private async connect(database = this.dsn.database): Promise<Connection> {
+  /** Errors that are not statement errors: a NexusError as is, anything else as unavailable. */
+  private failure(err: unknown): NexusError {
+    return err instanceof NexusError ? err : this.unavailable(err);
+  }
+
+  private options(extra: Partial<ConnectionOptions> = {}): ConnectionOptions {
+    return {
+      host: this.dsn.host,
+      port: this.dsn.port,
+      user: this.dsn.user,
+      password: this.dsn.password,
+      database: this.dsn.database,
+      connectTimeout: this.connectTimeoutMs,
+      multipleStatements: false,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      dateStrings: true,
+      decimalNumbers: false,
+      jsonStrings: true,
+      charset: "UTF8MB4_UNICODE_CI",
+      timezone: "Z",
+      ...extra,
+    };
+  }
+
+  /** The session settings every connection pins, so that replicas compute alike. */
+  private sessionSql(sqlMode = SQL_MODE): string {
+    return (
+      `SET SESSION sql_mode = '${sqlMode}', time_zone = '+00:00', auto_increment_increment = 1, ` +
+      `auto_increment_offset = 1, default_storage_engine = InnoDB, div_precision_increment = 4, ` +
+      `group_concat_max_len = 1048576, foreign_key_checks = 1, unique_checks = 1, ` +
+      `lock_wait_timeout = ${Math.max(1, Math.trunc(this.lockWaitTimeoutSec))}`
+    );
+  }
+
+  private connectError(err: unknown): NexusError {
+    const e = err as MySqlError;
+    if (e.errno === 1049) {
+      return new NexusError(
+        "BAD_CONFIG",
+        `database "${this.dsn.database}" does not exist on ${this.dsn.host}:${this.dsn.port}; create it first (CREATE DATABASE ${quoteId(this.dsn.database)})`,
+        { cause: err },
+      );
+    }
+    if (e.errno === 1045 || e.errno === 1044) {
+      return new NexusError(
+        "BAD_CONFIG",
+        `${this.where()} refused the login: ${messageOf(err)}; check the user and password in the connection string`,
+        { cause: err },
+      );
+    }
+    return this.unavailable(err);
+  }
+
+  /** A new core connection with the pinned session. */
+  private async connectCore(
+    extra: Partial<ConnectionOptions> = {},
+    sqlMode?: string,
+  ): Promise<CoreConnection> {
+    const core = mysql.createConnection(this.options(extra));
+    core.on("error", () => undefined);
     try {
-      const c = await mysql.createConnection({
-        host: this.dsn.host,
-        port: this.dsn.port,
-        user: this.dsn.user,
-        password: this.dsn.password,
-        database,
-        connectTimeout: this.connectTimeoutMs,
-        multipleStatements: false,
-        supportBigNumbers: true,
-        dateStrings: true,
-        timezone: "Z",
-        // Binary values (charset binary) come back as Buffers, the rest as strings or numbers.
-      });
-      c.on("error", () => undefined);
-      await c.query("SET time_zone = '+00:00'");
-      return c;
+      await core.promise().query(this.sessionSql(sqlMode));
+      return core;
     } catch (err) {
-      const e = err as MySqlError;
-      if (e.errno === 1049) {
-        throw new NexusError(
-          "BAD_CONFIG",
-          `database "${database}" does not exist on ${this.dsn.host}:${this.dsn.port}; create it first`,
-        );
-      }
-      if (e.errno === 1045) throw new NexusError("BAD_CONFIG", `${this.where()}: ${e.message}`);
-      throw this.unavailable(err);
+      core.destroy();
+      throw this.connectError(err);
     }
   }
 
   private async applyConn(): Promise<Connection> {
+    if (this.closed) {
+      throw new StoreUnavailableError("the MySQL store is closed; open() it before using it");
+    }
     if (this.conn !== undefined) return this.conn;
-    this.conn = await this.connect();
-    return this.conn;
+    const core = await this.connectCore();
+    const c = core.promise();
+    const forget = (): void => {
+      if (this.conn === c) this.conn = undefined;
+    };
+    core.on("error", forget);
+    core.on("end", forget);
+    this.conn = c;
+    return c;
   }
 
   private drop(c: Connection): void {
@@ -188,21 +802,9 @@ export class MySqlStore implements Store {
     if (this.conn === c) this.conn = undefined;
   }
 
-  /** Runs f under the store's lock with the apply connection; server failures become unavailable. */
-  private exclusive<T>(f: (c: Connection) => Promise<T>): Promise<T> {
-    const run = this.lock.then(async () => {
-      const c = await this.applyConn();
-      try {
-        return await f(c);
-      } catch (err) {
-        if (err instanceof NexusError) {
-          if (err.code === "STORE_UNAVAILABLE") this.drop(c);
-          throw err;
-        }
-        this.drop(c);
-        throw this.unavailable(err);
-      }
-    });
+  /** Runs f alone (no apply runs meanwhile); its failure does not block what comes next. */
+  private serialized<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(f);
     this.lock = run.then(
       () => undefined,
       () => undefined,
@@ -210,14 +812,53 @@ export class MySqlStore implements Store {
     return run;
   }
 
+  /** serialized() with the apply connection; a failure other than a NexusError drops it. */
+  private exclusive<T>(f: (c: Connection) => Promise<T>): Promise<T> {
+    return this.serialized(async () => {
+      const c = await this.applyConn();
+      try {
+        return await f(c);
+      } catch (err) {
+        if (!(err instanceof NexusError) || err.code === "STORE_UNAVAILABLE") this.drop(c);
+        throw this.failure(err);
+      }
+    });
+  }
+
+  private async ensureMeta(c: Connection): Promise<void> {
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${APPLIED} (id TINYINT PRIMARY KEY, applied_index BIGINT NOT NULL, applied_term BIGINT NOT NULL) ENGINE=InnoDB`,
+    );
+    await c.query(`INSERT IGNORE INTO ${APPLIED} VALUES (1, 0, 0)`);
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${DDL_MARKER} (id TINYINT PRIMARY KEY, entry_index BIGINT NOT NULL, schema_sha256 CHAR(64) NOT NULL) ENGINE=InnoDB`,
+    );
+  }
+
+  /** Connects, creates Nexus's tables if missing, drops leftovers of an interrupted restore. */
   async open(): Promise<AppliedPosition> {
+    this.closed = false;
     return this.exclusive(async (c) => {
-      await c.query(
-        `CREATE TABLE IF NOT EXISTS ${APPLIED} (id TINYINT PRIMARY KEY, applied_index BIGINT NOT NULL, applied_term BIGINT NOT NULL) ENGINE=InnoDB`,
-      );
-      await c.query(`INSERT IGNORE INTO ${APPLIED} VALUES (1, 0, 0)`);
+      await this.ensureMeta(c);
+      await this.dropLeftovers(c);
       return this.position(c);
     });
+  }
+
+  private async dropLeftovers(c: Connection): Promise<void> {
+    for (const suffix of ["_nexus_restore_", "_nexus_old_"]) {
+      const prefix = siblingName(this.dsn.database, `${suffix}00000000`).slice(0, -8);
+      const [rows] = await c.query<RowDataPacket[]>(
+        "SELECT schema_name AS n FROM information_schema.schemata WHERE schema_name LIKE ?",
+        [`${prefix.replace(/[\\%_]/g, (x) => `\\${x}`)}%`],
+      );
+      for (const r of rows) {
+        const name = String(r["n"]);
+        if (/^[0-9a-f]{8}$/.test(name.slice(prefix.length))) {
+          await c.query(`DROP DATABASE IF EXISTS ${quoteId(name)}`).catch(() => undefined);
+        }
+      }
+    }
   }
 
   private async position(c: Connection): Promise<AppliedPosition> {
@@ -228,370 +869,584 @@ export class MySqlStore implements Store {
     return { index: Number(r?.["applied_index"] ?? 0), term: Number(r?.["applied_term"] ?? 0) };
   }
 
+  /** Ends every connection. Idempotent. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.lock;
     const c = this.conn;
     this.conn = undefined;
     if (c !== undefined) await c.end().catch(() => c.destroy());
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool !== undefined) await pool.end().catch(() => undefined);
+    for (const r of this.readers) r.destroy();
+    this.readers.clear();
   }
 
+  /** The position recorded in `_nexus_applied` (read from the server, never cached). */
   lastApplied(): Promise<AppliedPosition> {
     return this.exclusive((c) => this.position(c));
   }
 
+  // -------------------------------------------------------------------------------------------
+  // apply
+
+  /** Applies a batch in one transaction (DDL entries on their own); see the file's comment. */
   apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {
     return this.exclusive(async (c) => {
       const results: ApplyResult[] = [];
-      let applied = await this.position(c);
+      const start = await this.position(c);
+      /** The last entry handled; `recorded` is what _nexus_applied holds (committed or in tx). */
+      let applied = start;
+      let recorded = start;
       let inTx = false;
-      let pending: AppliedPosition | undefined;
+      const begin = async (): Promise<void> => {
+        if (!inTx) await c.query("START TRANSACTION");
+        inTx = true;
+      };
+      const writeApplied = async (): Promise<void> => {
+        if (applied.index === recorded.index && applied.term === recorded.term) return;
+        await begin();
+        await c.query(`UPDATE ${APPLIED} SET applied_index = ?, applied_term = ? WHERE id = 1`, [
+          applied.index,
+          applied.term,
+        ]);
+        recorded = applied;
+      };
       const commit = async (): Promise<void> => {
-        if (pending !== undefined) {
-          if (!inTx) await c.query("START TRANSACTION");
-          inTx = true;
-          await c.query(`UPDATE ${APPLIED} SET applied_index = ?, applied_term = ? WHERE id = 1`, [
-            pending.index,
-            pending.term,
-          ]);
-        }
+        await writeApplied();
         if (inTx) await c.query("COMMIT");
         inTx = false;
-        pending = undefined;
       };
       try {
         for (const e of entries) {
           if (e.index <= applied.index) {
-            results.push({ ok: true, data: new Uint8Array(0) });
+            results.push({ ok: true, data: EMPTY });
             continue;
           }
           const pos = { index: e.index, term: e.term };
           if (e.command === undefined) {
-            results.push({ ok: true, data: new Uint8Array(0) });
-            pending = pos;
+            results.push({ ok: true, data: EMPTY });
             applied = pos;
             continue;
           }
-          const sql = new TextDecoder().decode(e.command.data);
-          let args: unknown[];
-          let refusal = refusalOf(sql);
+          let sql: string;
+          let kind: SaveKind;
           try {
-            args = params(e.command.args["params"]);
+            const text = new TextDecoder("utf-8", { fatal: true }).decode(e.command.data);
+            const tokens = lex(text);
+            kind = classifySave(tokens);
+            sql = bind(text, tokens, paramsOf(e.command.args["params"]));
           } catch (err) {
-            args = [];
-            refusal ??= (err as Error).message;
-          }
-          if (refusal !== undefined) {
-            results.push({ ok: false, error: refusal });
-            pending = pos;
+            if (err instanceof Refusal) {
+              results.push({ ok: false, error: err.message });
+            } else if (err instanceof TypeError) {
+              results.push({ ok: false, error: "the statement is not valid UTF-8" });
+            } else throw err;
             applied = pos;
             continue;
           }
-          await c.query(
-            `SET TIMESTAMP = ${(e.timestampMs / 1000).toFixed(3)}, @@rand_seed1 = ${e.seed % 1073741823}, @@rand_seed2 = ${Math.floor(e.seed / 1073741823) % 1073741823}`,
-          );
-          if (DDL.test(sql)) {
-            // Implicit commit: first what came before, then the DDL alone, then its index.
+          const seed = Math.max(0, Math.trunc(e.seed));
+          const determinism =
+            `SET TIMESTAMP = ${timestampOf(e.timestampMs)}, ` +
+            `@@rand_seed1 = ${seed % RAND_MAX_SEED}, ` +
+            `@@rand_seed2 = ${Math.floor(seed / RAND_MAX_SEED) % RAND_MAX_SEED}`;
+          if (kind !== "dml") {
+            // Implicit commit: what came before is committed first, with the marker.
+            const before = await this.schemaFingerprint(c);
+            if (e.index === start.index + 1) {
+              const marker = await this.marker(c);
+              if (
+                marker !== undefined &&
+                marker.index === e.index &&
+                marker.fingerprint !== before
+              ) {
+                // The DDL took effect before a crash; its index was not recorded yet.
+                results.push({ ok: true, data: new TextEncoder().encode(NOTHING) });
+                applied = pos;
+                await begin();
+                await c.query(`DELETE FROM ${DDL_MARKER}`);
+                await commit();
+                continue;
+              }
+            }
+            await begin();
+            await c.query(`REPLACE INTO ${DDL_MARKER} VALUES (1, ?, ?)`, [e.index, before]);
             await commit();
+            await this.faults.beforeDdl?.(e.index);
+            await c.query(determinism);
             let result: ApplyResult;
             try {
-              const [h] = await c.query<ResultSetHeader>(sql, args);
-              result = ok(h);
+              const [h] = await c.query<ResultSetHeader>(sql);
+              // The rows an ALTER copied depend on the algorithm the server chose, not on the data.
+              result = okResult(h, kind === "ddl");
             } catch (err) {
               if (!isStatementError(err)) throw err;
-              result = {
-                ok: false,
-                error: (err as MySqlError).sqlMessage ?? (err as Error).message,
-              };
+              result = { ok: false, error: messageOf(err) };
             }
-            pending = pos;
+            await this.faults.afterDdl?.(e.index);
             applied = pos;
+            await begin();
+            await c.query(`DELETE FROM ${DDL_MARKER}`);
             await commit();
             results.push(result);
             continue;
           }
-          if (!inTx) {
-            await c.query("START TRANSACTION");
-            inTx = true;
-          }
+          await begin();
+          await c.query(determinism);
           await c.query("SAVEPOINT nexus_entry");
           try {
-            const [h] = await c.query<ResultSetHeader>(sql, args);
-            results.push(ok(h));
+            const [h] = await c.query<ResultSetHeader>(sql);
+            results.push(okResult(h));
           } catch (err) {
             if (!isStatementError(err)) throw err;
             await c.query("ROLLBACK TO SAVEPOINT nexus_entry");
-            results.push({
-              ok: false,
-              error: (err as MySqlError).sqlMessage ?? (err as Error).message,
-            });
+            results.push({ ok: false, error: messageOf(err) });
           }
-          pending = pos;
           applied = pos;
         }
         await commit();
         return results;
       } catch (err) {
         if (inTx) await c.query("ROLLBACK").catch(() => undefined);
-        throw err instanceof NexusError ? err : this.unavailable(err);
+        throw this.failure(err);
       }
     });
   }
 
+  private async marker(c: Connection): Promise<{ index: number; fingerprint: string } | undefined> {
+    const [rows] = await c.query<RowDataPacket[]>(
+      `SELECT entry_index, schema_sha256 FROM ${DDL_MARKER} WHERE id = 1`,
+    );
+    const r = rows[0];
+    return r === undefined
+      ? undefined
+      : { index: Number(r["entry_index"]), fingerprint: String(r["schema_sha256"]) };
+  }
+
+  /**
+   * sha256 of the database's schema: tables, columns, indexes, constraints and, when readable,
+   * InnoDB table ids (a table renamed onto another's name changes them).
+   */
+  private async schemaFingerprint(c: Connection): Promise<string> {
+    const db = this.dsn.database;
+    const h = createHash("sha256");
+    const queries = [
+      "SELECT table_name, table_type, engine, table_collation, create_options, table_comment FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
+      "SELECT table_name, column_name, ordinal_position, column_default, is_nullable, column_type, collation_name, extra, column_comment, generation_expression FROM information_schema.columns WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+      "SELECT table_name, index_name, seq_in_index, column_name, non_unique, sub_part, index_type FROM information_schema.statistics WHERE table_schema = ? ORDER BY table_name, index_name, seq_in_index",
+      "SELECT table_name, constraint_name, column_name, ordinal_position, referenced_table_name, referenced_column_name FROM information_schema.key_column_usage WHERE table_schema = ? ORDER BY table_name, constraint_name, ordinal_position",
+      "SELECT table_name, constraint_name, update_rule, delete_rule FROM information_schema.referential_constraints WHERE constraint_schema = ? ORDER BY table_name, constraint_name",
+    ];
+    for (const q of queries) {
+      const [rows] = await c.query({ sql: q, rowsAsArray: true }, [db]);
+      h.update(`${JSON.stringify(rows)}\n`);
+    }
+    if (this.tableIdsQuery === undefined) {
+      this.tableIdsQuery = null;
+      for (const t of ["innodb_sys_tables", "innodb_tables"]) {
+        const q = `SELECT name, table_id FROM information_schema.${t} WHERE name LIKE ? ORDER BY name`;
+        const ok = await c.query(q, ["x/%"]).then(
+          () => true,
+          () => false,
+        );
+        if (ok) {
+          this.tableIdsQuery = q;
+          break;
+        }
+      }
+    }
+    if (this.tableIdsQuery !== null) {
+      const like = `${db.replace(/[\\%_]/g, (x) => `\\${x}`)}/%`;
+      const [rows] = await c.query({ sql: this.tableIdsQuery, rowsAsArray: true }, [like]);
+      h.update(`${JSON.stringify(rows)}\n`);
+    }
+    return h.digest("hex");
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // load
+
+  private loadPool(): Pool {
+    if (this.pool !== undefined) return this.pool;
+    const core: CorePool = mysql.createPool({
+      ...this.options({ bigNumberStrings: false }),
+      connectionLimit: this.loadConnections,
+      maxIdle: this.loadConnections,
+      idleTimeout: 60_000,
+    });
+    const session = this.sessionSql();
+    core.on("connection", (conn) => {
+      conn.on("error", () => undefined);
+      // Queued before any load on this connection.
+      conn.query(session, () => undefined);
+      conn.query("SET SESSION TRANSACTION READ ONLY", () => undefined);
+    });
+    this.pool = core.promise();
+    return this.pool;
+  }
+
+  /** Runs one read; rows as a JSON array of objects. Throws StoreError for a bad query. */
   async load(query: StoreCommand): Promise<Uint8Array> {
-    const sql = new TextDecoder().decode(query.data);
-    if (sql.trim() === "") throw new StoreError("the statement is empty");
-    const args = params(query.args["params"]);
-    const c = await this.connect();
+    if (this.closed) {
+      throw new StoreUnavailableError("the MySQL store is closed; open() it before using it");
+    }
+    let sql: string;
     try {
-      await c.query("START TRANSACTION READ ONLY");
-      const [rows] = await c.query(sql, args);
-      await c.query("COMMIT");
-      const out = Array.isArray(rows)
-        ? (rows as RowDataPacket[]).map((r) =>
-            Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonValue(v)])),
-          )
-        : [];
-      return new Uint8Array(Buffer.from(JSON.stringify(out)));
+      const text = new TextDecoder().decode(query.data);
+      const tokens = lex(text);
+      checkLoad(tokens);
+      sql = bind(text, tokens, paramsOf(query.args["params"]));
     } catch (err) {
-      if (isStatementError(err))
-        throw new StoreError((err as MySqlError).sqlMessage ?? (err as Error).message, {
-          cause: err,
-        });
-      throw err instanceof NexusError ? err : this.unavailable(err);
-    } finally {
-      c.destroy();
+      if (err instanceof Refusal) throw new StoreError(err.message);
+      throw err;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const [rows] = await this.loadPool().query<RowDataPacket[]>(sql);
+        const out = Array.isArray(rows)
+          ? rows.map((r) =>
+              Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonValue(v)])),
+            )
+          : [];
+        return new TextEncoder().encode(JSON.stringify(out));
+      } catch (err) {
+        if (isStatementError(err)) throw new StoreError(messageOf(err), { cause: err });
+        if ((err as MySqlError).errno === 1792) {
+          throw new StoreError("load runs read-only; send writes with save", { cause: err });
+        }
+        // A pooled connection that died with the server: a read is safe to retry once.
+        if (attempt < 2) continue;
+        throw this.failure(err);
+      }
     }
   }
 
-  /** Holds the store's lock (no apply) until release() is called. */
-  private hold(): Promise<{ c: Connection; release: () => void }> {
-    let release: () => void = () => {};
-    const held = new Promise<void>((r) => (release = r));
-    return new Promise((resolve, reject) => {
-      void this.exclusive(async (c) => {
-        resolve({ c, release });
-        await held;
-      }).catch(reject);
-    });
-  }
+  // -------------------------------------------------------------------------------------------
+  // snapshots: backup and digest
 
   private async userTables(c: Connection, schema = this.dsn.database): Promise<string[]> {
     const [rows] = await c.query<RowDataPacket[]>(
-      "SELECT table_name AS n FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' AND table_name <> ? ORDER BY table_name",
-      [schema, APPLIED],
+      "SELECT table_name AS n FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE'",
+      [schema],
     );
-    return rows.map((r) => String(r["n"]));
+    return rows
+      .map((r) => String(r["n"]))
+      .filter((n) => !n.toLowerCase().startsWith(RESERVED_PREFIX))
+      .sort(sortNames);
   }
 
-  /** Streams a table's rows as wire values, in primary-key order when there is one. */
-  private async *rowsOf(c: Connection, table: string): AsyncGenerator<WireValue[]> {
-    const [keys] = await c.query<RowDataPacket[]>(
-      "SELECT column_name AS n FROM information_schema.key_column_usage WHERE table_schema = ? AND table_name = ? AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
-      [this.dsn.database, table],
-    );
-    const order = keys.length > 0 ? keys.map((k) => mysql.escapeId(String(k["n"]))).join(", ") : "";
-    const sql = `SELECT * FROM ${mysql.escapeId(table)}${order === "" ? "" : ` ORDER BY ${order}`}`;
-    const raw = (
-      c as unknown as { connection: { query(o: object): { stream(o: object): Readable } } }
-    ).connection;
-    const stream = raw.query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
-    for await (const row of stream) yield (row as unknown[]).map(wireValue);
-  }
-
-  async backup(): Promise<StoreBackup> {
-    const { c, release } = await this.hold();
-    let position: AppliedPosition;
-    let tables: string[];
-    try {
-      position = await this.position(c);
-      tables = await this.userTables(c);
-    } catch (err) {
-      release();
-      throw err instanceof NexusError ? err : this.unavailable(err);
+  /**
+   * A read-only consistent snapshot on a new connection, begun while no batch applies: its
+   * position, its tables (their metadata locked until the snapshot ends), their definitions.
+   */
+  private async snapshot(): Promise<Snapshot> {
+    if (this.closed) {
+      throw new StoreUnavailableError("the MySQL store is closed; open() it before using it");
     }
-    const unavailable = (err: unknown): StoreUnavailableError => this.unavailable(err);
-    const rowsOf = (t: string): AsyncGenerator<WireValue[]> => this.rowsOf(c, t);
-    async function* stream(): AsyncGenerator<Uint8Array> {
-      const hash = createHash("sha256");
-      let rows = 0;
-      const line = (o: unknown): Buffer => {
-        const b = Buffer.from(`${JSON.stringify(o)}\n`);
-        hash.update(b);
-        return b;
-      };
-      try {
-        yield line({ t: "nexus-mysql-backup", v: 1 });
-        for (const t of tables) {
-          const [created] = await c.query<RowDataPacket[]>(
-            `SHOW CREATE TABLE ${mysql.escapeId(t)}`,
+    const core = await this.connectCore({ bigNumberStrings: true });
+    this.readers.add(core);
+    const conn = core.promise();
+    try {
+      await conn.query("SET SESSION max_sort_length = 8388608");
+      await conn.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      return await this.serialized(async () => {
+        await conn.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+        const position = await this.position(conn);
+        const tables: TableInfo[] = [];
+        for (const name of await this.userTables(conn)) {
+          const t = quoteId(name);
+          // Reading the table takes its metadata lock until the snapshot ends.
+          await conn.query(`SELECT 1 FROM ${t} LIMIT 0`);
+          const [created] = await conn.query<RowDataPacket[]>(`SHOW CREATE TABLE ${t}`);
+          const [cols] = await conn.query<RowDataPacket[]>(
+            "SELECT column_name AS n, column_type AS ty, is_nullable AS nu, column_default AS d, extra AS x, collation_name AS co FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [this.dsn.database, name],
           );
-          yield line({ t: "table", name: t, create: String(created[0]?.["Create Table"]) });
-          let batch: WireValue[][] = [];
-          for await (const r of rowsOf(t)) {
-            batch.push(r);
-            rows++;
-            if (batch.length >= 500) {
-              yield line({ t: "rows", rows: batch });
-              batch = [];
+          const [keys] = await conn.query<RowDataPacket[]>(
+            "SELECT column_name AS n FROM information_schema.statistics WHERE table_schema = ? AND table_name = ? AND index_name = 'PRIMARY' ORDER BY seq_in_index",
+            [this.dsn.database, name],
+          );
+          const columns = cols.map((r) => ({
+            name: String(r["n"]),
+            generated: /\b(VIRTUAL|STORED|PERSISTENT)\b/i.test(String(r["x"] ?? "")),
+            desc: JSON.stringify([r["n"], r["ty"], r["nu"], r["d"], r["x"], r["co"]]),
+          }));
+          const order = (
+            keys.length > 0 ? keys.map((k) => String(k["n"])) : columns.map((x) => x.name)
+          )
+            .map(quoteId)
+            .join(", ");
+          tables.push({ name, create: String(created[0]?.["Create Table"] ?? ""), columns, order });
+        }
+        return { core, conn, position, tables };
+      });
+    } catch (err) {
+      this.readers.delete(core);
+      core.destroy();
+      throw this.failure(err);
+    }
+  }
+
+  /** Streams a table's rows from the snapshot as raw values (Buffers), with binary flags. */
+  private async *rawRows(
+    s: Snapshot,
+    t: TableInfo,
+    columns: readonly string[],
+    onFields: (binary: boolean[]) => void,
+  ): AsyncGenerator<(Buffer | null)[]> {
+    const sql = `SELECT ${columns.map(quoteId).join(", ")} FROM ${quoteId(t.name)} ORDER BY ${t.order}`;
+    const q = s.core.query({ sql, rowsAsArray: true, typeCast: false });
+    const stream = q.stream({ highWaterMark: 256 });
+    stream.on("fields", (fields: FieldPacket[]) => onFields(fields.map(isBinaryField)));
+    for await (const row of stream) yield row as (Buffer | null)[];
+  }
+
+  private endSnapshot(s: Snapshot): void {
+    this.readers.delete(s.core);
+    s.core.destroy();
+  }
+
+  /** A consistent copy at the current applied position, streamed (see the file's comment). */
+  async backup(): Promise<StoreBackup> {
+    const s = await this.snapshot();
+    return { position: s.position, stream: this.backupStream(s) };
+  }
+
+  private async *backupStream(s: Snapshot): AsyncGenerator<Uint8Array> {
+    const hash = createHash("sha256");
+    let rows = 0;
+    const line = (o: unknown): Buffer => {
+      const b = Buffer.from(`${JSON.stringify(o)}\n`);
+      hash.update(b);
+      return b;
+    };
+    try {
+      yield line({
+        t: "nexus-mysql-backup",
+        v: 1,
+        index: s.position.index,
+        term: s.position.term,
+      });
+      for (const t of s.tables) {
+        const columns = t.columns.filter((c) => !c.generated).map((c) => c.name);
+        yield line({ t: "table", name: t.name, create: t.create, columns });
+        let binary: boolean[] = [];
+        let batch: WireValue[][] = [];
+        let bytes = 0;
+        for await (const raw of this.rawRows(s, t, columns, (b) => (binary = b))) {
+          batch.push(
+            raw.map((v, i): WireValue => {
+              if (v === null) return null;
+              bytes += v.length;
+              return binary[i] === true ? { b: v.toString("base64") } : v.toString("utf8");
+            }),
+          );
+          rows++;
+          if (batch.length >= BATCH_ROWS || bytes >= BATCH_BYTES) {
+            yield line({ t: "rows", name: t.name, rows: batch });
+            batch = [];
+            bytes = 0;
+          }
+        }
+        if (batch.length > 0) yield line({ t: "rows", name: t.name, rows: batch });
+      }
+      const end = { t: "end", tables: s.tables.length, rows, sha256: hash.digest("hex") };
+      yield Buffer.from(`${JSON.stringify(end)}\n`);
+    } catch (err) {
+      throw this.failure(err);
+    } finally {
+      this.endSnapshot(s);
+    }
+  }
+
+  /**
+   * sha256 over the user tables in name order: each table's name and column definitions, then
+   * its rows in primary-key order (every column when there is none), streamed.
+   */
+  async digest(): Promise<StoreDigest> {
+    const s = await this.snapshot();
+    try {
+      const h: Hash = createHash("sha256");
+      for (const t of s.tables) {
+        h.update(`table\0${t.name}\0${t.columns.map((c) => c.desc).join("\0")}\n`);
+        const columns = t.columns.map((c) => c.name);
+        for await (const row of this.rawRows(s, t, columns, () => undefined)) {
+          for (const v of row) {
+            if (v === null) h.update("N");
+            else {
+              h.update(`V${v.length}:`);
+              h.update(v);
             }
           }
-          if (batch.length > 0) yield line({ t: "rows", rows: batch });
+          h.update("\n");
         }
-        const end = { t: "end", tables: tables.length, rows, sha256: hash.digest("hex") };
-        yield Buffer.from(`${JSON.stringify(end)}\n`);
-      } catch (err) {
-        throw err instanceof NexusError ? err : unavailable(err);
-      } finally {
-        release();
       }
+      return { position: s.position, digest: h.digest("hex") };
+    } catch (err) {
+      throw this.failure(err);
+    } finally {
+      this.endSnapshot(s);
     }
-    return { position, stream: stream() };
   }
 
-  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
-    const tmp = `${this.dsn.database}_nxr_${randomBytes(4).toString("hex")}`;
-    const old = `${this.dsn.database}_nxo_${randomBytes(4).toString("hex")}`;
-    const admin = await this.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${mysql.escapeId(tmp)}`);
-      await admin.query(`USE ${mysql.escapeId(tmp)}`);
-      await admin.query("SET FOREIGN_KEY_CHECKS = 0");
-      // 1. Load into the temporary database, validating as we go.
-      const hash = createHash("sha256");
-      let header = false;
-      let ended = false;
-      let rows = 0;
-      const tables: string[] = [];
-      let current: string | undefined;
-      let rest = "";
-      const handle = async (text: string): Promise<void> => {
-        if (ended) throw new Error("data after the end record");
-        let rec: {
-          t?: string;
-          name?: string;
-          create?: string;
-          rows?: WireValue[][];
-          tables?: number;
-          sha256?: string;
-          v?: number;
-        };
-        try {
-          rec = JSON.parse(text) as typeof rec;
-        } catch {
-          throw new Error("a record is not valid JSON");
-        }
-        if (rec.t === "end") {
-          const said = rec.rows as unknown;
-          if (rec.tables !== tables.length || said !== rows) {
-            throw new Error(
-              `the backup ends after ${tables.length} tables and ${rows} rows; its end record says ${String(rec.tables)} and ${String(said)}`,
-            );
-          }
-          if (rec.sha256 !== hash.digest("hex"))
-            throw new Error("the backup's checksum does not match");
-          ended = true;
-          return;
-        }
-        hash.update(`${text}\n`);
-        if (!header) {
-          if (rec.t !== "nexus-mysql-backup" || rec.v !== 1)
-            throw new Error("not a Nexus MySQL backup");
-          header = true;
-        } else if (
-          rec.t === "table" &&
-          typeof rec.name === "string" &&
-          typeof rec.create === "string"
-        ) {
-          await admin.query(rec.create);
-          tables.push(rec.name);
-          current = rec.name;
-        } else if (rec.t === "rows" && Array.isArray(rec.rows) && current !== undefined) {
-          const values = rec.rows.map((r) =>
-            r.map((v) => (v !== null && typeof v === "object" ? Buffer.from(v.b, "base64") : v)),
-          );
-          await admin.query(`INSERT INTO ${mysql.escapeId(current)} VALUES ?`, [values]);
-          rows += values.length;
-        } else throw new Error(`unexpected record "${String(rec.t)}"`);
-      };
-      for await (const chunk of stream) {
-        rest += Buffer.from(chunk).toString("utf8");
-        let nl: number;
-        while ((nl = rest.indexOf("\n")) >= 0) {
-          const text = rest.slice(0, nl);
-          rest = rest.slice(nl + 1);
-          await handle(text);
-        }
-      }
-      if (rest !== "") throw new Error("the backup ends in the middle of a record");
-      if (!ended)
-        throw new Error(`the backup is truncated after ${tables.length} tables and ${rows} rows`);
+  // -------------------------------------------------------------------------------------------
+  // restore
 
-      // 2. Swap: mark nothing applied (a crash from here on restores again from the snapshot),
-      // move the old tables out and the new ones in with one atomic RENAME, set the position.
+  /**
+   * Loads a backup into a temporary database, checking it entirely, then swaps it in with one
+   * RENAME TABLE (the data and `_nexus_applied` together). On failure nothing changes.
+   */
+  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
+    if (this.closed) {
+      throw new StoreUnavailableError("the MySQL store is closed; open() it before using it");
+    }
+    const random = randomBytes(4).toString("hex");
+    const tmp = siblingName(this.dsn.database, `_nexus_restore_${random}`);
+    const old = siblingName(this.dsn.database, `_nexus_old_${random}`);
+    const admin = await this.connectCore({}, RESTORE_SQL_MODE);
+    const a = admin.promise();
+    let created = false;
+    try {
+      await a.query("SET SESSION foreign_key_checks = 0");
+      const [schemata] = await a.query<RowDataPacket[]>(
+        "SELECT default_character_set_name AS cs, default_collation_name AS co FROM information_schema.schemata WHERE schema_name = ?",
+        [this.dsn.database],
+      );
+      const cs = schemata[0];
+      await a.query(
+        `CREATE DATABASE ${quoteId(tmp)}${cs === undefined ? "" : ` CHARACTER SET ${String(cs["cs"])} COLLATE ${String(cs["co"])}`}`,
+      );
+      created = true;
+      await a.query(`USE ${quoteId(tmp)}`);
+      const tables = await this.loadBackup(a, position, stream);
+      await a.query(
+        `CREATE TABLE ${APPLIED} (id TINYINT PRIMARY KEY, applied_index BIGINT NOT NULL, applied_term BIGINT NOT NULL) ENGINE=InnoDB`,
+      );
+      await a.query(`INSERT INTO ${APPLIED} VALUES (1, ?, ?)`, [position.index, position.term]);
+      await a.query(
+        `CREATE TABLE ${DDL_MARKER} (id TINYINT PRIMARY KEY, entry_index BIGINT NOT NULL, schema_sha256 CHAR(64) NOT NULL) ENGINE=InnoDB`,
+      );
+      // The swap, while no batch applies: one atomic RENAME moves the live tables (with
+      // _nexus_applied) out and the restored ones (with the new position) in.
       await this.exclusive(async (c) => {
-        await c.query(`UPDATE ${APPLIED} SET applied_index = 0, applied_term = 0 WHERE id = 1`);
-        const live = await this.userTables(c);
-        await c.query(`CREATE DATABASE ${mysql.escapeId(old)}`);
-        const db = mysql.escapeId(this.dsn.database);
+        await this.ensureMeta(c);
+        const live = [...(await this.userTables(c)), APPLIED, DDL_MARKER];
+        const db = quoteId(this.dsn.database);
+        await a.query(`CREATE DATABASE ${quoteId(old)}`);
         const moves = [
-          ...live.map(
-            (t) => `${db}.${mysql.escapeId(t)} TO ${mysql.escapeId(old)}.${mysql.escapeId(t)}`,
-          ),
-          ...tables.map(
-            (t) => `${mysql.escapeId(tmp)}.${mysql.escapeId(t)} TO ${db}.${mysql.escapeId(t)}`,
+          ...live.map((t) => `${db}.${quoteId(t)} TO ${quoteId(old)}.${quoteId(t)}`),
+          ...[...tables, APPLIED, DDL_MARKER].map(
+            (t) => `${quoteId(tmp)}.${quoteId(t)} TO ${db}.${quoteId(t)}`,
           ),
         ];
-        if (moves.length > 0) await c.query(`RENAME TABLE ${moves.join(", ")}`);
-        await c.query(`UPDATE ${APPLIED} SET applied_index = ?, applied_term = ? WHERE id = 1`, [
-          position.index,
-          position.term,
-        ]);
-        await c.query(`DROP DATABASE ${mysql.escapeId(old)}`);
+        await a.query(`RENAME TABLE ${moves.join(", ")}`);
       });
+      await a.query(`DROP DATABASE IF EXISTS ${quoteId(old)}`).catch(() => undefined);
     } catch (err) {
+      if (err instanceof SourceError) throw err.original;
       if (err instanceof NexusError) throw err;
-      if ((err as MySqlError).errno !== undefined && !isStatementError(err))
-        throw this.unavailable(err);
-      throw new NexusError("CORRUPTED", `the MySQL backup is invalid: ${(err as Error).message}`, {
-        cause: err,
-      });
+      if (isStatementError(err)) throw corrupted(`the server refused it: ${messageOf(err)}`, err);
+      throw this.unavailable(err);
     } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${mysql.escapeId(tmp)}`).catch(() => undefined);
+      if (created) await a.query(`DROP DATABASE IF EXISTS ${quoteId(tmp)}`).catch(() => undefined);
+      await a.query(`DROP DATABASE IF EXISTS ${quoteId(old)}`).catch(() => undefined);
       admin.destroy();
     }
   }
 
-  /** sha256 over every user table in name order: its name, columns and rows in key order. */
-  async digest(): Promise<StoreDigest> {
-    const { c, release } = await this.hold();
-    try {
-      const position = await this.position(c);
-      const hash = createHash("sha256");
-      for (const t of await this.userTables(c)) {
-        const [cols] = await c.query<RowDataPacket[]>(
-          "SELECT column_name AS n, column_type AS ty FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-          [this.dsn.database, t],
-        );
-        hash.update(
-          `table\0${t}\0${cols.map((x) => `${String(x["n"])} ${String(x["ty"])}`).join(",")}\n`,
-        );
-        for await (const r of this.rowsOf(c, t)) hash.update(`${JSON.stringify(r)}\n`);
+  /** Reads and checks the backup records into the current (temporary) database; its tables. */
+  private async loadBackup(
+    a: Connection,
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+  ): Promise<string[]> {
+    const hash = createHash("sha256");
+    const tables: string[] = [];
+    let header = false;
+    let ended = false;
+    let rows = 0;
+    let current: { name: string; columns: string[] } | undefined;
+    for await (const line of linesOf(stream)) {
+      if (ended) throw corrupted("there is data after its end record");
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line.toString("utf8")) as Record<string, unknown>;
+      } catch {
+        throw corrupted("a record is not valid JSON");
       }
-      return { position, digest: hash.digest("hex") };
-    } catch (err) {
-      throw err instanceof NexusError ? err : this.unavailable(err);
-    } finally {
-      release();
+      if (typeof rec !== "object" || rec === null) throw corrupted("a record is not an object");
+      if (rec["t"] === "end") {
+        if (!header) throw corrupted("it has no header");
+        if (rec["tables"] !== tables.length || rec["rows"] !== rows) {
+          throw corrupted(
+            `it holds ${tables.length} tables and ${rows} rows but its end record says ${String(rec["tables"])} and ${String(rec["rows"])}`,
+          );
+        }
+        if (rec["sha256"] !== hash.digest("hex")) throw corrupted("its checksum does not match");
+        ended = true;
+        continue;
+      }
+      hash.update(line);
+      hash.update("\n");
+      if (!header) {
+        if (rec["t"] !== "nexus-mysql-backup" || rec["v"] !== 1) {
+          throw corrupted("it is not a Nexus MySQL backup (version 1)");
+        }
+        if (rec["index"] !== position.index || rec["term"] !== position.term) {
+          throw corrupted(
+            `it was taken at ${String(rec["index"])}/${String(rec["term"])}, not at ${position.index}/${position.term}`,
+          );
+        }
+        header = true;
+      } else if (rec["t"] === "table") {
+        const name = rec["name"];
+        const create = rec["create"];
+        const columns = rec["columns"];
+        if (
+          typeof name !== "string" ||
+          typeof create !== "string" ||
+          !Array.isArray(columns) ||
+          !columns.every((c) => typeof c === "string") ||
+          name.toLowerCase().startsWith(RESERVED_PREFIX) ||
+          !create.startsWith(`CREATE TABLE ${quoteId(name)} (`) ||
+          tables.includes(name)
+        ) {
+          throw corrupted(`table record ${JSON.stringify(String(name)).slice(0, 80)} is malformed`);
+        }
+        await a.query(create);
+        tables.push(name);
+        current = { name, columns: columns as string[] };
+      } else if (rec["t"] === "rows") {
+        const list = rec["rows"];
+        if (current === undefined || rec["name"] !== current.name || !Array.isArray(list)) {
+          throw corrupted("a rows record does not follow its table record");
+        }
+        const width = current.columns.length;
+        const values = list.map((r: unknown) => {
+          if (!Array.isArray(r) || r.length !== width)
+            throw corrupted(`a row of ${current!.name} does not have ${width} values`);
+          return r.map((v: unknown): string | Buffer | null => {
+            if (v === null || typeof v === "string") return v;
+            if (typeof v === "object" && typeof (v as { b?: unknown }).b === "string") {
+              return Buffer.from((v as { b: string }).b, "base64");
+            }
+            throw corrupted(`a value of ${current!.name} is not a string, {"b": base64} or null`);
+          });
+        });
+        if (values.length > 0) {
+          const cols = current.columns.map(quoteId).join(", ");
+          await a.query(`INSERT INTO ${quoteId(current.name)} (${cols}) VALUES ?`, [values]);
+        }
+        rows += values.length;
+      } else {
+        throw corrupted(`unexpected record "${String(rec["t"])}"`);
+      }
     }
+    if (!ended)
+      throw corrupted(
+        `it is truncated: no end record after ${tables.length} tables and ${rows} rows`,
+      );
+    return tables;
   }
-}
-
-function ok(h: ResultSetHeader | RowDataPacket[] | FieldPacket[] | unknown): ApplyResult {
-  const r = h as Partial<ResultSetHeader>;
-  const affected = typeof r.affectedRows === "number" ? r.affectedRows : 0;
-  const id = typeof r.insertId === "number" || typeof r.insertId === "bigint" ? r.insertId : 0;
-  return {
-    ok: true,
-    data: new Uint8Array(Buffer.from(`{"rowsAffected":${affected},"lastInsertId":${String(id)}}`)),
-  };
 }
