@@ -9,6 +9,7 @@ import { NEXUS_ERROR_CODES, NexusError } from "../errors/index.js";
 import type { NexusErrorCode } from "../errors/index.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
+import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 
 /** A member as ListNodes reports it. */
 export interface ListedNode {
@@ -30,6 +31,27 @@ export interface NexusClient {
   removeNode(url: string): Promise<void>;
   /** Members sorted by id, and the leader's id ("" when no leader is known). */
   listNodes(): Promise<{ leader: string; nodes: ListedNode[] }>;
+  /** Every member with role and, from the leader, progress (NexusAdmin.ListMembers). */
+  listMembers(): Promise<{
+    leader: string;
+    fromLeader: boolean;
+    members: {
+      id: string;
+      url: string;
+      role: string;
+      reachable: boolean;
+      match: number;
+      lag: number;
+    }[];
+  }>;
+  /** Adds a voter or a learner. Throws UNKNOWN_OUTCOME when no answer came back. */
+  addMember(url: string, learner: boolean): Promise<void>;
+  /** Makes a learner a voter (ask the leader). */
+  promoteMember(url: string): Promise<void>;
+  /** Several changes at once, through joint consensus. */
+  changeMembers(add: string[], remove: string[]): Promise<void>;
+  /** Hands leadership to url, or to the most up-to-date voter; resolves with the new leader's URL. */
+  transferLeader(url?: string): Promise<string>;
   /** Closes the connection. */
   close(): void;
 }
@@ -88,6 +110,10 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const sessions = new Http2SessionManager(baseUrl);
   const client = createClient(Nexus, createGrpcTransport({ baseUrl, sessionManager: sessions }));
+  const admin = createClient(
+    NexusAdmin,
+    createGrpcTransport({ baseUrl, sessionManager: sessions }),
+  );
   const where = baseUrl.slice("http://".length);
 
   /** A failure as a NexusError; `mutating` calls whose fate is unknown say so. */
@@ -184,6 +210,41 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
           }))
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
         return { leader: r.leader === 0n ? "" : hex(r.leader), nodes };
+      }),
+    listMembers: () =>
+      call("listMembers", false, async () => {
+        const r = await admin.listMembers({}, { timeoutMs });
+        return {
+          leader: r.leader,
+          fromLeader: r.fromLeader,
+          members: r.members
+            .map((m) => ({
+              id: m.id,
+              url: m.url,
+              role: m.role,
+              reachable: m.reachable,
+              match: Number(m.match),
+              lag: Number(m.lag),
+            }))
+            .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+        };
+      }),
+    addMember: (url, learner) =>
+      call(`addNode ${url}`, true, async () => {
+        await admin.addMember({ nodeUrl: url, learner }, { timeoutMs });
+      }),
+    promoteMember: (url) =>
+      call(`promoteNode ${url}`, true, async () => {
+        await admin.promoteMember({ nodeUrl: url }, { timeoutMs });
+      }),
+    changeMembers: (add, remove) =>
+      call("the membership change", true, async () => {
+        await admin.changeMembers({ addUrls: add, removeUrls: remove }, { timeoutMs });
+      }),
+    transferLeader: (url) =>
+      call("transferLeader", true, async () => {
+        const r = await admin.transferLeader({ nodeUrl: url ?? "" }, { timeoutMs });
+        return r.leaderUrl;
       }),
     close: () => sessions.abort(),
   };

@@ -6,6 +6,7 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { NexusError } from "../errors/index.js";
 import type { Replicator, ReadConsistency } from "../node/replicator.js";
 import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
+import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
 
@@ -39,92 +40,150 @@ function checkSize(data: Uint8Array, args: { [k: string]: Uint8Array }, max: num
 
 const CONSISTENCIES: readonly ReadConsistency[] = ["linearizable", "lease", "local"];
 
-/** Registers the Nexus service on a Connect router. */
+const OK = { code: 0, message: "" };
+
+/** Wraps a handler so that every failure is a gRPC status (src/api/errors.ts). */
+function guarded<A extends unknown[], R>(f: (...a: A) => Promise<R> | R): (...a: A) => Promise<R> {
+  return async (...a) => {
+    try {
+      return await f(...a);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+/** Registers the NexusAdmin service (membership administration) on a Connect router. */
+function adminRoutes(r: Replicator, router: ConnectRouter): void {
+  router.service(NexusAdmin, {
+    listMembers: guarded(() => {
+      const { leader, members } = r.listMembers();
+      const st = r.status();
+      const fromLeader = st.role === "leader";
+      return {
+        status: OK,
+        leader,
+        fromLeader,
+        lastIndex: BigInt(fromLeader ? st.lastIndex : -1),
+        members: members.map((m) => ({
+          id: m.id,
+          url: m.url,
+          role: m.role,
+          reachable: m.progress?.reachable ?? false,
+          match: BigInt(m.progress?.match ?? -1),
+          lag: BigInt(m.progress?.lag ?? -1),
+        })),
+      };
+    }),
+    addMember: guarded(async (req: { nodeUrl: string; learner: boolean }) => {
+      await r.addMember(req.nodeUrl, { learner: req.learner });
+      return OK;
+    }),
+    promoteMember: guarded(async (req: { nodeUrl: string }) => {
+      await r.promoteLearner(req.nodeUrl);
+      return OK;
+    }),
+    changeMembers: guarded(async (req: { addUrls: string[]; removeUrls: string[] }) => {
+      await r.changeMembers({ add: req.addUrls, remove: req.removeUrls });
+      return OK;
+    }),
+    transferLeader: guarded(async (req: { nodeUrl: string }) => {
+      const id = await r.transferLeadership(req.nodeUrl === "" ? undefined : req.nodeUrl);
+      const url = r.listMembers().members.find((m) => m.id === id)?.url ?? "";
+      return { status: OK, leader: id, leaderUrl: url };
+    }),
+  });
+}
+
+/** Registers the Nexus service and NexusAdmin on a Connect router. */
 export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectRouter) => void {
   return (router) =>
-    router.service(Nexus, {
-      check() {
-        let serving = false;
-        try {
-          serving = r.status().serving;
-        } catch {
-          serving = false;
-        }
-        return {
-          status: serving
-            ? HealthCheckResponse_ServingStatus.SERVING
-            : HealthCheckResponse_ServingStatus.NOT_SERVING,
-        };
-      },
-      async save(req) {
-        try {
-          checkSize(req.data, req.args, o.maxRequestBytes);
-          const res = await r.save(req.data, { args: argsOf(req.args) });
-          return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
-        } catch (err) {
-          throw toConnectError(err);
-        }
-      },
-      async load(req, _ctx: HandlerContext) {
-        try {
-          checkSize(req.data, req.args, o.maxRequestBytes);
-          const args = argsOf(req.args);
-          const c = args["consistency"];
-          if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
-            throw new NexusError(
-              "INVALID_ARGUMENT",
-              `consistency must be linearizable, lease or local, got "${c}"`,
-            );
-          }
-          const res = await r.load(req.data, {
-            args,
-            ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
-          });
-          return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
-        } catch (err) {
-          throw toConnectError(err);
-        }
-      },
-      async addNode(req) {
-        try {
-          await r.addMember(req.nodeUrl);
-          return { code: 0, message: "" };
-        } catch (err) {
-          throw toConnectError(err);
-        }
-      },
-      async removeNode(req) {
-        try {
-          await r.removeMember(req.nodeUrl);
-          return { code: 0, message: "" };
-        } catch (err) {
-          throw toConnectError(err);
-        }
-      },
-      listNodes() {
-        try {
-          const { leader, members } = r.listMembers();
-          const nodes: Record<
-            string,
-            { nodeUrl: string; nodeId: bigint; status: NodeInfo_NodeStatus }
-          > = {};
-          for (const m of members) {
-            const id = BigInt(`0x${m.id}`);
-            nodes[id.toString()] = {
-              nodeUrl: m.url,
-              nodeId: id,
-              status:
-                m.role === "leader" ? NodeInfo_NodeStatus.LEADER : NodeInfo_NodeStatus.FOLLOWER,
-            };
+    adminRoutes(
+      r,
+      router.service(Nexus, {
+        check() {
+          let serving = false;
+          try {
+            serving = r.status().serving;
+          } catch {
+            serving = false;
           }
           return {
-            status: { code: 0, message: "" },
-            leader: leader === "" ? 0n : BigInt(`0x${leader}`),
-            nodes,
+            status: serving
+              ? HealthCheckResponse_ServingStatus.SERVING
+              : HealthCheckResponse_ServingStatus.NOT_SERVING,
           };
-        } catch (err) {
-          throw toConnectError(err);
-        }
-      },
-    });
+        },
+        async save(req) {
+          try {
+            checkSize(req.data, req.args, o.maxRequestBytes);
+            const res = await r.save(req.data, { args: argsOf(req.args) });
+            return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+        async load(req, _ctx: HandlerContext) {
+          try {
+            checkSize(req.data, req.args, o.maxRequestBytes);
+            const args = argsOf(req.args);
+            const c = args["consistency"];
+            if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
+              throw new NexusError(
+                "INVALID_ARGUMENT",
+                `consistency must be linearizable, lease or local, got "${c}"`,
+              );
+            }
+            const res = await r.load(req.data, {
+              args,
+              ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
+            });
+            return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+        async addNode(req) {
+          try {
+            await r.addMember(req.nodeUrl);
+            return { code: 0, message: "" };
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+        async removeNode(req) {
+          try {
+            await r.removeMember(req.nodeUrl);
+            return { code: 0, message: "" };
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+        listNodes() {
+          try {
+            const { leader, members } = r.listMembers();
+            const nodes: Record<
+              string,
+              { nodeUrl: string; nodeId: bigint; status: NodeInfo_NodeStatus }
+            > = {};
+            for (const m of members) {
+              const id = BigInt(`0x${m.id}`);
+              nodes[id.toString()] = {
+                nodeUrl: m.url,
+                nodeId: id,
+                status:
+                  m.role === "leader" ? NodeInfo_NodeStatus.LEADER : NodeInfo_NodeStatus.FOLLOWER,
+              };
+            }
+            return {
+              status: { code: 0, message: "" },
+              leader: leader === "" ? 0n : BigInt(`0x${leader}`),
+              nodes,
+            };
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        },
+      }),
+    );
 }

@@ -37,8 +37,11 @@ export function replUsage(name: string): string {
     `Usage: ${name} [flags] <nexus_url> <command> [<options>]\n` +
     "Following commands are supported:\n" +
     "listNodes\n" +
-    "addNode <nodeAddr>\n" +
+    "addNode <nodeAddr> [--learner]\n" +
     "removeNode <nodeAddr>\n" +
+    "promoteNode <nodeAddr>           (a learner becomes a voter; ask the leader)\n" +
+    "replaceNode <oldAddr> <newAddr>  (one joint-consensus change)\n" +
+    "transferLeader [<nodeAddr>]      (to the given or the most up-to-date voter)\n" +
     "mysql load <expression>\n" +
     "mysql save <expression>\n" +
     "redis load db.index=<num> <expression>\n" +
@@ -65,6 +68,10 @@ const STORES: Record<string, string> = { redis: "Redis", mysql: "MySQL", sqlite:
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
+/**
+ * The original's lines, then one line per member with its role, whether the leader hears from it,
+ * and its replication progress (known on the leader only).
+ */
 async function printMembers(c: NexusClient, io: Io): Promise<void> {
   const { leader, nodes } = await c.listNodes();
   if (leader === "" || !nodes.some((n) => n.id === leader)) {
@@ -72,6 +79,16 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
   }
   io.out("Current cluster members:\n");
   for (const n of nodes) io.out(`${n.id} => ${n.url}${n.id === leader ? " (leader)" : ""}\n`);
+  const detail = await c.listMembers();
+  io.out("\nid               role      reachable  match  lag\n");
+  for (const m of detail.members) {
+    const known = detail.fromLeader;
+    io.out(
+      `${m.id} ${m.role.padEnd(9)} ${(known ? (m.reachable ? "yes" : "no") : "-").padEnd(10)} ` +
+        `${(known ? String(m.match) : "-").padEnd(6)} ${known ? String(m.lag) : "-"}\n`,
+    );
+  }
+  if (!detail.fromLeader) io.out("(progress is known only on the leader; ask it)\n");
 }
 
 class UsageError extends Error {}
@@ -126,11 +143,37 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
         await printMembers(client, io);
         return EXIT.OK;
       case "addnode":
-      case "removenode": {
-        const url = args[0];
+      case "removenode":
+      case "promotenode": {
+        const learner = args.some((a) => /^--?learner$/.test(a));
+        const rest = args.filter((a) => !/^--?learner$/.test(a));
+        const url = rest[0];
         if (url === undefined || url === "") throw new UsageError("<nodeAddr> must be provided");
-        if (cmd === "addnode") await client.addNode(url);
-        else await client.removeNode(url);
+        if (rest.length > 1 || (learner && cmd !== "addnode")) {
+          throw new UsageError(`unexpected argument "${rest[1] ?? "--learner"}"`);
+        }
+        if (cmd === "addnode") {
+          // The original's RPC for a voter; the admin service for a learner.
+          if (learner) await client.addMember(url, true);
+          else await client.addNode(url);
+        } else if (cmd === "removenode") await client.removeNode(url);
+        else await client.promoteMember(url);
+        await printMembers(client, io);
+        return EXIT.OK;
+      }
+      case "replacenode": {
+        const [oldUrl, newUrl, extra] = args;
+        if (oldUrl === undefined || newUrl === undefined || extra !== undefined) {
+          throw new UsageError("replaceNode takes <oldAddr> <newAddr>");
+        }
+        await client.changeMembers([newUrl], [oldUrl]);
+        await printMembers(client, io);
+        return EXIT.OK;
+      }
+      case "transferleader": {
+        if (args.length > 1) throw new UsageError("transferLeader takes at most one <nodeAddr>");
+        const to = await client.transferLeader(args[0]);
+        io.out(`Leadership transferred to ${to}\n`);
         await printMembers(client, io);
         return EXIT.OK;
       }

@@ -65,6 +65,28 @@ export interface RaftNodeOptions {
 }
 
 const URL_CONTEXT = new TextEncoder();
+
+/**
+ * The URLs a conf change's context names: one URL for a single change (the original's form), or
+ * a JSON object of id to URL for several.
+ */
+function urlsOf(context: Uint8Array, changes: readonly { nodeId: NodeId }[]): Map<NodeId, string> {
+  const text = new TextDecoder().decode(context);
+  const out = new Map<NodeId, string>();
+  if (text === "") return out;
+  if (text.startsWith("{")) {
+    try {
+      for (const [id, url] of Object.entries(JSON.parse(text) as Record<string, unknown>)) {
+        if (typeof url === "string") out.set(id, url);
+      }
+    } catch {
+      // Not ours: no URLs.
+    }
+    return out;
+  }
+  if (changes.length === 1) out.set(changes[0]!.nodeId, text);
+  return out;
+}
 const enc = new TextEncoder();
 
 export class RaftNode {
@@ -451,13 +473,31 @@ export class RaftNode {
    * the last voter) reject with MEMBERSHIP_REFUSED and change nothing; a timeout rejects with
    * UNKNOWN_OUTCOME (the change may still happen: list the members before retrying).
    */
-  async changeMember(
+  changeMember(
     type: "add-node" | "add-learner" | "remove-node",
     nodeId: NodeId,
     url: string,
   ): Promise<ConfState> {
+    return this.changeMembers([{ type, nodeId, url }]);
+  }
+
+  /**
+   * Proposes several membership changes at once. One change uses the simple protocol; several go
+   * through joint consensus (Raft thesis §4.3) and the joint configuration is left automatically:
+   * the promise resolves once the final configuration is applied here. Errors as changeMember.
+   */
+  async changeMembers(
+    changes: readonly {
+      type: "add-node" | "add-learner" | "remove-node";
+      nodeId: NodeId;
+      url: string;
+    }[],
+  ): Promise<ConfState> {
     if (this.stopped) throw this.fatal ?? new StoppedError();
-    const key = `${type}:${nodeId}`;
+    if (changes.length === 0)
+      throw new NexusError("INVALID_ARGUMENT", "no membership change given");
+    const key = changes.map((c) => `${c.type}:${c.nodeId}`).join(",");
+    const deadline = Date.now() + this.opts.replTimeoutMs;
     const done = this.confWaiters.wait(
       key,
       this.opts.replTimeoutMs,
@@ -467,11 +507,19 @@ export class RaftNode {
             "list the members before retrying",
         ),
     );
+    // One URL as the context (the original's form); a JSON map of id to URL for several.
+    const adds = changes.filter((c) => c.type !== "remove-node");
+    const context =
+      changes.length === 1
+        ? URL_CONTEXT.encode(changes[0]!.url)
+        : URL_CONTEXT.encode(
+            JSON.stringify(Object.fromEntries(adds.map((c) => [c.nodeId, c.url]))),
+          );
     try {
       this.raw.proposeConfChange({
         transition: "auto",
-        changes: [{ type, nodeId }],
-        context: URL_CONTEXT.encode(url),
+        changes: changes.map((c) => ({ type: c.type, nodeId: c.nodeId })),
+        context,
       });
     } catch (err) {
       this.confWaiters.reject(
@@ -489,7 +537,27 @@ export class RaftNode {
       );
     }
     this.schedule();
-    return done;
+    const cs = await done;
+    if (changes.length === 1) return cs;
+    // Joint consensus: wait until the leader has proposed, and this node applied, the leave.
+    for (;;) {
+      const now = this.raw.status().config;
+      if (now.votersOutgoing.length === 0) return now;
+      if (this.stopped) throw this.fatal ?? new StoppedError();
+      if (Date.now() > deadline) {
+        throw new UnknownOutcomeError(
+          "the joint configuration was entered but not yet left; it will be left automatically once the leader commits it; list the members",
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Asks the core to hand leadership to `to` (Raft thesis §3.10). Resolves at once. */
+  transferLeadership(to: NodeId): void {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    this.raw.transferLeadership(to);
+    this.schedule();
   }
 
   /** Wakes reads waiting for the store to reach an index. */
@@ -549,18 +617,22 @@ export class RaftNode {
       if (e.type !== "conf-change") continue;
       const cc = decodeConfChange(e.data);
       const cs: ConfState = this.raw.applyConfChange(cc);
-      const url = new TextDecoder().decode(cc.context);
+      const urls = urlsOf(cc.context, cc.changes);
       for (const ch of cc.changes) {
         if (ch.type === "remove-node") {
           this.members.delete(ch.nodeId);
           if (ch.nodeId !== this.id) this.opts.transport.removePeer(ch.nodeId);
-        } else if (url !== "" && cc.changes.length === 1) {
+        } else {
+          const url = urls.get(ch.nodeId);
+          if (url === undefined) continue;
           this.members.set(ch.nodeId, url);
           if (ch.nodeId !== this.id) this.opts.transport.addPeer(ch.nodeId, url);
         }
       }
       this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
-      for (const ch of cc.changes) this.confWaiters.resolve(`${ch.type}:${ch.nodeId}`, cs);
+      if (cc.changes.length > 0) {
+        this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
+      }
       if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
       this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
     }

@@ -39,6 +39,20 @@ export interface MemberInfo {
   readonly id: NodeId;
   readonly url: string;
   readonly role: "leader" | "follower" | "learner";
+  /**
+   * Progress, known only when this node is the leader: whether the member answered within the
+   * last election timeout, the last index known replicated to it, and how far it lags the
+   * leader's last index. Undefined elsewhere.
+   */
+  readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
+}
+
+/** Several membership changes made at once through joint consensus. */
+export interface MembershipChanges {
+  /** Voters to add (their URLs must answer). */
+  readonly add?: readonly string[];
+  /** Members to remove. */
+  readonly remove?: readonly string[];
 }
 
 export interface ReplicatorStatus {
@@ -48,6 +62,8 @@ export interface ReplicatorStatus {
   readonly term: number;
   readonly leader: NodeId;
   readonly commit: number;
+  /** The last index in this node's log. */
+  readonly lastIndex: number;
   readonly applied: number;
   /** Whether this node can serve requests now: a leader is known and the store is healthy. */
   readonly serving: boolean;
@@ -78,6 +94,23 @@ export interface Replicator {
   addMember(url: string, opts?: { learner?: boolean }): Promise<void>;
   /** Removes a member; removing the leader works (it steps down). Unknown URLs are refused. */
   removeMember(url: string): Promise<void>;
+  /**
+   * Makes a learner a voter. Only the leader knows how far the learner is behind: elsewhere this
+   * fails with NOT_LEADER naming the leader. Refused (MEMBERSHIP_REFUSED) while the learner lags
+   * more than `maxLagEntries` (default 1000) behind the leader's last index.
+   */
+  promoteLearner(url: string, opts?: { maxLagEntries?: number }): Promise<void>;
+  /**
+   * Several changes at once through joint consensus, e.g. moving a replica between data centres
+   * (add the new one, remove the old one) without ever passing through a weaker quorum.
+   */
+  changeMembers(changes: MembershipChanges): Promise<void>;
+  /**
+   * Hands leadership to `url`, or to the most up-to-date voter when omitted (then only on the
+   * leader). Resolves with the new leader's id once it leads; TIMEOUT if it did not happen within
+   * two election timeouts.
+   */
+  transferLeadership(url?: string): Promise<NodeId>;
 }
 
 class ReplicatorImpl implements Replicator {
@@ -238,12 +271,188 @@ class ReplicatorImpl implements Replicator {
     ].sort();
     return {
       leader: st.softState.lead,
-      members: ids.map((id) => ({
-        id,
-        url: node.members.get(id) ?? "",
-        role: learners.has(id) ? "learner" : id === st.softState.lead ? "leader" : "follower",
-      })),
+      members: ids.map((id) => {
+        const pr = st.progress?.get(id);
+        const self = id === this.o.nodeId;
+        return {
+          id,
+          url: node.members.get(id) ?? "",
+          role: learners.has(id) ? "learner" : id === st.softState.lead ? "leader" : "follower",
+          ...(pr === undefined
+            ? {}
+            : {
+                progress: {
+                  reachable: self || pr.recentActive,
+                  match: self ? st.lastIndex : pr.match,
+                  lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
+                },
+              }),
+        };
+      }),
     };
+  }
+
+  /** The leader's URL as this node knows it, for NOT_LEADER messages. */
+  private leaderHint(): string {
+    const node = this.running();
+    const lead = node.status().softState.lead;
+    return lead === ""
+      ? "no leader is known now"
+      : `the leader is ${node.members.get(lead) ?? lead}`;
+  }
+
+  /**
+   * Refuses a change after which the reachable voters would not form a quorum (checked where the
+   * progress is known, on the leader). `added` voters were just probed and count as reachable.
+   */
+  private checkQuorumAfter(voters: ReadonlySet<NodeId>, added: ReadonlySet<NodeId>): void {
+    const st = this.running().status();
+    if (st.progress === undefined) return;
+    let reachable = 0;
+    for (const id of voters) {
+      if (id === this.o.nodeId || added.has(id) || st.progress.get(id)?.recentActive === true) {
+        reachable++;
+      }
+    }
+    const need = Math.floor(voters.size / 2) + 1;
+    if (reachable < need) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `after this change only ${reachable} of ${voters.size} voters would be reachable, fewer than the ${need} a quorum needs; ` +
+          "bring members back first; nothing changed",
+      );
+    }
+  }
+
+  async promoteLearner(url: string, opts: { maxLagEntries?: number } = {}): Promise<void> {
+    const node = this.running();
+    const u = parseNodeUrl(url);
+    const id = nodeIdOf(u);
+    const st = node.status();
+    if (!st.config.learners.includes(id)) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${u.url} (${id}) is not a learner${st.config.voters.includes(id) ? " (it already votes)" : ""}; nothing changed`,
+      );
+    }
+    if (st.progress === undefined) {
+      throw new NexusError(
+        "NOT_LEADER",
+        `only the leader knows whether ${u.url} has caught up; send promoteNode to the leader (${this.leaderHint()})`,
+      );
+    }
+    const pr = st.progress.get(id);
+    const lag = pr === undefined ? Infinity : st.lastIndex - pr.match;
+    const max = opts.maxLagEntries ?? 1000;
+    if (lag > max) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${u.url} is ${Number.isFinite(lag) ? `${lag} entries` : "too far"} behind the leader (at most ${max} allowed); wait for it to catch up, then promote it; nothing changed`,
+      );
+    }
+    await this.retryNoLeader(() => node.changeMember("add-node", id, u.url));
+  }
+
+  async changeMembers(changes: MembershipChanges): Promise<void> {
+    const node = this.running();
+    const st = node.status();
+    const members = new Set([...st.config.voters, ...st.config.learners]);
+    const list: { type: "add-node" | "remove-node"; nodeId: NodeId; url: string }[] = [];
+    const seen = new Set<NodeId>();
+    for (const raw of changes.add ?? []) {
+      const u = parseNodeUrl(raw);
+      const id = nodeIdOf(u);
+      if (st.config.voters.includes(id)) {
+        throw new NexusError(
+          "MEMBERSHIP_REFUSED",
+          `${u.url} (${id}) is already a voter; nothing changed`,
+        );
+      }
+      if (seen.has(id)) throw new NexusError("INVALID_ARGUMENT", `${u.url} is named twice`);
+      seen.add(id);
+      list.push({ type: "add-node", nodeId: id, url: u.url });
+    }
+    for (const raw of changes.remove ?? []) {
+      const u = parseNodeUrl(raw);
+      const id = nodeIdOf(u);
+      if (!members.has(id)) {
+        throw new NexusError(
+          "MEMBERSHIP_REFUSED",
+          `${u.url} (${id}) is not a member; nothing changed`,
+        );
+      }
+      if (seen.has(id)) throw new NexusError("INVALID_ARGUMENT", `${u.url} is named twice`);
+      seen.add(id);
+      list.push({ type: "remove-node", nodeId: id, url: u.url });
+    }
+    if (list.length === 0) throw new NexusError("INVALID_ARGUMENT", "no membership change given");
+    const voters = new Set(st.config.voters);
+    for (const c of list) {
+      if (c.type === "add-node") voters.add(c.nodeId);
+      else voters.delete(c.nodeId);
+    }
+    if (voters.size === 0) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        "the change would leave no voter; nothing changed",
+      );
+    }
+    const added = new Set(list.filter((c) => c.type === "add-node").map((c) => c.nodeId));
+    for (const c of list) if (c.type === "add-node") await probeUrl(c.url);
+    // Joint consensus needs a quorum of the old voters and one of the new.
+    this.checkQuorumAfter(new Set(st.config.voters), added);
+    this.checkQuorumAfter(voters, added);
+    for (const c of list) if (c.type === "add-node") this.transport?.addPeer(c.nodeId, c.url);
+    await this.retryNoLeader(() => node.changeMembers(list));
+  }
+
+  async transferLeadership(url?: string): Promise<NodeId> {
+    const node = this.running();
+    const st = node.status();
+    let target: NodeId;
+    if (url === undefined || url.trim() === "") {
+      if (st.progress === undefined) {
+        throw new NexusError(
+          "NOT_LEADER",
+          `choosing the most up-to-date voter needs the leader; ask the leader or name a node (${this.leaderHint()})`,
+        );
+      }
+      let best: { id: NodeId; match: number } | undefined;
+      for (const id of st.config.voters) {
+        if (id === this.o.nodeId) continue;
+        const m = st.progress.get(id)?.match ?? 0;
+        if (best === undefined || m > best.match) best = { id, match: m };
+      }
+      if (best === undefined) {
+        throw new NexusError("MEMBERSHIP_REFUSED", "there is no other voter to hand leadership to");
+      }
+      target = best.id;
+    } else {
+      const u = parseNodeUrl(url);
+      target = nodeIdOf(u);
+      if (!st.config.voters.includes(target)) {
+        throw new NexusError(
+          "MEMBERSHIP_REFUSED",
+          `${u.url} (${target}) is not a voter; only a voter can lead`,
+        );
+      }
+    }
+    if (st.softState.lead === target) return target;
+    if (st.softState.lead === "")
+      throw new NexusError("NO_LEADER", "no leader is known now; retry");
+    node.transferLeadership(target);
+    const deadline = Date.now() + 2 * this.o.electionTickMs + this.o.replTimeoutMs;
+    for (;;) {
+      const lead = node.status().softState.lead;
+      if (lead === target) return target;
+      if (Date.now() > deadline) {
+        throw new NexusError(
+          "TIMEOUT",
+          `leadership did not move to ${node.members.get(target) ?? target} in time (the leader is ${lead === "" ? "unknown" : (node.members.get(lead) ?? lead)}); it may be behind or unreachable`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async addMember(url: string, opts: { learner?: boolean } = {}): Promise<void> {
@@ -259,6 +468,9 @@ class ReplicatorImpl implements Replicator {
       );
     }
     await probeUrl(u.url);
+    if (opts.learner !== true) {
+      this.checkQuorumAfter(new Set([...st.config.voters, id]), new Set([id]));
+    }
     this.transport?.addPeer(id, u.url);
     await this.retryNoLeader(() =>
       node.changeMember(opts.learner === true ? "add-learner" : "add-node", id, u.url),
@@ -278,6 +490,9 @@ class ReplicatorImpl implements Replicator {
     }
     if (st.config.voters.length === 1 && st.config.voters[0] === id) {
       throw new NexusError("MEMBERSHIP_REFUSED", "cannot remove the last voter; nothing changed");
+    }
+    if (st.config.voters.includes(id)) {
+      this.checkQuorumAfter(new Set(st.config.voters.filter((v) => v !== id)), new Set());
     }
     await this.retryNoLeader(() => node.changeMember("remove-node", id, u.url));
   }
@@ -304,6 +519,7 @@ class ReplicatorImpl implements Replicator {
       term: st.hardState.term,
       leader: st.softState.lead,
       commit: st.hardState.commit,
+      lastIndex: st.lastIndex,
       applied: node.appliedIndex(),
       serving: st.softState.lead !== "" && node.storeError() === undefined,
       notServingReason:

@@ -166,7 +166,7 @@ describe("the original's Redis walkthrough", () => {
       await fourth.start();
       const added = await repl(addr, "addNode", fourth.url);
       assert.equal(added.code, 0, added.stderr);
-      assert.match(added.stdout, /^Current cluster members:\n(.*\n){4}$/);
+      assert.match(added.stdout, /^Current cluster members:\n(.*\n){4}\n/);
       await until(
         "the new replica's Redis to catch up",
         () => redisGet(r4, 3, "k24"),

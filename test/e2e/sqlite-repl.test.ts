@@ -42,9 +42,16 @@ describe("sqlite_repl and repl end to end", () => {
     );
     const list = await repl(a.addr, "listNodes");
     assert.equal(list.code, 0);
-    const lines = list.stdout.trimEnd().split("\n");
+    // The original's lines come first; the role and progress table follows a blank line.
+    const [original, table] = list.stdout.split("\n\n");
+    const lines = original!.split("\n");
     assert.equal(lines[0], "Current cluster members:");
     assert.equal(lines.length, 4);
+    const rows = table!.trimEnd().split("\n");
+    assert.equal(rows[0], "id               role      reachable  match  lag");
+    assert.equal(rows.length, 4, table);
+    assert.equal(rows.filter((r) => / leader /.test(r)).length, 1);
+    assert.equal(rows.filter((r) => / follower /.test(r)).length, 2);
     for (const l of lines.slice(1))
       assert.match(l, /^[0-9a-f]{16} => http:\/\/127\.0\.0\.1:\d+( \(leader\))?$/);
     assert.equal(lines.filter((l) => l.endsWith("(leader)")).length, 1);
