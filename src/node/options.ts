@@ -45,8 +45,17 @@ export interface ReplicatorOptions {
   readonly snapDir?: string;
   /** How long a save may take before it fails with an unknown outcome. Default 5000 ms. */
   readonly replTimeoutMs?: number;
-  /** Serve reads from the leader's lease instead of a heartbeat round. Default false. */
+  /**
+   * Reads default to lease reads: the leader serves from its lease, kept on a monotonic clock,
+   * without a round trip (reads sent to a follower still ask the leader for a read index).
+   * Default false (linearizable ReadIndex reads). See the README for what leases assume.
+   */
   readonly leaseBasedReads?: boolean;
+  /**
+   * Share of the lease given up to allow for members' clocks running at different rates:
+   * the lease lasts `(electionTickMs - heartbeatTickMs) * (1 - leaseDriftMargin)`. Default 0.1.
+   */
+  readonly leaseDriftMargin?: number;
   /** Applied entries between snapshots. Default 10,000. */
   readonly snapshotCount?: number;
   /** Entries kept in the log after a snapshot for slow followers. Default 5,000. */
@@ -87,6 +96,7 @@ export interface NormalizedOptions {
   readonly snapDir: string;
   readonly replTimeoutMs: number;
   readonly leaseBasedReads: boolean;
+  readonly leaseDriftMargin: number;
   readonly snapshotCount: number;
   readonly snapshotCatchUpEntries: number;
   readonly maxSnapshots: number;
@@ -157,6 +167,12 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   if (snapDir.trim() === "") throw bad("option snapDir must not be empty");
   const snapshotCount = int("snapshotCount", o.snapshotCount, 10_000, 1);
   const snapshotCatchUpEntries = int("snapshotCatchUpEntries", o.snapshotCatchUpEntries, 5_000, 0);
+  const leaseDriftMargin = o.leaseDriftMargin ?? 0.1;
+  if (typeof leaseDriftMargin !== "number" || !(leaseDriftMargin >= 0 && leaseDriftMargin < 0.9)) {
+    throw bad(
+      `option leaseDriftMargin must be a number from 0 to 0.9 (a share of the lease), got ${String(o.leaseDriftMargin)}`,
+    );
+  }
   const clusterName = o.clusterName ?? "nexus";
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterName)) {
     throw bad(
@@ -173,6 +189,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     snapDir: join(snapDir, `node_${BigInt(`0x${nodeId}`).toString()}`),
     replTimeoutMs: int("replTimeoutMs", o.replTimeoutMs, 5000, 1),
     leaseBasedReads: o.leaseBasedReads ?? false,
+    leaseDriftMargin,
     snapshotCount,
     snapshotCatchUpEntries,
     maxSnapshots: int("maxSnapshots", o.maxSnapshots, 5, 0),

@@ -29,6 +29,8 @@ import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payl
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import { Waiters } from "./waiters.js";
+import { LeaderLease, leaseDurationMs } from "./leader-lease.js";
+import type { MonotonicClock } from "./leader-lease.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -57,8 +59,16 @@ export interface RaftNodeOptions {
   /** Entries kept after a snapshot for slow followers. */
   readonly snapshotCatchUpEntries: number;
   readonly maxSnapshots?: number;
-  /** Answer ReadIndex from the leader's lease (check-quorum) instead of a heartbeat round. */
+  /**
+   * Keep the leader's read lease renewed all the time (reads default to lease reads). Without it a
+   * lease is renewed only while lease reads are asked for. The lease is measured on a monotonic
+   * clock, see leader-lease.ts.
+   */
   readonly leaseBasedReads?: boolean;
+  /** Share of the lease given up for clock-rate drift between members. Default 0.1. */
+  readonly leaseDriftMargin?: number;
+  /** The monotonic clock (ms). Default `performance.now`; tests inject their own. */
+  readonly clock?: MonotonicClock;
   readonly logger?: NexusLogger;
   /** Called once when the node stops because of an error it cannot recover from. */
   readonly onFatal?: (err: Error) => void;
@@ -89,6 +99,9 @@ function urlsOf(context: Uint8Array, changes: readonly { nodeId: NodeId }[]): Ma
 }
 const enc = new TextEncoder();
 
+/** A lease is kept renewed this long after the last lease read (when not always on). */
+const LEASE_WANTED_MS = 10_000;
+
 export class RaftNode {
   readonly id: NodeId;
   private readonly raw: RawNode;
@@ -99,7 +112,8 @@ export class RaftNode {
   private readonly logger: NexusLogger;
   private readonly saves = new Waiters<ApplyResult>();
   private readonly reads = new Waiters<number>();
-  private appliedWaiters: { index: number; resolve: () => void }[] = [];
+  /** Reads waiting for the store to apply an index. */
+  private appliedWaiters: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   /** Membership changes waiting to be applied, by the node id they change. */
   private readonly confWaiters = new Waiters<ConfState>();
   private timer: NodeJS.Timeout | undefined;
@@ -116,6 +130,15 @@ export class RaftNode {
   private snapshotting = false;
   /** A member was added after the newest snapshot: take one as soon as the store catches up. */
   private snapshotWantedAt = 0;
+  private readonly clock: MonotonicClock;
+  /** The leader's read lease, on the monotonic clock. */
+  private readonly lease: LeaderLease;
+  /** Vote requests are ignored until then (monotonic ms): see start(). */
+  private voteHoldUntil = Number.POSITIVE_INFINITY;
+  /** When a lease read was last asked for (monotonic ms). */
+  private leaseWantedAt = Number.NEGATIVE_INFINITY;
+  /** When the last lease renewal round was started (monotonic ms). */
+  private leaseRenewedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     opts: RaftNodeOptions,
@@ -131,6 +154,14 @@ export class RaftNode {
     this.storage = storage;
     this.applier = applier;
     this.logger = opts.logger ?? SILENT;
+    this.clock = opts.clock ?? (() => performance.now());
+    this.lease = new LeaderLease({
+      durationMs: Math.max(
+        1,
+        leaseDurationMs(opts.heartbeatTickMs, opts.electionTick, opts.leaseDriftMargin ?? 0.1),
+      ),
+      now: this.clock,
+    });
   }
 
   /**
@@ -186,7 +217,8 @@ export class RaftNode {
       // Conf changes after the snapshot are replayed into the core; the store skips what it has.
       applied: storage.snapshot().metadata.index,
       random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
-      readOnlyOption: opts.leaseBasedReads === true ? "lease-based" : "safe",
+      // Leases are kept here on a monotonic clock; the core's tick-based lease is not used.
+      readOnlyOption: "safe",
     });
     const holder: { node?: RaftNode } = {};
     const applier = new Applier(
@@ -223,12 +255,19 @@ export class RaftNode {
     return node;
   }
 
-  /** Starts ticking and applying. */
+  /**
+   * Starts ticking and applying. For one election timeout after start the node ignores vote
+   * requests: before it went down it may have acknowledged a leader's heartbeat, and that leader
+   * may be serving lease reads counting on this node not to vote for anyone else meanwhile.
+   */
   start(): void {
+    this.voteHoldUntil = this.clock() + this.opts.heartbeatTickMs * this.opts.electionTick;
     this.applier.start();
     this.timer = setInterval(() => {
       if (this.stopped) return;
       this.raw.tick();
+      this.noteTransfer();
+      this.maybeRenewLease();
       this.schedule();
     }, this.opts.heartbeatTickMs);
     this.schedule();
@@ -238,13 +277,86 @@ export class RaftNode {
   step(msgs: readonly Message[]): void {
     if (this.stopped) return;
     for (const m of msgs) {
+      if ((m.type === "vote" || m.type === "pre-vote") && this.clock() < this.voteHoldUntil) {
+        // Just started: this node may have acknowledged a leader's lease before it went down.
+        continue;
+      }
       try {
         this.raw.step(m);
       } catch (err) {
         if (!(err instanceof RaftError)) throw err;
       }
     }
+    this.noteTransfer();
     this.schedule();
+  }
+
+  /** A leadership transfer voids the lease for the rest of the term (the transferee campaigns
+   * past the voters' vote leases). Called after every input that can start one. */
+  private noteTransfer(): void {
+    const bs = this.raw.basicStatus();
+    if (bs.leadTransferee !== "") this.lease.revoke(bs.term);
+  }
+
+  /** Starts a lease renewal round when this node leads and lease reads are wanted. */
+  private maybeRenewLease(): void {
+    const now = this.clock();
+    if (this.opts.leaseBasedReads !== true && now - this.leaseWantedAt > LEASE_WANTED_MS) return;
+    if (now - this.leaseRenewedAt < this.opts.heartbeatTickMs / 2) return;
+    const bs = this.raw.basicStatus();
+    if (bs.state !== "leader" || bs.leadTransferee !== "") return;
+    const ctx = new Uint8Array(randomBytes(16));
+    this.leaseRenewedAt = now;
+    this.lease.renewalSent(requestKey(ctx), bs.term);
+    this.raw.readIndex(ctx);
+    this.schedule();
+  }
+
+  /**
+   * The index a lease read may be served at: this leader's commit index while its lease is
+   * valid, or undefined (not the leader, no valid lease: use readBarrier). Asking keeps the lease
+   * renewed for a while.
+   */
+  leaseReadIndex(): number | undefined {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    this.leaseWantedAt = this.clock();
+    this.noteTransfer();
+    const bs = this.raw.basicStatus();
+    if (bs.state === "leader" && this.lease.valid(bs.term)) return bs.commit;
+    this.maybeRenewLease();
+    return undefined;
+  }
+
+  /** Resolves once the store has applied `index` (or rejects when the node stops). */
+  async waitApplied(index: number, timeoutMs: number): Promise<void> {
+    if (this.applier.position().index >= index) return;
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.appliedWaiters = this.appliedWaiters.filter((w) => w !== waiter);
+        const why = this.applier.storeError();
+        reject(
+          new NexusError(
+            "TIMEOUT",
+            `this node's store did not reach index ${index} within ${timeoutMs} ms` +
+              (why === undefined ? "" : ` (${why.message})`) +
+              "; retry, or read from another node",
+          ),
+        );
+      }, timeoutMs);
+      const waiter = {
+        index,
+        resolve: (): void => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e: Error): void => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.appliedWaiters.push(waiter);
+    });
   }
 
   /** The transport could not deliver to a peer: the core stops pipelining to it. */
@@ -382,6 +494,7 @@ export class RaftNode {
    * Rejects with TIMEOUT when no leader confirms it in time (safe to retry: nothing was written).
    */
   async readBarrier(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     if (this.stopped) throw this.fatal ?? new StoppedError();
     const ctx = new Uint8Array(randomBytes(16));
     const key = requestKey(ctx);
@@ -393,8 +506,7 @@ export class RaftNode {
     this.raw.readIndex(ctx);
     this.schedule();
     const at = await index;
-    if (this.applier.position().index >= at) return;
-    await new Promise<void>((resolve) => this.appliedWaiters.push({ index: at, resolve }));
+    await this.waitApplied(at, Math.max(1, deadline - Date.now()));
   }
 
   /**
@@ -557,6 +669,7 @@ export class RaftNode {
   transferLeadership(to: NodeId): void {
     if (this.stopped) throw this.fatal ?? new StoppedError();
     this.raw.transferLeadership(to);
+    this.noteTransfer();
     this.schedule();
   }
 
@@ -655,7 +768,12 @@ export class RaftNode {
       });
     }
     this.applier.enqueue({ entries: rd.committedEntries });
-    for (const rs of rd.readStates) this.reads.resolve(requestKey(rs.requestCtx), rs.index);
+    const bs = this.raw.basicStatus();
+    for (const rs of rd.readStates) {
+      const key = requestKey(rs.requestCtx);
+      if (this.lease.confirmed(key, bs.term, bs.state === "leader")) continue;
+      this.reads.resolve(key, rs.index);
+    }
     this.raw.advance(rd);
   }
 
@@ -674,6 +792,9 @@ export class RaftNode {
     if (this.timer !== undefined) clearInterval(this.timer);
     const why = this.fatal;
     this.reads.rejectAll(() => new StoppedError());
+    const waiting = this.appliedWaiters;
+    this.appliedWaiters = [];
+    for (const w of waiting) w.reject(new StoppedError());
     this.confWaiters.rejectAll(() => new StoppedError());
     this.saves.rejectAll(() =>
       why !== undefined

@@ -172,6 +172,7 @@ class ReplicatorImpl implements Replicator {
       electionTick: o.electionTick,
       replTimeoutMs: o.replTimeoutMs,
       leaseBasedReads: o.leaseBasedReads,
+      leaseDriftMargin: o.leaseDriftMargin,
       logger: o.logger,
       onFatal: (err) => {
         o.logger.error("replicator stopped", { error: err.message });
@@ -242,6 +243,15 @@ class ReplicatorImpl implements Replicator {
     const node = this.running();
     this.checkStore();
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
+    if (consistency === "lease") {
+      // On the leader, within its lease: no round trip. Anywhere else, or without a valid lease
+      // (just elected, paused past it, transferring leadership): the ReadIndex path below.
+      const at = node.leaseReadIndex();
+      if (at !== undefined) {
+        await node.waitApplied(at, this.o.replTimeoutMs);
+        return this.o.store.load({ data, args });
+      }
+    }
     if (consistency !== "local") {
       // Without a known leader a read request would be dropped: wait for one first.
       const deadline = Date.now() + this.o.replTimeoutMs;

@@ -3,7 +3,7 @@
  * of etcd/raft. See src/raft/DESIGN.md.
  */
 export { RawNode } from "./raw-node.js";
-export type { Ready, Status, SnapshotStatus } from "./raw-node.js";
+export type { BasicStatus, Ready, Status, SnapshotStatus } from "./raw-node.js";
 export { Raft, RaftError, CAMPAIGN_TRANSFER, SILENT_LOGGER, validateRaftConfig } from "./raft.js";
 export type { RaftConfig, RaftErrorCode, RaftLogger } from "./raft.js";
 export type { ReadOnlyOption } from "./read-only.js";

@@ -30,6 +30,7 @@ import type {
   ReadState,
   Snapshot,
   SoftState,
+  StateType,
 } from "./types.js";
 import {
   createMessage,
@@ -71,6 +72,16 @@ export interface Status {
   readonly config: ConfState;
   /** Progress of every member; only on the leader. */
   readonly progress: ReadonlyMap<NodeId, Readonly<Progress>> | undefined;
+  readonly leadTransferee: NodeId;
+}
+
+/** The part of Status that is cheap to read on every request (no progress copies). */
+export interface BasicStatus {
+  readonly term: number;
+  readonly state: StateType;
+  readonly lead: NodeId;
+  readonly commit: number;
+  /** The node leadership is being handed to, or NONE. */
   readonly leadTransferee: NodeId;
 }
 
@@ -264,6 +275,18 @@ export class RawNode {
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
     if (lastCommitted !== undefined) r.appliedTo(lastCommitted.index, p.committedSize);
     for (const m of p.selfMessages) r.step(m);
+  }
+
+  /** Term, role, leader, commit index and transfer target, without copying anything large. */
+  basicStatus(): BasicStatus {
+    const r = this.raft;
+    return {
+      term: r.term,
+      state: r.state,
+      lead: r.lead,
+      commit: r.raftLog.committed,
+      leadTransferee: r.leadTransferee,
+    };
   }
 
   /** The current state, for status pages and tests. */

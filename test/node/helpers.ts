@@ -3,6 +3,14 @@
  * and a small key-value Store kept in memory (it survives a node restart when the test reuses
  * the same instance, like a database would).
  */
+import { after } from "node:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RaftNode } from "../../src/node/raft-node.js";
+import { createNodeFs } from "../../src/storage/fs-layer.js";
+import type { FsLayer } from "../../src/storage/fs-layer.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
 import type { PeerTransport } from "../../src/node/raft-node.js";
 import type {
@@ -12,7 +20,7 @@ import type {
   Store,
   StoreBackup,
   StoreCommand,
-  StoreDigest,
+  PendingDigest,
 } from "../../src/store/store.js";
 
 export class LocalNetwork {
@@ -102,8 +110,10 @@ export class TestStore implements Store {
     for (const [k, v] of JSON.parse(s) as [string, string][]) this.data.set(k, v);
     this.applied = position;
   }
-  async digest(): Promise<StoreDigest> {
-    return { position: this.applied, digest: JSON.stringify([...this.data].sort()) };
+  async digest(): Promise<PendingDigest> {
+    const state = JSON.stringify([...this.data].sort());
+    const hex = createHash("sha256").update(state).digest("hex");
+    return { position: this.applied, digest: Promise.resolve(hex) };
   }
 }
 
@@ -118,4 +128,61 @@ export async function until(
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Options of walCluster(). */
+export interface WalClusterOptions {
+  /** The file system layer of each node's WAL (fault injection). Default: the real one. */
+  readonly fsFor?: (id: string) => FsLayer;
+  /** Each node's monotonic clock. Default: performance.now. */
+  readonly clockFor?: (id: string) => () => number;
+  readonly leaseBasedReads?: boolean;
+}
+
+/**
+ * A 3-node cluster of RaftNodes ("a", "b", "c") on real WALs in a temporary folder, over a
+ * LocalNetwork, with TestStores (kept across restarts by `open(id)`). Ticks of 10 ms, election
+ * after 10 ticks. The caller stops the nodes; the folder goes when the test file ends.
+ */
+export async function walCluster(o: WalClusterOptions = {}) {
+  const ids = ["a", "b", "c"];
+  const members = ids.map((id, i) => ({ id, url: `http://127.0.0.1:${9100 + i}` }));
+  const root = mkdtempSync(join(tmpdir(), "nexus-node-"));
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const net = new LocalNetwork();
+  const stores = new Map(ids.map((id) => [id, new TestStore()]));
+  const nodes = new Map<string, RaftNode>();
+  const fatal: string[] = [];
+  const open = async (id: string): Promise<RaftNode> => {
+    const n = await RaftNode.open({
+      id,
+      bootstrap: members,
+      walDir: join(root, id),
+      walOptions: { fs: o.fsFor?.(id) ?? createNodeFs(), segmentBytes: 1024 * 1024 },
+      store: stores.get(id)!,
+      transport: net.endpoint(id),
+      heartbeatTickMs: 10,
+      electionTick: 10,
+      replTimeoutMs: 3000,
+      snapDir: join(root, `${id}-snap`),
+      snapshotCount: 10_000,
+      snapshotCatchUpEntries: 100,
+      onFatal: (e) => fatal.push(`${id}: ${e.message}`),
+      ...(o.clockFor === undefined ? {} : { clock: o.clockFor(id) }),
+      ...(o.leaseBasedReads === undefined ? {} : { leaseBasedReads: o.leaseBasedReads }),
+    });
+    net.register(id, (msgs) => n.step(msgs));
+    nodes.set(id, n);
+    n.start();
+    return n;
+  };
+  for (const id of ids) await open(id);
+  const leader = (): RaftNode | undefined =>
+    [...nodes.values()].find(
+      (n) => n.status().softState.raftState === "leader" && n.fatalError() === undefined,
+    );
+  const stopAll = async (): Promise<void> => {
+    for (const n of nodes.values()) await n.stop();
+  };
+  return { ids, net, stores, nodes, open, leader, fatal, stopAll };
 }

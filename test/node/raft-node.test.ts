@@ -1,58 +1,14 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { RaftNode } from "../../src/node/raft-node.js";
 import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { LocalNetwork, TestStore, until } from "./helpers.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { until, walCluster } from "./helpers.js";
 
 const IDS = ["a", "b", "c"];
-const MEMBERS = IDS.map((id, i) => ({ id, url: `http://127.0.0.1:${9100 + i}` }));
 const enc = new TextEncoder();
-
-async function cluster(fsFor: (id: string) => FsLayer = () => createNodeFs()) {
-  const root = mkdtempSync(join(tmpdir(), "nexus-node-"));
-  roots.push(root);
-  const net = new LocalNetwork();
-  const stores = new Map(IDS.map((id) => [id, new TestStore()]));
-  const nodes = new Map<string, RaftNode>();
-  const fatal: string[] = [];
-  const open = async (id: string): Promise<RaftNode> => {
-    const n = await RaftNode.open({
-      id,
-      bootstrap: MEMBERS,
-      walDir: join(root, id),
-      walOptions: { fs: fsFor(id), segmentBytes: 1024 * 1024 },
-      store: stores.get(id)!,
-      transport: net.endpoint(id),
-      heartbeatTickMs: 10,
-      electionTick: 10,
-      replTimeoutMs: 3000,
-      snapDir: join(root, `${id}-snap`),
-      snapshotCount: 10_000,
-      snapshotCatchUpEntries: 100,
-      onFatal: (e) => fatal.push(`${id}: ${e.message}`),
-    });
-    net.register(id, (msgs) => n.step(msgs));
-    nodes.set(id, n);
-    n.start();
-    return n;
-  };
-  for (const id of IDS) await open(id);
-  const leader = (): RaftNode | undefined =>
-    [...nodes.values()].find(
-      (n) => n.status().softState.raftState === "leader" && n.fatalError() === undefined,
-    );
-  return { net, stores, nodes, open, leader, fatal };
-}
+const cluster = (fsFor?: (id: string) => FsLayer) =>
+  walCluster(fsFor === undefined ? {} : { fsFor });
 
 describe("raft node on real WALs", () => {
   it("elects a leader, replicates a write to every store and answers with the store's result", async () => {
