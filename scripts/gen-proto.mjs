@@ -7,7 +7,10 @@ import { join } from "node:path";
 /** proto file -> output folder (generated code lives apart from hand-written code). */
 const TARGETS = [
   { proto: ["raft.proto"], out: "src/transport/gen" },
-  { proto: ["nexus.proto", "nexus_admin.proto", "models/internal.proto"], out: "src/api/gen" },
+  {
+    proto: ["nexus.proto", "nexus_admin.proto", "nexus_checks.proto", "models/internal.proto"],
+    out: "src/api/gen",
+  },
 ];
 
 rmSync("gen-out", { recursive: true, force: true });

@@ -10,6 +10,7 @@ import type { NexusErrorCode } from "../errors/index.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
+import { NexusChecks } from "./gen/nexus_checks_pb.js";
 
 /** A member as ListNodes reports it. */
 export interface ListedNode {
@@ -34,6 +35,10 @@ export interface NexusClient {
   /** Every member with role and, from the leader, progress (NexusAdmin.ListMembers). */
   listMembers(): Promise<{
     leader: string;
+    /** The answering node's id. */
+    self: string;
+    /** A joint change is under way. */
+    joint: boolean;
     fromLeader: boolean;
     members: {
       id: string;
@@ -44,16 +49,50 @@ export interface NexusClient {
       lag: number;
     }[];
   }>;
-  /** Adds a voter or a learner. Throws UNKNOWN_OUTCOME when no answer came back. */
-  addMember(url: string, learner: boolean): Promise<void>;
-  /** Makes a learner a voter (ask the leader). */
-  promoteMember(url: string): Promise<void>;
-  /** Several changes at once, through joint consensus. */
-  changeMembers(add: string[], remove: string[]): Promise<void>;
+  /**
+   * Adds a voter or a learner; with `probe: false` without checking first that its URL answers
+   * (a node launched afterwards). Throws UNKNOWN_OUTCOME when no answer came back.
+   */
+  addMember(url: string, learner: boolean, opts?: { probe?: boolean }): Promise<void>;
+  /** Makes a learner a voter (ask the leader); refused while it lags more than maxLagEntries. */
+  promoteMember(url: string, opts?: { maxLagEntries?: number }): Promise<void>;
+  /** Several changes at once, through joint consensus (a learner in `add` is promoted). */
+  changeMembers(add: string[], remove: string[], opts?: { probe?: boolean }): Promise<void>;
   /** Hands leadership to url, or to the most up-to-date voter; resolves with the new leader's URL. */
   transferLeader(url?: string): Promise<string>;
+  /** The node's own status: whether it serves and why not, and any divergence found in it. */
+  nodeStatus(): Promise<NodeStatusInfo>;
+  /** Runs a consistency check now, waiting up to timeoutMs for every member's report. */
+  checkConsistency(timeoutMs?: number): Promise<ConsistencyCheckInfo>;
   /** Closes the connection. */
   close(): void;
+}
+
+/** A node's status as NexusChecks.NodeStatus reports it. */
+export interface NodeStatusInfo {
+  readonly serving: boolean;
+  readonly reason: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: string;
+  readonly commit: number;
+  readonly applied: number;
+  /** The index of the check that found this replica diverged, or undefined. */
+  readonly divergedAt: number | undefined;
+  readonly divergedReason: string;
+}
+
+/** The result of NexusChecks.CheckConsistency. */
+export interface ConsistencyCheckInfo {
+  readonly index: number;
+  readonly complete: boolean;
+  readonly members: readonly {
+    readonly id: string;
+    readonly url: string;
+    readonly digest: string;
+    readonly verdict: string;
+    readonly reason: string;
+  }[];
 }
 
 export interface ClientOptions {
@@ -112,6 +151,10 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
   const client = createClient(Nexus, createGrpcTransport({ baseUrl, sessionManager: sessions }));
   const admin = createClient(
     NexusAdmin,
+    createGrpcTransport({ baseUrl, sessionManager: sessions }),
+  );
+  const checks = createClient(
+    NexusChecks,
     createGrpcTransport({ baseUrl, sessionManager: sessions }),
   );
   const where = baseUrl.slice("http://".length);
@@ -216,6 +259,8 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         const r = await admin.listMembers({}, { timeoutMs });
         return {
           leader: r.leader,
+          self: r.self,
+          joint: r.joint,
           fromLeader: r.fromLeader,
           members: r.members
             .map((m) => ({
@@ -229,22 +274,64 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
         };
       }),
-    addMember: (url, learner) =>
+    addMember: (url, learner, o = {}) =>
       call(`addNode ${url}`, true, async () => {
-        await admin.addMember({ nodeUrl: url, learner }, { timeoutMs });
+        await admin.addMember({ nodeUrl: url, learner, noProbe: o.probe === false }, { timeoutMs });
       }),
-    promoteMember: (url) =>
+    promoteMember: (url, o = {}) =>
       call(`promoteNode ${url}`, true, async () => {
-        await admin.promoteMember({ nodeUrl: url }, { timeoutMs });
+        await admin.promoteMember(
+          {
+            nodeUrl: url,
+            ...(o.maxLagEntries === undefined ? {} : { maxLagEntries: BigInt(o.maxLagEntries) }),
+          },
+          { timeoutMs },
+        );
       }),
-    changeMembers: (add, remove) =>
+    changeMembers: (add, remove, o = {}) =>
       call("the membership change", true, async () => {
-        await admin.changeMembers({ addUrls: add, removeUrls: remove }, { timeoutMs });
+        await admin.changeMembers(
+          { addUrls: add, removeUrls: remove, noProbe: o.probe === false },
+          { timeoutMs },
+        );
       }),
     transferLeader: (url) =>
       call("transferLeader", true, async () => {
         const r = await admin.transferLeader({ nodeUrl: url ?? "" }, { timeoutMs });
         return r.leaderUrl;
+      }),
+    nodeStatus: () =>
+      call("nodeStatus", false, async () => {
+        const r = await checks.nodeStatus({}, { timeoutMs });
+        return {
+          serving: r.serving,
+          reason: r.reason,
+          role: r.role,
+          term: Number(r.term),
+          leader: r.leader,
+          commit: Number(r.commit),
+          applied: Number(r.applied),
+          divergedAt: r.divergedAt < 0n ? undefined : Number(r.divergedAt),
+          divergedReason: r.divergedReason,
+        };
+      }),
+    checkConsistency: (waitMs = 10_000) =>
+      call("checkConsistency", false, async () => {
+        const r = await checks.checkConsistency(
+          { timeoutMs: waitMs },
+          { timeoutMs: Math.max(timeoutMs, waitMs + 5000) },
+        );
+        return {
+          index: Number(r.index),
+          complete: r.complete,
+          members: r.members.map((m) => ({
+            id: m.id,
+            url: m.url,
+            digest: m.digest,
+            verdict: m.verdict,
+            reason: m.reason,
+          })),
+        };
       }),
     close: () => sessions.abort(),
   };

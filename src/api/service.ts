@@ -9,6 +9,7 @@ import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
+import { checksRoutes } from "./checks-service.js";
 
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
@@ -53,16 +54,27 @@ function guarded<A extends unknown[], R>(f: (...a: A) => Promise<R> | R): (...a:
   };
 }
 
+/** A request's optional maxLagEntries as an option. Throws INVALID_ARGUMENT when out of range. */
+function maxLagOf(v: bigint | undefined): { maxLagEntries?: number } {
+  if (v === undefined) return {};
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new NexusError("INVALID_ARGUMENT", `maxLagEntries must be >= 0, got ${v}`);
+  }
+  return { maxLagEntries: Number(v) };
+}
+
 /** Registers the NexusAdmin service (membership administration) on a Connect router. */
 function adminRoutes(r: Replicator, router: ConnectRouter): void {
   router.service(NexusAdmin, {
     listMembers: guarded(() => {
-      const { leader, members } = r.listMembers();
+      const { leader, members, joint } = r.listMembers();
       const st = r.status();
       const fromLeader = st.role === "leader";
       return {
         status: OK,
         leader,
+        self: st.id,
+        joint,
         fromLeader,
         lastIndex: BigInt(fromLeader ? st.lastIndex : -1),
         members: members.map((m) => ({
@@ -75,18 +87,30 @@ function adminRoutes(r: Replicator, router: ConnectRouter): void {
         })),
       };
     }),
-    addMember: guarded(async (req: { nodeUrl: string; learner: boolean }) => {
-      await r.addMember(req.nodeUrl, { learner: req.learner });
+    addMember: guarded(async (req: { nodeUrl: string; learner: boolean; noProbe: boolean }) => {
+      await r.addMember(req.nodeUrl, { learner: req.learner, probe: !req.noProbe });
       return OK;
     }),
-    promoteMember: guarded(async (req: { nodeUrl: string }) => {
-      await r.promoteLearner(req.nodeUrl);
+    promoteMember: guarded(async (req: { nodeUrl: string; maxLagEntries?: bigint | undefined }) => {
+      await r.promoteLearner(req.nodeUrl, maxLagOf(req.maxLagEntries));
       return OK;
     }),
-    changeMembers: guarded(async (req: { addUrls: string[]; removeUrls: string[] }) => {
-      await r.changeMembers({ add: req.addUrls, remove: req.removeUrls });
-      return OK;
-    }),
+    changeMembers: guarded(
+      async (req: {
+        addUrls: string[];
+        removeUrls: string[];
+        noProbe: boolean;
+        maxLagEntries?: bigint | undefined;
+      }) => {
+        await r.changeMembers({
+          add: req.addUrls,
+          remove: req.removeUrls,
+          probe: !req.noProbe,
+          ...maxLagOf(req.maxLagEntries),
+        });
+        return OK;
+      },
+    ),
     transferLeader: guarded(async (req: { nodeUrl: string }) => {
       const id = await r.transferLeadership(req.nodeUrl === "" ? undefined : req.nodeUrl);
       const url = r.listMembers().members.find((m) => m.id === id)?.url ?? "";
@@ -100,7 +124,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
   return (router) =>
     adminRoutes(
       r,
-      router.service(Nexus, {
+      checksRoutes(r, router).service(Nexus, {
         check() {
           let serving = false;
           try {

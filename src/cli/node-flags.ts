@@ -115,6 +115,18 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "largest save/load request accepted, bytes (ours)",
   },
   {
+    name: "nexus-consistency-check-interval",
+    kind: "string",
+    default: "5m",
+    help: "time between consistency checks across replicas, e.g. 30s, 5m, 1h; 0 disables (ours; the original's TODO)",
+  },
+  {
+    name: "nexus-on-divergence",
+    kind: "string",
+    default: "report",
+    help: "what a replica found diverged does: report (keep applying, answer NOT_SERVING) or stop (also stop applying) (ours)",
+  },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
@@ -138,6 +150,33 @@ function required(f: ParsedFlags, name: string, example: string): string {
   return v.trim();
 }
 
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A Go-style duration ("300ms", "30s", "5m", "1h30m", "1.5h"; "0" alone means zero) in ms.
+ * Throws FlagError naming the flag.
+ */
+export function parseDurationMs(flag: string, text: string): number {
+  const t = text.trim();
+  if (t === "0") return 0;
+  const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
+  let ms = 0;
+  let at = 0;
+  while (at < t.length) {
+    part.lastIndex = at;
+    const m = part.exec(t);
+    if (m === null) break;
+    ms += Number(m[1]) * DURATION_UNITS_MS[m[2]!]!;
+    at = part.lastIndex;
+  }
+  if (t === "" || at !== t.length || !Number.isSafeInteger(Math.round(ms))) {
+    throw new FlagError(
+      `flag -${flag} must be a duration such as 30s, 5m or 1h30m (or 0), got "${text}"`,
+    );
+  }
+  return Math.round(ms);
+}
+
 /** Reads the node flags. Throws FlagError naming the flag when one is missing or wrong. */
 export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   const nodeUrl = required(f, "nexus-node-url", "http://127.0.0.1:9021");
@@ -155,6 +194,14 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   const nodeState = str(f, "nexus-node-state")!;
   if (!["auto", "new", "existing"].includes(nodeState)) {
     throw new FlagError(`flag -nexus-node-state must be new, existing or auto, got "${nodeState}"`);
+  }
+  const checkEveryMs = parseDurationMs(
+    "nexus-consistency-check-interval",
+    str(f, "nexus-consistency-check-interval")!,
+  );
+  const onDivergence = str(f, "nexus-on-divergence")!;
+  if (onDivergence !== "report" && onDivergence !== "stop") {
+    throw new FlagError(`flag -nexus-on-divergence must be report or stop, got "${onDivergence}"`);
   }
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -179,6 +226,8 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       heartbeatTickMs: int(f, "nexus-heartbeat-ms")!,
       electionTickMs: int(f, "nexus-election-ms")!,
       maxRequestBytes: int(f, "nexus-max-request-bytes")!,
+      consistencyCheckIntervalMs: checkEveryMs,
+      onDivergence,
     },
     grpcHost: str(f, "grpcHost")!,
     grpcPort,

@@ -37,11 +37,12 @@ export function replUsage(name: string): string {
     `Usage: ${name} [flags] <nexus_url> <command> [<options>]\n` +
     "Following commands are supported:\n" +
     "listNodes\n" +
-    "addNode <nodeAddr> [--learner]\n" +
+    "addNode <nodeAddr> [--learner] [--no-probe]\n" +
     "removeNode <nodeAddr>\n" +
-    "promoteNode <nodeAddr>           (a learner becomes a voter; ask the leader)\n" +
-    "replaceNode <oldAddr> <newAddr>  (one joint-consensus change)\n" +
-    "transferLeader [<nodeAddr>]      (to the given or the most up-to-date voter)\n" +
+    "promoteNode <nodeAddr> [--max-lag <entries>]  (a learner becomes a voter; ask the leader)\n" +
+    "replaceNode <oldAddr> <newAddr> [--no-probe]  (one joint-consensus change)\n" +
+    "transferLeader [<nodeAddr>]                   (to the given or the most up-to-date voter)\n" +
+    "checkConsistency                              (digest every replica's store at one index now)\n" +
     "mysql load <expression>\n" +
     "mysql save <expression>\n" +
     "redis load db.index=<num> <expression>\n" +
@@ -49,6 +50,13 @@ export function replUsage(name: string): string {
     "sqlite load <expression>\n" +
     "sqlite save <expression>\n" +
     "\n<nexus_url> is the gRPC address of any node, host:port (e.g. 127.0.0.1:9121).\n" +
+    "<nodeAddr> is a node's peer URL, as in -nexus-node-url (e.g. http://127.0.0.1:9024).\n" +
+    "\nMembership: start a new node with the cluster's URLs and its own (-nexus-node-state new),\n" +
+    "then addNode it: addNode first checks that its URL answers. Or add it first with --no-probe\n" +
+    "and start it afterwards (until then it counts as not answering). --learner adds a replica that\n" +
+    "receives every write and serves local reads but never votes; promoteNode makes it a voter\n" +
+    "once it lags at most --max-lag entries (default 1000). A change after which fewer voters\n" +
+    "would answer than a quorum needs is refused, and so is any change while another is under way.\n" +
     `\nflags (before <nexus_url>):\n${describeFlags(FLAGS)}` +
     "\nexit status: 0 done, 1 the request failed, 2 usage, 3 address unreachable, 4 outcome unknown\n"
   );
@@ -80,6 +88,7 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
   io.out("Current cluster members:\n");
   for (const n of nodes) io.out(`${n.id} => ${n.url}${n.id === leader ? " (leader)" : ""}\n`);
   const detail = await c.listMembers();
+  if (detail.joint) io.out("(a joint membership change is under way)\n");
   io.out("\nid               role      reachable  match  lag\n");
   for (const m of detail.members) {
     const known = detail.fromLeader;
@@ -89,6 +98,44 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
     );
   }
   if (!detail.fromLeader) io.out("(progress is known only on the leader; ask it)\n");
+  if (!detail.members.some((m) => m.id === detail.self)) {
+    io.out(
+      `(the node answering, ${detail.self}, is not a member: this view may be stale; ask another node)\n`,
+    );
+  }
+}
+
+/**
+ * Splits a membership command's arguments into its options (`--name` or `-name`, `--name value`
+ * or `--name=value` for those in `withValue`) and the rest. Unknown options are usage errors.
+ */
+function membershipOptions(
+  args: readonly string[],
+  flags: readonly string[],
+  withValue: readonly string[] = [],
+): { set: Set<string>; values: Map<string, string>; rest: string[] } {
+  const set = new Set<string>();
+  const values = new Map<string, string>();
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const m = /^--?([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (m === null) {
+      rest.push(a);
+      continue;
+    }
+    const name = m[1]!;
+    if (withValue.includes(name)) {
+      const v = m[2] ?? args[++i];
+      if (v === undefined || v === "") throw new UsageError(`--${name} needs a value`);
+      values.set(name, v);
+    } else if (flags.includes(name) && m[2] === undefined) {
+      set.add(name);
+    } else {
+      throw new UsageError(`unknown option "${a}"`);
+    }
+  }
+  return { set, values, rest };
 }
 
 class UsageError extends Error {}
@@ -145,28 +192,38 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
       case "addnode":
       case "removenode":
       case "promotenode": {
-        const learner = args.some((a) => /^--?learner$/.test(a));
-        const rest = args.filter((a) => !/^--?learner$/.test(a));
-        const url = rest[0];
+        const o = membershipOptions(
+          args,
+          cmd === "addnode" ? ["learner", "no-probe"] : [],
+          cmd === "promotenode" ? ["max-lag"] : [],
+        );
+        const url = o.rest[0];
         if (url === undefined || url === "") throw new UsageError("<nodeAddr> must be provided");
-        if (rest.length > 1 || (learner && cmd !== "addnode")) {
-          throw new UsageError(`unexpected argument "${rest[1] ?? "--learner"}"`);
-        }
+        if (o.rest.length > 1) throw new UsageError(`unexpected argument "${o.rest[1]}"`);
         if (cmd === "addnode") {
-          // The original's RPC for a voter; the admin service for a learner.
-          if (learner) await client.addMember(url, true);
+          // The original's RPC for a voter it may probe; the admin service otherwise.
+          const learner = o.set.has("learner");
+          const probe = !o.set.has("no-probe");
+          if (learner || !probe) await client.addMember(url, learner, { probe });
           else await client.addNode(url);
         } else if (cmd === "removenode") await client.removeNode(url);
-        else await client.promoteMember(url);
+        else {
+          const lag = o.values.get("max-lag");
+          if (lag !== undefined && !/^\d+$/.test(lag)) {
+            throw new UsageError(`--max-lag must be a number of entries, got "${lag}"`);
+          }
+          await client.promoteMember(url, lag === undefined ? {} : { maxLagEntries: Number(lag) });
+        }
         await printMembers(client, io);
         return EXIT.OK;
       }
       case "replacenode": {
-        const [oldUrl, newUrl, extra] = args;
+        const o = membershipOptions(args, ["no-probe"]);
+        const [oldUrl, newUrl, extra] = o.rest;
         if (oldUrl === undefined || newUrl === undefined || extra !== undefined) {
           throw new UsageError("replaceNode takes <oldAddr> <newAddr>");
         }
-        await client.changeMembers([newUrl], [oldUrl]);
+        await client.changeMembers([newUrl], [oldUrl], { probe: !o.set.has("no-probe") });
         await printMembers(client, io);
         return EXIT.OK;
       }
@@ -176,6 +233,31 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
         io.out(`Leadership transferred to ${to}\n`);
         await printMembers(client, io);
         return EXIT.OK;
+      }
+      case "checkconsistency": {
+        if (args.length > 0) throw new UsageError("checkConsistency takes no arguments");
+        // Wait for every member's report for up to 15 s (within the -timeout of the call).
+        const waitMs = Math.max(1000, Math.min(15_000, int(flags, "timeout")! * 1000 - 2000));
+        const res = await client.checkConsistency(waitMs);
+        io.out(`Consistency check at index ${res.index}:\n`);
+        for (const m of res.members) {
+          const word =
+            m.verdict === "ok"
+              ? "ok"
+              : m.verdict === "diverged"
+                ? "DIVERGED"
+                : m.verdict === "pending"
+                  ? "NO REPORT"
+                  : "UNDECIDED";
+          io.out(`${m.id} => ${m.url} ${m.digest === "" ? "-" : m.digest} ${word}\n`);
+        }
+        for (const m of res.members) {
+          if (m.verdict === "diverged") io.err(`${m.id} diverged: ${m.reason}\n`);
+        }
+        if (!res.complete) {
+          io.err("some members did not report in time: they may be down or behind; retry\n");
+        }
+        return res.members.every((m) => m.verdict === "ok") ? EXIT.OK : EXIT.FAILED;
       }
       case "redis":
       case "mysql":

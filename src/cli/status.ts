@@ -45,7 +45,14 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
   try {
     const health = await client.check();
     const { leader, nodes } = await client.listNodes();
+    const own = await client.nodeStatus();
     io.out(`${flags.positionals[0]!.trim()}: ${health}\n`);
+    if (health !== "SERVING" && own.reason !== "") io.out(`reason: ${own.reason}\n`);
+    if (own.divergedAt !== undefined) {
+      io.out(
+        `DIVERGED at the consistency check of index ${own.divergedAt}: ${own.divergedReason}\n`,
+      );
+    }
     io.out(`leader: ${leader === "" ? "unknown" : leader}\n`);
     io.out("members:\n");
     for (const n of nodes) io.out(`${n.id} => ${n.url} ${n.status.toLowerCase()}\n`);

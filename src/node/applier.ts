@@ -10,6 +10,7 @@ import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/s
 import type { EntryPayload } from "./entry-payload.js";
 import { decodeEntryPayload } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
+import { OutcomeHash } from "./consistency.js";
 
 /** A snapshot to restore before the entries that follow it. */
 export interface SnapshotToRestore {
@@ -31,8 +32,12 @@ export interface ApplierEvents {
   onApplied(position: AppliedPosition): void;
   /** The store became unavailable (err) or available again (undefined). */
   onStoreHealth(err: Error | undefined): void;
-  /** A consistency-check entry was applied at this index (the store is at exactly that index). */
-  onCheck?(payload: EntryPayload, index: number): Promise<void>;
+  /**
+   * A consistency-check entry was applied at this index: the store is at exactly that index until
+   * the returned promise resolves. `outcomes` is the hash of the outcomes of the entries applied
+   * since the previous check (null if this pipeline did not apply all of them).
+   */
+  onCheck?(payload: EntryPayload, index: number, outcomes: string | null): Promise<void>;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -67,6 +72,10 @@ export class Applier {
   private unavailable: Error | undefined;
   /** Maximum entries handed to the store in one apply() call. */
   private readonly chunk = 256;
+  /** Outcomes of the entries applied since the last check entry. */
+  private readonly outcomes: OutcomeHash;
+  /** Why applying was halted for good (a diverged replica), if it was. */
+  private haltedFor: string | undefined;
 
   constructor(
     private readonly store: Store,
@@ -75,7 +84,22 @@ export class Applier {
     /** The position the store reported at open. */
     private applied: AppliedPosition,
     private readonly retryMaxMs = 2000,
-  ) {}
+  ) {
+    this.outcomes = new OutcomeHash(applied.index === 0);
+  }
+
+  /**
+   * Stops applying after the batch in progress, for good (until the process restarts): used when
+   * this replica diverged and the operator asked it to stop. Entries stay in the log.
+   */
+  halt(reason: string): void {
+    this.haltedFor ??= reason;
+  }
+
+  /** Why applying is halted, if it is. */
+  halted(): string | undefined {
+    return this.haltedFor;
+  }
 
   /** The store's applied position as last reported. */
   position(): AppliedPosition {
@@ -124,7 +148,7 @@ export class Applier {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      const batch = this.queue[0];
+      const batch = this.haltedFor === undefined ? this.queue[0] : undefined;
       if (batch === undefined) {
         await new Promise<void>((r) => (this.wake = r));
         this.wake = undefined;
@@ -173,12 +197,13 @@ export class Applier {
     if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
       await this.store.restore(batch.snapshot.position, batch.snapshot.open());
       this.applied = batch.snapshot.position;
+      this.outcomes.invalidate();
       this.events.onApplied(this.applied);
     }
     // Entries already applied (e.g. replayed after a restart) are skipped here; the store
     // would skip them too.
     const pending = batch.entries.filter((e) => e.index > this.applied.index);
-    for (let i = 0; i < pending.length;) {
+    for (let i = 0; i < pending.length && this.haltedFor === undefined;) {
       // A consistency check must see the store at exactly its index: cut the chunk there.
       let j = i;
       const decoded: { apply: ApplyEntry; payload: EntryPayload | undefined }[] = [];
@@ -195,9 +220,11 @@ export class Applier {
         const d = decoded[k]!;
         if (d.payload === undefined) continue;
         const r = results[k] ?? { ok: true as const, data: EMPTY };
+        if (d.payload.kind === "command") this.outcomes.add(d.apply.index, r);
         this.events.onResult(d.payload, d.apply.index, r);
-        if (d.payload.kind === "check" && this.events.onCheck !== undefined) {
-          await this.events.onCheck(d.payload, d.apply.index);
+        if (d.payload.kind === "check") {
+          const outcomes = this.outcomes.take();
+          await this.events.onCheck?.(d.payload, d.apply.index, outcomes);
         }
       }
       this.events.onApplied(this.applied);

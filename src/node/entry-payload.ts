@@ -4,15 +4,19 @@
  * request id that lets the proposing node answer its caller.
  *
  * Binary layout (little-endian), version 1:
- *   u8 version (1) | u8 kind (1 = command, 2 = consistency check) | 16 B request id |
+ *   u8 version (1) | u8 kind (1 = command, 2 = consistency check, 3 = check report) |
+ *   16 B request id |
  *   f64 timestampMs | f64 seed | u32 data length | data | u16 arg count |
  *   per arg: u16 key length | key (UTF-8) | u32 value length | value (UTF-8)
  * An empty entry (a new leader's no-op) has no payload at all.
  */
 import { NexusError } from "../errors/index.js";
 
-/** What a payload asks the replicas to do. */
-export type PayloadKind = "command" | "check";
+/**
+ * What a payload asks the replicas to do: apply a user's command, digest the store (a
+ * consistency check), or record one replica's digest for a check (its report).
+ */
+export type PayloadKind = "command" | "check" | "check-report";
 
 /** A decoded entry payload. */
 export interface EntryPayload {
@@ -27,7 +31,8 @@ export interface EntryPayload {
 }
 
 const VERSION = 1;
-const KIND_CODES: Record<PayloadKind, number> = { command: 1, check: 2 };
+const KIND_CODES: Record<PayloadKind, number> = { command: 1, check: 2, "check-report": 3 };
+const KINDS: readonly (PayloadKind | undefined)[] = [undefined, "command", "check", "check-report"];
 const REQUEST_ID_BYTES = 16;
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -90,8 +95,7 @@ export function decodeEntryPayload(b: Uint8Array): EntryPayload {
   const version = b[o++]!;
   if (version !== VERSION) throw corrupt(`unknown version ${version}`);
   const kindCode = b[o++]!;
-  const kind: PayloadKind | undefined =
-    kindCode === 1 ? "command" : kindCode === 2 ? "check" : undefined;
+  const kind = KINDS[kindCode];
   if (kind === undefined) throw corrupt(`unknown kind ${kindCode}`);
   const requestId = b.slice(o, o + REQUEST_ID_BYTES);
   o += REQUEST_ID_BYTES;

@@ -56,6 +56,18 @@ export interface ReplicatorOptions {
    * the lease lasts `(electionTickMs - heartbeatTickMs) * (1 - leaseDriftMargin)`. Default 0.1.
    */
   readonly leaseDriftMargin?: number;
+  /**
+   * Milliseconds between consistency checks (the leader proposes one; every replica digests its
+   * store at that index; a replica that differs from the majority is marked diverged). 0
+   * disables the periodic checks (checkConsistency() still works). Default 300,000 (5 minutes).
+   */
+  readonly consistencyCheckIntervalMs?: number;
+  /**
+   * What a replica does when a check finds it diverged: "report" (keep applying, answer
+   * NOT_SERVING, log loudly) or "stop" (also stop applying, and hand leadership away). Default
+   * "report".
+   */
+  readonly onDivergence?: "report" | "stop";
   /** Applied entries between snapshots. Default 10,000. */
   readonly snapshotCount?: number;
   /** Entries kept in the log after a snapshot for slow followers. Default 5,000. */
@@ -97,6 +109,8 @@ export interface NormalizedOptions {
   readonly replTimeoutMs: number;
   readonly leaseBasedReads: boolean;
   readonly leaseDriftMargin: number;
+  readonly consistencyCheckIntervalMs: number;
+  readonly onDivergence: "report" | "stop";
   readonly snapshotCount: number;
   readonly snapshotCatchUpEntries: number;
   readonly maxSnapshots: number;
@@ -173,6 +187,10 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
       `option leaseDriftMargin must be a number from 0 to 0.9 (a share of the lease), got ${String(o.leaseDriftMargin)}`,
     );
   }
+  const onDivergence = o.onDivergence ?? "report";
+  if (onDivergence !== "report" && onDivergence !== "stop") {
+    throw bad(`option onDivergence must be "report" or "stop", got ${String(o.onDivergence)}`);
+  }
   const clusterName = o.clusterName ?? "nexus";
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterName)) {
     throw bad(
@@ -190,6 +208,13 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     replTimeoutMs: int("replTimeoutMs", o.replTimeoutMs, 5000, 1),
     leaseBasedReads: o.leaseBasedReads ?? false,
     leaseDriftMargin,
+    consistencyCheckIntervalMs: int(
+      "consistencyCheckIntervalMs",
+      o.consistencyCheckIntervalMs,
+      300_000,
+      0,
+    ),
+    onDivergence,
     snapshotCount,
     snapshotCatchUpEntries,
     maxSnapshots: int("maxSnapshots", o.maxSnapshots, 5, 0),

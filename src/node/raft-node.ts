@@ -17,7 +17,7 @@ import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
-import type { ConfState, Message, NodeId, Snapshot } from "../raft/types.js";
+import type { ConfState, Entry, Message, NodeId, Snapshot } from "../raft/types.js";
 import { createSeededRandom } from "../raft/random.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { Wal } from "../storage/wal.js";
@@ -31,6 +31,10 @@ import { SILENT } from "./options.js";
 import { Waiters } from "./waiters.js";
 import { LeaderLease, leaseDurationMs } from "./leader-lease.js";
 import type { MonotonicClock } from "./leader-lease.js";
+import { ConsistencyChecker } from "./consistency-checker.js";
+import type { DivergenceAction, Divergence } from "./consistency-checker.js";
+import type { CheckRound } from "./consistency.js";
+import type { PayloadKind } from "./entry-payload.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -69,6 +73,10 @@ export interface RaftNodeOptions {
   readonly leaseDriftMargin?: number;
   /** The monotonic clock (ms). Default `performance.now`; tests inject their own. */
   readonly clock?: MonotonicClock;
+  /** Milliseconds between the leader's consistency checks; 0 (the default here) for none. */
+  readonly consistencyCheckIntervalMs?: number;
+  /** What a replica does when a check finds it diverged. Default "report". */
+  readonly onDivergence?: DivergenceAction;
   readonly logger?: NexusLogger;
   /** Called once when the node stops because of an error it cannot recover from. */
   readonly onFatal?: (err: Error) => void;
@@ -98,6 +106,11 @@ function urlsOf(context: Uint8Array, changes: readonly { nodeId: NodeId }[]): Ma
   return out;
 }
 const enc = new TextEncoder();
+
+/** Whether an entry is the (empty) conf change that leaves a joint configuration. */
+function isLeaveJoint(e: Entry): boolean {
+  return e.type === "conf-change" && decodeConfChange(e.data).changes.length === 0;
+}
 
 /** A lease is kept renewed this long after the last lease read (when not always on). */
 const LEASE_WANTED_MS = 10_000;
@@ -131,6 +144,8 @@ export class RaftNode {
   /** A member was added after the newest snapshot: take one as soon as the store catches up. */
   private snapshotWantedAt = 0;
   private readonly clock: MonotonicClock;
+  /** Consistency checks: this node's reports and verdicts. */
+  private readonly checker: ConsistencyChecker;
   /** The leader's read lease, on the monotonic clock. */
   private readonly lease: LeaderLease;
   /** Vote requests are ignored until then (monotonic ms): see start(). */
@@ -162,6 +177,82 @@ export class RaftNode {
       ),
       now: this.clock,
     });
+    this.checker = new ConsistencyChecker({
+      id: opts.id,
+      store: opts.store,
+      logger: this.logger,
+      markerDir: opts.snapDir,
+      intervalMs: opts.consistencyCheckIntervalMs ?? 0,
+      onDivergence: opts.onDivergence ?? "report",
+      members: () => this.members,
+      isLeader: () => this.raw.basicStatus().state === "leader",
+      propose: (kind, data, requestId) => this.proposeInternal(kind, data, requestId),
+      halt: (reason) => this.applier.halt(reason),
+      stepAside: () => this.stepAside(),
+    });
+  }
+
+  /** Proposes an entry of the runtime's own (no caller waits on its result). */
+  private proposeInternal(kind: PayloadKind, data: Uint8Array, requestId: Uint8Array): void {
+    if (this.stopped) throw this.fatal ?? new StoppedError();
+    const payload = encodeEntryPayload({
+      kind,
+      requestId,
+      timestampMs: Date.now(),
+      seed: 0,
+      data,
+      args: {},
+    });
+    try {
+      this.raw.propose(payload);
+    } catch (err) {
+      if (!(err instanceof RaftError)) throw err;
+      throw new NexusError(
+        /no leader/.test(err.message) ? "NO_LEADER" : "PROPOSAL_DROPPED",
+        `not proposed: ${err.message}`,
+      );
+    }
+    this.schedule();
+  }
+
+  /** Hands leadership to the most up-to-date other voter, if this node leads. */
+  private stepAside(): void {
+    const st = this.raw.status();
+    if (st.progress === undefined) return;
+    let best: { id: NodeId; match: number } | undefined;
+    for (const id of st.config.voters) {
+      const m = st.progress.get(id)?.match ?? 0;
+      if (id !== this.id && (best === undefined || m > best.match)) best = { id, match: m };
+    }
+    if (best !== undefined) this.transferLeadership(best.id);
+  }
+
+  /**
+   * Proposes a consistency check now and resolves with its index once it is applied here.
+   * NO_LEADER / PROPOSAL_DROPPED when refused (nothing proposed), TIMEOUT after replTimeoutMs.
+   */
+  proposeCheck(): Promise<number> {
+    return this.checker.proposeCheck(this.opts.replTimeoutMs);
+  }
+
+  /** The judged consistency check at `index` once every member reported, or at the timeout. */
+  waitCheck(index: number, timeoutMs: number): Promise<CheckRound | undefined> {
+    return this.checker.waitRound(index, timeoutMs);
+  }
+
+  /** The newest consistency check this node knows of. */
+  latestCheck(): CheckRound | undefined {
+    return this.checker.round();
+  }
+
+  /** This replica's divergence, if a consistency check found one. */
+  divergence(): Divergence | undefined {
+    return this.checker.divergence();
+  }
+
+  /** Why applying is halted (a diverged replica in stop mode), if it is. */
+  applyHalted(): string | undefined {
+    return this.applier.halted();
   }
 
   /**
@@ -224,8 +315,12 @@ export class RaftNode {
     const applier = new Applier(
       opts.store,
       {
-        onResult: (payload, _index, result) =>
-          holder.node?.saves.resolve(requestKey(payload.requestId), result),
+        onResult: (payload, _index, result) => {
+          if (payload.kind === "check-report") holder.node?.checker.onReport(payload);
+          else holder.node?.saves.resolve(requestKey(payload.requestId), result);
+        },
+        onCheck: async (payload, index, outcomes) =>
+          holder.node?.checker.onCheck(payload, index, outcomes),
         onApplied: (pos) => {
           holder.node?.notifyApplied(pos.index);
           holder.node?.maybeSnapshot(pos.index);
@@ -251,6 +346,7 @@ export class RaftNode {
       ];
       for (const [id, url] of node.members) if (id !== opts.id) opts.transport.addPeer(id, url);
     }
+    await node.checker.open();
     holder.node = node;
     return node;
   }
@@ -263,6 +359,7 @@ export class RaftNode {
   start(): void {
     this.voteHoldUntil = this.clock() + this.opts.heartbeatTickMs * this.opts.electionTick;
     this.applier.start();
+    this.checker.start();
     this.timer = setInterval(() => {
       if (this.stopped) return;
       this.raw.tick();
@@ -281,6 +378,7 @@ export class RaftNode {
         // Just started: this node may have acknowledged a leader's lease before it went down.
         continue;
       }
+      if (m.type === "app" && this.divergesFromLeader(m)) return;
       try {
         this.raw.step(m);
       } catch (err) {
@@ -289,6 +387,41 @@ export class RaftNode {
     }
     this.noteTransfer();
     this.schedule();
+  }
+
+  /**
+   * Whether an append from a current leader contradicts an entry this node has committed; if so
+   * the node stops with a clear error (BAD_CONFIG). In a sound cluster that never happens (a
+   * leader holds every committed entry, Raft §5.4); it does when this node bootstrapped a cluster
+   * of its own: typically a node joining an existing cluster that was started with its own URL in
+   * -nexus-cluster-url and without -nexus-node-state new. Without this check it would loop behind
+   * the leader forever, never catching up. Stale messages (an older term) are left to the core.
+   */
+  private divergesFromLeader(m: Message): boolean {
+    const hs = this.storage.initialState().hardState;
+    if (m.term < hs.term) return false;
+    const conflicts = (index: number, term: number): boolean => {
+      if (index < 1 || index > hs.commit || index < this.storage.firstIndex()) return false;
+      if (index > this.storage.lastIndex()) return false;
+      return this.storage.term(index) !== term;
+    };
+    let at = conflicts(m.index, m.logTerm) ? m.index : 0;
+    for (const e of m.entries) {
+      if (at !== 0 || e.index > hs.commit) break;
+      if (conflicts(e.index, e.term)) at = e.index;
+    }
+    if (at === 0) return false;
+    this.fail(
+      new NexusError(
+        "BAD_CONFIG",
+        `this node's log disagrees with the leader's (${m.from}) at index ${at}, an entry this node ` +
+          "had committed: it bootstrapped a cluster of its own. A node joining an existing cluster " +
+          "must start empty with -nexus-node-state new (or without its own URL in " +
+          `-nexus-cluster-url). Stop it, delete its WAL (${this.opts.walDir}), snapshots ` +
+          `(${this.opts.snapDir}) and store data, and start it again that way`,
+      ),
+    );
+    return true;
   }
 
   /** A leadership transfer voids the lease for the rest of the term (the transferee campaigns
@@ -709,6 +842,7 @@ export class RaftNode {
     if (rd.softState !== undefined) {
       this.logger.info("raft state", { state: rd.softState.raftState, leader: rd.softState.lead });
     }
+    if (rd.entries.some(isLeaveJoint) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
     this.opts.transport.send(rd.messages);
     if (rd.snapshot !== undefined) {
@@ -732,15 +866,24 @@ export class RaftNode {
       const cs: ConfState = this.raw.applyConfChange(cc);
       const urls = urlsOf(cc.context, cc.changes);
       for (const ch of cc.changes) {
-        if (ch.type === "remove-node") {
-          this.members.delete(ch.nodeId);
-          if (ch.nodeId !== this.id) this.opts.transport.removePeer(ch.nodeId);
-        } else {
-          const url = urls.get(ch.nodeId);
-          if (url === undefined) continue;
-          this.members.set(ch.nodeId, url);
-          if (ch.nodeId !== this.id) this.opts.transport.addPeer(ch.nodeId, url);
-        }
+        if (ch.type === "remove-node") continue;
+        const url = urls.get(ch.nodeId);
+        if (url === undefined) continue;
+        this.members.set(ch.nodeId, url);
+        if (ch.nodeId !== this.id) this.opts.transport.addPeer(ch.nodeId, url);
+      }
+      // A member leaves when no configuration names it any more: a voter removed by a joint
+      // change still votes in the outgoing half until the joint configuration is left.
+      const named = new Set([
+        ...cs.voters,
+        ...cs.learners,
+        ...cs.votersOutgoing,
+        ...cs.learnersNext,
+      ]);
+      for (const id of [...this.members.keys()]) {
+        if (named.has(id)) continue;
+        this.members.delete(id);
+        if (id !== this.id) this.opts.transport.removePeer(id);
       }
       this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
       if (cc.changes.length > 0) {
@@ -777,6 +920,22 @@ export class RaftNode {
     this.raw.advance(rd);
   }
 
+  /**
+   * A test hook for crashing a leader in the middle of a joint change: with the environment
+   * variable NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS set, a leader that has just appended the entry
+   * leaving a joint configuration freezes for that long before it sends or persists it (it logs
+   * "test hook: paused before leaving the joint configuration"), so a test can kill it there.
+   * Resolves true when the node was stopped meanwhile (the Ready is dropped, as in a crash).
+   */
+  private async pausedForTest(): Promise<boolean> {
+    const ms = Number(process.env["NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS"] ?? "0");
+    if (!(ms > 0) || this.raw.basicStatus().state !== "leader") return false;
+    this.logger.warn("test hook: paused before leaving the joint configuration", { ms });
+    const until = Date.now() + ms;
+    while (!this.stopped && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    return this.stopped;
+  }
+
   private fail(err: Error): void {
     if (this.fatal !== undefined) return;
     this.fatal = err;
@@ -790,6 +949,7 @@ export class RaftNode {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
+    this.checker.stop();
     const why = this.fatal;
     this.reads.rejectAll(() => new StoppedError());
     const waiting = this.appliedWaiters;

@@ -49,10 +49,30 @@ export interface MemberInfo {
 
 /** Several membership changes made at once through joint consensus. */
 export interface MembershipChanges {
-  /** Voters to add (their URLs must answer). */
+  /**
+   * Voters to add. A new member's URL must answer (unless `probe` is false); a learner named here
+   * is promoted, which needs the leader and is refused while it lags (see promoteLearner).
+   */
   readonly add?: readonly string[];
   /** Members to remove. */
   readonly remove?: readonly string[];
+  /** Check that each new member's URL answers first. Default true. */
+  readonly probe?: boolean;
+  /** For a learner promoted here: the largest lag allowed, in entries. Default 1000. */
+  readonly maxLagEntries?: number;
+}
+
+/** How a member is added. */
+export interface AddMemberOptions {
+  /** Add a learner: it receives every entry but never votes and never counts toward a commit. */
+  readonly learner?: boolean;
+  /**
+   * Check first that something answers at the URL (a TCP connection within 2 s). Default true.
+   * False adds a node that is not running yet (launch it afterwards); until it answers it
+   * counts as unreachable, so a voter is refused when the voters that answer would then be
+   * fewer than a quorum.
+   */
+  readonly probe?: boolean;
 }
 
 export interface ReplicatorStatus {
@@ -69,6 +89,32 @@ export interface ReplicatorStatus {
   readonly serving: boolean;
   /** Why it cannot serve, when it cannot. */
   readonly notServingReason: string;
+  /** Set when a consistency check found that this replica diverged from the majority. */
+  readonly diverged: { readonly index: number; readonly reason: string } | undefined;
+}
+
+/** One member's standing in a consistency check. */
+export interface MemberConsistency {
+  readonly id: NodeId;
+  readonly url: string;
+  /**
+   * ok: agrees with the majority; diverged: differs from it; pending: no report (yet);
+   * undecided: reported, but no value has a majority.
+   */
+  readonly verdict: "ok" | "diverged" | "pending" | "undecided";
+  /** The store digest it reported ("" when none). */
+  readonly digest: string;
+  /** Why it diverged ("" otherwise). */
+  readonly reason: string;
+}
+
+/** The result of a consistency check. */
+export interface ConsistencyCheckResult {
+  /** The log index at which every replica digested its store. */
+  readonly index: number;
+  /** Every member reported. */
+  readonly complete: boolean;
+  readonly members: readonly MemberConsistency[];
 }
 
 export interface Replicator {
@@ -84,33 +130,55 @@ export interface Replicator {
   save(data: Uint8Array, opts?: SaveOptions): Promise<Uint8Array>;
   /** Reads from the store; linearizable unless asked otherwise. */
   load(data: Uint8Array, opts?: LoadOptions): Promise<Uint8Array>;
-  /** The current members with their roles, and the leader's id ("" if unknown). */
-  listMembers(): { leader: NodeId; members: MemberInfo[] };
+  /**
+   * The current members with their roles, and the leader's id ("" if unknown). During a joint
+   * change (`joint`), members of the outgoing configuration are listed until it is left.
+   */
+  listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean };
   status(): ReplicatorStatus;
   /**
-   * Adds a member (a voter, or a learner with `{ learner: true }`). Its URL must answer; adding a
-   * URL already present is refused. Resolves once the change is applied on this node.
+   * Adds a member: a voter, or a learner with `{ learner: true }`. Its URL must answer unless
+   * `probe` is false. Resolves once the change is applied on this node. MEMBERSHIP_REFUSED, with
+   * nothing changed: the URL is already a member, it does not answer, another change is in
+   * progress, or the voters that answer would be fewer than a quorum afterwards. UNKNOWN_OUTCOME
+   * when it was proposed but not applied in time (list the members before retrying).
    */
-  addMember(url: string, opts?: { learner?: boolean }): Promise<void>;
-  /** Removes a member; removing the leader works (it steps down). Unknown URLs are refused. */
+  addMember(url: string, opts?: AddMemberOptions): Promise<void>;
+  /**
+   * Removes a member. Removing the leader works: it commits the change, steps down, and the
+   * others elect a leader (the removed node then hears from no one: stop it). Refused
+   * (MEMBERSHIP_REFUSED, nothing changed) for an unknown URL, the last voter, while another
+   * change is in progress, or when the voters that answer would be fewer than a quorum.
+   */
   removeMember(url: string): Promise<void>;
   /**
    * Makes a learner a voter. Only the leader knows how far the learner is behind: elsewhere this
-   * fails with NOT_LEADER naming the leader. Refused (MEMBERSHIP_REFUSED) while the learner lags
-   * more than `maxLagEntries` (default 1000) behind the leader's last index.
+   * fails with NOT_LEADER naming the leader. Refused (MEMBERSHIP_REFUSED) for a non-learner,
+   * while the learner does not answer the leader, or while it lags more than `maxLagEntries`
+   * (default 1000) behind the leader's last index.
    */
   promoteLearner(url: string, opts?: { maxLagEntries?: number }): Promise<void>;
   /**
-   * Several changes at once through joint consensus, e.g. moving a replica between data centres
-   * (add the new one, remove the old one) without ever passing through a weaker quorum.
+   * Several changes at once through joint consensus (Raft thesis §4.3), e.g. moving a replica
+   * between data centres (add the new one, remove the old one) without ever passing through a
+   * weaker quorum: every decision needs a quorum of the old voters and one of the new until the
+   * joint configuration is left, which the leader does automatically (a new leader finishes it if
+   * the old one fails). Resolves once the final configuration is applied on this node.
    */
   changeMembers(changes: MembershipChanges): Promise<void>;
   /**
-   * Hands leadership to `url`, or to the most up-to-date voter when omitted (then only on the
-   * leader). Resolves with the new leader's id once it leads; TIMEOUT if it did not happen within
-   * two election timeouts.
+   * Hands leadership to `url`, or to the most up-to-date voter that answers when omitted (then
+   * only on the leader). Resolves with the new leader's id once it leads; TIMEOUT if it did not
+   * happen within two election timeouts. Refused (MEMBERSHIP_REFUSED) for a learner, a
+   * non-member, or (on the leader) a voter that does not answer.
    */
   transferLeadership(url?: string): Promise<NodeId>;
+  /**
+   * Runs a consistency check now: proposes a CHECK entry, then waits (at most `timeoutMs`,
+   * default 10 s) until every member reported the digest of its store at that entry's index.
+   * NO_LEADER when no leader takes the check (nothing proposed).
+   */
+  checkConsistency(opts?: { timeoutMs?: number }): Promise<ConsistencyCheckResult>;
 }
 
 class ReplicatorImpl implements Replicator {
@@ -173,6 +241,8 @@ class ReplicatorImpl implements Replicator {
       replTimeoutMs: o.replTimeoutMs,
       leaseBasedReads: o.leaseBasedReads,
       leaseDriftMargin: o.leaseDriftMargin,
+      consistencyCheckIntervalMs: o.consistencyCheckIntervalMs,
+      onDivergence: o.onDivergence,
       logger: o.logger,
       onFatal: (err) => {
         o.logger.error("replicator stopped", { error: err.message });
@@ -209,6 +279,14 @@ class ReplicatorImpl implements Replicator {
 
   /** Refuses a request up front when this node's store is down: it could not answer it. */
   private checkStore(): void {
+    const div = this.node?.divergence();
+    if (div !== undefined) {
+      throw new NexusError(
+        "NOT_SERVING",
+        `this replica diverged from the others (consistency check at index ${div.index}: ${div.reason}); ` +
+          "nothing was done: send the request to another node, and rebuild this replica",
+      );
+    }
     const err = this.node?.storeError();
     if (err !== undefined) {
       throw new NexusError(
@@ -272,15 +350,17 @@ class ReplicatorImpl implements Replicator {
     return this.o.store.load({ data, args });
   }
 
-  listMembers(): { leader: NodeId; members: MemberInfo[] } {
+  listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean } {
     const node = this.running();
     const st = node.status();
+    const joint = st.config.votersOutgoing.length > 0;
     const learners = new Set(st.config.learners);
     const ids = [
       ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
     ].sort();
     return {
       leader: st.softState.lead,
+      joint,
       members: ids.map((id) => {
         const pr = st.progress?.get(id);
         const self = id === this.o.nodeId;
@@ -311,25 +391,83 @@ class ReplicatorImpl implements Replicator {
       : `the leader is ${node.members.get(lead) ?? lead}`;
   }
 
+  private describeMember(id: NodeId): string {
+    const url = this.running().members.get(id);
+    return url === undefined ? id : `${url} (${id})`;
+  }
+
   /**
-   * Refuses a change after which the reachable voters would not form a quorum (checked where the
-   * progress is known, on the leader). `added` voters were just probed and count as reachable.
+   * Refuses a change after which the voters that answer would not form a quorum: the cluster
+   * could then commit nothing, not even the change back. On the leader "answers" means it heard
+   * from the voter within the last election timeout; elsewhere, where no progress is known, each
+   * voter's URL is probed. This node, the leader it follows, and `fresh` (new members whose URL
+   * was just probed) count as answering. MEMBERSHIP_REFUSED names the silent voters.
    */
-  private checkQuorumAfter(voters: ReadonlySet<NodeId>, added: ReadonlySet<NodeId>): void {
-    const st = this.running().status();
-    if (st.progress === undefined) return;
-    let reachable = 0;
-    for (const id of voters) {
-      if (id === this.o.nodeId || added.has(id) || st.progress.get(id)?.recentActive === true) {
-        reachable++;
-      }
-    }
-    const need = Math.floor(voters.size / 2) + 1;
+  private async checkQuorumAfter(
+    voters: ReadonlySet<NodeId>,
+    fresh: ReadonlySet<NodeId>,
+  ): Promise<void> {
+    const node = this.running();
+    const st = node.status();
+    const answers = async (id: NodeId): Promise<boolean> => {
+      if (id === this.o.nodeId || fresh.has(id)) return true;
+      if (st.progress !== undefined) return st.progress.get(id)?.recentActive === true;
+      if (id === st.softState.lead) return true;
+      const url = node.members.get(id);
+      if (url === undefined) return false;
+      return probeUrl(url, 1000).then(
+        () => true,
+        () => false,
+      );
+    };
+    const ids = [...voters];
+    const ok = await Promise.all(ids.map(answers));
+    const silent = ids.filter((_, i) => !ok[i]);
+    const reachable = ids.length - silent.length;
+    const need = Math.floor(ids.length / 2) + 1;
     if (reachable < need) {
       throw new NexusError(
         "MEMBERSHIP_REFUSED",
-        `after this change only ${reachable} of ${voters.size} voters would be reachable, fewer than the ${need} a quorum needs; ` +
-          "bring members back first; nothing changed",
+        `after this change only ${reachable} of ${ids.length} voters would answer, fewer than the ${need} a quorum needs ` +
+          `(not answering: ${silent.map((id) => this.describeMember(id)).join(", ")}); ` +
+          "the cluster could not commit anything after it; bring members back first. Nothing changed",
+      );
+    }
+  }
+
+  /** Refuses a change while a joint configuration or another change is not finished. */
+  private checkNoChangeInProgress(): void {
+    const cfg = this.running().status().config;
+    if (cfg.votersOutgoing.length > 0) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        "a joint membership change is in progress (it is left automatically once committed); " +
+          "retry when listNodes shows it finished. Nothing changed",
+      );
+    }
+  }
+
+  /** Refuses to promote a learner that the leader does not hear from or that lags too far. */
+  private checkCaughtUp(id: NodeId, url: string, maxLagEntries: number | undefined): void {
+    const st = this.running().status();
+    if (st.progress === undefined) {
+      throw new NexusError(
+        "NOT_LEADER",
+        `only the leader knows whether ${url} has caught up; send the promotion to the leader (${this.leaderHint()})`,
+      );
+    }
+    const pr = st.progress.get(id);
+    const max = maxLagEntries ?? 1000;
+    if (!Number.isSafeInteger(max) || max < 0) {
+      throw new NexusError("INVALID_ARGUMENT", `maxLagEntries must be an integer >= 0, got ${max}`);
+    }
+    const lag = pr === undefined ? Number.POSITIVE_INFINITY : Math.max(0, st.lastIndex - pr.match);
+    const silent = pr?.recentActive !== true;
+    if (silent || lag > max) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${url} ${silent ? "does not answer the leader and " : ""}is ${Number.isFinite(lag) ? `${lag} entries` : "too far"} ` +
+          `behind the leader (at most ${max} allowed); wait for it to catch up (listNodes shows its lag), then promote it. Nothing changed`,
       );
     }
   }
@@ -342,24 +480,14 @@ class ReplicatorImpl implements Replicator {
     if (!st.config.learners.includes(id)) {
       throw new NexusError(
         "MEMBERSHIP_REFUSED",
-        `${u.url} (${id}) is not a learner${st.config.voters.includes(id) ? " (it already votes)" : ""}; nothing changed`,
+        `${u.url} (${id}) is not a learner` +
+          (st.config.voters.includes(id) ? " (it is already a voter)" : " (it is not a member)") +
+          "; nothing changed",
       );
     }
-    if (st.progress === undefined) {
-      throw new NexusError(
-        "NOT_LEADER",
-        `only the leader knows whether ${u.url} has caught up; send promoteNode to the leader (${this.leaderHint()})`,
-      );
-    }
-    const pr = st.progress.get(id);
-    const lag = pr === undefined ? Infinity : st.lastIndex - pr.match;
-    const max = opts.maxLagEntries ?? 1000;
-    if (lag > max) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${u.url} is ${Number.isFinite(lag) ? `${lag} entries` : "too far"} behind the leader (at most ${max} allowed); wait for it to catch up, then promote it; nothing changed`,
-      );
-    }
+    this.checkNoChangeInProgress();
+    this.checkCaughtUp(id, u.url, opts.maxLagEntries);
+    await this.checkQuorumAfter(new Set([...st.config.voters, id]), new Set());
     await this.retryNoLeader(() => node.changeMember("add-node", id, u.url));
   }
 
@@ -396,6 +524,7 @@ class ReplicatorImpl implements Replicator {
       list.push({ type: "remove-node", nodeId: id, url: u.url });
     }
     if (list.length === 0) throw new NexusError("INVALID_ARGUMENT", "no membership change given");
+    this.checkNoChangeInProgress();
     const voters = new Set(st.config.voters);
     for (const c of list) {
       if (c.type === "add-node") voters.add(c.nodeId);
@@ -407,11 +536,21 @@ class ReplicatorImpl implements Replicator {
         "the change would leave no voter; nothing changed",
       );
     }
-    const added = new Set(list.filter((c) => c.type === "add-node").map((c) => c.nodeId));
-    for (const c of list) if (c.type === "add-node") await probeUrl(c.url);
-    // Joint consensus needs a quorum of the old voters and one of the new.
-    this.checkQuorumAfter(new Set(st.config.voters), added);
-    this.checkQuorumAfter(voters, added);
+    const fresh = new Set<NodeId>();
+    for (const c of list) {
+      if (c.type !== "add-node") continue;
+      if (st.config.learners.includes(c.nodeId)) {
+        // A learner that has caught up, promoted as part of the change.
+        this.checkCaughtUp(c.nodeId, c.url, changes.maxLagEntries);
+      } else if (changes.probe !== false) {
+        await probeUrl(c.url);
+        fresh.add(c.nodeId);
+      }
+    }
+    // Until the joint configuration is left, decisions need a quorum of the old voters and one
+    // of the new.
+    await this.checkQuorumAfter(new Set(st.config.voters), fresh);
+    await this.checkQuorumAfter(voters, fresh);
     for (const c of list) if (c.type === "add-node") this.transport?.addPeer(c.nodeId, c.url);
     await this.retryNoLeader(() => node.changeMembers(list));
   }
@@ -428,13 +567,16 @@ class ReplicatorImpl implements Replicator {
         );
       }
       let best: { id: NodeId; match: number } | undefined;
-      for (const id of st.config.voters) {
-        if (id === this.o.nodeId) continue;
-        const m = st.progress.get(id)?.match ?? 0;
-        if (best === undefined || m > best.match) best = { id, match: m };
+      for (const id of [...st.config.voters].sort()) {
+        const pr = st.progress.get(id);
+        if (id === this.o.nodeId || pr === undefined || !pr.recentActive) continue;
+        if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
       }
       if (best === undefined) {
-        throw new NexusError("MEMBERSHIP_REFUSED", "there is no other voter to hand leadership to");
+        throw new NexusError(
+          "MEMBERSHIP_REFUSED",
+          "there is no other voter that answers to hand leadership to; nothing changed",
+        );
       }
       target = best.id;
     } else {
@@ -443,7 +585,18 @@ class ReplicatorImpl implements Replicator {
       if (!st.config.voters.includes(target)) {
         throw new NexusError(
           "MEMBERSHIP_REFUSED",
-          `${u.url} (${target}) is not a voter; only a voter can lead`,
+          `${u.url} (${target}) ` +
+            (st.config.learners.includes(target)
+              ? "is a learner; only a voter can lead (promote it first)"
+              : "is not a member; only a voter can lead") +
+            "; nothing changed",
+        );
+      }
+      const pr = st.progress?.get(target);
+      if (target !== this.o.nodeId && pr !== undefined && !pr.recentActive) {
+        throw new NexusError(
+          "MEMBERSHIP_REFUSED",
+          `${u.url} (${target}) does not answer the leader; it cannot take over now. Nothing changed`,
         );
       }
     }
@@ -465,21 +618,32 @@ class ReplicatorImpl implements Replicator {
     }
   }
 
-  async addMember(url: string, opts: { learner?: boolean } = {}): Promise<void> {
+  async addMember(url: string, opts: AddMemberOptions = {}): Promise<void> {
     const node = this.running();
     const u = parseNodeUrl(url);
     const id = nodeIdOf(u);
     const st = node.status();
-    const present = [...st.config.voters, ...st.config.learners].includes(id);
-    if (present && !(opts.learner !== true && st.config.learners.includes(id))) {
+    if (st.config.voters.includes(id) || st.config.votersOutgoing.includes(id)) {
       throw new NexusError(
         "MEMBERSHIP_REFUSED",
         `${u.url} (${id}) is already a member; nothing changed`,
       );
     }
-    await probeUrl(u.url);
+    if (st.config.learners.includes(id)) {
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `${u.url} (${id}) is already a member (a learner` +
+          (opts.learner === true ? ")" : "; make it a voter with promoteNode)") +
+          "; nothing changed",
+      );
+    }
+    this.checkNoChangeInProgress();
+    if (opts.probe !== false) await probeUrl(u.url);
     if (opts.learner !== true) {
-      this.checkQuorumAfter(new Set([...st.config.voters, id]), new Set([id]));
+      await this.checkQuorumAfter(
+        new Set([...st.config.voters, id]),
+        new Set(opts.probe !== false ? [id] : []),
+      );
     }
     this.transport?.addPeer(id, u.url);
     await this.retryNoLeader(() =>
@@ -501,8 +665,9 @@ class ReplicatorImpl implements Replicator {
     if (st.config.voters.length === 1 && st.config.voters[0] === id) {
       throw new NexusError("MEMBERSHIP_REFUSED", "cannot remove the last voter; nothing changed");
     }
+    this.checkNoChangeInProgress();
     if (st.config.voters.includes(id)) {
-      this.checkQuorumAfter(new Set(st.config.voters.filter((v) => v !== id)), new Set());
+      await this.checkQuorumAfter(new Set(st.config.voters.filter((v) => v !== id)), new Set());
     }
     await this.retryNoLeader(() => node.changeMember("remove-node", id, u.url));
   }
@@ -531,13 +696,51 @@ class ReplicatorImpl implements Replicator {
       commit: st.hardState.commit,
       lastIndex: st.lastIndex,
       applied: node.appliedIndex(),
-      serving: st.softState.lead !== "" && node.storeError() === undefined,
+      serving:
+        st.softState.lead !== "" &&
+        node.storeError() === undefined &&
+        node.divergence() === undefined,
       notServingReason:
-        node.storeError() !== undefined
-          ? `the store is unavailable: ${node.storeError()!.message}`
-          : st.softState.lead === ""
-            ? "no leader is known (an election is in progress or there is no quorum)"
-            : "",
+        node.divergence() !== undefined
+          ? `this replica diverged from the others at the consistency check of index ${node.divergence()!.index}: ${node.divergence()!.reason}`
+          : node.storeError() !== undefined
+            ? `the store is unavailable: ${node.storeError()!.message}`
+            : st.softState.lead === ""
+              ? "no leader is known (an election is in progress or there is no quorum)"
+              : "",
+      diverged: node.divergence(),
+    };
+  }
+
+  async checkConsistency(opts: { timeoutMs?: number } = {}): Promise<ConsistencyCheckResult> {
+    const node = this.running();
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const deadline = Date.now() + timeoutMs;
+    let index: number;
+    for (;;) {
+      try {
+        index = await node.proposeCheck();
+        break;
+      } catch (err) {
+        const retriable = isNexusError(err, "NO_LEADER") || isNexusError(err, "PROPOSAL_DROPPED");
+        if (!retriable || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
+      }
+    }
+    const round = await node.waitCheck(index, Math.max(1, deadline - Date.now()));
+    if (round === undefined) {
+      throw new NexusError("INTERNAL", `the consistency check at index ${index} is not known here`);
+    }
+    return {
+      index,
+      complete: round.complete,
+      members: round.members.map((m) => ({
+        id: m.id,
+        url: m.url,
+        verdict: m.verdict,
+        digest: m.report?.digest ?? "",
+        reason: m.reason,
+      })),
     };
   }
 

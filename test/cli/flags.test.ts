@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { FlagError, parseFlags } from "../../src/cli/flags.js";
 import type { FlagSpec } from "../../src/cli/flags.js";
 import { scanParams } from "../../src/cli/repl.js";
+import { parseDurationMs } from "../../src/cli/node-flags.js";
 
 const SPECS: readonly FlagSpec[] = [
   { name: "nexus-node-url", kind: "string", help: "" },
@@ -90,5 +91,27 @@ describe("repl's params, as the original scans them", () => {
     { name: "value with equals", s: "k=a=b", want: { k: "a=b" } },
   ]) {
     it(c.name, () => assert.deepEqual(scanParams(c.s), c.want));
+  }
+});
+
+describe("durations, as Go writes them (-nexus-consistency-check-interval)", () => {
+  for (const c of [
+    { name: "zero disables", s: "0", want: 0 },
+    { name: "seconds", s: "30s", want: 30_000 },
+    { name: "minutes", s: "5m", want: 300_000 },
+    { name: "compound", s: "1h30m", want: 5_400_000 },
+    { name: "fraction", s: "1.5s", want: 1500 },
+    { name: "milliseconds", s: "250ms", want: 250 },
+  ]) {
+    it(c.name, () => assert.equal(parseDurationMs("d", c.s), c.want));
+  }
+  for (const bad of ["", "5", "5 m", "m", "-1s", "1d", "1s2", "0s0"]) {
+    it(`refuses "${bad}" naming the flag`, () =>
+      assert.throws(
+        () => parseDurationMs("nexus-consistency-check-interval", bad),
+        (e: unknown) =>
+          e instanceof FlagError &&
+          /-nexus-consistency-check-interval must be a duration/.test(e.message),
+      ));
   }
 });

@@ -137,6 +137,7 @@ export interface WalClusterOptions {
   /** Each node's monotonic clock. Default: performance.now. */
   readonly clockFor?: (id: string) => () => number;
   readonly leaseBasedReads?: boolean;
+  readonly onDivergence?: "report" | "stop";
 }
 
 /**
@@ -170,6 +171,7 @@ export async function walCluster(o: WalClusterOptions = {}) {
       onFatal: (e) => fatal.push(`${id}: ${e.message}`),
       ...(o.clockFor === undefined ? {} : { clock: o.clockFor(id) }),
       ...(o.leaseBasedReads === undefined ? {} : { leaseBasedReads: o.leaseBasedReads }),
+      ...(o.onDivergence === undefined ? {} : { onDivergence: o.onDivergence }),
     });
     net.register(id, (msgs) => n.step(msgs));
     nodes.set(id, n);
@@ -184,5 +186,6 @@ export async function walCluster(o: WalClusterOptions = {}) {
   const stopAll = async (): Promise<void> => {
     for (const n of nodes.values()) await n.stop();
   };
-  return { ids, net, stores, nodes, open, leader, fatal, stopAll };
+  const snapDirOf = (id: string): string => join(root, `${id}-snap`);
+  return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf };
 }

@@ -1,0 +1,51 @@
+/**
+ * The NexusChecks service: a node's own status (why it does not serve, whether a consistency
+ * check found it diverged) and consistency checks on demand.
+ */
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Replicator } from "../node/replicator.js";
+import { NexusChecks } from "./gen/nexus_checks_pb.js";
+import { toConnectError } from "./errors.js";
+
+const OK = { code: 0, message: "" };
+/** The longest a client may ask checkConsistency to wait, ms. */
+const MAX_CHECK_WAIT_MS = 120_000;
+
+/** Registers NexusChecks on a Connect router. */
+export function checksRoutes(r: Replicator, router: ConnectRouter): ConnectRouter {
+  return router.service(NexusChecks, {
+    nodeStatus() {
+      try {
+        const st = r.status();
+        return {
+          status: OK,
+          serving: st.serving,
+          reason: st.notServingReason,
+          role: st.role,
+          term: BigInt(st.term),
+          leader: st.leader,
+          commit: BigInt(st.commit),
+          applied: BigInt(st.applied),
+          divergedAt: BigInt(st.diverged?.index ?? -1),
+          divergedReason: st.diverged?.reason ?? "",
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async checkConsistency(req) {
+      try {
+        const timeoutMs = Math.min(req.timeoutMs === 0 ? 10_000 : req.timeoutMs, MAX_CHECK_WAIT_MS);
+        const res = await r.checkConsistency({ timeoutMs });
+        return {
+          status: OK,
+          index: BigInt(res.index),
+          complete: res.complete,
+          members: res.members.map((m) => ({ ...m })),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+  });
+}
