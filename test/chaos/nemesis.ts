@@ -1,0 +1,393 @@
+/**
+ * The nemesis at run time: plays a NemesisPlan against the cluster (SIGKILL and restart,
+ * SIGSTOP/SIGCONT, nftables partitions, remove / wipe / re-add), logs every fault with its time,
+ * and after every round waits for the cluster to be whole again (every member back, reachable and
+ * caught up) before the quiet gap.
+ */
+import { isNexusError } from "../../src/errors/index.js";
+import type { ChaosCluster } from "./cluster.js";
+import type { ChaosNetwork } from "./netns.js";
+import type { FaultKind, NemesisPlan, PlannedFault, PlannedRound } from "./nemesis-plan.js";
+import { mergeBlocks, partitionBlocks, resolveTargets } from "./nemesis-plan.js";
+
+/** One line of the fault log. */
+export interface FaultEvent {
+  /** ms on the run's clock. */
+  readonly atMs: number;
+  readonly round: number;
+  readonly kind: FaultKind | "recovery";
+  readonly action: "start" | "heal" | "skip" | "note";
+  /** Node numbers (1-based). */
+  readonly nodes: readonly number[];
+  readonly detail: string;
+}
+
+export interface NemesisOptions {
+  readonly cluster: ChaosCluster;
+  readonly network: ChaosNetwork;
+  readonly plan: NemesisPlan;
+  /** The run's monotonic clock, ms (0 = workload start). */
+  readonly now: () => number;
+  /** No round starts later than this (ms on the run's clock) minus its length. */
+  readonly endMs: number;
+  /** Called with every event as it happens (progress output). */
+  readonly onEvent?: (e: FaultEvent) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** How long after a partition heals or a pause ends a node still counts as likely stale, ms. */
+const STALE_AFTER_MS = 3000;
+
+export class Nemesis {
+  readonly events: FaultEvent[] = [];
+  /** Nodes some fault holds now. */
+  private readonly faulty = new Set<number>();
+  private readonly partitions = new Map<number, Map<number, Set<number>>>();
+  private nextPartition = 0;
+  /** Nodes cut off from the majority or paused, and until when they stay suspect (ms). */
+  private readonly suspectUntil = new Map<number, number>();
+  private stopped = false;
+  /** Rounds started, faults started by kind, and rounds after which recovery was slow. */
+  roundsPlayed = 0;
+  readonly started = new Map<FaultKind, number>();
+  /** Problems seen while playing (recovery that did not happen in time, failed restarts). */
+  readonly problems: string[] = [];
+
+  constructor(private readonly o: NemesisOptions) {}
+
+  /** Node numbers likely to serve stale local reads now (isolated, minority, just resumed). */
+  staleNodes(): number[] {
+    const t = this.o.now();
+    const out: number[] = [];
+    for (const [n, until] of this.suspectUntil) if (until > t) out.push(n);
+    return out;
+  }
+
+  /** Asks the nemesis to start no new round. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private log(e: Omit<FaultEvent, "atMs">): void {
+    const ev = { atMs: this.o.now(), ...e };
+    this.events.push(ev);
+    this.o.onEvent?.(ev);
+  }
+
+  /** Plays the plan until its rounds are done or the time is up, healing everything it did. */
+  async run(): Promise<void> {
+    for (const round of this.o.plan.rounds) {
+      if (this.stopped) break;
+      const startAt = Math.max(round.atMs, this.o.now());
+      if (startAt + round.lengthMs > this.o.endMs) break;
+      await sleep(startAt - this.o.now());
+      if (this.stopped) break;
+      await this.playRound(round);
+      this.roundsPlayed++;
+      await this.waitWhole(round.index, 30_000);
+      await sleep(round.quietMs);
+    }
+  }
+
+  private async playRound(round: PlannedRound): Promise<void> {
+    const t0 = this.o.now();
+    await Promise.all(
+      round.faults.map(async (f) => {
+        await sleep(t0 + f.startMs - this.o.now());
+        const held = await this.begin(round.index, f);
+        await sleep(t0 + f.endMs - this.o.now());
+        await this.heal(round.index, f, held);
+      }),
+    );
+  }
+
+  /** Starts a fault; returns the nodes it holds (empty when skipped). */
+  private async begin(round: number, f: PlannedFault): Promise<number[]> {
+    const leader = await this.o.cluster.leader();
+    const eligible = this.o.cluster.nodes
+      .filter((n) => !this.faulty.has(n.index) && n.state === "running")
+      .map((n) => n.index);
+    const nodes = resolveTargets(f.targets, eligible, leader);
+    if (nodes === undefined) {
+      this.log({
+        round,
+        kind: f.kind,
+        action: "skip",
+        nodes: [],
+        detail: "not enough healthy nodes",
+      });
+      return [];
+    }
+    const held =
+      f.kind === "split" || f.kind === "isolate"
+        ? nodes
+        : f.kind === "bridge"
+          ? this.o.cluster.nodes.map((n) => n.index).filter((n) => n !== nodes[0])
+          : nodes;
+    for (const n of held) this.faulty.add(n);
+    this.started.set(f.kind, (this.started.get(f.kind) ?? 0) + 1);
+    const lead = leader === undefined ? "no leader known" : `leader was ${leader}`;
+    switch (f.kind) {
+      case "kill": {
+        await this.o.cluster.node(nodes[0]!).kill();
+        this.log({ round, kind: f.kind, action: "start", nodes, detail: `SIGKILL (${lead})` });
+        return held;
+      }
+      case "pause": {
+        this.o.cluster.node(nodes[0]!).pause();
+        this.suspectUntil.set(nodes[0]!, Infinity);
+        this.log({ round, kind: f.kind, action: "start", nodes, detail: `SIGSTOP (${lead})` });
+        return held;
+      }
+      case "isolate":
+      case "split":
+      case "bridge": {
+        const id = this.nextPartition++;
+        const blocks = partitionBlocks(f.kind, nodes, this.o.cluster.nodes.length);
+        this.partitions.set(id, blocks);
+        await this.applyPartitions();
+        // The side without the leader (or the minority) is where local reads go stale.
+        const minority = f.kind === "bridge" ? nodes.slice(1) : nodes;
+        for (const n of minority) this.suspectUntil.set(n, Infinity);
+        const what =
+          f.kind === "bridge"
+            ? `bridge ${nodes[0]} between {${nodes.slice(1).join(",")}} and the rest`
+            : `{${nodes.join(",")}} cut off from the rest`;
+        this.log({ round, kind: f.kind, action: "start", nodes, detail: `${what} (${lead})` });
+        this.partitionIds.set(f, id);
+        return held;
+      }
+      case "membership": {
+        const removed = await this.removeAndWipe(round, nodes[0]!);
+        if (!removed) {
+          for (const n of held) this.faulty.delete(n);
+          return [];
+        }
+        return held;
+      }
+    }
+  }
+
+  private readonly partitionIds = new Map<PlannedFault, number>();
+
+  private async applyPartitions(): Promise<void> {
+    await this.o.network.applyBlocks(mergeBlocks([...this.partitions.values()]));
+  }
+
+  private async heal(round: number, f: PlannedFault, held: number[]): Promise<void> {
+    if (held.length === 0) return;
+    const t = this.o.now();
+    switch (f.kind) {
+      case "kill": {
+        const n = this.o.cluster.node(held[0]!);
+        n.start();
+        this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "restarted" });
+        await this.waitAnswering(round, held[0]!);
+        // A restarted node replays and catches up: its local reads lag for a while.
+        this.suspectUntil.set(held[0]!, this.o.now() + STALE_AFTER_MS);
+        break;
+      }
+      case "pause": {
+        this.o.cluster.node(held[0]!).resume();
+        this.suspectUntil.set(held[0]!, t + STALE_AFTER_MS);
+        this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "SIGCONT" });
+        break;
+      }
+      case "isolate":
+      case "split":
+      case "bridge": {
+        const id = this.partitionIds.get(f);
+        if (id !== undefined) this.partitions.delete(id);
+        await this.applyPartitions();
+        for (const n of held) {
+          if ((this.suspectUntil.get(n) ?? 0) === Infinity)
+            this.suspectUntil.set(n, t + STALE_AFTER_MS);
+        }
+        this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "partition removed" });
+        break;
+      }
+      case "membership": {
+        await this.rejoin(round, held[0]!);
+        break;
+      }
+    }
+    for (const n of held) this.faulty.delete(n);
+  }
+
+  private async waitAnswering(round: number, i: number): Promise<void> {
+    try {
+      await this.o.cluster.node(i).waitAnswering(60_000);
+    } catch (err) {
+      const msg = `node ${i} did not come back: ${(err as Error).message}`;
+      this.problems.push(msg);
+      this.log({ round, kind: "recovery", action: "note", nodes: [i], detail: msg });
+    }
+  }
+
+  /** The member list as a healthy node other than `except` sees it, or undefined. */
+  private async members(
+    except?: number,
+  ): Promise<{ urls: string[]; fromLeader: boolean; lagging: string[] } | undefined> {
+    const leader = await this.o.cluster.leader();
+    const order = [
+      ...(leader !== undefined && leader !== except ? [leader] : []),
+      ...this.o.cluster.nodes.map((n) => n.index).filter((n) => n !== leader && n !== except),
+    ];
+    for (const i of order) {
+      if (this.o.cluster.node(i).state !== "running") continue;
+      try {
+        const r = await this.o.cluster.admin(i).listMembers();
+        return {
+          urls: r.members.map((m) => m.url),
+          fromLeader: r.fromLeader,
+          lagging: r.fromLeader
+            ? r.members.filter((m) => !m.reachable || m.lag > 100).map((m) => m.url)
+            : [],
+        };
+      } catch {
+        // Ask the next one.
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Removes node i from the cluster through the leader, confirms it is gone from the member list,
+   * then kills it and wipes its data. Returns false (and changes nothing more) when the removal
+   * was refused or could not be confirmed.
+   */
+  private async removeAndWipe(round: number, i: number): Promise<boolean> {
+    const node = this.o.cluster.node(i);
+    const leader = (await this.o.cluster.leader()) ?? i;
+    let outcome = "removed";
+    try {
+      await this.o.cluster.admin(leader).removeNode(node.url);
+    } catch (err) {
+      if (isNexusError(err, "MEMBERSHIP_REFUSED")) {
+        this.log({
+          round,
+          kind: "membership",
+          action: "skip",
+          nodes: [i],
+          detail: `removeNode refused: ${err.message}`,
+        });
+        return false;
+      }
+      outcome = `removeNode: ${isNexusError(err) ? err.code : (err as Error).message}`;
+    }
+    // Confirm from the others that it is gone (the change may still be committing).
+    const deadline = this.o.now() + 15_000;
+    for (;;) {
+      const m = await this.members(i);
+      if (m !== undefined && !m.urls.includes(node.url)) break;
+      if (this.o.now() > deadline) {
+        this.log({
+          round,
+          kind: "membership",
+          action: "skip",
+          nodes: [i],
+          detail: `removal not confirmed (${outcome}); node left as is`,
+        });
+        return false;
+      }
+      await sleep(250);
+    }
+    await node.kill();
+    node.wipe();
+    node.joinAsNew = true;
+    this.suspectUntil.delete(i);
+    this.log({
+      round,
+      kind: "membership",
+      action: "start",
+      nodes: [i],
+      detail: `removeNode via ${leader} (${outcome}); killed and wiped`,
+    });
+    return true;
+  }
+
+  /** Restarts a removed node as a new member and adds it back (retrying until it is a member). */
+  private async rejoin(round: number, i: number): Promise<void> {
+    const node = this.o.cluster.node(i);
+    node.start();
+    await this.waitAnswering(round, i);
+    const deadline = this.o.now() + 60_000;
+    let tries = 0;
+    let last = "";
+    for (;;) {
+      const m = await this.members(i);
+      if (m?.urls.includes(node.url) === true) break;
+      if (this.o.now() > deadline) {
+        const msg = `node ${i} could not be added back within 60 s (${tries} addNode calls; last: ${last})`;
+        this.problems.push(msg);
+        this.log({ round, kind: "membership", action: "note", nodes: [i], detail: msg });
+        return;
+      }
+      const leader = await this.o.cluster.leader();
+      if (leader !== undefined && leader !== i) {
+        tries++;
+        try {
+          await this.o.cluster.admin(leader).addNode(node.url);
+        } catch (err) {
+          last = isNexusError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
+        }
+      }
+      await sleep(300);
+    }
+    this.suspectUntil.set(i, this.o.now() + STALE_AFTER_MS);
+    this.log({
+      round,
+      kind: "membership",
+      action: "heal",
+      nodes: [i],
+      detail: `restarted as new and added back (${tries} addNode calls)`,
+    });
+  }
+
+  /**
+   * Waits until the leader lists every node as a member, reachable and at most 100 entries
+   * behind. A cluster that does not get there in time is a finding: it goes into problems.
+   */
+  async waitWhole(round: number, timeoutMs: number): Promise<boolean> {
+    const t0 = this.o.now();
+    const deadline = t0 + timeoutMs;
+    let last = "no answer";
+    for (;;) {
+      const m = await this.members();
+      if (m !== undefined && m.fromLeader) {
+        const missing = this.o.cluster.nodes
+          .filter((n) => !m.urls.includes(n.url))
+          .map((n) => n.index);
+        if (missing.length === 0 && m.lagging.length === 0) {
+          const took = this.o.now() - t0;
+          if (took > 5000) {
+            this.log({
+              round,
+              kind: "recovery",
+              action: "note",
+              nodes: [],
+              detail: `whole again after ${Math.round(took)} ms`,
+            });
+          }
+          return true;
+        }
+        last = `missing ${JSON.stringify(missing)}, lagging ${JSON.stringify(m.lagging)}`;
+      } else if (m !== undefined) last = "no leader answers";
+      if (this.o.now() > deadline) {
+        const msg = `round ${round}: the cluster was not whole ${timeoutMs} ms after healing (${last})`;
+        this.problems.push(msg);
+        this.log({ round, kind: "recovery", action: "note", nodes: [], detail: msg });
+        return false;
+      }
+      await sleep(250);
+    }
+  }
+
+  /** Heals whatever is still faulty (used when the run is interrupted). */
+  async healAll(): Promise<void> {
+    this.partitions.clear();
+    await this.o.network.heal().catch(() => undefined);
+    for (const n of this.o.cluster.nodes) n.resume();
+  }
+}
