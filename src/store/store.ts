@@ -54,11 +54,31 @@ export interface StoreBackup {
   readonly stream: AsyncIterable<Uint8Array>;
 }
 
-/** A digest of the user-visible state at `position` (consistency checks). */
-export interface StoreDigest {
+/**
+ * A digest of the user-visible state at `position` (consistency checks), being computed.
+ * Invariant: `position` is the applied position of the state `digest` describes.
+ */
+export interface PendingDigest {
   readonly position: AppliedPosition;
-  /** Lowercase hex of a cryptographic hash of the user-visible state, in a stable order. */
-  readonly digest: string;
+  /**
+   * Resolves with lowercase hex (64 chars) of a cryptographic hash of the user-visible state at
+   * `position`, in a stable order; rejects with StoreUnavailableError if the backend fails (or the
+   * store is closed or restored before the digest completes). Equal states digest equally on
+   * every replica, whatever their history.
+   */
+  readonly digest: Promise<string>;
+}
+
+/** Former name of PendingDigest. */
+export type StoreDigest = PendingDigest;
+
+/**
+ * Wraps a digest being computed: a rejection nobody awaits (the node stopped) does not crash the
+ * process, while those who await `digest` still see it.
+ */
+export function pendingDigest(position: AppliedPosition, digest: Promise<string>): PendingDigest {
+  digest.catch(() => undefined);
+  return { position, digest };
 }
 
 /**
@@ -95,8 +115,14 @@ export interface Store {
    * position). On failure the previous state is kept.
    */
   restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void>;
-  /** A digest of the user-visible state at the current applied position. */
-  digest(): Promise<StoreDigest>;
+  /**
+   * Starts a digest of the user-visible state at the current applied position. Resolves as soon
+   * as that state is pinned (a read snapshot/transaction is open), so apply() may be called again
+   * at once without changing the digest. Backends that cannot pin a state (Redis) resolve only
+   * after computing it. Computed streaming, in memory bounded independently of the data size.
+   * close() ends every pinned snapshot (its digest then rejects).
+   */
+  digest(): Promise<PendingDigest>;
 }
 
 /** The empty result data. */

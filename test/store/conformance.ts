@@ -5,6 +5,7 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import type { ApplyEntry, Store } from "../../src/store/store.js";
+import { isNexusError } from "../../src/errors/index.js";
 
 export interface ConformanceOptions {
   readonly name: string;
@@ -19,6 +20,16 @@ export interface ConformanceOptions {
     value(result: Uint8Array): string;
     failing(): { data: string; args?: Record<string, string> };
   };
+  /**
+   * Sets `key` to `value` directly in the backend's database, behind the store's back (as an
+   * operator or a bug could), if the backend has a database of its own.
+   */
+  readonly tamper?: (store: Store, key: string, value: string) => Promise<void>;
+}
+
+/** Starts a digest and awaits it: the hex of the state at its position. */
+export async function digestOf(s: Store): Promise<string> {
+  return (await s.digest()).digest;
 }
 
 const enc = new TextEncoder();
@@ -98,7 +109,7 @@ export function runStoreConformance(o: ConformanceOptions): void {
         assert.equal(await get(t, "k"), "a");
         assert.equal(await get(t, "j"), "b");
         assert.deepEqual(await t.lastApplied(), { index: 2, term: 1 });
-        assert.equal((await t.digest()).digest, (await s.digest()).digest);
+        assert.equal(await digestOf(t), await digestOf(s));
         const garbage = (async function* () {
           yield enc.encode(`garbage ${++n}`);
         })();
@@ -114,12 +125,107 @@ export function runStoreConformance(o: ConformanceOptions): void {
   it(`${o.name}: digests are equal for equal states and differ otherwise`, () =>
     withStore(async (s) => {
       const d0 = await s.digest();
+      assert.deepEqual(d0.position, { index: 0, term: 0 });
+      const hex0 = await d0.digest;
       await s.apply([entry(1, o.commands.set("k", "a"))]);
       const d1 = await s.digest();
-      assert.notEqual(d0.digest, d1.digest);
-      assert.equal(d1.position.index, 1);
-      assert.match(d1.digest, /^[0-9a-f]{64}$/);
+      assert.deepEqual(d1.position, { index: 1, term: 1 });
+      const hex1 = await d1.digest;
+      assert.notEqual(hex0, hex1);
+      assert.match(hex1, /^[0-9a-f]{64}$/);
+      // An entry without an effect moves the position, not the digest.
+      await s.apply([entry(2)]);
+      const d2 = await s.digest();
+      assert.deepEqual(d2.position, { index: 2, term: 1 });
+      assert.equal(await d2.digest, hex1);
+      // The same writes on another store (in another order) give the same digest.
+      const { store: t, cleanup } = await o.open();
+      try {
+        await t.open();
+        await t.apply([entry(1, o.commands.set("k", "z")), entry(2, o.commands.set("k", "a"))]);
+        assert.equal(await digestOf(t), hex1);
+      } finally {
+        await t.close();
+        await cleanup();
+      }
     }));
+
+  it(`${o.name}: a digest is of the state it pinned, whatever is applied before it is awaited`, () =>
+    withStore(async (s) => {
+      const { store: t, cleanup } = await o.open();
+      try {
+        await t.open();
+        const first = [
+          entry(1, o.commands.set("k", "a")),
+          entry(2, o.commands.set("j", "b")),
+          entry(3),
+        ];
+        await s.apply(first);
+        await t.apply(first);
+        const pending = await s.digest();
+        assert.deepEqual(pending.position, { index: 3, term: 1 });
+        // Applying goes on at once, before the digest is awaited.
+        await s.apply([
+          entry(4, o.commands.set("k", "changed")),
+          entry(5, o.commands.set("n", "x")),
+        ]);
+        assert.equal(await get(s, "k"), "changed");
+        const hex = await pending.digest;
+        assert.equal(
+          hex,
+          await digestOf(t),
+          "the digest pinned at 3 is that of another store at 3",
+        );
+        const now = await s.digest();
+        assert.deepEqual(now.position, { index: 5, term: 1 });
+        assert.notEqual(await now.digest, hex);
+      } finally {
+        await t.close();
+        await cleanup();
+      }
+    }));
+
+  it(`${o.name}: a digest nobody awaits neither leaks nor crashes the process when the store closes`, () =>
+    withStore(async (s) => {
+      await s.apply([entry(1, o.commands.set("k", "a"))]);
+      const pending = await s.digest();
+      await s.close();
+      // Settles either way (done before the close, or rejected by it); a rejection nobody
+      // handled would have failed this test file.
+      const outcome = await pending.digest.then(
+        (hex) => hex,
+        (err: unknown) => err,
+      );
+      if (typeof outcome !== "string") {
+        assert.ok(isNexusError(outcome, "STORE_UNAVAILABLE"), String(outcome));
+      }
+      const { store: t, cleanup } = await o.open();
+      try {
+        await t.open();
+        const unawaited = await t.digest();
+        assert.deepEqual(unawaited.position, { index: 0, term: 0 });
+        await t.close();
+        await new Promise((r) => setImmediate(r));
+      } finally {
+        await cleanup();
+      }
+    }));
+
+  if (o.tamper !== undefined) {
+    const tamper = o.tamper;
+    it(`${o.name}: a value changed behind the store's back changes the digest`, () =>
+      withStore(async (s) => {
+        await s.apply([entry(1, o.commands.set("k", "a")), entry(2, o.commands.set("j", "b"))]);
+        const before = await digestOf(s);
+        await tamper(s, "k", "tampered");
+        assert.equal(await get(s, "k"), "tampered");
+        const after = await s.digest();
+        assert.deepEqual(after.position, { index: 2, term: 1 });
+        assert.notEqual(await after.digest, before);
+        await tamper(s, "k", "a");
+        assert.equal(await digestOf(s), before);
+      }));
+  }
 
   if (o.reopen !== undefined) {
     const reopen = o.reopen;

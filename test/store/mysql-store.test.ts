@@ -9,7 +9,7 @@ import { MySqlStore, refusalOf } from "../../src/store/mysql/mysql-store.js";
 import { parseMySqlDsn } from "../../src/store/mysql/dsn.js";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { runStoreConformance } from "./conformance.js";
+import { digestOf, runStoreConformance } from "./conformance.js";
 import { startMariaDb } from "./mariadb-server.js";
 import type { MariaDbServer } from "./mariadb-server.js";
 
@@ -53,6 +53,9 @@ const is =
     if (re !== undefined) assert.match((e as Error).message, re);
     return true;
   };
+
+/** A string literal for a test's own SQL. */
+const mysqlString = (x: string): string => `'${x.replace(/[\\']/g, (c) => `\\${c}`)}'`;
 
 let srv: MariaDbServer;
 let dbs = 0;
@@ -173,6 +176,10 @@ describe("MySqlStore", () => {
         }),
         value: (r) => (JSON.parse(dec.decode(r)) as { v: string }[])[0]?.v ?? "",
         failing: () => ({ data: "insert into no_such_table values (1)" }),
+      },
+      tamper: async (store, k, v) => {
+        const db = (store as MySqlStore).dsn.database;
+        await srv.query(`UPDATE kv SET v = ${mysqlString(v)} WHERE k = ${mysqlString(k)}`, db);
       },
     });
   });
@@ -770,7 +777,7 @@ describe("MySqlStore", () => {
       assert.deepEqual(await b.lastApplied(), { index: 11, term: 1 });
       assert.deepEqual(await srv.query(`show databases like '${bdb}\\_nexus\\_%'`), []);
       await assert.rejects(load(b, "select * from mine"), is("STORE_ERROR", /doesn't exist/));
-      assert.equal((await a.digest()).digest, (await b.digest()).digest);
+      assert.equal(await digestOf(a), await digestOf(b));
       const all = "select * from big order by id";
       assert.deepEqual(await load(b, all), await load(a, all));
       assert.deepEqual(await load(b, "select id, v, hid from ai order by id"), [
@@ -800,9 +807,9 @@ describe("MySqlStore", () => {
         assert.equal(text(r[0]), '{"rowsAffected":1,"lastInsertId":3}');
         assert.match(errorOf(r[1]), /foreign key constraint fails/);
       }
-      assert.equal((await a.digest()).digest, (await b.digest()).digest);
+      assert.equal(await digestOf(a), await digestOf(b));
       await a.apply([entry(14, "update big set s = 'changed' where id = 77")]);
-      assert.notEqual((await a.digest()).digest, (await b.digest()).digest);
+      assert.notEqual(await digestOf(a), await digestOf(b));
     } finally {
       await a.close();
       await b.close();
@@ -821,7 +828,7 @@ describe("MySqlStore", () => {
           entry(2, "insert into k select seq, 'v' from seq_1_to_5000"),
         ]),
       );
-      const before = await a.digest();
+      const before = await digestOf(a);
       const backup = await a.backup();
       // Not consumed yet: writes and new tables go on, and are not in it.
       allOk(
@@ -839,7 +846,7 @@ describe("MySqlStore", () => {
       assert.deepEqual(await a.lastApplied(), { index: 5, term: 1 });
       await b.restore(backup.position, backup.stream);
       assert.deepEqual(await b.lastApplied(), { index: 2, term: 1 });
-      assert.equal((await b.digest()).digest, before.digest);
+      assert.equal(await digestOf(b), before);
       assert.deepEqual(await load(b, "select v from k where id = 7"), [{ v: "v" }]);
       allOk(await a.apply([entry(6, "alter table k add column w int")]));
 
@@ -852,6 +859,81 @@ describe("MySqlStore", () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it("a digest is pinned on a snapshot: applying goes on while it is computed, and it is of its position", async () => {
+    const { store: a } = await freshStore();
+    const { store: b } = await freshStore();
+    await a.open();
+    await b.open();
+    const fill = [
+      entry(
+        1,
+        "create table big (id int primary key, name varchar(40), n double, b varbinary(16))",
+      ),
+      entry(
+        2,
+        "insert into big select seq, concat('name-', seq), seq / 7, unhex(md5(seq)) from seq_1_to_200000",
+      ),
+      entry(3, "create table later (k varchar(5) primary key, v varchar(10))"),
+      entry(4, "insert into later values ('a', 'before')"),
+    ];
+    try {
+      allOk(await a.apply(fill));
+      allOk(await b.apply(fill));
+      const t0 = performance.now();
+      const pending = await a.digest();
+      const pinMs = performance.now() - t0;
+      assert.deepEqual(pending.position, { index: 4, term: 1 });
+      let done = false;
+      void pending.digest.then(() => (done = true));
+      allOk(await a.apply([entry(5, "update later set v = 'after'")]));
+      allOk(await a.apply([entry(6, "delete from big where id = 1000")]));
+      assert.deepEqual(await load(a, "select v from later"), [{ v: "after" }]);
+      assert.equal(done, false, "the applies waited for the digest");
+      const hex = await pending.digest;
+      const totalMs = performance.now() - t0;
+      assert.equal(hex, await digestOf(b), "a's digest pinned at 4 is b's at 4");
+      const now = await a.digest();
+      assert.deepEqual(now.position, { index: 6, term: 1 });
+      assert.notEqual(await now.digest, hex);
+      process.stdout.write(
+        `# 200000 rows: pinned in ${pinMs.toFixed(0)} ms, digest in ${totalMs.toFixed(0)} ms\n`,
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("close() ends a running digest's snapshot and connection: the digest rejects", async () => {
+    const { store: s, db } = await freshStore();
+    await s.open();
+    const connections = async (): Promise<number> =>
+      (
+        (await srv.query(
+          `select count(*) as n from information_schema.processlist where db = '${db}'`,
+        )) as { n: number }[]
+      )[0]!.n;
+    try {
+      allOk(
+        await s.apply([
+          entry(1, "create table big (id int primary key, v varchar(40))"),
+          entry(2, "insert into big select seq, concat('value-', seq) from seq_1_to_200000"),
+        ]),
+      );
+      const pending = await s.digest();
+      assert.ok((await connections()) >= 2, "the digest has a connection of its own");
+      await s.close();
+      await assert.rejects(pending.digest, is("STORE_UNAVAILABLE"));
+      const deadline = Date.now() + 10_000;
+      while ((await connections()) > 0) {
+        assert.ok(Date.now() < deadline, "the store's connections outlived close()");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await s.close();
     }
   });
 
@@ -927,7 +1009,7 @@ describe("MySqlStore", () => {
   });
 
   it("digests do not depend on the order rows were written in, with or without a primary key", async () => {
-    const digestOf = async (inserts: string[]): Promise<string> => {
+    const digestAfter = async (inserts: string[]): Promise<string> => {
       const { store: s } = await freshStore();
       await s.open();
       try {
@@ -938,23 +1020,23 @@ describe("MySqlStore", () => {
             ...inserts.map((sql, i) => entry(3 + i, sql)),
           ]),
         );
-        return (await s.digest()).digest;
+        return await digestOf(s);
       } finally {
         await s.close();
       }
     };
-    const one = await digestOf([
+    const one = await digestAfter([
       "insert into np values (1, 'b'), (1, 'a'), (2, null), (1, 'a')",
       "insert into pk values (2, 'y'), (1, 'x')",
     ]);
-    const other = await digestOf([
+    const other = await digestAfter([
       "insert into pk values (1, 'x')",
       "insert into np values (2, null), (1, 'a')",
       "insert into np values (1, 'a'), (1, 'b')",
       "insert into pk values (2, 'y')",
     ]);
     assert.equal(one, other);
-    const different = await digestOf([
+    const different = await digestAfter([
       "insert into np values (1, 'b'), (1, 'a'), (2, null)",
       "insert into pk values (2, 'y'), (1, 'x')",
     ]);

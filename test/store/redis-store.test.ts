@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { RedisStore, renderRedisReply } from "../../src/store/redis/redis-store.js";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { runStoreConformance } from "./conformance.js";
+import { digestOf, runStoreConformance } from "./conformance.js";
 import { startRedis } from "./redis-server.js";
 import type { RedisServer } from "./redis-server.js";
 
@@ -57,6 +57,15 @@ describe("RedisStore", () => {
       get: (k) => ({ data: `return redis.call('get', '${k}')`, args: { "db.index": "1" } }),
       value: (r) => dec.decode(r),
       failing: () => ({ data: "return redis.call('nosuchcommand')", args: { "db.index": "1" } }),
+    },
+    tamper: async (store, k, v) => {
+      const c = new Redis({ port: (store as RedisStore).port, db: 1, lazyConnect: true });
+      try {
+        await c.connect();
+        await c.set(k, v);
+      } finally {
+        c.disconnect();
+      }
     },
   });
 
@@ -195,10 +204,10 @@ describe("RedisStore", () => {
       assert.equal(await load(b.store, "return redis.call('hget', 'h7', 'f7')", "0"), "7");
       const ttl = Number(await load(b.store, "return redis.call('ttl', 'ttl')", "0"));
       assert.ok(ttl > 3500 && ttl <= 3600, `ttl ${ttl}`);
-      assert.equal((await a.store.digest()).digest, (await b.store.digest()).digest);
+      assert.equal(await digestOf(a.store), await digestOf(b.store));
       // One more write on a only: the digests differ.
       await a.store.apply([entry(3, "return redis.call('set', 's1', 'changed')", "0")]);
-      assert.notEqual((await a.store.digest()).digest, (await b.store.digest()).digest);
+      assert.notEqual(await digestOf(a.store), await digestOf(b.store));
     } finally {
       await a.store.close();
       await b.store.close();
@@ -257,10 +266,144 @@ describe("RedisStore", () => {
       await b.store.apply([
         entry(1, "redis.call('hset', 'h', 'f2', 2) redis.call('hset', 'h', 'f1', 1) return 1", "0"),
       ]);
-      assert.equal((await a.store.digest()).digest, (await b.store.digest()).digest);
+      assert.equal(await digestOf(a.store), await digestOf(b.store));
     } finally {
       await a.store.close();
       await b.store.close();
+    }
+  });
+  it("digests of large values (read piecewise and by SCAN) agree across servers whatever the insertion order, and see one changed element", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      // Over the sizes read whole in a batch: a 3 MiB string, 2000-element list, set, hash, zset.
+      const fill = (order: "up" | "down"): string => `
+        local n = 2000
+        for j = 1, n do
+          local i = j
+          if '${order}' == 'down' then i = n + 1 - j end
+          redis.call('sadd', 'set', 'm' .. i)
+          redis.call('hset', 'hash', 'f' .. i, 'v' .. i)
+          redis.call('zadd', 'zset', i / 4, 'z' .. i)
+        end
+        for i = 1, n do redis.call('rpush', 'list', 'item' .. i) end
+        redis.call('set', 'big', string.rep('0123456789abcdef', 3 * 65536))
+        redis.call('set', 'withttl', 'x')
+        redis.call('pexpire', 'withttl', 3600000)
+        return 1`;
+      await a.store.apply([entry(1, fill("up"), "0")]);
+      await b.store.apply([entry(1, fill("down"), "0")]);
+      const d = await digestOf(a.store);
+      assert.equal(d, await digestOf(b.store));
+      const changes: [string, string, string][] = [
+        [
+          "a set member",
+          "redis.call('srem', 'set', 'm7') redis.call('sadd', 'set', 'm7x') return 1",
+          "0",
+        ],
+        ["a hash value", "return redis.call('hset', 'hash', 'f1999', 'other')", "0"],
+        ["a zset score", "return redis.call('zadd', 'zset', 1000, 'z3')", "0"],
+        ["a list item", "return redis.call('lset', 'list', 1500, 'other')", "0"],
+        [
+          "the last byte of a large string",
+          "return redis.call('setrange', 'big', 3 * 1048576 - 1, 'X')",
+          "0",
+        ],
+        ["TTL presence", "return redis.call('persist', 'withttl')", "0"],
+        ["a key in another database", "return redis.call('set', 'k', 'v')", "7"],
+      ];
+      const seen = new Set([d]);
+      let index = 2;
+      for (const [what, lua, db] of changes) {
+        await b.store.apply([entry(index++, lua, db)]);
+        const x = await digestOf(b.store);
+        assert.ok(!seen.has(x), `${what}: the digest did not change`);
+        seen.add(x);
+      }
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
+  it("digests tell types apart, take scores as numbers, and skip the metadata database", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      await a.store.apply([
+        entry(1, "return redis.call('zadd', 'z', '1.0', 'm', '1e1', 'n')", "0"),
+      ]);
+      await b.store.apply([entry(1, "return redis.call('zadd', 'z', 1, 'm', 10, 'n')", "0")]);
+      assert.equal(await digestOf(a.store), await digestOf(b.store));
+      await a.store.apply([entry(2, "return redis.call('set', 'k', '1')", "0")]);
+      await b.store.apply([entry(2, "return redis.call('rpush', 'k', '1')", "0")]);
+      assert.notEqual(await digestOf(a.store), await digestOf(b.store));
+      // The metadata database (13) is not user state.
+      const before = await digestOf(a.store);
+      const c = new Redis({ port: a.srv.port, db: 13, lazyConnect: true });
+      try {
+        await c.connect();
+        await c.set("something", "else");
+      } finally {
+        c.disconnect();
+      }
+      assert.equal(await digestOf(a.store), before);
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
+  it("applies wait while a digest is computed (Redis has no snapshots): the digest is of its position", async () => {
+    const { store: s } = await fresh();
+    await s.open();
+    try {
+      await s.apply([
+        entry(1, "for i = 1, 50000 do redis.call('set', 'k' .. i, i) end return 1", "0"),
+      ]);
+      const order: string[] = [];
+      const pending = s.digest().then((p) => {
+        order.push("digest");
+        return p;
+      });
+      const applied = s
+        .apply([entry(2, "return redis.call('set', 'k1', 'changed')", "0")])
+        .then(() => order.push("apply"));
+      const p = await pending;
+      await applied;
+      assert.deepEqual(order, ["digest", "apply"]);
+      assert.deepEqual(p.position, { index: 1, term: 1 });
+      const { store: t } = await fresh();
+      await t.open();
+      try {
+        await t.apply([
+          entry(1, "for i = 1, 50000 do redis.call('set', 'k' .. i, i) end return 1", "0"),
+        ]);
+        assert.equal(await p.digest, await digestOf(t));
+      } finally {
+        await t.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+  it("a digest while Redis is down is refused as STORE_UNAVAILABLE", async () => {
+    const { store: s, srv } = await fresh();
+    await s.open();
+    try {
+      await s.apply([entry(1, "return redis.call('set', 'k', 'v')", "0")]);
+      await srv.kill();
+      await assert.rejects(s.digest(), (e: unknown) => isNexusError(e, "STORE_UNAVAILABLE"));
+      await srv.start();
+      const d = await s.digest();
+      assert.deepEqual(d.position, { index: 1, term: 1 });
+      assert.match(await d.digest, /^[0-9a-f]{64}$/);
+    } finally {
+      await s.close();
     }
   });
 });

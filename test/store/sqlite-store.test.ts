@@ -6,7 +6,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { ApplyEntry } from "../../src/store/store.js";
-import { runStoreConformance } from "./conformance.js";
+import { digestOf, runStoreConformance } from "./conformance.js";
 import { isNexusError } from "../../src/errors/index.js";
 
 const roots: string[] = [];
@@ -61,6 +61,14 @@ describe("SqliteStore", () => {
         return rows[0]?.v ?? "";
       },
       failing: () => ({ data: "insert into no_such_table values (1)" }),
+    },
+    tamper: async (store, k, v) => {
+      const db = new Database((store as SqliteStore).path);
+      try {
+        db.prepare("update kv set v = ? where k = ?").run(v, k);
+      } finally {
+        db.close();
+      }
     },
   });
 
@@ -177,7 +185,7 @@ describe("SqliteStore", () => {
             777,
           ),
         ]);
-        digests.push((await s.digest()).digest);
+        digests.push(await digestOf(s));
         values.push(dec.decode(await s.load({ data: enc.encode("select * from t"), args: {} })));
       } finally {
         await s.close();

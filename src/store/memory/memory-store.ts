@@ -20,8 +20,9 @@ import type {
   Store,
   StoreBackup,
   StoreCommand,
-  StoreDigest,
+  PendingDigest,
 } from "../store.js";
+import { pendingDigest } from "../store.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -177,13 +178,14 @@ export class MemoryStore implements Store {
     this.applied = position;
   }
 
-  async digest(): Promise<StoreDigest> {
+  /** Computed at once on a copy of the state (this store is for tests and small data). */
+  async digest(): Promise<PendingDigest> {
     this.check();
     const h = createHash("sha256");
     for (const [k, v] of [...this.data].sort(([a], [b]) => (a < b ? -1 : 1))) {
       h.update(JSON.stringify([k, v]));
       h.update("\n");
     }
-    return { position: this.applied, digest: h.digest("hex") };
+    return pendingDigest(this.applied, Promise.resolve(h.digest("hex")));
   }
 }

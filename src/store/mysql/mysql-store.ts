@@ -58,7 +58,7 @@
  * live database untouched and drops the temporary one.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Hash } from "node:crypto";
+import { setImmediate as yieldNow } from "node:timers/promises";
 import mysql from "mysql2";
 import type {
   Connection as CoreConnection,
@@ -77,8 +77,10 @@ import type {
   Store,
   StoreBackup,
   StoreCommand,
-  StoreDigest,
+  PendingDigest,
 } from "../store.js";
+import { pendingDigest } from "../store.js";
+import { HashSink } from "../hash-sink.js";
 import { parseMySqlDsn } from "./dsn.js";
 import type { MySqlDsn } from "./dsn.js";
 
@@ -1144,13 +1146,30 @@ export class MySqlStore implements Store {
     if (this.closed) {
       throw new StoreUnavailableError("the MySQL store is closed; open() it before using it");
     }
-    const core = await this.connectCore({ bigNumberStrings: true });
-    this.readers.add(core);
-    const conn = core.promise();
+    // The connection is made at once, while this snapshot already holds its place in line: an
+    // apply called after backup() or digest() waits until the snapshot is begun, so the snapshot
+    // is of the position at the call (or earlier: applies already under way come first).
+    const connecting = (async () => {
+      const core = await this.connectCore({ bigNumberStrings: true });
+      this.readers.add(core);
+      try {
+        if (this.closed) throw new StoreUnavailableError("the MySQL store was closed");
+        const conn = core.promise();
+        await conn.query("SET SESSION max_sort_length = 8388608");
+        await conn.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        return core;
+      } catch (err) {
+        this.readers.delete(core);
+        core.destroy();
+        throw err;
+      }
+    })();
+    connecting.catch(() => undefined);
+    let core: CoreConnection | undefined;
     try {
-      await conn.query("SET SESSION max_sort_length = 8388608");
-      await conn.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
       return await this.serialized(async () => {
+        core = await connecting;
+        const conn = core.promise();
         await conn.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
         const position = await this.position(conn);
         const tables: TableInfo[] = [];
@@ -1182,8 +1201,11 @@ export class MySqlStore implements Store {
         return { core, conn, position, tables };
       });
     } catch (err) {
-      this.readers.delete(core);
-      core.destroy();
+      const c = core ?? (await connecting.catch(() => undefined));
+      if (c !== undefined) {
+        this.readers.delete(c);
+        c.destroy();
+      }
       throw this.failure(err);
     }
   }
@@ -1200,6 +1222,13 @@ export class MySqlStore implements Store {
     const stream = q.stream({ highWaterMark: 256 });
     stream.on("fields", (fields: FieldPacket[]) => onFields(fields.map(isBinaryField)));
     for await (const row of stream) yield row as (Buffer | null)[];
+    // close() destroys the connection, which may end the stream early without an error: rows
+    // would be missing from a backup or a digest that looks complete.
+    if (!this.readers.has(s.core)) {
+      throw new StoreUnavailableError(
+        "the MySQL store was closed while a snapshot was being read; nothing was completed",
+      );
+    }
   }
 
   private endSnapshot(s: Snapshot): void {
@@ -1261,30 +1290,61 @@ export class MySqlStore implements Store {
   }
 
   /**
-   * sha256 over the user tables in name order: each table's name and column definitions, then
-   * its rows in primary-key order (every column when there is none), streamed.
+   * Pins a snapshot and resolves; the digest is then computed on the snapshot's own connection
+   * while applying goes on. The snapshot is begun like a backup's (see snapshot()): on its own
+   * connection, `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` at REPEATABLE READ while no
+   * batch applies, and `position` read inside it. The digest is sha256 over the user tables in
+   * name order (Nexus's `_nexus_*` tables excluded): each table's name and column definitions
+   * (name, type, nullability, default, extra, collation), then its rows in primary-key order
+   * (every column when there is none) and their count, each value as the server's bytes with
+   * their length, or NULL, streamed with backpressure (memory does not grow with the table). As for a backup, a DDL
+   * entry on a table being digested waits for the digest to end (up to `lockWaitTimeoutSec`).
    */
-  async digest(): Promise<StoreDigest> {
+  async digest(): Promise<PendingDigest> {
     const s = await this.snapshot();
+    return pendingDigest(s.position, this.digestOf(s));
+  }
+
+  private async digestOf(s: Snapshot): Promise<string> {
     try {
-      const h: Hash = createHash("sha256");
+      const h = new HashSink();
+      let since = performance.now();
       for (const t of s.tables) {
-        h.update(`table\0${t.name}\0${t.columns.map((c) => c.desc).join("\0")}\n`);
+        h.tag("t");
+        h.text(t.name);
+        for (const c of t.columns) h.text(c.desc);
         const columns = t.columns.map((c) => c.name);
+        let rows = 0n;
         for await (const row of this.rawRows(s, t, columns, () => undefined)) {
+          // Rows arrive faster than they are hashed: without a pause now and then, the stream's
+          // buffered rows would keep this thread (and the node's timers and sockets) busy.
+          if ((rows & 15n) === 0n && performance.now() - since > 1) {
+            await yieldNow();
+            since = performance.now();
+          }
+          h.tag("r");
           for (const v of row) {
-            if (v === null) h.update("N");
+            if (v === null) h.tag("N");
             else {
-              h.update(`V${v.length}:`);
-              h.update(v);
+              h.tag("V");
+              h.bytes(v);
             }
           }
-          h.update("\n");
+          rows++;
         }
+        h.tag("e");
+        h.i64(rows);
       }
-      return { position: s.position, digest: h.digest("hex") };
+      return h.hex();
     } catch (err) {
-      throw this.failure(err);
+      const e = this.closed
+        ? new StoreUnavailableError("the MySQL store was closed before the digest completed", {
+            cause: err,
+          })
+        : this.failure(err);
+      throw e instanceof StoreUnavailableError
+        ? e
+        : new StoreUnavailableError(`the MySQL digest failed: ${e.message}`, { cause: e });
     } finally {
       this.endSnapshot(s);
     }

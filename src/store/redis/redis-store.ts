@@ -15,6 +15,7 @@
  * - Determinism: calls whose results differ between servers (TIME, RANDOMKEY, SRANDMEMBER, SPOP,
  *   HRANDFIELD, ZRANDMEMBER) are refused in saves. Redis seeds Lua's math.random identically for
  *   every script.
+ * - digest(): see redis-digest.ts; applies wait while it is computed (Redis has no snapshots).
  * - backup(): every key of every database except the metadata one, with its TTL (SCAN + DUMP +
  *   PTTL), streamed. Applying pauses while a backup is read, so the copy is exactly the state at
  *   its position. restore(): the stream is first written to a local temporary file and validated
@@ -37,8 +38,10 @@ import type {
   Store,
   StoreBackup,
   StoreCommand,
-  StoreDigest,
+  PendingDigest,
 } from "../store.js";
+import { pendingDigest } from "../store.js";
+import { digestRedis } from "./redis-digest.js";
 
 export interface RedisStoreOptions {
   /** Default 127.0.0.1. */
@@ -459,92 +462,42 @@ export class RedisStore implements Store {
   }
 
   /**
-   * A digest of every user database: per key, sha256 of (db, key, type, logical value, whether it
-   * has a TTL), combined by a sum modulo 2^256, which does not depend on SCAN's order. The value is
-   * read by type (members sorted), not DUMPed: equal data may be encoded differently.
+   * The digest of every user database (the metadata database excluded), computed in full before
+   * this resolves: Redis has no snapshots, so the store's lock is held meanwhile and applies wait
+   * for the digest (about 1-2 s per million small keys). What is hashed: see redis-digest.ts.
+   * Failing to read the position rejects this; failing later rejects `digest`.
    */
-  async digest(): Promise<StoreDigest> {
+  async digest(): Promise<PendingDigest> {
     const { c, release } = await this.hold();
     try {
-      const position = await this.position(c);
-      let sum = 0n;
-      const mod = 1n << 256n;
-      for (const db of this.userDbs()) {
-        await c.select(db);
-        let cursor = "0";
-        do {
-          const [next, keys] = await c.scanBuffer(cursor, "COUNT", 500);
-          cursor = next.toString();
-          for (const key of keys) {
-            const value = await logicalValue(c, key);
-            if (value === undefined) continue;
-            const ttl = await c.pttl(key);
-            const h = createHash("sha256")
-              .update(`${db}\0${value.type}\0${ttl > 0 ? "ttl" : "none"}\0`)
-              .update(key)
-              .update("\0")
-              .update(value.bytes)
-              .digest("hex");
-            sum = (sum + BigInt(`0x${h}`)) % mod;
-          }
-        } while (cursor !== "0");
+      let position: AppliedPosition;
+      try {
+        position = await this.position(c);
+      } catch (err) {
+        throw isConnectionError(err) ? this.unavailable(err) : err;
       }
-      return { position, digest: sum.toString(16).padStart(64, "0") };
-    } catch (err) {
-      throw isConnectionError(err) ? this.unavailable(err) : err;
+      let digest: Promise<string>;
+      try {
+        digest = Promise.resolve(await digestRedis(c, this.userDbs()));
+      } catch (err) {
+        if (isConnectionError(err)) {
+          c.disconnect();
+          if (this.client === c) this.client = undefined;
+        }
+        digest = Promise.reject(
+          err instanceof StoreUnavailableError
+            ? err
+            : new StoreUnavailableError(
+                `the digest of ${this.where()} failed: ${(err as Error).message}`,
+                { cause: err },
+              ),
+        );
+      }
+      return pendingDigest(position, digest);
     } finally {
       release();
     }
   }
-}
-
-/** A key's type and its value in a canonical byte form, or undefined if it vanished. */
-async function logicalValue(
-  c: Redis,
-  key: Buffer,
-): Promise<{ type: string; bytes: Buffer } | undefined> {
-  const type = await c.type(key);
-  const canon = (parts: Buffer[][]): Buffer => {
-    const items = parts.map((p) => Buffer.concat(p.flatMap((x) => [lenOf(x), x])));
-    items.sort(Buffer.compare);
-    return Buffer.concat(items);
-  };
-  switch (type) {
-    case "none":
-      return undefined;
-    case "string":
-      return { type, bytes: (await c.getBuffer(key)) ?? Buffer.alloc(0) };
-    case "list": {
-      const items = await c.lrangeBuffer(key, 0, -1);
-      return { type, bytes: Buffer.concat(items.flatMap((x) => [lenOf(x), x])) };
-    }
-    case "set":
-      return { type, bytes: canon((await c.smembersBuffer(key)).map((m) => [m])) };
-    case "hash": {
-      const flat = (await c.callBuffer("HGETALL", key)) as Buffer[];
-      const pairs: Buffer[][] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
-      return { type, bytes: canon(pairs) };
-    }
-    case "zset": {
-      const flat = (await c.callBuffer("ZRANGE", key, "0", "-1", "WITHSCORES")) as Buffer[];
-      const pairs: Buffer[][] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
-      return { type, bytes: canon(pairs) };
-    }
-    default: {
-      // Streams and module types: their serialized form, without the version and CRC trailer.
-      const dump = await c.dumpBuffer(key);
-      if (dump === null) return undefined;
-      return { type, bytes: dump.subarray(0, Math.max(0, dump.length - 10)) };
-    }
-  }
-}
-
-function lenOf(b: Buffer): Buffer {
-  const l = Buffer.alloc(4);
-  l.writeUInt32BE(b.length);
-  return l;
 }
 
 interface Rec {

@@ -1,4 +1,4 @@
-/** Messages between SqliteStore (main thread) and its worker. */
+/** Messages between SqliteStore (main thread) and its workers (apply, digest). */
 import type { AppliedPosition, ApplyEntry, ApplyResult } from "../store.js";
 
 export type WorkerRequest =
@@ -18,15 +18,9 @@ export type WorkerRequest =
       readonly file: string;
       readonly position: AppliedPosition;
     }
-  | { readonly id: number; readonly op: "digest" }
   | { readonly id: number; readonly op: "close" };
 
-export type WorkerResult =
-  | AppliedPosition
-  | ApplyResult[]
-  | string
-  | { readonly position: AppliedPosition; readonly digest: string }
-  | null;
+export type WorkerResult = AppliedPosition | ApplyResult[] | string | null;
 
 export type WorkerResponse =
   | { readonly id: number; readonly ok: true; readonly result: WorkerResult }
@@ -36,3 +30,19 @@ export type WorkerResponse =
       readonly code: "STORE_ERROR" | "STORE_UNAVAILABLE";
       readonly message: string;
     };
+
+/** To the digest worker: pin a snapshot and hash it, or abandon every running digest. */
+export type DigestRequest =
+  | { readonly id: number; readonly op: "pin"; readonly path: string }
+  | { readonly id: number; readonly op: "abort"; readonly reason: string };
+
+/**
+ * From the digest worker, for a pin: `pinned` (the snapshot is open at `position`), then `done`
+ * or `failed`; `failed` alone if it could not pin. For an abort: `aborted` once every digest
+ * running when it arrived has closed its connection.
+ */
+export type DigestResponse =
+  | { readonly id: number; readonly kind: "pinned"; readonly position: AppliedPosition }
+  | { readonly id: number; readonly kind: "done"; readonly digest: string }
+  | { readonly id: number; readonly kind: "failed"; readonly message: string }
+  | { readonly id: number; readonly kind: "aborted" };

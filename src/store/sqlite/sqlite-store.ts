@@ -13,12 +13,14 @@
  *   CURRENT_TIMESTAMP / CURRENT_DATE / CURRENT_TIME are refused with a clear error.
  * - backup: SQLite's online backup into a temporary file, streamed; restore: validated, then
  *   swapped in atomically.
+ * - digest: pinned on a WAL snapshot of a second, read-only connection in a second worker thread
+ *   and computed there (sqlite-digest.ts), so applying goes on during it.
  */
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { finished } from "node:stream/promises";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { StoreError, StoreUnavailableError } from "../../errors/index.js";
 import type {
   AppliedPosition,
@@ -27,9 +29,11 @@ import type {
   Store,
   StoreBackup,
   StoreCommand,
-  StoreDigest,
+  PendingDigest,
 } from "../store.js";
 import type { WorkerRequest, WorkerResponse, WorkerResult } from "./protocol.js";
+import { SqliteDigester } from "./sqlite-digester.js";
+import { spawnSqliteWorker } from "./spawn-worker.js";
 
 export interface SqliteStoreOptions {
   /** The database file; its folder is created if missing. */
@@ -52,23 +56,18 @@ export class SqliteStore implements Store {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private tmpCounter = 0;
+  private readonly digester = new SqliteDigester();
+  /** While a digest pins its snapshot, applies and restores wait (the snapshot comes first). */
+  private pinning: Promise<unknown> | undefined;
+  /** While a restore replaces the file, digests wait. */
+  private restoring: Promise<unknown> | undefined;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
   }
 
   private spawn(): Worker {
-    const here = import.meta.url;
-    const ts = here.endsWith(".ts");
-    const url = new URL(ts ? "./sqlite-worker.ts" : "./sqlite-worker.js", here);
-    // Running from TypeScript sources (tests, development): load the worker through tsx, resolved
-    // from here (the worker's own base is the process's working directory).
-    const w = ts
-      ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
-          { eval: true },
-        )
-      : new Worker(url);
+    const w = spawnSqliteWorker("sqlite-worker");
     w.on("message", (res: WorkerResponse) => {
       const p = this.pending.get(res.id);
       if (p === undefined) return;
@@ -104,10 +103,13 @@ export class SqliteStore implements Store {
       await mkdir(dirname(this.path), { recursive: true });
       this.worker = this.spawn();
     }
-    return (await this.call({ op: "open", path: this.path })) as AppliedPosition;
+    const position = (await this.call({ op: "open", path: this.path })) as AppliedPosition;
+    this.digester.warm();
+    return position;
   }
 
   async close(): Promise<void> {
+    await this.digester.close();
     const w = this.worker;
     if (w === undefined) return;
     await this.call({ op: "close" }).catch(() => undefined);
@@ -120,6 +122,7 @@ export class SqliteStore implements Store {
   }
 
   async apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {
+    if (this.pinning !== undefined) await this.pinning.catch(() => undefined);
     return (await this.call({ op: "apply", entries })) as ApplyResult[];
   }
 
@@ -149,6 +152,19 @@ export class SqliteStore implements Store {
   }
 
   async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
+    const run = this.restoreFile(position, stream);
+    this.restoring = run;
+    try {
+      await run;
+    } finally {
+      if (this.restoring === run) this.restoring = undefined;
+    }
+  }
+
+  private async restoreFile(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+  ): Promise<void> {
     const file = this.tmpFile("restore");
     try {
       const out = createWriteStream(file);
@@ -161,13 +177,33 @@ export class SqliteStore implements Store {
       const fh = await open(file, "r+");
       await fh.sync();
       await fh.close();
+      if (this.pinning !== undefined) await this.pinning.catch(() => undefined);
+      // Digests read the file being replaced: they are abandoned (they reject) first.
+      await this.digester.abortAll("the store was restored from a snapshot during the digest");
       await this.call({ op: "restore", file, position });
     } finally {
       await rm(file, { force: true });
     }
   }
 
-  async digest(): Promise<StoreDigest> {
-    return (await this.call({ op: "digest" })) as StoreDigest;
+  /**
+   * Pins a WAL snapshot on a read-only connection of the digest worker and resolves; the worker
+   * then hashes it (sqlite-digest.ts says what) while this store goes on applying. Applies called
+   * meanwhile wait only for the pin. The database is in WAL mode (open() makes it so); note that
+   * a long digest keeps the WAL from being checkpointed past its snapshot, so the -wal file grows
+   * with what is applied during it, until the digest ends.
+   */
+  async digest(): Promise<PendingDigest> {
+    if (this.restoring !== undefined) await this.restoring.catch(() => undefined);
+    if (this.worker === undefined) {
+      throw new StoreUnavailableError("the SQLite store is not open");
+    }
+    const pin = this.digester.start(this.path);
+    this.pinning = pin;
+    try {
+      return await pin;
+    } finally {
+      if (this.pinning === pin) this.pinning = undefined;
+    }
   }
 }

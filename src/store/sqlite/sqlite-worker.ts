@@ -3,7 +3,6 @@
  * query never blocks the main thread where Raft ticks and heartbeats run. It answers one request
  * at a time, in order.
  */
-import { createHash } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { parentPort } from "node:worker_threads";
@@ -112,7 +111,12 @@ function getMeta(d: Database.Database): AppliedPosition {
 function open(path: string): AppliedPosition {
   dbPath = path;
   const d = new Database(path);
-  d.pragma("journal_mode = WAL");
+  // WAL: readers (the digest worker's snapshots) never block this writer, nor it them.
+  const mode = d.pragma("journal_mode = WAL", { simple: true }) as string;
+  if (mode.toLowerCase() !== "wal") {
+    d.close();
+    throw new Error(`could not put ${path} in WAL mode (it stays in ${mode} mode)`);
+  }
   d.pragma("synchronous = FULL");
   d.exec("create table if not exists _nexus_meta (k text primary key, v integer not null)");
   // A connection-local table whose one row, rewritten at rowid 0 before each statement, resets
@@ -222,31 +226,6 @@ function load(sql: string, rawParams: string | undefined): string {
   }
 }
 
-function digest(): { position: AppliedPosition; digest: string } {
-  const d = need();
-  const h = createHash("sha256");
-  const tables = d
-    .prepare(
-      "select name, sql from sqlite_master where type = 'table' and name not like '_nexus_%' and name not like 'sqlite_%' order by name",
-    )
-    .all() as { name: string; sql: string }[];
-  for (const t of tables) {
-    h.update(`table ${t.name}\n${t.sql}\n`);
-    const quoted = `"${t.name.replace(/"/g, '""')}"`;
-    let stmt: Database.Statement;
-    try {
-      stmt = d.prepare(`select * from ${quoted} order by rowid`);
-    } catch {
-      stmt = d.prepare(`select * from ${quoted} order by 1`);
-    }
-    for (const row of stmt.iterate() as IterableIterator<Record<string, unknown>>) {
-      h.update(JSON.stringify(encodeRow(row)));
-      h.update("\n");
-    }
-  }
-  return { position: getMeta(d), digest: h.digest("hex") };
-}
-
 async function handle(req: WorkerRequest): Promise<WorkerResult> {
   switch (req.op) {
     case "open":
@@ -290,8 +269,6 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
       }
       return open(dbPath);
     }
-    case "digest":
-      return digest();
     case "close":
       db?.close();
       db = undefined;
