@@ -8,6 +8,8 @@ export type {
   Replicator,
   ReplicatorStatus,
   MemberInfo,
+  MembershipChanges,
+  AddMemberOptions,
   SaveOptions,
   LoadOptions,
   ReadConsistency,

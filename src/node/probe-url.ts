@@ -1,12 +1,16 @@
 /**
  * Checks that a node URL answers before it is added to the cluster (as the original does): a TCP
- * connection to its host and port must succeed within a short timeout.
+ * connection to its host and port must succeed within a short timeout. A node that is not running
+ * yet can still be added without this check (AddMemberOptions.probe, `addNode --no-probe`).
  */
 import { connect } from "node:net";
 import { NexusError } from "../errors/index.js";
 import { parseNodeUrl } from "./node-id.js";
 
-/** Resolves if something listens at url; rejects with UNREACHABLE saying what to check. */
+/**
+ * Resolves if something listens at url; rejects with MEMBERSHIP_REFUSED saying what to check
+ * (the membership change it guards is then not made).
+ */
 export async function probeUrl(url: string, timeoutMs = 2000): Promise<void> {
   const u = parseNodeUrl(url);
   await new Promise<void>((resolve, reject) => {
@@ -15,8 +19,9 @@ export async function probeUrl(url: string, timeoutMs = 2000): Promise<void> {
       sock.destroy();
       reject(
         new NexusError(
-          "UNREACHABLE",
-          `${u.url} does not answer (${why}); start the new node first, then add it. Nothing changed.`,
+          "MEMBERSHIP_REFUSED",
+          `${u.url} does not answer (${why}); start the new node first, then add it ` +
+            "(or add it before it runs with --no-probe). Nothing changed",
         ),
       );
     };

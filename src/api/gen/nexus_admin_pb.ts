@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nexus_admin.proto.
  */
 export const file_nexus_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChFuZXh1c19hZG1pbi5wcm90bxIJbmV4dXMuYXBpIl4KBk1lbWJlchIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSDAoEcm9sZRgDIAEoCRIRCglyZWFjaGFibGUYBCABKAgSDQoFbWF0Y2gYBSABKAMSCwoDbGFnGAYgASgDIpMBChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDgoGbGVhZGVyGAIgASgJEiIKB21lbWJlcnMYAyADKAsyES5uZXh1cy5hcGkuTWVtYmVyEhIKCmZyb21MZWFkZXIYBCABKAgSEQoJbGFzdEluZGV4GAUgASgDIjQKEEFkZE1lbWJlclJlcXVlc3QSDwoHbm9kZVVybBgBIAEoCRIPCgdsZWFybmVyGAIgASgIIiEKDlByb21vdGVSZXF1ZXN0Eg8KB25vZGVVcmwYASABKAkiOwoUQ2hhbmdlTWVtYmVyc1JlcXVlc3QSDwoHYWRkVXJscxgBIAMoCRISCgpyZW1vdmVVcmxzGAIgAygJIigKFVRyYW5zZmVyTGVhZGVyUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJIl4KFlRyYW5zZmVyTGVhZGVyUmVzcG9uc2USIQoGc3RhdHVzGAEgASgLMhEubmV4dXMuYXBpLlN0YXR1cxIOCgZsZWFkZXIYAiABKAkSEQoJbGVhZGVyVXJsGAMgASgJMusCCgpOZXh1c0FkbWluEkUKC0xpc3RNZW1iZXJzEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Gh4ubmV4dXMuYXBpLkxpc3RNZW1iZXJzUmVzcG9uc2USOwoJQWRkTWVtYmVyEhsubmV4dXMuYXBpLkFkZE1lbWJlclJlcXVlc3QaES5uZXh1cy5hcGkuU3RhdHVzEj0KDVByb21vdGVNZW1iZXISGS5uZXh1cy5hcGkuUHJvbW90ZVJlcXVlc3QaES5uZXh1cy5hcGkuU3RhdHVzEkMKDUNoYW5nZU1lbWJlcnMSHy5uZXh1cy5hcGkuQ2hhbmdlTWVtYmVyc1JlcXVlc3QaES5uZXh1cy5hcGkuU3RhdHVzElUKDlRyYW5zZmVyTGVhZGVyEiAubmV4dXMuYXBpLlRyYW5zZmVyTGVhZGVyUmVxdWVzdBohLm5leHVzLmFwaS5UcmFuc2ZlckxlYWRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_nexus]);
+  fileDesc("ChFuZXh1c19hZG1pbi5wcm90bxIJbmV4dXMuYXBpIl4KBk1lbWJlchIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSDAoEcm9sZRgDIAEoCRIRCglyZWFjaGFibGUYBCABKAgSDQoFbWF0Y2gYBSABKAMSCwoDbGFnGAYgASgDIrABChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDgoGbGVhZGVyGAIgASgJEiIKB21lbWJlcnMYAyADKAsyES5uZXh1cy5hcGkuTWVtYmVyEhIKCmZyb21MZWFkZXIYBCABKAgSEQoJbGFzdEluZGV4GAUgASgDEgwKBHNlbGYYBiABKAkSDQoFam9pbnQYByABKAgiRQoQQWRkTWVtYmVyUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEg8KB2xlYXJuZXIYAiABKAgSDwoHbm9Qcm9iZRgDIAEoCCJPCg5Qcm9tb3RlUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEhoKDW1heExhZ0VudHJpZXMYAiABKANIAIgBAUIQCg5fbWF4TGFnRW50cmllcyJ6ChRDaGFuZ2VNZW1iZXJzUmVxdWVzdBIPCgdhZGRVcmxzGAEgAygJEhIKCnJlbW92ZVVybHMYAiADKAkSDwoHbm9Qcm9iZRgDIAEoCBIaCg1tYXhMYWdFbnRyaWVzGAQgASgDSACIAQFCEAoOX21heExhZ0VudHJpZXMiKAoVVHJhbnNmZXJMZWFkZXJSZXF1ZXN0Eg8KB25vZGVVcmwYASABKAkiXgoWVHJhbnNmZXJMZWFkZXJSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEg4KBmxlYWRlchgCIAEoCRIRCglsZWFkZXJVcmwYAyABKAky6wIKCk5leHVzQWRtaW4SRQoLTGlzdE1lbWJlcnMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaHi5uZXh1cy5hcGkuTGlzdE1lbWJlcnNSZXNwb25zZRI7CglBZGRNZW1iZXISGy5uZXh1cy5hcGkuQWRkTWVtYmVyUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSPQoNUHJvbW90ZU1lbWJlchIZLm5leHVzLmFwaS5Qcm9tb3RlUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSQwoNQ2hhbmdlTWVtYmVycxIfLm5leHVzLmFwaS5DaGFuZ2VNZW1iZXJzUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSVQoOVHJhbnNmZXJMZWFkZXISIC5uZXh1cy5hcGkuVHJhbnNmZXJMZWFkZXJSZXF1ZXN0GiEubmV4dXMuYXBpLlRyYW5zZmVyTGVhZGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_empty, file_nexus]);
 
 /**
  * One member as the node answering sees it.
@@ -104,6 +104,21 @@ export type ListMembersResponse = Message<"nexus.api.ListMembersResponse"> & {
    * @generated from field: int64 lastIndex = 5;
    */
   lastIndex: bigint;
+
+  /**
+   * The answering node's id (it may no longer be a member, e.g. just removed).
+   *
+   * @generated from field: string self = 6;
+   */
+  self: string;
+
+  /**
+   * Whether a joint change is under way: members only in the outgoing configuration are listed
+   * until it is left.
+   *
+   * @generated from field: bool joint = 7;
+   */
+  joint: boolean;
 };
 
 /**
@@ -126,6 +141,13 @@ export type AddMemberRequest = Message<"nexus.api.AddMemberRequest"> & {
    * @generated from field: bool learner = 2;
    */
   learner: boolean;
+
+  /**
+   * Add it without checking first that its URL answers (a node launched after it is added).
+   *
+   * @generated from field: bool noProbe = 3;
+   */
+  noProbe: boolean;
 };
 
 /**
@@ -143,6 +165,13 @@ export type PromoteRequest = Message<"nexus.api.PromoteRequest"> & {
    * @generated from field: string nodeUrl = 1;
    */
   nodeUrl: string;
+
+  /**
+   * The largest lag (entries behind the leader's last index) allowed; 1000 when absent.
+   *
+   * @generated from field: optional int64 maxLagEntries = 2;
+   */
+  maxLagEntries?: bigint | undefined;
 };
 
 /**
@@ -153,7 +182,7 @@ export const PromoteRequestSchema: GenMessage<PromoteRequest> = /*@__PURE__*/
   messageDesc(file_nexus_admin, 3);
 
 /**
- * Several changes at once, through joint consensus.
+ * Several changes at once, through joint consensus. A learner in addUrls is promoted.
  *
  * @generated from message nexus.api.ChangeMembersRequest
  */
@@ -167,6 +196,20 @@ export type ChangeMembersRequest = Message<"nexus.api.ChangeMembersRequest"> & {
    * @generated from field: repeated string removeUrls = 2;
    */
   removeUrls: string[];
+
+  /**
+   * Add new members without checking first that their URLs answer.
+   *
+   * @generated from field: bool noProbe = 3;
+   */
+  noProbe: boolean;
+
+  /**
+   * For learners promoted by the change: the largest lag allowed; 1000 when absent.
+   *
+   * @generated from field: optional int64 maxLagEntries = 4;
+   */
+  maxLagEntries?: bigint | undefined;
 };
 
 /**
