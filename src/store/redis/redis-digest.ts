@@ -267,9 +267,33 @@ async function hashBatch(c: Redis, db: number, b: Batch, sum: Sum256): Promise<v
     const [typeBuf, pttl, size, body] = b.rows[i]!;
     const type = typeBuf.toString();
     if (type === "none") continue; // expired since SCAN
+    if (type === "string" && Buffer.isBuffer(body)) {
+      sum.add(smallStringHash(dbTag, b.keys[i]!, pttl >= 0, body));
+      continue;
+    }
     const h = await keyHash(c, dbTag, b.keys[i]!, type, pttl >= 0, size, body);
     if (h !== undefined) sum.add(h);
   }
+}
+
+let preimage = Buffer.alloc(64 * 1024);
+const STRING_FRAME = Buffer.from("\0\0\0\x06string");
+
+/**
+ * keyHash() of a string read whole, in one hash update: the same bytes (db tag, framed key,
+ * framed type, TTL flag, framed value), gathered in a reused buffer.
+ */
+function smallStringHash(dbTag: Buffer, key: Buffer, hasTtl: boolean, value: Buffer): Buffer {
+  const need = dbTag.length + 4 + key.length + STRING_FRAME.length + 1 + 4 + value.length;
+  if (preimage.length < need) preimage = Buffer.alloc(need * 2);
+  let o = dbTag.copy(preimage, 0);
+  o = preimage.writeUInt32BE(key.length, o);
+  o += key.copy(preimage, o);
+  o += STRING_FRAME.copy(preimage, o);
+  preimage[o++] = hasTtl ? 0x54 : 0x2d; // "T" or "-"
+  o = preimage.writeUInt32BE(value.length, o);
+  o += value.copy(preimage, o);
+  return createHash("sha256").update(preimage.subarray(0, o)).digest();
 }
 
 /**
