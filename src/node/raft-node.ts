@@ -134,6 +134,8 @@ export class RaftNode {
   private scheduled = false;
   private stopped = false;
   private fatal: Error | undefined;
+  /** When each peer was last heard from (monotonic ms): reachability for listMembers. */
+  private readonly heardAt = new Map<NodeId, number>();
   /** Member URLs by id, from applied conf changes. */
   readonly members = new Map<NodeId, string>();
   /** Configurations and member URLs by the index where they took effect (for snapshots). */
@@ -378,6 +380,7 @@ export class RaftNode {
         // Just started: this node may have acknowledged a leader's lease before it went down.
         continue;
       }
+      this.heardAt.set(m.from, this.clock());
       if (m.type === "app" && this.divergesFromLeader(m)) return;
       try {
         this.raw.step(m);
@@ -387,6 +390,18 @@ export class RaftNode {
     }
     this.noteTransfer();
     this.schedule();
+  }
+
+  /**
+   * Whether a message from `peer` arrived within the last election timeout. On the leader every
+   * live member answers each heartbeat, so this says whether it is reachable now (the core's
+   * recentActive is reset at every check-quorum round and would say no for a moment).
+   */
+  heardRecently(peer: NodeId): boolean {
+    const at = this.heardAt.get(peer);
+    return (
+      at !== undefined && this.clock() - at <= this.opts.heartbeatTickMs * this.opts.electionTick
+    );
   }
 
   /**

@@ -372,7 +372,7 @@ class ReplicatorImpl implements Replicator {
             ? {}
             : {
                 progress: {
-                  reachable: self || pr.recentActive,
+                  reachable: self || node.heardRecently(id),
                   match: self ? st.lastIndex : pr.match,
                   lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
                 },
@@ -411,7 +411,7 @@ class ReplicatorImpl implements Replicator {
     const st = node.status();
     const answers = async (id: NodeId): Promise<boolean> => {
       if (id === this.o.nodeId || fresh.has(id)) return true;
-      if (st.progress !== undefined) return st.progress.get(id)?.recentActive === true;
+      if (st.progress !== undefined) return st.progress.has(id) && node.heardRecently(id);
       if (id === st.softState.lead) return true;
       const url = node.members.get(id);
       if (url === undefined) return false;
@@ -462,7 +462,7 @@ class ReplicatorImpl implements Replicator {
       throw new NexusError("INVALID_ARGUMENT", `maxLagEntries must be an integer >= 0, got ${max}`);
     }
     const lag = pr === undefined ? Number.POSITIVE_INFINITY : Math.max(0, st.lastIndex - pr.match);
-    const silent = pr?.recentActive !== true;
+    const silent = pr === undefined || !this.running().heardRecently(id);
     if (silent || lag > max) {
       throw new NexusError(
         "MEMBERSHIP_REFUSED",
@@ -569,7 +569,7 @@ class ReplicatorImpl implements Replicator {
       let best: { id: NodeId; match: number } | undefined;
       for (const id of [...st.config.voters].sort()) {
         const pr = st.progress.get(id);
-        if (id === this.o.nodeId || pr === undefined || !pr.recentActive) continue;
+        if (id === this.o.nodeId || pr === undefined || !node.heardRecently(id)) continue;
         if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
       }
       if (best === undefined) {
@@ -593,7 +593,7 @@ class ReplicatorImpl implements Replicator {
         );
       }
       const pr = st.progress?.get(target);
-      if (target !== this.o.nodeId && pr !== undefined && !pr.recentActive) {
+      if (target !== this.o.nodeId && pr !== undefined && !node.heardRecently(target)) {
         throw new NexusError(
           "MEMBERSHIP_REFUSED",
           `${u.url} (${target}) does not answer the leader; it cannot take over now. Nothing changed`,
