@@ -1297,8 +1297,10 @@ export class MySqlStore implements Store {
    * name order (Nexus's `_nexus_*` tables excluded): each table's name and column definitions
    * (name, type, nullability, default, extra, collation), then its rows in primary-key order
    * (every column when there is none) and their count, each value as the server's bytes with
-   * their length, or NULL, streamed with backpressure (memory does not grow with the table). As for a backup, a DDL
-   * entry on a table being digested waits for the digest to end (up to `lockWaitTimeoutSec`).
+   * their length, or NULL, streamed with backpressure (memory does not grow with the table).
+   * Hashing runs on this thread in slices of about a millisecond, so that the apply connection's
+   * replies (and the node's timers) are handled meanwhile. As for a backup, a DDL entry on a
+   * table being digested waits for the digest to end (up to `lockWaitTimeoutSec`).
    */
   async digest(): Promise<PendingDigest> {
     const s = await this.snapshot();
@@ -1314,11 +1316,11 @@ export class MySqlStore implements Store {
         h.text(t.name);
         for (const c of t.columns) h.text(c.desc);
         const columns = t.columns.map((c) => c.name);
-        let rows = 0n;
+        let rows = 0;
         for await (const row of this.rawRows(s, t, columns, () => undefined)) {
           // Rows arrive faster than they are hashed: without a pause now and then, the stream's
           // buffered rows would keep this thread (and the node's timers and sockets) busy.
-          if ((rows & 15n) === 0n && performance.now() - since > 1) {
+          if ((rows & 15) === 0 && performance.now() - since > 1) {
             await yieldNow();
             since = performance.now();
           }
@@ -1333,7 +1335,7 @@ export class MySqlStore implements Store {
           rows++;
         }
         h.tag("e");
-        h.i64(rows);
+        h.i64(BigInt(rows));
       }
       return h.hex();
     } catch (err) {
