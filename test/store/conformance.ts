@@ -185,6 +185,25 @@ export function runStoreConformance(o: ConformanceOptions): void {
       }
     }));
 
+  it(`${o.name}: an apply called while digest() is pinning comes after the pin`, () =>
+    withStore(async (s) => {
+      const { store: t, cleanup } = await o.open();
+      try {
+        await t.open();
+        await s.apply([entry(1, o.commands.set("k", "a"))]);
+        await t.apply([entry(1, o.commands.set("k", "a"))]);
+        const pinning = s.digest();
+        const applying = s.apply([entry(2, o.commands.set("k", "b"))]);
+        const pending = await pinning;
+        await applying;
+        assert.deepEqual(pending.position, { index: 1, term: 1 });
+        assert.equal(await pending.digest, await digestOf(t));
+      } finally {
+        await t.close();
+        await cleanup();
+      }
+    }));
+
   it(`${o.name}: a digest nobody awaits neither leaks nor crashes the process when the store closes`, () =>
     withStore(async (s) => {
       await s.apply([entry(1, o.commands.set("k", "a"))]);
