@@ -51,6 +51,10 @@ export class ChaosNode {
   proc: ChildProcess | undefined;
   /** How each start of the process ended (signal or code), for the report. */
   readonly exits: string[] = [];
+  /** Exits the harness did not cause (a crash of the node): what, and when (ms, performance.now). */
+  readonly crashes: string[] = [];
+  /** Set by kill() and terminate() just before they signal: the coming exit is expected. */
+  private stopping = false;
   private exited: Promise<void> = Promise.resolve();
 
   constructor(
@@ -105,7 +109,10 @@ export class ChaosNode {
     this.state = "running";
     this.exited = new Promise<void>((resolve) => {
       p.once("exit", (code, signal) => {
-        this.exits.push(signal ?? `exit ${String(code)}`);
+        const how = signal ?? `exit ${String(code)}`;
+        this.exits.push(how);
+        if (!this.stopping) this.crashes.push(`node ${this.index} exited by itself (${how})`);
+        this.stopping = false;
         if (this.proc === p) {
           this.proc = undefined;
           this.state = "stopped";
@@ -144,6 +151,7 @@ export class ChaosNode {
   async kill(): Promise<void> {
     const p = this.proc;
     if (p === undefined) return;
+    this.stopping = true;
     p.kill("SIGKILL");
     await this.exited;
   }
@@ -153,6 +161,7 @@ export class ChaosNode {
     const p = this.proc;
     if (p === undefined) return;
     if (this.state === "paused") this.resume();
+    this.stopping = true;
     p.kill("SIGTERM");
     const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
     await this.exited;

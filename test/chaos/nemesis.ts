@@ -32,9 +32,14 @@ export interface NemesisOptions {
   readonly endMs: number;
   /** Called with every event as it happens (progress output). */
   readonly onEvent?: (e: FaultEvent) => void;
+  /** Fires reads at a node (Workload.probe): just before and after a pause or a partition heals. */
+  readonly probe?: (node: number, count: number) => void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Reads fired at a paused node just before it resumes, and again just after. */
+const PROBES = 3;
 
 /** How long after a partition heals or a pause ends a node still counts as likely stale, ms. */
 const STALE_AFTER_MS = 3000;
@@ -189,7 +194,12 @@ export class Nemesis {
         break;
       }
       case "pause": {
+        // Reads queued at the paused node are served the moment it wakes, before it has heard
+        // of a newer term: the moment a lease that outlived the pause would be used.
+        this.o.probe?.(held[0]!, PROBES);
+        await sleep(200);
         this.o.cluster.node(held[0]!).resume();
+        this.o.probe?.(held[0]!, PROBES);
         this.suspectUntil.set(held[0]!, t + STALE_AFTER_MS);
         this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "SIGCONT" });
         break;
@@ -198,8 +208,10 @@ export class Nemesis {
       case "split":
       case "bridge": {
         const id = this.partitionIds.get(f);
+        for (const n of held) this.o.probe?.(n, 1);
         if (id !== undefined) this.partitions.delete(id);
         await this.applyPartitions();
+        for (const n of held) this.o.probe?.(n, 1);
         for (const n of held) {
           if ((this.suspectUntil.get(n) ?? 0) === Infinity)
             this.suspectUntil.set(n, t + STALE_AFTER_MS);

@@ -125,7 +125,9 @@ describe("chaos: report", () => {
       ],
       roundsPlayed: 1,
       biasedLocalReads: 1,
+      probeReads: 0,
       problems: [],
+      crashes: [],
       convergence,
       verdict,
       verdictWithLocal,
@@ -144,6 +146,12 @@ describe("chaos: report", () => {
 
     assert.equal(passed({ ...input, convergence: { ...convergence, filesAgree: false } }), false);
     assert.equal(passed({ ...input, convergence: { ...convergence, localAgreed: false } }), false);
+    const crashed = { ...input, crashes: ["node 3 exited by itself (exit 1)"] };
+    assert.equal(passed(crashed), false);
+    assert.match(
+      formatReport(crashed),
+      /NODE CRASHES[^\n]*\n {2}node 3 exited by itself \(exit 1\)/,
+    );
     const bad = checkHistory([write(1, 0, 10), read(null, 20, 30)]);
     assert.equal(passed({ ...input, verdict: bad }), false);
     assert.match(formatReport({ ...input, verdict: bad }), /result: FAILED \(exit 1\); seed 1234/);

@@ -176,7 +176,11 @@ export interface ReportInput {
   readonly events: readonly FaultEvent[];
   readonly roundsPlayed: number;
   readonly biasedLocalReads: number;
+  /** Reads fired at a node just before and after it was resumed or its partition healed. */
+  readonly probeReads: number;
   readonly problems: readonly string[];
+  /** Node processes that exited without the harness stopping them. */
+  readonly crashes: readonly string[];
   readonly convergence: ConvergenceReport;
   /** Every ok/unknown operation except local reads. */
   readonly verdict: HistoryVerdict;
@@ -186,9 +190,11 @@ export interface ReportInput {
   readonly historyKept: boolean;
 }
 
-/** Whether the run passes: linearizable without local reads, converged, no recovery problem. */
-export function passed(r: Pick<ReportInput, "verdict" | "convergence">): boolean {
-  return r.verdict.ok && r.convergence.localAgreed && r.convergence.filesAgree;
+/** Whether the run passes: linearizable without local reads, converged, no node crashed. */
+export function passed(r: Pick<ReportInput, "verdict" | "convergence" | "crashes">): boolean {
+  return (
+    r.verdict.ok && r.convergence.localAgreed && r.convergence.filesAgree && r.crashes.length === 0
+  );
 }
 
 const ms = (x: number): string => `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`;
@@ -288,6 +294,10 @@ export function formatReport(r: ReportInput): string {
       `  ${(e.atMs / 1000).toFixed(2).padStart(8)}s r${String(e.round).padEnd(3)} ${e.action.padEnd(5)} ${e.kind.padEnd(10)} ${e.nodes.length > 0 ? `[${e.nodes.join(",")}] ` : ""}${e.detail}`,
     );
   }
+  if (r.crashes.length > 0) {
+    out.push("NODE CRASHES (exits the harness did not cause; see node-<i>.log):");
+    for (const p of r.crashes) out.push(`  ${p}`);
+  }
   if (r.problems.length > 0) {
     out.push("problems while playing faults:");
     for (const p of r.problems) out.push(`  ${p}`);
@@ -314,6 +324,9 @@ export function formatReport(r: ReportInput): string {
       `  provably stale ${r.readMode} reads: ${staleOther.length}, e.g. ${JSON.stringify(staleOther[0])}`,
     );
   }
+  out.push(
+    `  (${r.probeReads} of the ${r.readMode} reads were probes fired at a node as it was resumed or its partition healed)`,
+  );
   out.push(`verdict with local reads: ${r.verdictWithLocal.verdict.toUpperCase()}`);
   out.push(...verdictLines(r.verdictWithLocal));
   out.push(

@@ -124,7 +124,9 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       electionMs: ELECTION_MS,
       nodes: NODES,
     });
+    const probe = { fire: (_node: number, _count: number): void => undefined };
     const nemesis = new Nemesis({
+      probe: (node, count) => probe.fire(node, count),
       cluster: c,
       network,
       plan,
@@ -153,6 +155,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       staleNodes: () => nemesis.staleNodes(),
     });
     const w = workload;
+    probe.fire = (node, count) => w.probe(node, count);
     w.start();
     await nemesis.run();
     // Everything is healed: let the clients run on a whole cluster for a few more seconds.
@@ -190,6 +193,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
         : `${describeDisagreement(files)}${local.agreed ? "" : `\n  local reads:\n${describeDisagreement(local.replicas)}`}`,
     };
     const exits = c.nodes.map((n) => `node ${n.index}: ${n.exits.join(", ")}`);
+    const crashes = c.nodes.flatMap((n) => n.crashes);
     await teardown();
 
     const ops = [...w.ops].sort((a, b) => a.id - b.id);
@@ -197,7 +201,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     say(`chaos: checking ${ops.length} operations`);
     const verdict = checkHistory(ops, { include: (o) => o.mode !== "local" });
     const verdictWithLocal = checkHistory(ops, { maxMs: 20_000 });
-    const ok = passed({ verdict, convergence });
+    const ok = passed({ verdict, convergence, crashes });
     const keep = flags.keep || !ok;
     let text = formatReport({
       seed,
@@ -211,7 +215,9 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       events: nemesis.events,
       roundsPlayed: nemesis.roundsPlayed,
       biasedLocalReads: w.biasedLocalReads,
+      probeReads: w.probes,
       problems: nemesis.problems,
+      crashes,
       convergence,
       verdict,
       verdictWithLocal,

@@ -175,6 +175,27 @@ export class Workload {
     return op;
   }
 
+  /**
+   * Fires `count` reads in the run's mode at node `node` at once, each as its own one-operation
+   * client (ids above every sequential client's), without waiting for them. The nemesis uses it
+   * right before and after it resumes a paused node or heals a partition: reads that queue up at
+   * an old leader are served the moment it wakes, before it hears of the newer term; a lease
+   * that outlived the pause would show there as a stale read.
+   */
+  probe(node: number, count: number): void {
+    for (let k = 0; k < count; k++) {
+      const client = this.o.clients + 1 + this.probes++;
+      const key = this.o.rng.pick(this.o.keys);
+      const p = this.record(client, node, { kind: "read", key, mode: this.o.readMode }).then(
+        () => undefined,
+      );
+      this.running.push(p);
+    }
+  }
+
+  /** Probe reads fired so far. */
+  probes = 0;
+
   /** A fresh value for a write or cas. */
   freshValue(): number {
     return this.nextValue++;
