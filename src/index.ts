@@ -13,6 +13,8 @@ export type {
   SaveOptions,
   LoadOptions,
   ReadConsistency,
+  ConsistencyCheckResult,
+  MemberConsistency,
 } from "./node/replicator.js";
 export type { ReplicatorOptions, NodeState, NexusLogger } from "./node/options.js";
 export { nodeIdOf } from "./node/node-id.js";
@@ -26,8 +28,9 @@ export type {
   ApplyResult,
   AppliedPosition,
   StoreBackup,
-  StoreDigest,
+  PendingDigest,
 } from "./store/store.js";
+export { pendingDigest } from "./store/store.js";
 export {
   NexusError,
   isNexusError,

@@ -69,9 +69,6 @@ export interface PendingDigest {
   readonly digest: Promise<string>;
 }
 
-/** Former name of PendingDigest. */
-export type StoreDigest = PendingDigest;
-
 /**
  * Wraps a digest being computed: a rejection nobody awaits (the node stopped) does not crash the
  * process, while those who await `digest` still see it.
