@@ -47,12 +47,8 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
     const { leader, nodes } = await client.listNodes();
     const own = await client.nodeStatus();
     io.out(`${flags.positionals[0]!.trim()}: ${health}\n`);
-    if (health !== "SERVING" && own.reason !== "") io.out(`reason: ${own.reason}\n`);
-    if (own.divergedAt !== undefined) {
-      io.out(
-        `DIVERGED at the consistency check of index ${own.divergedAt}: ${own.divergedReason}\n`,
-      );
-    }
+    // Why it does not serve (a diverged replica says DIVERGED and at which check).
+    if (own.reason !== "") io.out(`reason: ${own.reason}\n`);
     io.out(`leader: ${leader === "" ? "unknown" : leader}\n`);
     io.out("members:\n");
     for (const n of nodes) io.out(`${n.id} => ${n.url} ${n.status.toLowerCase()}\n`);

@@ -2,8 +2,8 @@
  * The runtime side of consistency checks (see consistency.ts for the protocol and the verdicts):
  * the leader's periodic CHECK proposals, each replica's digest and REPORT when it applies a
  * CHECK, and what a replica does when the reports show that it diverged: it says so loudly,
- * answers NOT_SERVING, remembers it across restarts (a DIVERGED file in its snapshot folder),
- * and with `onDivergence: "stop"` stops applying and hands leadership away.
+ * answers NOT_SERVING, hands leadership away, remembers it across restarts (a DIVERGED file in
+ * its snapshot folder), and with `onDivergence: "stop"` also stops applying.
  */
 import { randomBytes } from "node:crypto";
 import { readFile, rm, writeFile } from "node:fs/promises";
@@ -45,7 +45,7 @@ export interface ConsistencyCheckerDeps {
   propose(kind: PayloadKind, data: Uint8Array, requestId: Uint8Array): void;
   /** Stops applying for good (stop mode). */
   halt(reason: string): void;
-  /** Hands leadership to another voter if this node leads (stop mode). */
+  /** Hands leadership to another voter if this node leads. */
   stepAside(): void;
 }
 
@@ -262,10 +262,9 @@ export class ConsistencyChecker {
         error: (err as Error).message,
       }),
     );
-    if (this.d.onDivergence === "stop") {
-      this.d.halt(this.describe(div));
-      this.d.stepAside();
-    }
+    // A replica that refuses requests should not lead the others.
+    this.d.stepAside();
+    if (this.d.onDivergence === "stop") this.d.halt(this.describe(div));
   }
 
   /** A later check found this replica in agreement again (report mode; it kept applying). */

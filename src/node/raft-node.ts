@@ -154,6 +154,8 @@ export class RaftNode {
   private voteHoldUntil = Number.POSITIVE_INFINITY;
   /** When a lease read was last asked for (monotonic ms). */
   private leaseWantedAt = Number.NEGATIVE_INFINITY;
+  /** Ticks since start. */
+  private ticks = 0;
   /** When the last lease renewal round was started (monotonic ms). */
   private leaseRenewedAt = Number.NEGATIVE_INFINITY;
 
@@ -219,6 +221,7 @@ export class RaftNode {
 
   /** Hands leadership to the most up-to-date other voter, if this node leads. */
   private stepAside(): void {
+    if (this.stopped || this.raw.basicStatus().leadTransferee !== "") return;
     const st = this.raw.status();
     if (st.progress === undefined) return;
     let best: { id: NodeId; match: number } | undefined;
@@ -367,6 +370,10 @@ export class RaftNode {
       this.raw.tick();
       this.noteTransfer();
       this.maybeRenewLease();
+      if (++this.ticks % this.opts.electionTick === 0 && this.checker.divergence() !== undefined) {
+        // A diverged replica refuses requests: it should not lead (it may win an election).
+        this.stepAside();
+      }
       this.schedule();
     }, this.opts.heartbeatTickMs);
     this.schedule();

@@ -702,7 +702,7 @@ class ReplicatorImpl implements Replicator {
         node.divergence() === undefined,
       notServingReason:
         node.divergence() !== undefined
-          ? `this replica diverged from the others at the consistency check of index ${node.divergence()!.index}: ${node.divergence()!.reason}`
+          ? `this replica DIVERGED from the others at the consistency check of index ${node.divergence()!.index}: ${node.divergence()!.reason}`
           : node.storeError() !== undefined
             ? `the store is unavailable: ${node.storeError()!.message}`
             : st.softState.lead === ""

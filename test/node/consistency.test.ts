@@ -215,4 +215,23 @@ describe("consistency checks in the runtime", () => {
       await c.stopAll();
     }
   });
+
+  it("a diverged leader hands leadership to a replica that agrees with the majority", async () => {
+    const c = await walCluster();
+    try {
+      await until(() => c.leader() !== undefined, 10_000, "a leader");
+      const enc = new TextEncoder();
+      for (let i = 0; i < 3; i++) await c.leader()!.propose(enc.encode(`set k${i} v${i}`));
+      const old = c.leader()!;
+      const victim = c.ids.find((id) => c.nodes.get(id) === old)!;
+      c.stores.get(victim)!.data.set("k1", "tampered");
+      const at = await old.proposeCheck();
+      await old.waitCheck(at, 10_000);
+      await until(() => c.leader() !== undefined && c.leader() !== old, 10_000, "another leader");
+      assert.ok(old.divergence() !== undefined);
+      assert.equal(c.leader()!.divergence(), undefined);
+    } finally {
+      await c.stopAll();
+    }
+  });
 });
