@@ -188,19 +188,20 @@ function isChaosRunner(pid: number): boolean {
  */
 export async function cleanupStale(onlyPid?: number): Promise<string[]> {
   const removed: string[] = [];
-  const re = new RegExp(`^${NAME_PREFIX}(\\d+)(-n\\d+)?$`);
-  const stale = (name: string): boolean => {
-    const m = re.exec(name);
-    if (m === null) return false;
-    const pid = Number(m[1]);
-    return onlyPid === undefined ? !isChaosRunner(pid) : pid === onlyPid;
-  };
+  const isStale = (pid: number): boolean =>
+    onlyPid === undefined ? !isChaosRunner(pid) : pid === onlyPid;
+  const nsRe = new RegExp(`^${NAME_PREFIX}(\\d+)-n\\d+$`);
+  const dirRe = new RegExp(`^${NAME_PREFIX}(\\d+)$`);
   const nsNames = existsSync("/run/netns") ? readdirSync("/run/netns") : [];
-  for (const ns of nsNames.filter((n) => stale(n) && n.includes("-n"))) {
+  for (const ns of nsNames) {
+    const m = nsRe.exec(ns);
+    if (m === null || !isStale(Number(m[1]))) continue;
     await removeNamespace(ns);
     removed.push(`netns ${ns}`);
   }
-  for (const d of readdirSync(tmpdir()).filter((n) => stale(n) && !n.includes("-n"))) {
+  for (const d of readdirSync(tmpdir())) {
+    const m = dirRe.exec(d);
+    if (m === null || !isStale(Number(m[1]))) continue;
     rmSync(join(tmpdir(), d), { recursive: true, force: true });
     removed.push(`dir ${join(tmpdir(), d)}`);
   }
