@@ -51,12 +51,14 @@ export function replUsage(name: string): string {
     "sqlite save <expression>\n" +
     "\n<nexus_url> is the gRPC address of any node, host:port (e.g. 127.0.0.1:9121).\n" +
     "<nodeAddr> is a node's peer URL, as in -nexus-node-url (e.g. http://127.0.0.1:9024).\n" +
-    "\nMembership: start a new node with the cluster's URLs and its own (-nexus-node-state new),\n" +
-    "then addNode it: addNode first checks that its URL answers. Or add it first with --no-probe\n" +
-    "and start it afterwards (until then it counts as not answering). --learner adds a replica that\n" +
-    "receives every write and serves local reads but never votes; promoteNode makes it a voter\n" +
-    "once it lags at most --max-lag entries (default 1000). A change after which fewer voters\n" +
-    "would answer than a quorum needs is refused, and so is any change while another is under way.\n" +
+    "\nMembership: start a new node with -nexus-cluster-url naming the existing members and its\n" +
+    "own -nexus-node-url (not in that list, or with -nexus-node-state new), then addNode it:\n" +
+    "addNode first checks that its URL answers. Or add it first with --no-probe and start it\n" +
+    "afterwards (until then it counts as not answering). --learner adds a replica that receives\n" +
+    "every write and serves local reads but never votes; promoteNode makes it a voter once it\n" +
+    "lags at most --max-lag entries (default 1000). Send promoteNode, and transferLeader without\n" +
+    "a target, to the leader. A change after which fewer voters would answer than a quorum needs\n" +
+    "is refused, and so is any change while a joint change is under way.\n" +
     `\nflags (before <nexus_url>):\n${describeFlags(FLAGS)}` +
     "\nexit status: 0 done, 1 the request failed, 2 usage, 3 address unreachable, 4 outcome unknown\n"
   );

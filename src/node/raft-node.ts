@@ -437,10 +437,11 @@ export class RaftNode {
       new NexusError(
         "BAD_CONFIG",
         `this node's log disagrees with the leader's (${m.from}) at index ${at}, an entry this node ` +
-          "had committed: it bootstrapped a cluster of its own. A node joining an existing cluster " +
-          "must start empty with -nexus-node-state new (or without its own URL in " +
-          `-nexus-cluster-url). Stop it, delete its WAL (${this.opts.walDir}), snapshots ` +
-          `(${this.opts.snapDir}) and store data, and start it again that way`,
+          "had committed: it bootstrapped a cluster of its own (was its own URL in " +
+          "-nexus-cluster-url?). A node joining an existing cluster must start empty, with " +
+          "-nexus-node-state new or without its own URL in -nexus-cluster-url: delete its WAL " +
+          `(${this.opts.walDir}), snapshots (${this.opts.snapDir}) and store data, then start it ` +
+          "again that way",
       ),
     );
     return true;

@@ -262,6 +262,12 @@ describe("joint membership changes (library)", () => {
       }
       const during = c.rep(lead).listMembers();
       assert.equal(during.joint, true);
+      // No other change until the joint configuration is left.
+      await assert.rejects(c.rep(b).removeMember(a), (e: unknown) => {
+        assert.ok(isNexusError(e, "MEMBERSHIP_REFUSED"), String(e));
+        assert.match(e.message, /a joint membership change is in progress/);
+        return true;
+      });
       // Both halves are listed with their URLs: the outgoing one still votes.
       assert.deepEqual(during.members.map((m) => m.url).sort(), [a, b, old, fresh].sort());
       await change;
@@ -327,6 +333,51 @@ describe("joint membership changes (library)", () => {
     } finally {
       delete process.env[HOOK];
       await writer?.stop();
+      await c.stopAll();
+    }
+  });
+});
+
+describe("promotion through a joint change (library)", () => {
+  it("a learner that caught up replaces a voter in one joint change; one that lags is refused", async () => {
+    const c = await Cluster.create(3);
+    try {
+      await Promise.all(c.urls.map((u) => c.start(u)));
+      const lead = await c.waitLeader();
+      const old = c.urls.find((u) => u !== lead)!;
+      const learner = await c.newUrl();
+      await c.start(learner);
+      await c.rep(lead).addMember(learner, { learner: true });
+      for (let i = 0; i < 10; i++) await c.rep(lead).save(enc.encode(`set k${i} ${i}`));
+      // Stopped, it lags: the replacement is refused and nothing changes.
+      await c.stop(learner);
+      for (let i = 10; i < 30; i++) await c.rep(lead).save(enc.encode(`set k${i} ${i}`));
+      await assert.rejects(
+        c.rep(lead).changeMembers({ add: [learner], remove: [old], maxLagEntries: 5 }),
+        (e: unknown) => {
+          assert.ok(isNexusError(e, "MEMBERSHIP_REFUSED"), String(e));
+          assert.match(e.message, /is \d+ entries behind the leader \(at most 5 allowed\)/);
+          return true;
+        },
+      );
+      const voters = c.urls;
+      await c.waitView([lead], [...voters, `${learner} (learner)`], "nothing changed");
+      // Back and caught up: one joint change promotes it and removes `old`.
+      await c.start(learner);
+      await until(
+        () =>
+          c
+            .rep(lead)
+            .listMembers()
+            .members.some((m) => m.url === learner && m.progress?.lag === 0),
+        10_000,
+        "the learner to catch up",
+      );
+      await c.rep(lead).changeMembers({ add: [learner], remove: [old], maxLagEntries: 5 });
+      const now = [...voters.filter((u) => u !== old), learner];
+      await c.waitView(now, now, "the learner promoted in place of the old voter");
+      assert.equal((await dump(c.rep(learner)))["k29"], "29");
+    } finally {
       await c.stopAll();
     }
   });
