@@ -764,6 +764,14 @@ export class RaftNode {
     if (this.stopped) throw this.fatal ?? new StoppedError();
     if (changes.length === 0)
       throw new NexusError("INVALID_ARGUMENT", "no membership change given");
+    const pending = this.pendingConfChangeIndex();
+    if (pending !== 0) {
+      // The leader would refuse it, and a refused proposal forwarded by a follower is lost.
+      throw new NexusError(
+        "MEMBERSHIP_REFUSED",
+        `another membership change (index ${pending}) is not applied yet; retry when listNodes shows it. Nothing changed`,
+      );
+    }
     const key = changes.map((c) => `${c.type}:${c.nodeId}`).join(",");
     const deadline = Date.now() + this.opts.replTimeoutMs;
     const done = this.confWaiters.wait(
@@ -819,6 +827,28 @@ export class RaftNode {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /**
+   * On a follower, the index of a conf change in this node's log that is not applied yet (0 if
+   * none): the leader refuses a new change until it is, and a refusal of a forwarded proposal
+   * never comes back. (The leader's core refuses such a proposal itself, at once.)
+   */
+  private pendingConfChangeIndex(): number {
+    const st = this.raw.status();
+    if (st.softState.raftState === "leader") return 0;
+    const lo = Math.max(st.applied + 1, this.storage.firstIndex());
+    const hi = this.storage.lastIndex();
+    // Far behind (catching up): not worth reading the backlog; the leader decides.
+    if (lo > hi || hi - lo > 10_000) return 0;
+    try {
+      for (const e of this.storage.entries(lo, hi + 1, Number.MAX_SAFE_INTEGER)) {
+        if (e.type === "conf-change") return e.index;
+      }
+    } catch {
+      // Compacted or not yet stable meanwhile: let the leader decide.
+    }
+    return 0;
   }
 
   /** Asks the core to hand leadership to `to` (Raft thesis §3.10). Resolves at once. */
