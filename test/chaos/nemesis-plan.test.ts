@@ -21,6 +21,7 @@ const opts = { durationMs: 300_000, electionMs: 1000, nodes: 5 };
 const COST: Record<FaultKind, number> = {
   kill: 1,
   pause: 1,
+  "pause-isolated": 1,
   isolate: 1,
   membership: 1,
   split: 2,
@@ -51,7 +52,7 @@ describe("chaos: nemesis plan", () => {
           assert.ok(f.startMs >= 0 && f.startMs < f.endMs && f.endMs <= r.lengthMs, where);
           assert.equal(f.targets.length, targetCountOf(f.kind), where);
           for (const t of f.targets) assert.ok(t.pick >= 0 && t.pick < 1, where);
-          if (f.kind === "pause") {
+          if (f.kind === "pause" || f.kind === "pause-isolated") {
             assert.ok(f.endMs - f.startMs >= 1.5 * opts.electionMs, `${where}: pause too short`);
           }
         }
@@ -77,7 +78,8 @@ describe("chaos: nemesis plan", () => {
         }
       }
     }
-    for (const k of ["kill", "pause", "isolate", "split", "bridge", "membership"] as const) {
+    const kinds = ["kill", "pause", "pause-isolated", "isolate", "split", "bridge", "membership"];
+    for (const k of kinds as FaultKind[]) {
       assert.ok((seen.get(k) ?? 0) > 10, `${k}: ${seen.get(k) ?? 0}`);
     }
     assert.ok(leaderFirst / faults > 0.4, `leader favoured in ${leaderFirst} of ${faults}`);
@@ -87,7 +89,11 @@ describe("chaos: nemesis plan", () => {
     const plan = planNemesis({ ...opts, electionMs: 3000, seed: 5 });
     for (const r of plan.rounds) {
       assert.ok(r.lengthMs >= 6500);
-      for (const f of r.faults) if (f.kind === "pause") assert.ok(f.endMs - f.startMs >= 4500);
+      for (const f of r.faults) {
+        if (f.kind === "pause" || f.kind === "pause-isolated") {
+          assert.ok(f.endMs - f.startMs >= 4500);
+        }
+      }
     }
   });
 

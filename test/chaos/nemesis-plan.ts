@@ -18,6 +18,10 @@ export type FaultKind =
   | "kill"
   /** SIGSTOP a node longer than the election timeout; SIGCONT when it heals. */
   | "pause"
+  /** SIGSTOP a node and cut it off while it sleeps; at heal SIGCONT, and only an election
+   * timeout later reconnect it: an old leader wakes up alone, sure of its lease if it kept it
+   * in ticks. */
+  | "pause-isolated"
   /** Cut one node off from every other node. */
   | "isolate"
   /** Cut the cluster in two: the targets (two nodes) against the other three. */
@@ -98,6 +102,8 @@ const COMBOS: Readonly<Record<string, readonly FaultKind[]>> = {
   "membership+kill": ["membership", "kill"],
   "membership+pause": ["membership", "pause"],
   "membership+isolate": ["membership", "isolate"],
+  "pause-isolated": ["pause-isolated"],
+  "pause-isolated+kill": ["pause-isolated", "kill"],
 };
 const WEIGHTS: Readonly<Record<keyof typeof COMBOS, number>> = {
   kill: 10,
@@ -113,6 +119,8 @@ const WEIGHTS: Readonly<Record<keyof typeof COMBOS, number>> = {
   "membership+kill": 3,
   "membership+pause": 3,
   "membership+isolate": 3,
+  "pause-isolated": 6,
+  "pause-isolated+kill": 2,
 };
 
 /** The shortest round, ms (a pause must outlast an election with a margin). */
@@ -126,6 +134,8 @@ function ruleFor(kind: FaultKind, slot: number, rng: SeededRng): TargetRule {
     case "kill":
     case "pause":
       return { prefer: rng.chance(0.7) ? "leader" : "any", pick };
+    case "pause-isolated":
+      return { prefer: rng.chance(0.8) ? "leader" : "any", pick };
     case "isolate":
       return { prefer: rng.chance(0.6) ? "leader" : "any", pick };
     case "split":
@@ -156,7 +166,9 @@ export function planNemesis(o: PlanOptions): NemesisPlan {
       const startMs = rng.int(500);
       // A pause heals no sooner than 1.5 election timeouts after it starts.
       const earliestEnd =
-        kind === "pause" ? startMs + Math.ceil(1.5 * o.electionMs) : startMs + 1000;
+        kind === "pause" || kind === "pause-isolated"
+          ? startMs + Math.ceil(1.5 * o.electionMs)
+          : startMs + 1000;
       const endMs = Math.max(earliestEnd, lengthMs - rng.int(500));
       const targets = Array.from({ length: targetCountOf(kind) }, (_, slot) =>
         ruleFor(kind, slot, rng),

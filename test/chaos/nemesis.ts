@@ -32,8 +32,13 @@ export interface NemesisOptions {
   readonly endMs: number;
   /** Called with every event as it happens (progress output). */
   readonly onEvent?: (e: FaultEvent) => void;
+  /** The nodes' election timeout, ms: a pause-isolated node stays cut off this long (x1.2)
+   * after it wakes. */
+  readonly electionMs: number;
   /** Fires reads at a node (Workload.probe): just before and after a pause or a partition heals. */
   readonly probe?: (node: number, count: number) => void;
+  /** Writes every register once through a node (Workload.probeWrites). */
+  readonly probeWrites?: (node: number) => void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -143,6 +148,25 @@ export class Nemesis {
         this.o.cluster.node(nodes[0]!).pause();
         this.suspectUntil.set(nodes[0]!, Infinity);
         this.log({ round, kind: f.kind, action: "start", nodes, detail: `SIGSTOP (${lead})` });
+        if (nodes[0] === leader) void this.writeAround(round, nodes[0]!);
+        return held;
+      }
+      case "pause-isolated": {
+        const n = nodes[0]!;
+        this.o.cluster.node(n).pause();
+        const id = this.nextPartition++;
+        this.partitions.set(id, partitionBlocks("isolate", [n], this.o.cluster.nodes.length));
+        this.partitionIds.set(f, id);
+        await this.applyPartitions();
+        this.suspectUntil.set(n, Infinity);
+        this.log({
+          round,
+          kind: f.kind,
+          action: "start",
+          nodes,
+          detail: `SIGSTOP, then cut off (${lead})`,
+        });
+        if (n === leader) void this.writeAround(round, n);
         return held;
       }
       case "isolate":
@@ -176,6 +200,30 @@ export class Nemesis {
 
   private readonly partitionIds = new Map<PlannedFault, number>();
 
+  /**
+   * While old leader `n` sleeps: waits (up to 10 s) for the others to elect a new leader and
+   * writes every register through it, so that `n` is certainly behind when it wakes. (Clients
+   * may all be waiting on requests forwarded to `n` then, and write nothing themselves.)
+   */
+  private async writeAround(round: number, n: number): Promise<void> {
+    const deadline = this.o.now() + 10_000;
+    while (this.o.now() < deadline && this.o.cluster.node(n).state === "paused") {
+      const l = await this.o.cluster.leader();
+      if (l !== undefined && l !== n) {
+        this.o.probeWrites?.(l);
+        this.log({
+          round,
+          kind: "recovery",
+          action: "note",
+          nodes: [l],
+          detail: `new leader ${l} while ${n} sleeps: a write to every register through it`,
+        });
+        return;
+      }
+      await sleep(200);
+    }
+  }
+
   private async applyPartitions(): Promise<void> {
     await this.o.network.applyBlocks(mergeBlocks([...this.partitions.values()]));
   }
@@ -202,6 +250,39 @@ export class Nemesis {
         this.o.probe?.(held[0]!, PROBES);
         this.suspectUntil.set(held[0]!, t + STALE_AFTER_MS);
         this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "SIGCONT" });
+        break;
+      }
+      case "pause-isolated": {
+        // It wakes alone: reads sent to it now must not be served from a lease it had before
+        // it slept. Probes before, at, and during the lonely wake, then it is reconnected.
+        const n = held[0]!;
+        this.o.probe?.(n, PROBES);
+        await sleep(200);
+        this.o.cluster.node(n).resume();
+        this.o.probe?.(n, PROBES);
+        this.log({
+          round,
+          kind: f.kind,
+          action: "heal",
+          nodes: held,
+          detail: "SIGCONT, still cut off",
+        });
+        const lonelyMs = Math.round(1.2 * this.o.electionMs);
+        await sleep(lonelyMs / 2);
+        this.o.probe?.(n, PROBES);
+        await sleep(lonelyMs / 2);
+        const id = this.partitionIds.get(f);
+        if (id !== undefined) this.partitions.delete(id);
+        await this.applyPartitions();
+        this.o.probe?.(n, 1);
+        this.suspectUntil.set(n, this.o.now() + STALE_AFTER_MS);
+        this.log({
+          round,
+          kind: f.kind,
+          action: "heal",
+          nodes: held,
+          detail: `reconnected ${lonelyMs} ms after waking`,
+        });
         break;
       }
       case "isolate":

@@ -291,7 +291,7 @@ export function formatReport(r: ReportInput): string {
   );
   for (const e of r.events) {
     out.push(
-      `  ${(e.atMs / 1000).toFixed(2).padStart(8)}s r${String(e.round).padEnd(3)} ${e.action.padEnd(5)} ${e.kind.padEnd(10)} ${e.nodes.length > 0 ? `[${e.nodes.join(",")}] ` : ""}${e.detail}`,
+      `  ${(e.atMs / 1000).toFixed(2).padStart(8)}s r${String(e.round).padEnd(3)} ${e.action.padEnd(5)} ${e.kind.padEnd(14)} ${e.nodes.length > 0 ? `[${e.nodes.join(",")}] ` : ""}${e.detail}`,
     );
   }
   if (r.crashes.length > 0) {
@@ -325,7 +325,7 @@ export function formatReport(r: ReportInput): string {
     );
   }
   out.push(
-    `  (${r.probeReads} of the ${r.readMode} reads were probes fired at a node as it was resumed or its partition healed)`,
+    `  (${r.probeReads} probe operations: reads fired at a node as it was resumed or its partition healed, and writes through a new leader while the old one slept)`,
   );
   out.push(`verdict with local reads: ${r.verdictWithLocal.verdict.toUpperCase()}`);
   out.push(...verdictLines(r.verdictWithLocal));

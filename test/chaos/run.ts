@@ -124,9 +124,14 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       electionMs: ELECTION_MS,
       nodes: NODES,
     });
-    const probe = { fire: (_node: number, _count: number): void => undefined };
+    const probe = {
+      fire: (_node: number, _count: number): void => undefined,
+      write: (_node: number): void => undefined,
+    };
     const nemesis = new Nemesis({
       probe: (node, count) => probe.fire(node, count),
+      probeWrites: (node) => probe.write(node),
+      electionMs: ELECTION_MS,
       cluster: c,
       network,
       plan,
@@ -156,6 +161,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     });
     const w = workload;
     probe.fire = (node, count) => w.probe(node, count);
+    probe.write = (node) => w.probeWrites(node);
     w.start();
     await nemesis.run();
     // Everything is healed: let the clients run on a whole cluster for a few more seconds.

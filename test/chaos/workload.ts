@@ -193,7 +193,22 @@ export class Workload {
     }
   }
 
-  /** Probe reads fired so far. */
+  /**
+   * Writes every register once at node `node` (one one-operation client per write, not waited
+   * for). The nemesis calls it through the new leader while an old leader sleeps, so that the
+   * old leader's state is certainly stale when it wakes and the probe reads would show it.
+   */
+  probeWrites(node: number): void {
+    for (const key of this.o.keys) {
+      const client = this.o.clients + 1 + this.probes++;
+      const p = this.record(client, node, { kind: "write", key, value: this.freshValue() }).then(
+        () => undefined,
+      );
+      this.running.push(p);
+    }
+  }
+
+  /** Probe operations fired so far (reads and writes). */
   probes = 0;
 
   /** A fresh value for a write or cas. */
