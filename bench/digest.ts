@@ -14,17 +14,14 @@
  * Data is loaded through the backend directly (bulk INSERT ... SELECT, Redis Lua loops),
  * not through replication. Rows: an integer primary key, a 24-byte name, a 64-byte value and a
  * double; Redis keys: `key:<i>` with a 64-byte string value. Defaults: 1,000,000 rows/keys for
- * SQLite and Redis, 1,000,000 for MariaDB (--mysql-rows). Redis and MariaDB are private servers
- * on free ports started here; their folders and the SQLite folder are removed at the end, also
- * after a failure or Ctrl-C.
+ * SQLite and Redis, 1,000,000 for MariaDB (--mysql-rows). Redis (no persistence) and MariaDB
+ * (a 256 MiB buffer pool and redo log, the log flushed about once a second) are private servers on
+ * free ports, started with the test helpers test/store/redis-server.ts and mariadb-server.ts;
+ * their folders and the SQLite folder are removed at the end, also after a failure or Ctrl-C.
  */
-import { execFile, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir, userInfo } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
@@ -32,6 +29,8 @@ import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { MySqlStore } from "../src/store/mysql/mysql-store.js";
 import type { ApplyEntry, Store } from "../src/store/store.js";
+import { startRedis } from "../test/store/redis-server.js";
+import { startMariaDb } from "../test/store/mariadb-server.js";
 
 const USAGE =
   "usage: npm run bench -- digest [--rows N] [--mysql-rows N] [--stores sqlite,redis,mysql] [--dir D]";
@@ -41,12 +40,11 @@ function line(o: Record<string, unknown>): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// clean-up of everything this run starts, even after a failure or a signal
+// clean-up of everything this run starts, even after a failure or a signal: the SQLite folders
+// here; the servers and their folders in their helpers, at the latest at process exit
 
-const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
 function cleanupNow(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
 }
@@ -54,7 +52,7 @@ process.on("exit", cleanupNow);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
     cleanupNow();
-    process.exit(130);
+    process.exit(130); // runs the server helpers' exit handlers too
   });
 }
 
@@ -69,36 +67,10 @@ function removeDir(d: string): void {
   dirs.delete(d);
 }
 
-async function stopChild(p: ChildProcess): Promise<void> {
-  if (p.exitCode === null && p.signalCode === null) {
-    const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGKILL");
-    await exited;
-  }
-  children.delete(p);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-async function waitFor(
-  what: string,
-  ok: () => Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`${what} did not start`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** Kills a server started by a test helper and removes its folder, before the next store's. */
+async function discard(server: { readonly dir: string; kill(): Promise<void> }): Promise<void> {
+  await server.kill();
+  rmSync(server.dir, { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,37 +223,12 @@ async function benchSqlite(base: string, rows: number): Promise<void> {
 }
 
 async function benchRedis(keys: number): Promise<void> {
-  const dir = tempDir(tmpdir(), "redis");
-  const port = await freePort();
-  const proc = spawn(
-    "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ],
-    { stdio: "ignore" },
-  );
-  children.add(proc);
+  const server = await startRedis({ appendonly: false });
+  const port = server.port;
   const c = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0 });
   c.on("error", () => undefined);
   try {
-    await waitFor("redis-server", async () => {
-      try {
-        if (c.status !== "ready") await c.connect();
-        return (await c.ping()) === "PONG";
-      } catch {
-        c.disconnect();
-        return false;
-      }
-    });
+    await c.connect();
     const t0 = performance.now();
     // Server-side, 100,000 keys per script: nothing to build or parse on this side.
     for (let at = 0; at < keys; at += 100_000) {
@@ -309,77 +256,15 @@ async function benchRedis(keys: number): Promise<void> {
     }
   } finally {
     c.disconnect();
-    await stopChild(proc);
-    removeDir(dir);
+    await discard(server);
   }
 }
 
-function binary(name: string, candidates: readonly string[]): string {
-  for (const d of candidates) if (existsSync(join(d, name))) return join(d, name);
-  return name;
-}
-
 async function benchMysql(rows: number): Promise<void> {
-  const dir = tempDir(tmpdir(), "mariadb");
-  const data = join(dir, "data");
-  const user = userInfo().username;
-  await promisify(execFile)(
-    binary("mariadb-install-db", ["/usr/bin", "/usr/local/bin", "/usr/sbin"]),
-    [
-      "--no-defaults",
-      `--datadir=${data}`,
-      "--auth-root-authentication-method=normal",
-      "--skip-test-db",
-      `--user=${user}`,
-    ],
-  );
-  const port = await freePort();
-  const proc = spawn(
-    binary("mariadbd", ["/usr/sbin", "/usr/bin", "/usr/local/bin"]),
-    [
-      "--no-defaults",
-      `--datadir=${data}`,
-      `--port=${port}`,
-      "--bind-address=127.0.0.1",
-      `--socket=${join(dir, "sock")}`,
-      `--pid-file=${join(dir, "pid")}`,
-      `--log-error=${join(dir, "error.log")}`,
-      `--user=${user}`,
-      "--skip-log-bin",
-      "--skip-name-resolve",
-      "--innodb-buffer-pool-size=256M",
-      "--innodb-log-file-size=256M",
-      "--innodb-flush-log-at-trx-commit=2",
-      "--character-set-server=utf8mb4",
-      "--collation-server=utf8mb4_unicode_ci",
-    ],
-    { stdio: "ignore" },
-  );
-  children.add(proc);
-  const root = async (): Promise<mysql.Connection> =>
-    mysql.createConnection({ host: "127.0.0.1", port, user: "root" });
+  const server = await startMariaDb({ bufferPoolMb: 256, logFileMb: 256, flushLogAtTrxCommit: 2 });
+  const port = server.port;
   try {
-    await waitFor("mariadbd", async () => {
-      if (proc.exitCode !== null) {
-        const log = existsSync(join(dir, "error.log"))
-          ? readFileSync(join(dir, "error.log"), "utf8")
-          : "";
-        throw new Error(`mariadbd exited: ${log.slice(-2000)}`);
-      }
-      try {
-        await (await root()).end();
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    const admin = await root();
-    try {
-      await admin.query("CREATE DATABASE nexus");
-    } finally {
-      await admin.end();
-    }
-    const url = `mysql://root@127.0.0.1:${port}/nexus`;
+    const url = server.url();
     const init = new MySqlStore({ url });
     await init.open();
     await init.close();
@@ -418,8 +303,7 @@ async function benchMysql(rows: number): Promise<void> {
       await store.close();
     }
   } finally {
-    await stopChild(proc);
-    removeDir(dir);
+    await discard(server);
   }
 }
 
@@ -460,7 +344,6 @@ export default async function main(args: string[]): Promise<void> {
       else await benchMysql(mysqlRows ?? rows);
     }
   } finally {
-    for (const c of [...children]) await stopChild(c);
     cleanupNow();
   }
 }

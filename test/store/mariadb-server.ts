@@ -1,18 +1,31 @@
 /**
  * A private MariaDB server for tests: its own data folder (mariadb-install-db), port and socket,
  * root without a password, a database `nexus`. Every server started by a test file is killed and
- * its folder removed in an `after()` hook, and killed at process exit if that hook never runs.
+ * its folder removed in an `after()` hook (under `node --test`), and at process exit if that hook
+ * never runs (or outside the test runner, as in a benchmark).
  * On a 2-core machine a server is ready in about 1 s (install ~0.7 s, start ~0.2 s).
  */
-import { after } from "node:test";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import mysql from "mysql2/promise";
+
+/** How startMariaDb() sizes InnoDB. The defaults are small, for tests. */
+export interface MariaDbOptions {
+  /** `innodb_buffer_pool_size` in MiB. Default 16. */
+  readonly bufferPoolMb?: number;
+  /** `innodb_log_file_size` in MiB. Default 16. */
+  readonly logFileMb?: number;
+  /**
+   * `innodb_flush_log_at_trx_commit`: 1 flushes the redo log to disk at every commit, 2 writes
+   * it at every commit and flushes it about once a second, 0 does both about once a second.
+   * Default: the server's own (1).
+   */
+  readonly flushLogAtTrxCommit?: 0 | 1 | 2;
+}
 
 export interface MariaDbServer {
   readonly port: number;
@@ -33,19 +46,49 @@ export interface MariaDbServer {
   restart(): Promise<void>;
 }
 
-/** Every server process: killed when this process exits, and never keeping it alive. */
+/**
+ * Every server process and folder: killed and removed when this process exits (also when a test
+ * file fails before its after() hook runs), and never keeping it alive. A mariadb-install-db
+ * still running is killed first, with the mariadbd it started (its own process group).
+ */
 const children = new Set<ChildProcess>();
+const installs = new Set<ChildProcess>();
+const servers: MariaDbServer[] = [];
+function killInstalls(): void {
+  for (const p of installs) {
+    try {
+      if (p.pid !== undefined) process.kill(-p.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+function removeDir(dir: string): void {
+  try {
+    // Retried: a process killed a moment ago may still be finishing a write.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
+  } catch (err) {
+    process.stderr.write(`mariadb-server: could not remove ${dir}: ${(err as Error).message}\n`);
+  }
+}
 process.on("exit", () => {
+  killInstalls();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const s of servers) removeDir(s.dir);
 });
 
-const servers: MariaDbServer[] = [];
-after(async () => {
-  for (const s of servers) {
-    await s.kill();
-    rmSync(s.dir, { recursive: true, force: true });
-  }
-});
+// Under `node --test`, the test file's after() hook stops them as soon as its tests end. node:test
+// is loaded only there: in another process (a benchmark) it would print TAP output on stdout.
+if (process.env["NODE_TEST_CONTEXT"] !== undefined) {
+  const { after } = await import("node:test");
+  after(async () => {
+    killInstalls();
+    for (const s of servers) {
+      await s.kill();
+      removeDir(s.dir);
+    }
+  });
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -66,8 +109,49 @@ function binary(name: string, dirs: readonly string[]): string {
 const MARIADBD = binary("mariadbd", ["/usr/sbin", "/usr/bin", "/usr/local/bin"]);
 const INSTALL_DB = binary("mariadb-install-db", ["/usr/bin", "/usr/local/bin", "/usr/sbin"]);
 
+function megabytes(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new Error(`startMariaDb: ${name} takes a positive whole number of MiB, got ${v}`);
+  }
+  return v;
+}
+
+/**
+ * Runs mariadb-install-db in its own process group, so that clean-up can kill it together with
+ * the bootstrap mariadbd it starts; rejects with its output if it fails.
+ */
+function installDb(args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(INSTALL_DB, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    installs.add(p);
+    let output = "";
+    const collect = (d: Buffer): void => {
+      output = (output + d.toString()).slice(-4000);
+    };
+    p.stdout.on("data", collect);
+    p.stderr.on("data", collect);
+    p.once("error", (err) => {
+      installs.delete(p);
+      reject(err);
+    });
+    p.once("close", (code, signal) => {
+      installs.delete(p);
+      if (code === 0) resolve();
+      else reject(new Error(`${INSTALL_DB} failed (${signal ?? `exit code ${code}`}):\n${output}`));
+    });
+  });
+}
+
 /** Starts a private MariaDB with a database `nexus` (utf8mb4). */
-export async function startMariaDb(): Promise<MariaDbServer> {
+export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaDbServer> {
+  const innodb = [
+    `--innodb-buffer-pool-size=${megabytes("bufferPoolMb", options.bufferPoolMb, 16)}M`,
+    `--innodb-log-file-size=${megabytes("logFileMb", options.logFileMb, 16)}M`,
+    ...(options.flushLogAtTrxCommit === undefined
+      ? []
+      : [`--innodb-flush-log-at-trx-commit=${options.flushLogAtTrxCommit}`]),
+  ];
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "nexus-mariadb-"));
   const data = join(dir, "data");
@@ -116,8 +200,7 @@ export async function startMariaDb(): Promise<MariaDbServer> {
           `--user=${user}`,
           "--skip-log-bin",
           "--skip-name-resolve",
-          "--innodb-buffer-pool-size=16M",
-          "--innodb-log-file-size=16M",
+          ...innodb,
           "--character-set-server=utf8mb4",
           "--collation-server=utf8mb4_unicode_ci",
         ],
@@ -156,7 +239,7 @@ export async function startMariaDb(): Promise<MariaDbServer> {
   };
   // Registered before anything can fail, so that after() removes the folder in any case.
   servers.push(server);
-  await promisify(execFile)(INSTALL_DB, [
+  await installDb([
     "--no-defaults",
     `--datadir=${data}`,
     "--auth-root-authentication-method=normal",

@@ -1,14 +1,24 @@
 /**
  * A private redis-server for tests: its own port and folder, append-only file fsync'd on every
- * write, killed and removed when the test file ends (even on failure).
+ * write (unless `appendonly: false`). Killed and its folder removed when the test file ends (even
+ * on failure), and at the latest when this process exits.
  */
-import { after } from "node:test";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+/** How startRedis() configures the server. */
+export interface RedisOptions {
+  /**
+   * true (the default): an append-only file fsync'd on every write (`appendonly yes`,
+   * `appendfsync always`), so acknowledged writes survive kill(). false: no persistence at all
+   * (no append-only file, no RDB snapshots), as a benchmark wants.
+   */
+  readonly appendonly?: boolean;
+}
 
 export interface RedisServer {
   readonly port: number;
@@ -20,19 +30,36 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** Every server process: killed when this process exits, and never keeping it alive. */
+/**
+ * Every server process and folder: killed and removed when this process exits (also when a test
+ * file fails before its after() hooks run), and never keeping it alive.
+ */
 const children = new Set<ChildProcess>();
+const servers: RedisServer[] = [];
+function removeDir(dir: string): void {
+  try {
+    // Retried: a process killed a moment ago may still be finishing a write.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
+  } catch (err) {
+    process.stderr.write(`redis-server: could not remove ${dir}: ${(err as Error).message}\n`);
+  }
+}
 process.on("exit", () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const s of servers) removeDir(s.dir);
 });
 
-const servers: RedisServer[] = [];
-after(async () => {
-  for (const s of servers) {
-    await s.kill();
-    rmSync(s.dir, { recursive: true, force: true });
-  }
-});
+// Under `node --test`, the test file's after() hook stops them as soon as its tests end. node:test
+// is loaded only there: in another process (a benchmark) it would print TAP output on stdout.
+if (process.env["NODE_TEST_CONTEXT"] !== undefined) {
+  const { after } = await import("node:test");
+  after(async () => {
+    for (const s of servers) {
+      await s.kill();
+      removeDir(s.dir);
+    }
+  });
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -58,7 +85,11 @@ function answersPing(port: number): Promise<boolean> {
 }
 
 /** Starts a redis-server on a free port with its own data folder. */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
+  const persistence =
+    options.appendonly === false
+      ? ["--appendonly", "no"]
+      : ["--appendonly", "yes", "--appendfsync", "always"];
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "nexus-redis-"));
   let proc: ChildProcess | undefined;
@@ -77,10 +108,7 @@ export async function startRedis(): Promise<RedisServer> {
           dir,
           "--save",
           "",
-          "--appendonly",
-          "yes",
-          "--appendfsync",
-          "always",
+          ...persistence,
           "--daemonize",
           "no",
           "--logfile",
