@@ -29,7 +29,9 @@ describe("chaos: flags", () => {
       "--think-ms=0",
       "--local-share",
       "0.5",
+      "--node-log-level=info",
     ]);
+    assert.equal(f.nodeLogLevel, "info");
     assert.deepEqual(
       [f.seconds, f.reads, f.seed, f.clients, f.keys, f.keep, f.thinkMs, f.localShare],
       [300, "lease", 77, 8, 3, true, 0, 0.5],
@@ -49,6 +51,7 @@ describe("chaos: flags", () => {
       [["--keys", "27"], /--keys takes an integer from 1 to 26/],
       [["--local-share", "2"], /--local-share takes a number from 0 to 1/],
       [["--keep=yes"], /--keep takes no value/],
+      [["--node-log-level", "loud"], /--node-log-level must be debug, info, warn or error/],
       [["--frobnicate"], /unknown flag --frobnicate/],
       [["300"], /unexpected argument "300"/],
     ];

@@ -16,11 +16,14 @@ export interface ChaosFlags {
   readonly thinkMs: number;
   /** Share of reads sent as local reads. */
   readonly localShare: number;
+  /** The nodes' -log-level. */
+  readonly nodeLogLevel: "debug" | "info" | "warn" | "error";
   readonly help: boolean;
 }
 
 export const CHAOS_USAGE = `usage: npm run chaos -- [--seconds N] [--reads linearizable|lease] [--seed S]
-                        [--clients N] [--keys N] [--think-ms N] [--local-share F] [--keep]
+                        [--clients N] [--keys N] [--think-ms N] [--local-share F]
+                        [--node-log-level L] [--keep]
 
 Runs a 5-node sqlite_repl cluster in private network namespaces (needs root, ip, unshare, nft),
 drives concurrent clients doing reads, writes and compare-and-set on a few registers while a
@@ -35,6 +38,7 @@ and that the history is linearizable. Exit 0 only when it is linearizable and co
   --keys N          registers (default 4, 1 to 26)
   --think-ms N      mean pause between a client's operations (default 10)
   --local-share F   share of reads sent with consistency=local (default 0.2, 0 to 1)
+  --node-log-level L  the nodes' -log-level: debug, info, warn (default) or error
   --keep            keep history.jsonl and node logs even when the run passes
   --help            this text
 `;
@@ -53,6 +57,7 @@ const DEFAULTS: ChaosFlags = {
   keep: false,
   thinkMs: 10,
   localShare: 0.2,
+  nodeLogLevel: "warn",
   help: false,
 };
 
@@ -109,6 +114,16 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
           throw new ChaosFlagError(`--local-share takes a number from 0 to 1, got "${raw}"`);
         }
         f.localShare = v;
+        break;
+      }
+      case "node-log-level": {
+        const v = value();
+        if (v !== "debug" && v !== "info" && v !== "warn" && v !== "error") {
+          throw new ChaosFlagError(
+            `--node-log-level must be debug, info, warn or error, got "${v}"`,
+          );
+        }
+        f.nodeLogLevel = v;
         break;
       }
       case "keep":

@@ -36,6 +36,8 @@ export interface ClusterOptions {
   readonly extraFlags: readonly string[];
   readonly heartbeatMs: number;
   readonly electionMs: number;
+  /** The nodes' -log-level (their stderr goes to node-<i>.log). */
+  readonly logLevel: string;
 }
 
 /** One node process (restartable). */
@@ -87,7 +89,7 @@ export class ChaosNode {
       // Snapshots happen during the run, and a re-added node can be caught up from one.
       "-nexus-snapshot-count=2000",
       "-nexus-snapshot-catchup-entries=500",
-      "-log-level=warn",
+      `-log-level=${o.logLevel}`,
       ...(this.joinAsNew ? ["-nexus-node-state=new"] : []),
       ...o.extraFlags,
     ];

@@ -335,7 +335,12 @@ export class Nemesis {
           urls: r.members.map((m) => m.url),
           fromLeader: r.fromLeader,
           lagging: r.fromLeader
-            ? r.members.filter((m) => !m.reachable || m.lag > 100).map((m) => m.url)
+            ? r.members
+                .filter((m) => !m.reachable || m.lag > 100)
+                .map(
+                  (m) =>
+                    `${m.url} (${m.reachable ? "reachable" : "unreachable"}, match ${m.match}, lag ${m.lag}; leader ${i})`,
+                )
             : [],
         };
       } catch {

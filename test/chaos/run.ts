@@ -102,6 +102,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       extraFlags: flags.reads === "lease" ? ["-nexusLeaseBasedReads"] : [],
       heartbeatMs: HEARTBEAT_MS,
       electionMs: ELECTION_MS,
+      logLevel: flags.nodeLogLevel,
     });
     const c = cluster;
     await c.startAll();
