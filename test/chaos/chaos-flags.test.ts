@@ -12,6 +12,7 @@ describe("chaos: flags", () => {
     assert.equal(f.clients, 6);
     assert.equal(f.keys, 4);
     assert.equal(f.keep, false);
+    assert.equal(f.nodeLogLevel, "info");
     assert.equal(f.help, false);
   });
 

@@ -38,7 +38,7 @@ and that the history is linearizable. Exit 0 only when it is linearizable and co
   --keys N          registers (default 4, 1 to 26)
   --think-ms N      mean pause between a client's operations (default 10)
   --local-share F   share of reads sent with consistency=local (default 0.2, 0 to 1)
-  --node-log-level L  the nodes' -log-level: debug, info, warn (default) or error
+  --node-log-level L  the nodes' -log-level: debug, info (default), warn or error
   --keep            keep history.jsonl and node logs even when the run passes
   --help            this text
 `;
@@ -57,7 +57,7 @@ const DEFAULTS: ChaosFlags = {
   keep: false,
   thinkMs: 10,
   localShare: 0.2,
-  nodeLogLevel: "warn",
+  nodeLogLevel: "info",
   help: false,
 };
 
