@@ -154,6 +154,8 @@ export class RaftNode {
   private voteHoldUntil = Number.POSITIVE_INFINITY;
   /** When a lease read was last asked for (monotonic ms). */
   private leaseWantedAt = Number.NEGATIVE_INFINITY;
+  /** The leader as of the last Ready that said ("" for none). */
+  private knownLead: NodeId = "";
   /** Ticks since start. */
   private ticks = 0;
   /** When the last lease renewal round was started (monotonic ms). */
@@ -583,6 +585,11 @@ export class RaftNode {
     return this.raw.status();
   }
 
+  /** The leader this node knows of ("" for none). Cheap: for polling. */
+  leader(): NodeId {
+    return this.raw.basicStatus().lead;
+  }
+
   /** The store's applied index. */
   appliedIndex(): number {
     return this.applier.position().index;
@@ -652,6 +659,10 @@ export class RaftNode {
   async readBarrier(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     if (this.stopped) throw this.fatal ?? new StoppedError();
+    // The core drops a read request when it knows no leader: say so now, not at the timeout.
+    if (this.raw.basicStatus().lead === "") {
+      throw new NexusError("NO_LEADER", "no leader is known to confirm the read; retry");
+    }
     const ctx = new Uint8Array(randomBytes(16));
     const key = requestKey(ctx);
     const index = this.reads.wait(
@@ -969,6 +980,17 @@ export class RaftNode {
       const key = requestKey(rs.requestCtx);
       if (this.lease.confirmed(key, bs.term, bs.state === "leader")) continue;
       this.reads.resolve(key, rs.index);
+    }
+    if (rd.softState !== undefined && rd.softState.lead !== this.knownLead) {
+      // Read requests still pending went to a leader that no longer leads: its answer may never
+      // come. Nothing was written, so they fail as NO_LEADER and the caller asks the new leader
+      // now rather than at its timeout. (A late answer from the old leader finds no waiter.)
+      if (this.knownLead !== "") {
+        this.reads.rejectAll(
+          () => new NexusError("NO_LEADER", "the leader changed while confirming the read; retry"),
+        );
+      }
+      this.knownLead = rd.softState.lead;
     }
     this.raw.advance(rd);
   }

@@ -221,6 +221,10 @@ class ReplicatorImpl implements Replicator {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
         return holder.node.openSnapshot(m);
       },
+      // Dead peer connections are found within about two election timeouts.
+      connectTimeoutMs: Math.max(2000, o.electionTickMs),
+      pingIntervalMs: Math.max(500, Math.round(o.electionTickMs / 2)),
+      pingTimeoutMs: Math.max(2000, 2 * o.electionTickMs),
       logger: o.logger,
     });
     await transport.start();
@@ -331,19 +335,20 @@ class ReplicatorImpl implements Replicator {
       }
     }
     if (consistency !== "local") {
-      // Without a known leader a read request would be dropped: wait for one first.
       const deadline = Date.now() + this.o.replTimeoutMs;
-      while (node.status().softState.lead === "" && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
-      }
-      // A read request that never reached the leader is retried until the deadline.
+      // A read request that never reached a leader, or went to one that lost its leadership, is
+      // retried until the deadline (nothing was written).
       for (;;) {
+        // Without a known leader a read request would be dropped: wait for one first.
+        while (node.leader() === "" && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, Math.min(20, this.o.heartbeatTickMs)));
+        }
         try {
           await node.readBarrier(Math.max(1, deadline - Date.now()));
           break;
         } catch (err) {
           if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
-          await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
+          await new Promise((r) => setTimeout(r, Math.min(10, this.o.heartbeatTickMs)));
         }
       }
     }

@@ -14,6 +14,12 @@
  * Queues are bounded per peer (messages and bytes). When a peer is unreachable or its queue is
  * full, messages are dropped and the peer is reported unreachable (Raft retries). Connections are
  * re-established with capped exponential backoff and jitter.
+ *
+ * Dead connections are detected, not waited out: a connection attempt that has not succeeded
+ * within `connectTimeoutMs`, or a connection whose HTTP/2 PING (sent every `pingIntervalMs`)
+ * is not answered within `pingTimeoutMs`, is destroyed and made again. Without this a connection
+ * through a partition that drops packets stays open, TCP retransmits with a doubling timeout,
+ * and a follower takes about as long as the partition lasted to hear from its leader again.
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -55,6 +61,12 @@ export interface Http2TransportOptions {
   readonly maxQueueBytes?: number;
   /** Largest frame accepted, bytes. Default 128 MiB. */
   readonly maxFrameBytes?: number;
+  /** A connection attempt that takes longer is abandoned and retried. Default 2000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Interval of the liveness PINGs on each outbound connection. Default 1000 ms. */
+  readonly pingIntervalMs?: number;
+  /** A PING unanswered this long marks the connection dead. Default 2000 ms. */
+  readonly pingTimeoutMs?: number;
   readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
 }
 
@@ -65,6 +77,8 @@ export interface PeerStats {
   bytesSent: number;
   dropped: number;
   reconnects: number;
+  /** Connections destroyed because they did not connect or answer a PING in time. */
+  deadConnections: number;
 }
 
 interface Peer {
@@ -98,12 +112,18 @@ export class Http2Transport {
   private readonly maxQueueMessages: number;
   private readonly maxQueueBytes: number;
   private readonly maxFrameBytes: number;
+  private readonly connectTimeoutMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly pingTimeoutMs: number;
 
   constructor(opts: Http2TransportOptions) {
     this.opts = opts;
     this.maxQueueMessages = opts.maxQueueMessages ?? 4096;
     this.maxQueueBytes = opts.maxQueueBytes ?? 64 * 1024 * 1024;
     this.maxFrameBytes = opts.maxFrameBytes ?? 128 * 1024 * 1024;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 1000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 2000;
   }
 
   /** Listens for peers. Resolves with the bound port. */
@@ -147,7 +167,14 @@ export class Http2Transport {
       draining: false,
       backoffMs: 0,
       retryAt: 0,
-      stats: { framesSent: 0, messagesSent: 0, bytesSent: 0, dropped: 0, reconnects: 0 },
+      stats: {
+        framesSent: 0,
+        messagesSent: 0,
+        bytesSent: 0,
+        dropped: 0,
+        reconnects: 0,
+        deadConnections: 0,
+      },
     });
   }
 
@@ -268,7 +295,45 @@ export class Http2Transport {
     };
     s.on("error", onFail);
     s.on("close", onFail);
+    const dead = (why: string): void => {
+      if (s.destroyed) return;
+      p.stats.deadConnections++;
+      this.opts.logger?.warn("peer connection is dead; reconnecting", { peer: p.id, why });
+      s.destroy();
+    };
+    const connectTimer = setTimeout(
+      () => dead(`not connected within ${this.connectTimeoutMs} ms`),
+      this.connectTimeoutMs,
+    );
+    connectTimer.unref();
+    let pingSentAt = 0;
+    const pinger = setInterval(() => {
+      if (s.destroyed || s.closed) {
+        clearInterval(pinger);
+        return;
+      }
+      if (s.connecting) return;
+      const now = Date.now();
+      if (pingSentAt !== 0) {
+        if (now - pingSentAt > this.pingTimeoutMs) {
+          dead(`PING unanswered for ${now - pingSentAt} ms`);
+        }
+        return;
+      }
+      pingSentAt = now;
+      try {
+        s.ping(() => (pingSentAt = 0));
+      } catch {
+        // Too many PINGs in flight or the session is closing: the next round decides.
+      }
+    }, this.pingIntervalMs);
+    pinger.unref();
+    s.once("close", () => {
+      clearTimeout(connectTimer);
+      clearInterval(pinger);
+    });
     s.on("connect", () => {
+      clearTimeout(connectTimer);
       p.backoffMs = 0;
       // Sent from now on; what was written before may have arrived.
       if (p.session === s) p.unconnected = [];

@@ -88,4 +88,27 @@ describe("raft node on real WALs", () => {
       for (const n of c.nodes.values()) await n.stop();
     }
   });
+
+  it("a read forwarded to a leader that goes silent fails as NO_LEADER once another leader is known, not at its timeout", async () => {
+    const c = await cluster();
+    try {
+      await until(() => c.leader() !== undefined, 10_000, "a leader");
+      const old = c.leader()!;
+      const oldId = IDS.find((id) => c.nodes.get(id) === old)!;
+      const f = c.nodes.get(IDS.find((id) => id !== oldId)!)!;
+      await until(() => f.leader() === oldId, 5000, "the follower to know the leader");
+      c.net.down.add(oldId);
+      const started = Date.now();
+      const err = await f.readBarrier(20_000).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(isNexusError(err, "NO_LEADER"), String(err));
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      await until(() => f.leader() !== "" && f.leader() !== oldId, 10_000, "a new leader");
+      await f.readBarrier(5000);
+    } finally {
+      for (const n of c.nodes.values()) await n.stop();
+    }
+  });
 });

@@ -1,6 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import http2 from "node:http2";
+import { connect, createServer } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { Http2Transport } from "../../src/transport/http2-transport.js";
 import type { TransportHandler } from "../../src/transport/http2-transport.js";
@@ -306,6 +308,75 @@ describe("HTTP/2 peer transport", () => {
     } finally {
       s.destroy();
       await b.stop();
+    }
+  });
+
+  it("a connection that goes silent (a partition that drops packets) is found dead by PING and made again", async () => {
+    const rb = recorder();
+    const b = node("b", rb);
+    const pb = await b.start();
+    // A TCP relay in front of b that can go silent: it keeps the connections open but stops
+    // forwarding anything on them, as a network that drops packets does; new connections made
+    // after it heals are relayed again.
+    let silent = false;
+    const open = new Set<Socket>();
+    const relay = createServer((client) => {
+      const upstream = connect(pb, "127.0.0.1");
+      open.add(client).add(upstream);
+      const pipe = (from: Socket, to: Socket): void => {
+        from.on("data", (d: Buffer) => {
+          if (!silent && !stuck.has(from)) to.write(d);
+        });
+      };
+      pipe(client, upstream);
+      pipe(upstream, client);
+      for (const sock of [client, upstream]) {
+        sock.on("error", () => undefined);
+        sock.on("close", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+    });
+    const stuck = new Set<Socket>();
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", () => r()));
+    const relayPort = (relay.address() as AddressInfo).port;
+    const ra = recorder();
+    const a = new Http2Transport({
+      id: "a",
+      clusterName: "test",
+      listenHost: "127.0.0.1",
+      listenPort: 0,
+      handler: ra,
+      openSnapshot: async function* () {},
+      pingIntervalMs: 100,
+      pingTimeoutMs: 300,
+      connectTimeoutMs: 300,
+    });
+    await a.start();
+    try {
+      a.addPeer("b", `http://127.0.0.1:${relayPort}`);
+      const hb = (n: number): Message =>
+        createMessage({ type: "heartbeat", from: "a", to: "b", term: n });
+      a.send([hb(1)]);
+      await until(() => rb.msgs.length === 1);
+      // The partition: every connection made so far stays open but is silent forever.
+      silent = true;
+      for (const sock of open) stuck.add(sock);
+      a.send([hb(2)]);
+      await until(() => a.stats()["b"]!.deadConnections >= 1, 5000);
+      // Healed: messages sent now reach b over a new connection.
+      silent = false;
+      await until(() => {
+        a.send([hb(3)]);
+        return rb.msgs.some((m) => m.term === 3);
+      }, 5000);
+      assert.ok(a.stats()["b"]!.reconnects >= 2);
+    } finally {
+      await a.stop();
+      await b.stop();
+      for (const sock of open) sock.destroy();
+      await new Promise<void>((r) => relay.close(() => r()));
     }
   });
 });
