@@ -93,7 +93,8 @@ describe("README", () => {
         const c = spawn(
           process.execPath,
           ["bin/nexus", "local-cluster", "-dir", dir, `-raft-port=${raft}`, `-grpc-port=${grpc}`],
-          { stdio: ["ignore", "pipe", "pipe"] },
+          // Its own process group, so that a failed test kills its nodes too, not only it.
+          { stdio: ["ignore", "pipe", "pipe"], detached: true },
         );
         const ok = await new Promise<boolean>((res) => {
           c.stdout!.on("data", (b: Buffer) => {
@@ -115,7 +116,10 @@ describe("README", () => {
           .replace(/ \(leader\)/g, "")
           .replace(/ (leader|follower)$/gm, " <role>")
           // The role and progress table: which node leads, and the indexes, vary.
-          .replace(/^(<id>) +(leader|follower|learner) +(yes|no|-) +(\d+|-) +(\d+|-)$/gm, "$1 <row>")
+          .replace(
+            /^(<id>) +(leader|follower|learner) +(yes|no|-) +(\d+|-) +(\d+|-)$/gm,
+            "$1 <row>",
+          )
           .replace(/^\(progress is known only on the leader; ask it\)\n/m, "");
       for (const step of steps) {
         const cmd = step.cmd
@@ -134,7 +138,13 @@ describe("README", () => {
       assert.equal(await exited, 0);
       assert.match(out, /stopped \(node 1: 0, node 2: 0, node 3: 0\)/);
     } finally {
-      if (cluster !== undefined && cluster.exitCode === null) cluster.kill("SIGKILL");
+      if (cluster?.pid !== undefined) {
+        try {
+          process.kill(-cluster.pid, "SIGKILL");
+        } catch {
+          // The group is gone: every node exited.
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -117,7 +117,12 @@ export async function runLocalCluster(argv: readonly string[], io: Io): Promise<
         `-sqlitePath=${join(nodeDir, "store.db")}`,
       ],
       // Its own process group: Ctrl-C reaches this process only, which stops the nodes in order.
-      { detached: true, stdio: ["ignore", "pipe", "pipe"] },
+      // Its stdin is a pipe from here: if this process dies, the node sees it end and stops.
+      {
+        detached: true,
+        stdio: ["pipe", "pipe", "pipe"],
+        env: { ...process.env, NEXUS_STOP_WITH_PARENT: "1" },
+      },
     );
     child.stderr!.pipe(log);
     const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));

@@ -203,7 +203,16 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     onSignal(s);
   };
   for (const s of signals) process.on(s, handler);
+  // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher
+  // dies, even by SIGKILL, stdin ends and the node stops cleanly instead of living on orphaned.
+  const withParent = process.env["NEXUS_STOP_WITH_PARENT"] === "1";
+  if (withParent) {
+    process.stdin.on("data", () => undefined);
+    process.stdin.once("end", () => handler("SIGTERM"));
+    process.stdin.once("error", () => handler("SIGTERM"));
+  }
   const why = await Promise.race([signalSeen, fatalSeen]);
+  if (withParent) process.stdin.destroy();
   stopping = true;
   if (why instanceof Error) {
     io.err(`${p.name}: the node stopped: ${why.message}\n`);

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Nexus } from "../../src/api/gen/nexus_pb.js";
-import { freePort, repl, run, sqliteCluster, until, leaderUrl } from "./programs.js";
+import { spawn, spawnSync } from "node:child_process";
+import { BIN, freePort, repl, run, sqliteCluster, tempDir, until, leaderUrl } from "./programs.js";
 
 describe("command lines", () => {
   it("--help on every program and command prints usage and exits 0", async () => {
@@ -159,5 +160,41 @@ describe("command lines", () => {
     );
     assert.equal(st.stdout.trimEnd().split("\n").length, 6);
     await Promise.all(nodes.map((n) => n.stop()));
+  });
+
+  it("npm start's nodes stop by themselves when their launcher is killed (SIGKILL), leaving nothing running", async () => {
+    const dir = tempDir();
+    const raft = 20000 + Math.floor(Math.random() * 20000);
+    const grpc = raft + 10;
+    const launcher = spawn(
+      process.execPath,
+      [BIN("nexus"), "local-cluster", "-dir", dir, `-raft-port=${raft}`, `-grpc-port=${grpc}`],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      let out = "";
+      await new Promise<void>((resolve, reject) => {
+        launcher.stdout!.on("data", (b: Buffer) => {
+          out += b.toString();
+          if (out.includes("Ctrl-C stops the cluster")) resolve();
+        });
+        launcher.once("exit", () => reject(new Error(`the cluster did not come up: ${out}`)));
+      });
+      const addrs = [0, 1, 2].map((i) => `127.0.0.1:${grpc + i}`);
+      for (const a of addrs) assert.equal((await run("nexus", ["status", a])).code, 0);
+      launcher.kill("SIGKILL");
+      for (const a of addrs) {
+        await until(
+          `the node at ${a} to stop`,
+          async () => (await run("nexus", ["status", "-timeout=2", a])).code,
+          (code) => code === 3,
+          20_000,
+        );
+      }
+    } finally {
+      if (launcher.exitCode === null) launcher.kill("SIGKILL");
+      // Nodes left behind by a failure: their command lines name the test's folder.
+      spawnSync("pkill", ["-KILL", "-f", dir]);
+    }
   });
 });
