@@ -260,12 +260,17 @@ export class Http2Transport {
     p.stats.messagesSent += msgs.length;
     p.stats.bytesSent += frame.byteLength;
     if (!stream.write(frame)) {
-      // HTTP/2 flow control: wait for the peer to read before writing more.
+      // HTTP/2 flow control: wait for the peer to read before writing more, or for the stream
+      // to go (a dead connection is destroyed while full): either way, flushing resumes.
       p.draining = true;
-      stream.once("drain", () => {
+      const resume = (): void => {
+        stream.off("drain", resume);
+        stream.off("close", resume);
         p.draining = false;
         this.scheduleFlush(p);
-      });
+      };
+      stream.once("drain", resume);
+      stream.once("close", resume);
     }
   }
 
@@ -396,9 +401,26 @@ export class Http2Transport {
       frame.writeUInt32BE(head.byteLength, 0);
       frame.set(head, 4);
       const write = (b: Uint8Array): Promise<void> =>
-        new Promise((resolve) => {
-          if (st.write(b)) resolve();
-          else st.once("drain", () => resolve());
+        new Promise((resolve, reject) => {
+          if (st.destroyed || st.closed) {
+            reject(new Error("snapshot stream closed"));
+            return;
+          }
+          if (st.write(b)) {
+            resolve();
+            return;
+          }
+          // Wait for the peer to read, or fail if the stream goes (a dead connection).
+          const onDrain = (): void => {
+            st.off("close", onClose);
+            resolve();
+          };
+          const onClose = (): void => {
+            st.off("drain", onDrain);
+            reject(new Error("snapshot stream closed"));
+          };
+          st.once("drain", onDrain);
+          st.once("close", onClose);
         });
       await write(frame);
       for await (const chunk of this.opts.openSnapshot(m)) await write(chunk);

@@ -363,7 +363,19 @@ describe("HTTP/2 peer transport", () => {
       // The partition: every connection made so far stays open but is silent forever.
       silent = true;
       for (const sock of open) stuck.add(sock);
-      a.send([hb(2)]);
+      // Enough to fill HTTP/2's flow-control window, so the dead stream is left waiting to drain.
+      const big = (n: number): Message =>
+        createMessage({
+          type: "app",
+          from: "a",
+          to: "b",
+          term: n,
+          entries: [{ type: "normal", term: n, index: n, data: new Uint8Array(64 * 1024) }],
+        });
+      for (let i = 0; i < 32; i++) {
+        a.send([big(100 + i)]);
+        await new Promise((r) => setImmediate(r));
+      }
       await until(() => a.stats()["b"]!.deadConnections >= 1, 5000);
       // Healed: messages sent now reach b over a new connection.
       silent = false;
