@@ -68,7 +68,10 @@ describe("faults end to end", () => {
   });
 
   it("a save that cannot reach a quorum ends with an unknown outcome (exit 4), is not retried, and may still take effect", async () => {
-    const nodes = await sqliteCluster(3, ["-nexus-repl-timeout=1"]);
+    // The leader must still lead when the insert arrives, after both followers were killed and a
+    // repl process started: with check-quorum it steps down one election timeout after it last
+    // heard from a quorum, and 1 s was too short on a busy CI machine (NO_LEADER instead of 4).
+    const nodes = await sqliteCluster(3, ["-nexus-repl-timeout=1", "-nexus-election-ms=5000"]);
     await Promise.all(nodes.map((n) => n.start()));
     const leader = await until(
       "a leader",
@@ -98,6 +101,7 @@ describe("faults end to end", () => {
         return x.stdout;
       },
       (v) => v === one,
+      60_000,
     );
     assert.equal(got, one);
     await followers[1]!.start();

@@ -101,8 +101,10 @@ export class SqliteNode {
       `-nexus-log-dir=${join(this.dir, "logs")}`,
       `-nexus-snap-dir=${join(this.dir, "snap")}`,
       ...(this.storeFlags ?? ["-sqlitePath", join(this.dir, "store.db")]),
-      "-nexus-heartbeat-ms=50",
-      "-nexus-election-ms=500",
+      // Fast timing by default; a test's own -nexus-heartbeat-ms/-nexus-election-ms replace it.
+      ...["-nexus-heartbeat-ms=50", "-nexus-election-ms=500"].filter(
+        (d) => !this.extraFlags.some((f) => f.startsWith(d.slice(0, d.indexOf("=") + 1))),
+      ),
       "-log-level=warn",
       ...this.extraFlags,
     ];
