@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { createServer } from "node:net";
+import { freePort } from "./free-port.js";
 
 describe("README", () => {
   it("the library example runs against a single-node cluster", async () => {
@@ -19,12 +19,7 @@ describe("README", () => {
     assert.ok(lib !== undefined, "README has no library example");
     const dir = mkdtempSync(join(tmpdir(), "nexus-readme-lib-"));
     try {
-      const port = await new Promise<number>((resolve) => {
-        const s = createServer().listen(0, "127.0.0.1", () => {
-          const p = (s.address() as { port: number }).port;
-          s.close(() => resolve(p));
-        });
-      });
+      const port = await freePort();
       const entry = pathToFileURL(resolve("src/index.ts")).href;
       const code = lib
         .replace('"nexus-raft"', JSON.stringify(entry))

@@ -1,7 +1,6 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -16,20 +15,12 @@ import { encodeGrpcMessage, startApiServer } from "../../src/api/server.js";
 import { createReplicator } from "../../src/node/replicator.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
+import { freePort } from "../free-port.js";
 
 const roots: string[] = [];
 after(() => {
   for (const d of roots) rmSync(d, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -6,10 +6,11 @@ import { after } from "node:test";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../free-port.js";
+export { freePort };
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = (name: string): string => join(ROOT, "bin", name);
@@ -25,17 +26,6 @@ export function tempDir(prefix = "nexus-e2e-"): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
   dirs.push(d);
   return d;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 export interface RunResult {

@@ -1,19 +1,10 @@
 /** Runs nodes as child processes (test/node/fixtures/node-main.ts) and talks to them. */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../free-port.js";
+export { freePort };
 
 export interface Reply {
   ok: boolean;

@@ -1,7 +1,6 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReplicator } from "../../src/node/replicator.js";
@@ -10,21 +9,12 @@ import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { until } from "./helpers.js";
+import { freePort } from "../free-port.js";
 
 const roots: string[] = [];
 after(() => {
   for (const d of roots) rmSync(d, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -8,10 +8,10 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
+import { freePort } from "../free-port.js";
 
 /** How startMariaDb() sizes InnoDB. The defaults are small, for tests. */
 export interface MariaDbOptions {
@@ -87,17 +87,6 @@ if (process.env["NODE_TEST_CONTEXT"] !== undefined) {
       await s.kill();
       removeDir(s.dir);
     }
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
   });
 }
 
