@@ -171,7 +171,7 @@ describe("membership at runtime on Redis (the original's walkthrough)", () => {
           assert.equal(values.length, acked.length);
         }
         console.log(
-          `membership walkthrough: ${acked.length} writes acknowledged, ${writer.failed()} not (retried)`,
+          `membership walkthrough: ${acked.length} writes acknowledged, ${writer.failed()} not (failed or outcome unknown; not counted, not retried)`,
         );
         await Promise.all(members.map((n) => n.stop()));
       } finally {
