@@ -66,17 +66,16 @@ function maxLagOf(v: bigint | undefined): { maxLagEntries?: number } {
 /** Registers the NexusAdmin service (membership administration) on a Connect router. */
 function adminRoutes(r: Replicator, router: ConnectRouter): void {
   router.service(NexusAdmin, {
-    listMembers: guarded(() => {
-      const { leader, members, joint } = r.listMembers();
-      const st = r.status();
-      const fromLeader = st.role === "leader";
+    listMembers: guarded(async () => {
+      // On a follower, the progress comes from the leader over the peer connection.
+      const { leader, members, joint, fromLeader, lastIndex } = await r.listMembersWithProgress();
       return {
         status: OK,
         leader,
-        self: st.id,
+        self: r.status().id,
         joint,
         fromLeader,
-        lastIndex: BigInt(fromLeader ? st.lastIndex : -1),
+        lastIndex: BigInt(lastIndex),
         members: members.map((m) => ({
           id: m.id,
           url: m.url,

@@ -18,6 +18,7 @@ import { Http2Transport } from "../transport/http2-transport.js";
 import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
+import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
 
@@ -45,6 +46,17 @@ export interface MemberInfo {
    * leader's last index. Undefined elsewhere.
    */
   readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
+}
+
+/** What listMembersWithProgress() returns. */
+export interface MembersWithProgress {
+  readonly leader: NodeId;
+  readonly members: readonly MemberInfo[];
+  readonly joint: boolean;
+  /** Whether `members` carry the leader's progress (false: no leader answered). */
+  readonly fromLeader: boolean;
+  /** The leader's last index when `fromLeader`, else -1. */
+  readonly lastIndex: number;
 }
 
 /** Several membership changes made at once through joint consensus. */
@@ -135,6 +147,13 @@ export interface Replicator {
    * change (`joint`), members of the outgoing configuration are listed until it is left.
    */
   listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean };
+  /**
+   * listMembers() with every member's progress, which only the leader tracks: on the leader, its
+   * own; on another node, the leader's answer over the peer connection (`fromLeader` true). When
+   * no leader is known or it does not answer within `timeoutMs` (default 1000), this node's own
+   * view without progress (`fromLeader` false, `lastIndex` -1).
+   */
+  listMembersWithProgress(opts?: { timeoutMs?: number }): Promise<MembersWithProgress>;
   status(): ReplicatorStatus;
   /**
    * Adds a member: a voter, or a learner with `{ learner: true }`. Its URL must answer unless
@@ -216,6 +235,7 @@ class ReplicatorImpl implements Replicator {
           await holder.node.receiveSnapshot(m, body);
         },
         onSnapshotStatus: (peer, status) => holder.node?.reportSnapshot(peer, status),
+        onProgressRequest: () => (holder.node === undefined ? undefined : this.progressView()),
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
@@ -385,6 +405,51 @@ class ReplicatorImpl implements Replicator {
         };
       }),
     };
+  }
+
+  /** This node's member list with progress, encoded for a peer; undefined unless it leads. */
+  private progressView(): Uint8Array | undefined {
+    const st = this.running().status();
+    if (st.progress === undefined || st.softState.lead !== this.o.nodeId) return undefined;
+    const { members, joint } = this.listMembers();
+    return encodeMemberProgress({
+      leader: this.o.nodeId,
+      term: st.hardState.term,
+      lastIndex: st.lastIndex,
+      joint,
+      members,
+    });
+  }
+
+  async listMembersWithProgress(opts: { timeoutMs?: number } = {}): Promise<MembersWithProgress> {
+    const local = this.listMembers();
+    const st = this.running().status();
+    if (st.progress !== undefined && local.leader === this.o.nodeId) {
+      return { ...local, fromLeader: true, lastIndex: st.lastIndex };
+    }
+    const own = { ...local, fromLeader: false, lastIndex: -1 };
+    const transport = this.transport;
+    if (local.leader === "" || transport === undefined) return own;
+    try {
+      const view = decodeMemberProgress(
+        await transport.requestProgress(local.leader, opts.timeoutMs ?? 1000),
+      );
+      // Only an answer from the leader this node follows, in its term or later, is used.
+      if (view.leader !== local.leader || view.term < st.hardState.term) return own;
+      return {
+        leader: view.leader,
+        members: view.members,
+        joint: view.joint,
+        fromLeader: true,
+        lastIndex: view.lastIndex,
+      };
+    } catch (err) {
+      this.o.logger?.warn("could not get the members' progress from the leader", {
+        leader: local.leader,
+        error: (err as Error).message,
+      });
+      return own;
+    }
   }
 
   /** The leader's URL as this node knows it, for NOT_LEADER messages. */

@@ -8,6 +8,9 @@
  * - `POST /nexus/raft/v1/snapshot`: one stream per snapshot: a frame holding the `snap` Message,
  *   then the snapshot data as the rest of the body. The receiver answers 200 once the handler
  *   has stored it, 500 otherwise. Snapshots never share a stream with heartbeats.
+ * - `GET /nexus/raft/v1/progress`: the replication progress the answering node knows as leader
+ *   (the handler's bytes, 200), or 503 when it is not the leader. Lets any node show what only
+ *   the leader knows (listNodes on a follower).
  * - Headers `nexus-cluster` (cluster name) and `nexus-from` (sender id). Another cluster's
  *   traffic is refused with 403.
  *
@@ -30,6 +33,9 @@ import { decodeBatch, decodeMessage, encodeBatch, encodeMessage } from "./codec.
 
 const STREAM_PATH = "/nexus/raft/v1/stream";
 const SNAPSHOT_PATH = "/nexus/raft/v1/snapshot";
+const PROGRESS_PATH = "/nexus/raft/v1/progress";
+/** Largest progress answer read, bytes (a member list: far below this). */
+const MAX_PROGRESS_BYTES = 4 * 1024 * 1024;
 
 /** What the runtime does with what arrives. */
 export interface TransportHandler {
@@ -45,6 +51,8 @@ export interface TransportHandler {
   /** Stores a received snapshot's data; resolve once durable, reject to refuse it. */
   onSnapshot(msg: Message, body: Readable): Promise<void>;
   onSnapshotStatus(peer: NodeId, status: "finish" | "failure"): void;
+  /** The progress this node knows as leader, encoded; undefined when it is not the leader. */
+  onProgressRequest?(): Uint8Array | undefined;
 }
 
 export interface Http2TransportOptions {
@@ -457,6 +465,24 @@ export class Http2Transport {
       this.receiveSnapshot(stream);
       return;
     }
+    if (path === PROGRESS_PATH) {
+      let body: Uint8Array | undefined;
+      try {
+        body = this.opts.handler.onProgressRequest?.();
+      } catch (err) {
+        this.opts.logger?.warn("could not answer a progress request", {
+          error: (err as Error).message,
+        });
+      }
+      if (body === undefined) {
+        stream.respond({ ":status": 503 });
+        stream.end("not the leader");
+        return;
+      }
+      stream.respond({ ":status": 200 });
+      stream.end(body);
+      return;
+    }
     stream.respond({ ":status": 404 });
     stream.end();
   }
@@ -530,6 +556,82 @@ export class Http2Transport {
         );
       },
     );
+  }
+
+  /**
+   * Asks a peer for the progress it knows as leader (its handler's onProgressRequest bytes), on
+   * the peer's connection. Rejects with UNREACHABLE when the peer does not answer within
+   * `timeoutMs`, and NOT_LEADER when it answers that it does not lead.
+   */
+  requestProgress(peer: NodeId, timeoutMs: number): Promise<Uint8Array> {
+    const p = this.peers.get(peer);
+    if (this.stopped || p === undefined) {
+      return Promise.reject(new NexusError("UNREACHABLE", `${peer} is not a known peer`));
+    }
+    const s = this.client(p);
+    if (s === undefined) {
+      return Promise.reject(new NexusError("UNREACHABLE", `${p.url} is not connected now`));
+    }
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let st: http2.ClientHttp2Stream;
+      try {
+        st = s.request({
+          ":method": "GET",
+          ":path": PROGRESS_PATH,
+          "nexus-cluster": this.opts.clusterName,
+          "nexus-from": this.opts.id,
+        });
+      } catch (err) {
+        reject(new NexusError("UNREACHABLE", `${p.url}: ${(err as Error).message}`));
+        return;
+      }
+      let settled = false;
+      const settle = (f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        f();
+      };
+      const timer = setTimeout(() => {
+        settle(() =>
+          reject(new NexusError("UNREACHABLE", `${p.url} did not answer in ${timeoutMs} ms`)),
+        );
+        st.close(http2.constants.NGHTTP2_CANCEL);
+      }, timeoutMs);
+
+      let status = 0;
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      st.on("response", (h) => (status = Number(h[":status"])));
+      st.on("data", (c: Buffer) => {
+        bytes += c.byteLength;
+        if (bytes > MAX_PROGRESS_BYTES) {
+          settle(() =>
+            reject(
+              new NexusError("UNREACHABLE", `${p.url} sent more than ${MAX_PROGRESS_BYTES} bytes`),
+            ),
+          );
+          st.close(http2.constants.NGHTTP2_CANCEL);
+          return;
+        }
+        chunks.push(c);
+      });
+      st.on("end", () =>
+        settle(() => {
+          if (status === 200) resolve(Buffer.concat(chunks));
+          else if (status === 503)
+            reject(new NexusError("NOT_LEADER", `${p.url} is not the leader`));
+          else reject(new NexusError("UNREACHABLE", `${p.url} answered HTTP ${status}`));
+        }),
+      );
+      st.on("error", (err) =>
+        settle(() => reject(new NexusError("UNREACHABLE", `${p.url}: ${err.message}`))),
+      );
+      st.on("close", () =>
+        settle(() => reject(new NexusError("UNREACHABLE", `${p.url} closed the request`))),
+      );
+      st.end();
+    });
   }
 
   private disconnect(p: Peer): void {

@@ -47,7 +47,7 @@ describe("sqlite_repl and repl end to end", () => {
     const lines = original!.split("\n");
     assert.equal(lines[0], "Current cluster members:");
     assert.equal(lines.length, 4);
-    // (Asked of a follower, a note that progress is known only on the leader follows the rows.)
+    // (A note may follow the rows, e.g. when no leader answered with the progress.)
     const rows = table!
       .trimEnd()
       .split("\n")
@@ -63,6 +63,22 @@ describe("sqlite_repl and repl end to end", () => {
     // Ids are sorted and derived from the URLs as the original derives them.
     const ids = lines.slice(1).map((l) => l.slice(0, 16));
     assert.deepEqual([...ids].sort(), ids);
+    // Asked of any node, followers included, the table has the leader's progress: a follower
+    // fetches it from the leader over the peer connection.
+    for (const n of nodes) {
+      const t = (await repl(n.addr, "listNodes")).stdout.split("\n\n")[1]!;
+      const progress = t
+        .trimEnd()
+        .split("\n")
+        .slice(1)
+        .map((r) => r.split(/ +/).slice(1));
+      assert.equal(progress.length, 3, `${n.addr}: ${t}`);
+      for (const [role, reachable, match, lag] of progress) {
+        assert.match(role!, /^(leader|follower)$/, `${n.addr}: ${t}`);
+        assert.equal(reachable, "yes", `${n.addr}: ${t}`);
+        assert.match(`${match} ${lag}`, /^\d+ \d+$/, `${n.addr}: ${t}`);
+      }
+    }
 
     assert.equal(
       await responseOf([

@@ -237,6 +237,48 @@ describe("HTTP/2 peer transport", () => {
     }
   });
 
+  it("answers a progress request with the handler's bytes; 'not the leader', another cluster and a silent peer are errors", async () => {
+    const rb = recorder();
+    let view: Uint8Array | undefined = new TextEncoder().encode('{"members":[]}');
+    rb.onProgressRequest = () => view;
+    const b = node("b", rb, "one");
+    const pb = await b.start();
+    const a = node("a", recorder(), "one");
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    const stranger = node("c", recorder(), "two");
+    await stranger.start();
+    stranger.addPeer("b", `http://127.0.0.1:${pb}`);
+    // A port that accepts connections and never answers.
+    const accepted = new Set<Socket>();
+    const silent = createServer((sock) => void accepted.add(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    a.addPeer("d", `http://127.0.0.1:${(silent.address() as AddressInfo).port}`);
+    try {
+      assert.equal(new TextDecoder().decode(await a.requestProgress("b", 2000)), '{"members":[]}');
+      view = undefined;
+      await assert.rejects(a.requestProgress("b", 2000), { code: "NOT_LEADER" });
+      await assert.rejects(stranger.requestProgress("b", 2000), {
+        code: "UNREACHABLE",
+        message: /answered HTTP 403/,
+      });
+      await assert.rejects(a.requestProgress("d", 300), {
+        code: "UNREACHABLE",
+        message: /did not answer in 300 ms/,
+      });
+      await assert.rejects(a.requestProgress("nobody", 300), { code: "UNREACHABLE" });
+      // The raft stream to b still works after all that.
+      a.send([hb("a", "b", 1)]);
+      await until(() => rb.msgs.length === 1);
+    } finally {
+      await a.stop();
+      await stranger.stop();
+      await b.stop();
+      for (const sock of accepted) sock.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
   it("streams a large snapshot on its own stream while heartbeats keep flowing", async () => {
     const ra = recorder();
     const rb = recorder();

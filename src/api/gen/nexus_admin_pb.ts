@@ -92,7 +92,7 @@ export type ListMembersResponse = Message<"nexus.api.ListMembersResponse"> & {
   members: Member[];
 
   /**
-   * Whether the answering node is the leader (progress is known only there).
+   * Whether the progress is the leader's: the answering node leads, or it fetched the leader's.
    *
    * @generated from field: bool fromLeader = 4;
    */
