@@ -115,7 +115,10 @@ describe("README", () => {
             /^(<id>) +(leader|follower|learner) +(yes|no|-) +(\d+|-) +(\d+|-)$/gm,
             "$1 <row>",
           )
-          .replace(/^\(progress is known only on the leader, and it did not answer\)\n/m, "");
+          .replace(
+            /^\(progress unknown: only the leader tracks it, and no leader answered\)\n/m,
+            "",
+          );
       for (const step of steps) {
         const cmd = step.cmd
           .replace(/127\.0\.0\.1:912(\d)/g, (_, d: string) => `127.0.0.1:${grpc + Number(d) - 1}`)

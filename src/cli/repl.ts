@@ -99,7 +99,8 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
         `${(known ? String(m.match) : "-").padEnd(6)} ${known ? String(m.lag) : "-"}\n`,
     );
   }
-  if (!detail.fromLeader) io.out("(progress is known only on the leader, and it did not answer)\n");
+  if (!detail.fromLeader)
+    io.out("(progress unknown: only the leader tracks it, and no leader answered)\n");
   if (!detail.members.some((m) => m.id === detail.self)) {
     io.out(
       `(the node answering, ${detail.self}, is not a member: this view may be stale; ask another node)\n`,

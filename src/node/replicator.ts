@@ -41,9 +41,10 @@ export interface MemberInfo {
   readonly url: string;
   readonly role: "leader" | "follower" | "learner";
   /**
-   * Progress, known only when this node is the leader: whether the member answered within the
+   * Progress, which only the leader tracks: whether the member answered the leader within the
    * last election timeout, the last index known replicated to it, and how far it lags the
-   * leader's last index. Undefined elsewhere.
+   * leader's last index. Set by listMembers() on the leader, and by listMembersWithProgress()
+   * when the leader's view was had (`fromLeader`); undefined otherwise.
    */
   readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
 }
