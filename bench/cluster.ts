@@ -7,7 +7,8 @@
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChildNode, freePort } from "../test/node/process-cluster.js";
+import { ChildNode } from "../test/node/process-cluster.js";
+import { freePort } from "../test/free-port.js";
 
 function cpuSeconds(pid: number): number {
   // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second).

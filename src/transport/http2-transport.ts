@@ -354,18 +354,23 @@ export class Http2Transport {
     return s;
   }
 
+  /** The headers of every request to a peer: method, path, our cluster name and id. */
+  private headers(method: "GET" | "POST", path: string): http2.OutgoingHttpHeaders {
+    return {
+      ":method": method,
+      ":path": path,
+      "nexus-cluster": this.opts.clusterName,
+      "nexus-from": this.opts.id,
+    };
+  }
+
   private streamFor(p: Peer): http2.ClientHttp2Stream | undefined {
     if (p.stream !== undefined && !p.stream.closed && !p.stream.destroyed) return p.stream;
     const s = this.client(p);
     if (s === undefined) return undefined;
     let st: http2.ClientHttp2Stream;
     try {
-      st = s.request({
-        ":method": "POST",
-        ":path": STREAM_PATH,
-        "nexus-cluster": this.opts.clusterName,
-        "nexus-from": this.opts.id,
-      });
+      st = s.request(this.headers("POST", STREAM_PATH));
     } catch {
       return undefined;
     }
@@ -392,12 +397,7 @@ export class Http2Transport {
       return;
     }
     try {
-      const st = s.request({
-        ":method": "POST",
-        ":path": SNAPSHOT_PATH,
-        "nexus-cluster": this.opts.clusterName,
-        "nexus-from": this.opts.id,
-      });
+      const st = s.request(this.headers("POST", SNAPSHOT_PATH));
       const done = new Promise<number>((resolve, reject) => {
         st.on("response", (h) => resolve(Number(h[":status"])));
         st.on("error", reject);
@@ -575,12 +575,7 @@ export class Http2Transport {
     return new Promise<Uint8Array>((resolve, reject) => {
       let st: http2.ClientHttp2Stream;
       try {
-        st = s.request({
-          ":method": "GET",
-          ":path": PROGRESS_PATH,
-          "nexus-cluster": this.opts.clusterName,
-          "nexus-from": this.opts.id,
-        });
+        st = s.request(this.headers("GET", PROGRESS_PATH));
       } catch (err) {
         reject(new NexusError("UNREACHABLE", `${p.url}: ${(err as Error).message}`));
         return;

@@ -8,7 +8,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Nexus } from "../../src/api/gen/nexus_pb.js";
 import { spawn, spawnSync } from "node:child_process";
-import { BIN, freePort, repl, run, sqliteCluster, tempDir, until, leaderUrl } from "./programs.js";
+import { BIN, repl, run, sqliteCluster, tempDir, until, leaderUrl } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 describe("command lines", () => {
   it("--help on every program and command prints usage and exits 0", async () => {

@@ -14,7 +14,8 @@ import {
   StatusSchema,
 } from "../../src/api/gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
-import { SqliteNode, freePort, repl, sqliteCluster, tempDir, until } from "./programs.js";
+import { SqliteNode, repl, sqliteCluster, tempDir, until } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

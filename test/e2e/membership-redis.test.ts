@@ -15,15 +15,8 @@ import { nodeIdOf } from "../../src/node/node-id.js";
 import { startRedis } from "../store/redis-server.js";
 import type { RedisServer } from "../store/redis-server.js";
 import { startWriter } from "./membership-writer.js";
-import {
-  SqliteNode,
-  freePort,
-  leaderUrl,
-  repl,
-  sqliteCluster,
-  tempDir,
-  until,
-} from "./programs.js";
+import { SqliteNode, leaderUrl, repl, sqliteCluster, tempDir, until } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 /** The values of `keys` in database `db` of a Redis (null where absent). */
 async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<(string | null)[]> {

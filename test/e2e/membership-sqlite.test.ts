@@ -15,15 +15,8 @@ import { createNexusClient } from "../../src/api/client.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { startWriter } from "./membership-writer.js";
 import type { RunResult } from "./programs.js";
-import {
-  SqliteNode,
-  freePort,
-  leaderUrl,
-  repl,
-  sqliteCluster,
-  tempDir,
-  until,
-} from "./programs.js";
+import { SqliteNode, leaderUrl, repl, sqliteCluster, tempDir, until } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 const HOOK = "NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS";
 

@@ -10,16 +10,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startMariaDb } from "../store/mariadb-server.js";
 import type { MariaDbServer } from "../store/mariadb-server.js";
-import {
-  SqliteNode,
-  freePort,
-  leaderUrl,
-  repl,
-  run,
-  sqliteCluster,
-  tempDir,
-  until,
-} from "./programs.js";
+import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 const says = (v: string): string => `Response from MySQL (without quotes): '${v}'\n`;
 

@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../free-port.js";
-export { freePort };
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = (name: string): string => join(ROOT, "bin", name);
@@ -79,6 +78,11 @@ export class SqliteNode {
     this.addr = `127.0.0.1:${grpcPort}`;
   }
 
+  /** Whether the test gave flag `name` itself (as `name=value`). */
+  private hasOwn(name: string): boolean {
+    return this.extraFlags.some((f) => f.startsWith(`${name}=`));
+  }
+
   /** The flags, in the original README's mixed styles: -flag value, -flag=value, --flag value. */
   flags(): string[] {
     return [
@@ -92,9 +96,8 @@ export class SqliteNode {
       `-nexus-snap-dir=${join(this.dir, "snap")}`,
       ...(this.storeFlags ?? ["-sqlitePath", join(this.dir, "store.db")]),
       // Fast timing by default; a test's own -nexus-heartbeat-ms/-nexus-election-ms replace it.
-      ...["-nexus-heartbeat-ms=50", "-nexus-election-ms=500"].filter(
-        (d) => !this.extraFlags.some((f) => f.startsWith(d.slice(0, d.indexOf("=") + 1))),
-      ),
+      ...(this.hasOwn("-nexus-heartbeat-ms") ? [] : ["-nexus-heartbeat-ms=50"]),
+      ...(this.hasOwn("-nexus-election-ms") ? [] : ["-nexus-election-ms=500"]),
       "-log-level=warn",
       ...this.extraFlags,
     ];

@@ -10,16 +10,8 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { startRedis } from "../store/redis-server.js";
 import type { RedisServer } from "../store/redis-server.js";
-import {
-  SqliteNode,
-  freePort,
-  leaderUrl,
-  repl,
-  run,
-  sqliteCluster,
-  tempDir,
-  until,
-} from "./programs.js";
+import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
+import { freePort } from "../free-port.js";
 
 async function redisGet(srv: RedisServer, db: number, key: string): Promise<string | null> {
   const c = new Redis({ port: srv.port, db, lazyConnect: true, maxRetriesPerRequest: 0 });

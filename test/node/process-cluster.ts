@@ -3,8 +3,6 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-import { freePort } from "../free-port.js";
-export { freePort };
 
 export interface Reply {
   ok: boolean;

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChildNode, freePort } from "./process-cluster.js";
+import { ChildNode } from "./process-cluster.js";
+import { freePort } from "../free-port.js";
 
 const roots: string[] = [];
 const nodes: ChildNode[] = [];
