@@ -16,7 +16,7 @@ export type {
   ConsistencyCheckResult,
   MemberConsistency,
 } from "./node/replicator.js";
-export type { ReplicatorOptions, NodeState, NexusLogger } from "./node/options.js";
+export type { ReplicatorOptions, NodeState, NexusLogger, NexusLogFn } from "./node/options.js";
 export { nodeIdOf } from "./node/node-id.js";
 export { MemoryStore } from "./store/memory/memory-store.js";
 export { SqliteStore } from "./store/sqlite/sqlite-store.js";

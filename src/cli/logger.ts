@@ -7,17 +7,13 @@ import type { NexusLogger } from "../node/options.js";
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** A NexusLogger writing JSON lines to stderr (fd 2, synchronously, so a crash loses no line). */
+/**
+ * A NexusLogger writing JSON lines to stderr (fd 2, synchronously, so a crash loses no line): pino
+ * itself, since the NexusLogger contract is pino's `(fields, msg)`.
+ */
 export function createCliLogger(level: LogLevel, bindings: Record<string, unknown>): NexusLogger {
-  const log = pino(
+  return pino(
     { level, base: { pid: process.pid, ...bindings } },
     pino.destination({ fd: 2, sync: true }),
   );
-  const fwd =
-    (l: "debug" | "info" | "warn" | "error") =>
-    (msg: string, fields?: Record<string, unknown>): void => {
-      if (fields === undefined) log[l](msg);
-      else log[l](fields, msg);
-    };
-  return { debug: fwd("debug"), info: fwd("info"), warn: fwd("warn"), error: fwd("error") };
 }

@@ -153,7 +153,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
           return isNexusError(err, "BAD_CONFIG") ? EXIT.USAGE : EXIT.FAILED;
         }
         if (attempt === 1) io.err(`${p.name}: waiting for the store: ${err.message}\n`);
-        logger.warn("store unavailable at start; retrying", { error: err.message, attempt });
+        logger.warn({ error: err.message, attempt }, "store unavailable at start; retrying");
         await new Promise((r) => setTimeout(r, Math.min(5000, 200 * attempt)));
         if (early !== undefined) {
           io.err(`${p.name}: ${early} while waiting for the store; exiting\n`);
@@ -188,7 +188,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
       `store ${describe}; WAL in ${cfg.replicator.logDir}\n`,
   );
-  logger.info("serving", { id: st.id, grpcPort: api.port, store: describe });
+  logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
 
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"];
   let onSignal: (s: NodeJS.Signals) => void = () => {};
@@ -221,7 +221,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     for (const s of signals) process.off(s, handler);
     return EXIT.FAILED;
   }
-  logger.info("shutting down", { signal: why });
+  logger.info({ signal: why }, "shutting down");
   io.err(`${p.name}: ${why}: finishing in-flight requests and stopping\n`);
   await api.close(GRACE_MS);
   await rep.stop();

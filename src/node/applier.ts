@@ -168,10 +168,13 @@ export class Applier {
         } catch (err) {
           const e = err instanceof Error ? err : new Error(String(err));
           if (this.unavailable === undefined) {
-            this.logger.error("store failed; applying stopped and will be retried", {
-              error: e.message,
-              code: isNexusError(e) ? e.code : undefined,
-            });
+            this.logger.error(
+              {
+                error: e.message,
+                code: isNexusError(e) ? e.code : undefined,
+              },
+              "store failed; applying stopped and will be retried",
+            );
             this.unavailable = e;
             this.events.onStoreHealth(e);
           }

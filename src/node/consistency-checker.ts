@@ -82,11 +82,14 @@ export class ConsistencyChecker {
       div = { index: 0, reason: `an unreadable ${MARKER} file says an earlier check found it` };
     }
     this.diverged = div;
-    this.d.logger.error("this replica DIVERGED (found by an earlier consistency check)", {
-      checkIndex: div.index,
-      reason: div.reason,
-      marker: join(this.d.markerDir, MARKER),
-    });
+    this.d.logger.error(
+      {
+        checkIndex: div.index,
+        reason: div.reason,
+        marker: join(this.d.markerDir, MARKER),
+      },
+      "this replica DIVERGED (found by an earlier consistency check)",
+    );
     if (this.d.onDivergence === "stop") this.d.halt(this.describe(div));
   }
 
@@ -96,7 +99,7 @@ export class ConsistencyChecker {
     this.timer = setInterval(() => {
       if (!this.d.isLeader()) return;
       this.proposeCheck(Math.min(this.d.intervalMs, 30_000)).catch((err: unknown) =>
-        this.d.logger.warn("consistency check not proposed", { error: (err as Error).message }),
+        this.d.logger.warn({ error: (err as Error).message }, "consistency check not proposed"),
       );
     }, this.d.intervalMs);
     this.timer.unref();
@@ -170,10 +173,13 @@ export class ConsistencyChecker {
     try {
       pending = await this.d.store.digest();
     } catch (err) {
-      this.d.logger.warn("consistency check skipped here: the store could not digest", {
-        checkIndex: index,
-        error: (err as Error).message,
-      });
+      this.d.logger.warn(
+        {
+          checkIndex: index,
+          error: (err as Error).message,
+        },
+        "consistency check skipped here: the store could not digest",
+      );
       return;
     }
     const position = pending.position.index;
@@ -183,10 +189,13 @@ export class ConsistencyChecker {
           encodeCheckReport({ node: this.d.id, check: index, position, digest, outcomes }),
         ),
       (err: unknown) =>
-        this.d.logger.warn("consistency check skipped here: the digest failed", {
-          checkIndex: index,
-          error: (err as Error).message,
-        }),
+        this.d.logger.warn(
+          {
+            checkIndex: index,
+            error: (err as Error).message,
+          },
+          "consistency check skipped here: the digest failed",
+        ),
     );
   }
 
@@ -198,7 +207,7 @@ export class ConsistencyChecker {
         this.d.propose("check-report", data, new Uint8Array(randomBytes(16)));
       } catch (err) {
         if (left <= 0) {
-          this.d.logger.warn("consistency report not proposed", { error: (err as Error).message });
+          this.d.logger.warn({ error: (err as Error).message }, "consistency report not proposed");
           return;
         }
         setTimeout(() => attempt(left - 1), 200).unref();
@@ -213,9 +222,12 @@ export class ConsistencyChecker {
     try {
       round = this.tracker.recordReport(decodeCheckReport(payload.data));
     } catch (err) {
-      this.d.logger.warn("ignored a malformed consistency report", {
-        error: (err as Error).message,
-      });
+      this.d.logger.warn(
+        {
+          error: (err as Error).message,
+        },
+        "ignored a malformed consistency report",
+      );
       return;
     }
     const waiters = this.roundWaiters;
@@ -230,12 +242,15 @@ export class ConsistencyChecker {
       }
       if (m.verdict !== "diverged" || this.logged.has(`${round.index}:${m.id}`)) continue;
       this.logged.add(`${round.index}:${m.id}`);
-      this.d.logger.error("a replica DIVERGED from the majority", {
-        replica: m.id,
-        url: m.url,
-        checkIndex: round.index,
-        reason: m.reason,
-      });
+      this.d.logger.error(
+        {
+          replica: m.id,
+          url: m.url,
+          checkIndex: round.index,
+          reason: m.reason,
+        },
+        "a replica DIVERGED from the majority",
+      );
     }
   }
 
@@ -248,19 +263,22 @@ export class ConsistencyChecker {
     this.diverged = div;
     const marker = join(this.d.markerDir, MARKER);
     this.d.logger.error(
-      "THIS REPLICA DIVERGED: its store no longer matches the majority's; it answers NOT_SERVING. " +
-        "Rebuild it: stop it, delete its data (store, WAL, snapshots) and add it again",
       {
         checkIndex: div.index,
         reason: div.reason,
         action: this.d.onDivergence,
         marker,
       },
+      "THIS REPLICA DIVERGED: its store no longer matches the majority's; it answers NOT_SERVING. " +
+        "Rebuild it: stop it, delete its data (store, WAL, snapshots) and add it again",
     );
     writeFile(marker, JSON.stringify(div) + "\n").catch((err: unknown) =>
-      this.d.logger.error("could not write the DIVERGED marker", {
-        error: (err as Error).message,
-      }),
+      this.d.logger.error(
+        {
+          error: (err as Error).message,
+        },
+        "could not write the DIVERGED marker",
+      ),
     );
     // A replica that refuses requests should not lead the others.
     this.d.stepAside();
@@ -270,7 +288,7 @@ export class ConsistencyChecker {
   /** A later check found this replica in agreement again (report mode; it kept applying). */
   private clearDiverged(index: number): void {
     if (this.d.onDivergence === "stop") return;
-    this.d.logger.warn("this replica agrees with the majority again", { checkIndex: index });
+    this.d.logger.warn({ checkIndex: index }, "this replica agrees with the majority again");
     this.diverged = undefined;
     rm(join(this.d.markerDir, MARKER), { force: true }).catch(() => undefined);
   }

@@ -9,12 +9,26 @@ import type { Store } from "../store/store.js";
 import type { NodeIdHex, NodeUrl } from "./node-id.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 
-/** Structured logging used by the runtime. Levels as in pino; every method may be a no-op. */
+/**
+ * One level of a NexusLogger, called as pino's are: `(fields, msg)` with structured fields first,
+ * or `(msg)` alone. A console-style `(msg, fields)` function does not type-check as one, so fields
+ * are never silently dropped (test/node/logger-contract.test.ts).
+ */
+export interface NexusLogFn {
+  (fields: Readonly<Record<string, unknown>>, msg: string): void;
+  (msg: string): void;
+}
+
+/**
+ * Structured logging used by the runtime: a pino logger fits as it is
+ * (`createReplicator({ ..., logger: pino() })`). Levels as in pino; every level may be a no-op.
+ * Methods are called on the logger (`logger.warn(...)`), so loggers that use `this` work.
+ */
 export interface NexusLogger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
+  readonly debug: NexusLogFn;
+  readonly info: NexusLogFn;
+  readonly warn: NexusLogFn;
+  readonly error: NexusLogFn;
 }
 
 /** A logger that discards everything. */

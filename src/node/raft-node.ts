@@ -271,11 +271,11 @@ export class RaftNode {
     const logger = opts.logger ?? SILENT;
     const { wal, state } = await Wal.open(opts.walDir, {
       ...opts.walOptions,
-      logger: { warn: (m, f) => logger.warn(m, f) },
+      logger,
     });
     const snapshotter = new Snapshotter(opts.snapDir, {
       maxSnapshots: opts.maxSnapshots ?? 5,
-      logger: { warn: (m, f) => logger.warn(m, f) },
+      logger,
     });
     const newest = await snapshotter.loadNewest();
     const snap: Snapshot | undefined =
@@ -333,7 +333,7 @@ export class RaftNode {
           holder.node?.maybeSnapshot(pos.index);
         },
         onStoreHealth: (err) => {
-          if (err !== undefined) logger.error("store unavailable", { error: err.message });
+          if (err !== undefined) logger.error({ error: err.message }, "store unavailable");
         },
       },
       logger,
@@ -689,7 +689,7 @@ export class RaftNode {
     this.snapshotting = true;
     void this.takeSnapshot()
       .catch((err: unknown) =>
-        this.logger.warn("snapshot failed", { error: (err as Error).message }),
+        this.logger.warn({ error: (err as Error).message }, "snapshot failed"),
       )
       .finally(() => {
         this.snapshotting = false;
@@ -721,7 +721,7 @@ export class RaftNode {
       this.storage.compact(compactTo);
       await this.wal.releaseTo(compactTo);
     }
-    this.logger.info("snapshot taken", { index: p.index, compactedTo: compactTo });
+    this.logger.info({ index: p.index, compactedTo: compactTo }, "snapshot taken");
   }
 
   /** The whole snapshot file named by a `snap` message, to stream to a follower. */
@@ -904,7 +904,7 @@ export class RaftNode {
 
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== undefined) {
-      this.logger.info("raft state", { state: rd.softState.raftState, leader: rd.softState.lead });
+      this.logger.info({ state: rd.softState.raftState, leader: rd.softState.lead }, "raft state");
     }
     if (rd.entries.some(isLeaveJoint) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
@@ -954,7 +954,7 @@ export class RaftNode {
         this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
       }
       if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
-      this.logger.debug("configuration changed", { voters: cs.voters, learners: cs.learners });
+      this.logger.debug({ voters: cs.voters, learners: cs.learners }, "configuration changed");
     }
     if (rd.snapshot !== undefined) {
       const file = await this.snapshotter.validate(new TextDecoder().decode(rd.snapshot.data));
@@ -1005,7 +1005,7 @@ export class RaftNode {
   private async pausedForTest(): Promise<boolean> {
     const ms = Number(process.env["NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS"] ?? "0");
     if (!(ms > 0) || this.raw.basicStatus().state !== "leader") return false;
-    this.logger.warn("test hook: paused before leaving the joint configuration", { ms });
+    this.logger.warn({ ms }, "test hook: paused before leaving the joint configuration");
     const until = Date.now() + ms;
     while (!this.stopped && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     return this.stopped;
@@ -1014,7 +1014,7 @@ export class RaftNode {
   private fail(err: Error): void {
     if (this.fatal !== undefined) return;
     this.fatal = err;
-    this.logger.error("node stopped by a fatal error", { error: err.message });
+    this.logger.error({ error: err.message }, "node stopped by a fatal error");
     void this.stop();
     this.opts.onFatal?.(err);
   }

@@ -270,7 +270,7 @@ class ReplicatorImpl implements Replicator {
       onDivergence: o.onDivergence,
       logger: o.logger,
       onFatal: (err) => {
-        o.logger.error("replicator stopped", { error: err.message });
+        o.logger.error({ error: err.message }, "replicator stopped");
         o.onFatal?.(err);
       },
     });
@@ -445,10 +445,13 @@ class ReplicatorImpl implements Replicator {
         lastIndex: view.lastIndex,
       };
     } catch (err) {
-      this.o.logger?.warn("could not get the members' progress from the leader", {
-        leader: local.leader,
-        error: (err as Error).message,
-      });
+      this.o.logger?.warn(
+        {
+          leader: local.leader,
+          error: (err as Error).message,
+        },
+        "could not get the members' progress from the leader",
+      );
       return own;
     }
   }

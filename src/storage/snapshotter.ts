@@ -77,7 +77,8 @@ export interface SnapshotterOptions {
   readonly fs?: FsLayer;
   /** Snapshot files kept (0 = unlimited); the newest is never removed. Default 5. */
   readonly maxSnapshots?: number;
-  readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
+  readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
 }
 
 export class Snapshotter {
@@ -217,10 +218,13 @@ export class Snapshotter {
       try {
         return await this.validate(name);
       } catch (err) {
-        this.logger?.warn("skipping a damaged snapshot file", {
-          file: join(this.dir, name),
-          error: (err as Error).message,
-        });
+        this.logger?.warn(
+          {
+            file: join(this.dir, name),
+            error: (err as Error).message,
+          },
+          "skipping a damaged snapshot file",
+        );
       }
     }
     return undefined;

@@ -42,7 +42,8 @@ export interface WalOptions {
   readonly segmentBytes?: number;
   /** Keep at most this many segments (0 = unlimited), never removing what recovery needs. */
   readonly maxWals?: number;
-  readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
+  readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
 }
 
 /** A snapshot marker: the log before (index, term) may be dropped. */
@@ -314,7 +315,7 @@ export class Wal {
         while (lastNonZero >= problem.offset && buf[lastNonZero] === 0) lastNonZero--;
         const bytes = lastNonZero - problem.offset + 1;
         tornTail = { file: seg.name, offset: problem.offset, bytes };
-        opts.logger?.warn("cut off a torn record at the end of the write-ahead log", tornTail);
+        opts.logger?.warn(tornTail, "cut off a torn record at the end of the write-ahead log");
         const f = await fs.open(join(dir, seg.name), "r+");
         try {
           await f.write(new Uint8Array(bytes), problem.offset);
@@ -465,7 +466,7 @@ export class Wal {
               "Fix the disk, then restart the node.",
             { cause: err },
           );
-          this.logger?.warn("write-ahead log failed", { error: (err as Error).message });
+          this.logger?.warn({ error: (err as Error).message }, "write-ahead log failed");
           for (const p of batch) p.reject(this.failure);
         }
       }

@@ -75,7 +75,8 @@ export interface Http2TransportOptions {
   readonly pingIntervalMs?: number;
   /** A PING unanswered this long marks the connection dead. Default 2000 ms. */
   readonly pingTimeoutMs?: number;
-  readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
+  readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
 }
 
 /** Counters per peer. */
@@ -311,7 +312,7 @@ export class Http2Transport {
     const dead = (why: string): void => {
       if (s.destroyed) return;
       p.stats.deadConnections++;
-      this.opts.logger?.warn("peer connection is dead; reconnecting", { peer: p.id, why });
+      this.opts.logger?.warn({ peer: p.id, why }, "peer connection is dead; reconnecting");
       s.destroy();
     };
     const connectTimer = setTimeout(
@@ -378,7 +379,7 @@ export class Http2Transport {
     st.on("response", (h) => {
       const status = Number(h[":status"]);
       if (status !== 200) {
-        this.opts.logger?.warn("peer refused our stream", { peer: p.id, status });
+        this.opts.logger?.warn({ peer: p.id, status }, "peer refused our stream");
         st.close();
       }
     });
@@ -436,10 +437,13 @@ export class Http2Transport {
       const status = await done;
       this.opts.handler.onSnapshotStatus(p.id, status === 200 ? "finish" : "failure");
     } catch (err) {
-      this.opts.logger?.warn("sending a snapshot failed", {
-        peer: p.id,
-        error: (err as Error).message,
-      });
+      this.opts.logger?.warn(
+        {
+          peer: p.id,
+          error: (err as Error).message,
+        },
+        "sending a snapshot failed",
+      );
       this.opts.handler.onSnapshotStatus(p.id, "failure");
     }
   }
@@ -470,9 +474,12 @@ export class Http2Transport {
       try {
         body = this.opts.handler.onProgressRequest?.();
       } catch (err) {
-        this.opts.logger?.warn("could not answer a progress request", {
-          error: (err as Error).message,
-        });
+        this.opts.logger?.warn(
+          {
+            error: (err as Error).message,
+          },
+          "could not answer a progress request",
+        );
       }
       if (body === undefined) {
         stream.respond({ ":status": 503 });
@@ -499,7 +506,7 @@ export class Http2Transport {
       while (buf.byteLength >= 4) {
         const len = buf.readUInt32BE(0);
         if (len > this.maxFrameBytes) {
-          this.opts.logger?.warn("peer sent an oversized frame", { bytes: len });
+          this.opts.logger?.warn({ bytes: len }, "peer sent an oversized frame");
           stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
           return;
         }
@@ -509,9 +516,12 @@ export class Http2Transport {
         try {
           onFrame(frame);
         } catch (err) {
-          this.opts.logger?.warn("dropped a malformed frame from a peer", {
-            error: (err as Error).message,
-          });
+          this.opts.logger?.warn(
+            {
+              error: (err as Error).message,
+            },
+            "dropped a malformed frame from a peer",
+          );
           stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
           return;
         }

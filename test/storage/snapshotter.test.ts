@@ -82,7 +82,7 @@ describe("snapshot files", () => {
       writeFileSync(f.path, damage === "truncate" ? b.subarray(0, b.length - 5) : b);
       const warnings: string[] = [];
       const got = await new Snapshotter(dir, {
-        logger: { warn: (m) => warnings.push(m) },
+        logger: { warn: (_fields, msg) => warnings.push(msg) },
       }).loadNewest();
       assert.equal(got?.meta.index, 10, damage);
       assert.equal(warnings.length, 1, damage);
