@@ -183,13 +183,6 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     await rep.stop().catch(() => undefined);
     return EXIT.FAILED;
   }
-  const st = rep.status();
-  io.out(
-    `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
-      `store ${describe}; WAL in ${cfg.replicator.logDir}\n`,
-  );
-  logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
-
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"];
   let onSignal: (s: NodeJS.Signals) => void = () => {};
   const signalSeen = new Promise<NodeJS.Signals>((resolve) => (onSignal = resolve));
@@ -202,7 +195,14 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     stopping = true;
     onSignal(s);
   };
+  // Installed before the "serving" line: whoever reads it may signal at once.
   for (const s of signals) process.on(s, handler);
+  const st = rep.status();
+  io.out(
+    `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
+      `store ${describe}; WAL in ${cfg.replicator.logDir}\n`,
+  );
+  logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
   // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher
   // dies, even by SIGKILL, stdin ends and the node stops cleanly instead of living on orphaned.
   const withParent = process.env["NEXUS_STOP_WITH_PARENT"] === "1";

@@ -121,6 +121,20 @@ describe("command lines", () => {
     assert.match(s.stderr, /cannot reach/);
   });
 
+  it("SIGTERM the moment a node says it serves: it stops cleanly and exits 0", async () => {
+    // Whoever reads the "serving gRPC" line (a supervisor, a test) may signal at once.
+    for (let i = 0; i < 3; i++) {
+      const [node] = await sqliteCluster(1);
+      await node!.start();
+      const code = await node!.stop("SIGTERM");
+      assert.equal(code, 0, `attempt ${i + 1}: exit ${String(code)}, ${node!.stderr}`);
+      assert.match(
+        node!.stderr,
+        /SIGTERM: finishing in-flight requests and stopping[\s\S]*stopped/,
+      );
+    }
+  });
+
   it("SIGTERM: a save in flight finishes, new calls are refused, the node exits 0; status reports the others", async () => {
     const nodes = await sqliteCluster(3);
     await Promise.all(nodes.map((n) => n.start()));
