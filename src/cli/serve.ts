@@ -117,12 +117,17 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   try {
     // A store that is down at start (Redis, MySQL) is waited for, as it is when it fails later.
     for (let attempt = 1; ; attempt++) {
-      let made: ReturnType<StoreKind["create"]>;
+      let made: Awaited<ReturnType<StoreKind["create"]>>;
       try {
-        made = kind.create(flags, nodeDir);
+        made = await kind.create(flags, nodeDir);
       } catch (err) {
-        if (err instanceof FlagError || isNexusError(err, "BAD_CONFIG")) {
-          io.err(`${p.name}: ${(err as Error).message}\n\n${serveUsage(p)}`);
+        if (err instanceof FlagError) {
+          io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);
+          return EXIT.USAGE;
+        }
+        // A value the store refused, or its driver package missing: the message says what to do.
+        if (isNexusError(err, "BAD_CONFIG")) {
+          io.err(`${p.name}: ${err.message}\n`);
           return EXIT.USAGE;
         }
         throw err;

@@ -1,12 +1,14 @@
 /**
  * The stores a node program can serve, chosen with `-store`, with each store's own flags.
+ *
+ * A store's module, and with it its driver package, is imported only when a node opens that store:
+ * a SQLite node never loads ioredis or mysql2. Those two are optional peer dependencies of
+ * nexus-raft; when one is missing, create() says what to install.
  */
+import { createRequire } from "node:module";
 import { join } from "node:path";
+import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
-import { MemoryStore } from "../store/memory/memory-store.js";
-import { MySqlStore } from "../store/mysql/mysql-store.js";
-import { RedisStore } from "../store/redis/redis-store.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
 
@@ -15,8 +17,45 @@ export interface StoreKind {
   /** The name repl uses for this store's responses, e.g. "SQLite". */
   readonly display: string;
   readonly flags: readonly FlagSpec[];
-  /** Opens the store from its flags; `nodeDir` is `node_<decimal id>` for default paths. */
-  create(f: ParsedFlags, nodeDir: string): { store: Store; describe: string };
+  /**
+   * Opens the store from its flags; `nodeDir` is `node_<decimal id>` for default paths. Imports
+   * the store's module (and its driver) now. FlagError for a bad flag; NexusError BAD_CONFIG when
+   * the store's driver package is not installed (the message names the package to install).
+   */
+  create(f: ParsedFlags, nodeDir: string): Promise<{ store: Store; describe: string }>;
+}
+
+/**
+ * Imports a store module that needs the optional driver package `driver`. A module that cannot be
+ * imported because `driver` does not resolve from here is a BAD_CONFIG error saying what to
+ * install; any other failure is rethrown as it is.
+ */
+async function importWithDriver<T>(
+  kind: string,
+  driver: string,
+  load: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "ERR_MODULE_NOT_FOUND" || resolves(driver)) throw err;
+    throw new NexusError(
+      "BAD_CONFIG",
+      `-store ${kind} needs the ${driver} package, which is not installed: run "npm install ${driver}" ` +
+        `in the project where nexus-raft is installed (or "npm install -g ${driver}" beside a global ` +
+        `nexus-raft); it is an optional peer dependency, left out for SQLite users`,
+      { cause: err },
+    );
+  }
+}
+
+function resolves(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const SQLITE: StoreKind = {
@@ -29,8 +68,9 @@ export const SQLITE: StoreKind = {
       help: "SQLite database file (default /tmp/sqlite/node_<id>.db)",
     },
   ],
-  create(f, nodeDir) {
+  async create(f, nodeDir) {
     const path = str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`);
+    const { SqliteStore } = await import("../store/sqlite/index.js");
     return { store: new SqliteStore({ path }), describe: `sqlite ${path}` };
   },
 };
@@ -39,7 +79,8 @@ export const MEMORY: StoreKind = {
   name: "memory",
   display: "memory",
   flags: [],
-  create() {
+  async create() {
+    const { MemoryStore } = await import("../store/memory/index.js");
     return { store: new MemoryStore(), describe: "memory (lost on restart; for tests)" };
   },
 };
@@ -58,9 +99,14 @@ export const REDIS: StoreKind = {
       help: "Redis database holding the applied index (not usable as db.index)",
     },
   ],
-  create(f) {
+  async create(f) {
     const host = str(f, "redisHost")!;
     const port = int(f, "redisPort")!;
+    const { RedisStore } = await importWithDriver(
+      "redis",
+      "ioredis",
+      () => import("../store/redis/index.js"),
+    );
     return {
       store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")! }),
       describe: `redis ${host}:${port}`,
@@ -78,13 +124,18 @@ export const MYSQL: StoreKind = {
       help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required)',
     },
   ],
-  create(f) {
+  async create(f) {
     const url = str(f, "mysqlConnUrl");
     if (url === undefined || url.trim() === "") {
       throw new FlagError(
         'flag -mysqlConnUrl is required, e.g. -mysqlConnUrl "root:root@tcp(127.0.0.1:3306)/nexus?autocommit=false"',
       );
     }
+    const { MySqlStore } = await importWithDriver(
+      "mysql",
+      "mysql2",
+      () => import("../store/mysql/index.js"),
+    );
     const store = new MySqlStore({ url });
     return { store, describe: `mysql ${store.dsn.host}:${store.dsn.port}/${store.dsn.database}` };
   },
