@@ -8,8 +8,9 @@ import { runServe } from "./serve.js";
 import type { Io } from "./serve.js";
 import { STATUS_USAGE, runStatus } from "./status.js";
 import { runWalRepair, WAL_REPAIR_USAGE } from "./wal-repair.js";
+import { versionLine } from "./version.js";
 
-const USAGE = `usage: nexus <command> [args]
+const USAGE = `usage: nexus <command> [args]   (installed from npm also as nexus-raft)
 
 commands:
   serve              run a node: the gRPC service on a store (-store sqlite|redis|mysql|memory)
@@ -17,6 +18,7 @@ commands:
   status <addr>      whether a node serves, and the members it sees
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
+  version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
 `;
@@ -37,6 +39,11 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
     case "-help":
     case "--help":
       io.out(USAGE);
+      return EXIT.OK;
+    case "version":
+    case "-version":
+    case "--version":
+      io.out(versionLine());
       return EXIT.OK;
     case "serve":
       return runServe(rest, { name: "nexus serve" }, io);

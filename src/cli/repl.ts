@@ -9,8 +9,9 @@ import type { NexusError } from "../errors/index.js";
 import { isNexusError } from "../errors/index.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
-import { FlagError, describeFlags, int, parseFlags, str } from "./flags.js";
+import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
 import type { Io } from "./serve.js";
+import { VERSION_FLAG, versionLine } from "./version.js";
 
 const FLAGS: readonly FlagSpec[] = [
   {
@@ -30,6 +31,7 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "string",
     help: "for sqlite and mysql: statement parameters as a JSON array or object, e.g. '[\"a\", 1]'",
   },
+  VERSION_FLAG,
 ];
 
 export function replUsage(name: string): string {
@@ -155,6 +157,10 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
   }
   if (flags.help) {
     io.out(replUsage(name));
+    return EXIT.OK;
+  }
+  if (bool(flags, "version")) {
+    io.out(versionLine());
     return EXIT.OK;
   }
   const [address, rawCmd, ...args] = flags.positionals.map((a) => a.trim());

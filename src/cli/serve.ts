@@ -14,11 +14,12 @@ import { createReplicator } from "../node/replicator.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
-import { FlagError, describeFlags, parseFlags, str } from "./flags.js";
+import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
 import { createCliLogger } from "./logger.js";
 import { NODE_FLAGS, nodeConfigOf } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
 import { STORE_KINDS } from "./stores.js";
+import { VERSION_FLAG, versionLine } from "./version.js";
 
 export interface ServeProgram {
   /** The name in messages and usage, e.g. "sqlite_repl" or "nexus serve". */
@@ -53,6 +54,7 @@ function specsOf(p: ServeProgram): FlagSpec[] {
   } else {
     specs.push(...p.store.flags);
   }
+  specs.push(VERSION_FLAG);
   return specs;
 }
 
@@ -76,6 +78,10 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     flags = parseFlags(argv, specs);
     if (flags.help) {
       io.out(serveUsage(p));
+      return EXIT.OK;
+    }
+    if (bool(flags, "version")) {
+      io.out(versionLine());
       return EXIT.OK;
     }
     cfg = nodeConfigOf(flags);

@@ -8,7 +8,9 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Nexus } from "../../src/api/gen/nexus_pb.js";
 import { spawn, spawnSync } from "node:child_process";
-import { BIN, repl, run, sqliteCluster, tempDir, until, leaderUrl } from "./programs.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { BIN, ROOT, repl, run, sqliteCluster, tempDir, until, leaderUrl } from "./programs.js";
 import { freePort } from "../free-port.js";
 
 describe("command lines", () => {
@@ -26,6 +28,30 @@ describe("command lines", () => {
       const r = await run(prog, [...args]);
       assert.equal(r.code, 0, `${prog} ${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stdout, want, `${prog} ${args.join(" ")}`);
+    }
+  });
+
+  it("--version on every program prints the package's name and version and exits 0", async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+      name: string;
+      version: string;
+      bin: Record<string, string>;
+    };
+    const programs = Object.keys(pkg.bin).sort();
+    assert.deepEqual(programs, [
+      "mysql_repl",
+      "nexus",
+      "nexus-raft",
+      "redis_repl",
+      "repl",
+      "sqlite_repl",
+    ]);
+    const runs: [string, string[]][] = programs.map((p) => [p, ["--version"]]);
+    runs.push(["nexus", ["version"]], ["repl", ["-version"]], ["sqlite_repl", ["-version"]]);
+    for (const [prog, args] of runs) {
+      const r = await run(prog, args);
+      assert.equal(r.code, 0, `${prog} ${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stdout, `nexus-raft ${pkg.version}\n`, `${prog} ${args.join(" ")}`);
     }
   });
 
