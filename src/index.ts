@@ -7,7 +7,10 @@ export { createReplicator } from "./node/replicator.js";
 export type {
   Replicator,
   ReplicatorStatus,
+  NodeRole,
+  MemberRole,
   MemberInfo,
+  MembersWithProgress,
   MembershipChanges,
   AddMemberOptions,
   SaveOptions,
@@ -18,6 +21,7 @@ export type {
 } from "./node/replicator.js";
 export type { ReplicatorOptions, NodeState, NexusLogger, NexusLogFn } from "./node/options.js";
 export { nodeIdOf } from "./node/node-id.js";
+export type { NodeId } from "./raft/types.js";
 export { MemoryStore } from "./store/memory/memory-store.js";
 export { SqliteStore } from "./store/sqlite/sqlite-store.js";
 export type { SqliteStoreOptions } from "./store/sqlite/sqlite-store.js";

@@ -5,8 +5,8 @@
  * ```ts
  * const r = createReplicator({ nodeUrl, clusterUrls, store: new MemoryStore(), logDir, snapDir });
  * await r.start();
- * await r.save(new TextEncoder().encode("set x 1"));
- * const v = await r.load(new TextEncoder().encode("get x")); // linearizable by default
+ * await r.save("set x 1");
+ * const v = await r.load("get x"); // linearizable by default (bytes; TextDecoder gives text)
  * await r.stop();
  * ```
  */
@@ -35,11 +35,17 @@ export interface LoadOptions extends SaveOptions {
   readonly consistency?: ReadConsistency;
 }
 
+/** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */
+export type NodeRole = "follower" | "pre-candidate" | "candidate" | "leader";
+
+/** A member's role as listMembers() reports it: a learner receives entries but never votes. */
+export type MemberRole = "leader" | "follower" | "learner";
+
 /** A member as listMembers() reports it. */
 export interface MemberInfo {
   readonly id: NodeId;
   readonly url: string;
-  readonly role: "leader" | "follower" | "learner";
+  readonly role: MemberRole;
   /**
    * Progress, which only the leader tracks: whether the member answered the leader within the
    * last election timeout, the last index known replicated to it, and how far it lags the
@@ -91,7 +97,7 @@ export interface AddMemberOptions {
 export interface ReplicatorStatus {
   readonly id: NodeId;
   readonly url: string;
-  readonly role: string;
+  readonly role: NodeRole;
   readonly term: number;
   readonly leader: NodeId;
   readonly commit: number;
@@ -137,12 +143,16 @@ export interface Replicator {
   stop(): Promise<void>;
   /**
    * Replicates a write and resolves with the store's result once it is applied on this node.
+   * `data` is bytes or a string (sent as UTF-8), e.g. an SQL statement for SqliteStore.
    * Throws StoreError when the statement failed (on every replica alike), UnknownOutcomeError
    * after replTimeoutMs (the write may still be applied), NO_LEADER, STOPPED, TOO_LARGE.
    */
-  save(data: Uint8Array, opts?: SaveOptions): Promise<Uint8Array>;
-  /** Reads from the store; linearizable unless asked otherwise. */
-  load(data: Uint8Array, opts?: LoadOptions): Promise<Uint8Array>;
+  save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /**
+   * Reads from the store; linearizable unless asked otherwise. `data`, like save()'s, is bytes or
+   * a string (sent as UTF-8); the result is the store's bytes (`new TextDecoder().decode(r)`).
+   */
+  load(data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array>;
   /**
    * The current members with their roles, and the leader's id ("" if unknown). During a joint
    * change (`joint`), members of the outgoing configuration are listed until it is left.
@@ -199,6 +209,18 @@ export interface Replicator {
    * NO_LEADER when no leader takes the check (nothing proposed).
    */
   checkConsistency(opts?: { timeoutMs?: number }): Promise<ConsistencyCheckResult>;
+}
+
+const utf8 = new TextEncoder();
+
+/** A request's data as bytes: a string is sent as UTF-8. INVALID_ARGUMENT for anything else. */
+function bytesOf(data: unknown, call: string): Uint8Array {
+  if (typeof data === "string") return utf8.encode(data);
+  if (data instanceof Uint8Array) return data;
+  throw new NexusError(
+    "INVALID_ARGUMENT",
+    `${call}() takes a string or a Uint8Array, got ${data === null ? "null" : typeof data}`,
+  );
 }
 
 class ReplicatorImpl implements Replicator {
@@ -321,7 +343,8 @@ class ReplicatorImpl implements Replicator {
     }
   }
 
-  async save(data: Uint8Array, opts: SaveOptions = {}): Promise<Uint8Array> {
+  async save(input: Uint8Array | string, opts: SaveOptions = {}): Promise<Uint8Array> {
+    const data = bytesOf(input, "save");
     const args = opts.args ?? {};
     this.checkSize(data, args);
     this.checkStore();
@@ -340,7 +363,8 @@ class ReplicatorImpl implements Replicator {
     }
   }
 
-  async load(data: Uint8Array, opts: LoadOptions = {}): Promise<Uint8Array> {
+  async load(input: Uint8Array | string, opts: LoadOptions = {}): Promise<Uint8Array> {
+    const data = bytesOf(input, "load");
     const args = opts.args ?? {};
     this.checkSize(data, args);
     const node = this.running();

@@ -5,7 +5,7 @@
 export { RawNode } from "./raw-node.js";
 export type { BasicStatus, Ready, Status, SnapshotStatus } from "./raw-node.js";
 export { Raft, RaftError, CAMPAIGN_TRANSFER, SILENT_LOGGER, validateRaftConfig } from "./raft.js";
-export type { RaftConfig, RaftErrorCode, RaftLogger } from "./raft.js";
+export type { NormalizedConfig, RaftConfig, RaftErrorCode, RaftLogger } from "./raft.js";
 export type { ReadOnlyOption } from "./read-only.js";
 export { MemoryStorage, StorageError, isStorageError, limitSize } from "./storage.js";
 export type { Storage, StorageErrorCode } from "./storage.js";

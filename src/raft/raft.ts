@@ -113,7 +113,8 @@ export interface RaftConfig {
   readonly logger?: RaftLogger;
 }
 
-interface NormalizedConfig {
+/** A RaftConfig after validateRaftConfig(): every default filled in (randomness and logger apart). */
+export interface NormalizedConfig {
   readonly id: NodeId;
   readonly electionTick: number;
   readonly heartbeatTick: number;

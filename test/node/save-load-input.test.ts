@@ -1,0 +1,63 @@
+/**
+ * save() and load() take a string (sent as UTF-8) as well as bytes; anything else is refused
+ * with INVALID_ARGUMENT before it reaches the log.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createReplicator } from "../../src/node/replicator.js";
+import { MemoryStore } from "../../src/store/memory/memory-store.js";
+import { isNexusError } from "../../src/errors/index.js";
+import { until } from "./helpers.js";
+import { freePort } from "../free-port.js";
+
+const roots: string[] = [];
+after(() => {
+  for (const d of roots) rmSync(d, { recursive: true, force: true });
+});
+
+const dec = new TextDecoder();
+
+describe("save and load input", () => {
+  it("take strings and bytes alike; other values are INVALID_ARGUMENT and write nothing", async () => {
+    const root = mkdtempSync(join(tmpdir(), "nexus-input-"));
+    roots.push(root);
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const rep = createReplicator({
+      nodeUrl: url,
+      clusterUrls: [url],
+      store: new MemoryStore(),
+      logDir: join(root, "logs"),
+      snapDir: join(root, "snap"),
+      heartbeatTickMs: 20,
+      electionTickMs: 200,
+    });
+    await rep.start();
+    try {
+      await until(() => rep.status().role === "leader", 10_000, "the single node to lead");
+      // Non-ASCII text survives: the string is sent as UTF-8.
+      assert.equal(dec.decode(await rep.save("set greeting héllo")), "OK");
+      assert.equal(dec.decode(await rep.load("get greeting")), "héllo");
+      assert.equal(dec.decode(await rep.save(new TextEncoder().encode("set n 1"))), "OK");
+      assert.equal(dec.decode(await rep.load(new TextEncoder().encode("get n"))), "1");
+      const applied = rep.status().applied;
+      for (const bad of [42, null, undefined, { data: "set x 1" }, ["set x 1"]]) {
+        for (const call of [
+          () => rep.save(bad as unknown as string),
+          () => rep.load(bad as unknown as string),
+        ]) {
+          await assert.rejects(call(), (err: unknown) => {
+            assert.ok(isNexusError(err, "INVALID_ARGUMENT"), String(err));
+            assert.match(err.message, /takes a string or a Uint8Array/);
+            return true;
+          });
+        }
+      }
+      assert.equal(rep.status().applied, applied, "a refused save wrote nothing");
+    } finally {
+      await rep.stop();
+    }
+  });
+});
