@@ -56,10 +56,12 @@ export function unexportedReturnTypes(
   );
   const checker = program.getTypeChecker();
   const own = resolve(packageRoot) + sep;
+  // The package's own files: under its root, and not in a node_modules below it (the root itself
+  // may be in a consumer's node_modules).
   const isOwn = (sym: ts.Symbol | undefined): boolean =>
     sym?.declarations?.some((d) => {
-      const f = d.getSourceFile().fileName;
-      return resolve(f).startsWith(own) && !f.includes(`${sep}node_modules${sep}`);
+      const f = resolve(d.getSourceFile().fileName);
+      return f.startsWith(own) && !f.slice(own.length).split(sep).includes("node_modules");
     }) === true;
   const resolveAlias = (s: ts.Symbol): ts.Symbol =>
     s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
