@@ -52,6 +52,19 @@ const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   exports: Record<string, unknown>;
 };
 
+/**
+ * The environment of a user's shell: without the npm_* variables that npm sets for scripts (this
+ * test may run under `npm test`), which would pass that npm's command and settings on to the npm
+ * and npx run here. Their configuration comes from the npmrc files, as a user's does.
+ */
+function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.toLowerCase().startsWith("npm_")) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
 /** Runs a command to completion; fails the test with its output when it exits non-zero. */
 function must(
   cmd: string,
@@ -64,7 +77,7 @@ function must(
     encoding: "utf8",
     timeout: 15 * 60_000,
     maxBuffer: 64 * 1024 * 1024,
-    env: { ...process.env, ...env },
+    env: userEnv(env),
   });
   assert.equal(
     r.status,
@@ -75,12 +88,12 @@ function must(
 }
 
 /** A program of the installed package, through npx as a user types it (no registry lookup). */
-function npx(args: readonly string[], env = {}): SpawnSyncReturns<string> {
+function npx(args: readonly string[]): SpawnSyncReturns<string> {
   return spawnSync(NPX, ["--no", "--", ...args], {
     cwd: consumer,
     encoding: "utf8",
     timeout: 60_000,
-    env: { ...process.env, ...env },
+    env: userEnv(),
   });
 }
 
