@@ -5,8 +5,9 @@
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import { NEXUS_ERROR_CODES, NexusError } from "../errors/index.js";
-import type { NexusErrorCode } from "../errors/index.js";
+import { NexusError, NotLeaderError } from "../errors/index.js";
+import { isServerStatus, nexusCodeOfGrpc, nexusInfoOf } from "./errors.js";
+import type { CallKind } from "./errors.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
@@ -159,15 +160,25 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
   );
   const where = baseUrl.slice("http://".length);
 
-  /** A failure as a NexusError; `mutating` calls whose fate is unknown say so. */
-  const fail = (err: unknown, what: string, mutating: boolean): NexusError => {
+  /**
+   * A failure as a NexusError. The server's code comes from the status's ErrorInfo detail; a
+   * status without it is mapped by its gRPC code (src/api/errors.ts); a failure the client library
+   * raised itself is UNREACHABLE when nothing was sent, and for a call that changes state whose
+   * fate is unknown, UNKNOWN_OUTCOME.
+   */
+  const fail = (err: unknown, what: string, kind: CallKind): NexusError => {
     if (!(err instanceof ConnectError)) {
       return new NexusError("INTERNAL", `${what}: ${(err as Error).message}`, { cause: err });
     }
-    // The server's errors carry "CODE: message" (src/api/errors.ts).
-    const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err.rawMessage);
-    if (m !== null && (NEXUS_ERROR_CODES as readonly string[]).includes(m[1]!)) {
-      return new NexusError(m[1] as NexusErrorCode, m[2]!, { cause: err });
+    const info = nexusInfoOf(err);
+    if (info !== undefined) {
+      return info.code === "NOT_LEADER"
+        ? new NotLeaderError(err.rawMessage, info.leaderUrl, { cause: err })
+        : new NexusError(info.code, err.rawMessage, { cause: err });
+    }
+    if (isServerStatus(err)) {
+      const code = nexusCodeOfGrpc(err.code, kind);
+      return new NexusError(code, `${what} at ${where} failed: ${err.rawMessage}`, { cause: err });
     }
     const cause = (err.cause as { code?: string } | undefined)?.code;
     if (cause !== undefined && UNREACHABLE_CAUSES.has(cause)) {
@@ -177,7 +188,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         { cause: err },
       );
     }
-    if (mutating) {
+    if (kind !== "read") {
       return new NexusError(
         "UNKNOWN_OUTCOME",
         `${what} was sent to ${where} but no answer came back (${err.rawMessage}): it may or may not have been applied; ` +
@@ -194,11 +205,11 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
       cause: err,
     });
   };
-  const call = async <T>(what: string, mutating: boolean, f: () => Promise<T>): Promise<T> => {
+  const call = async <T>(what: string, kind: CallKind, f: () => Promise<T>): Promise<T> => {
     try {
       return await f();
     } catch (err) {
-      throw fail(err, what, mutating);
+      throw fail(err, what, kind);
     }
   };
   const bytesArgs = (args: Record<string, string> = {}): Record<string, Uint8Array> => {
@@ -208,7 +219,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
 
   return {
     check: () =>
-      call("check", false, async () => {
+      call("check", "read", async () => {
         const r = await client.check({}, { timeoutMs });
         return r.status === HealthCheckResponse_ServingStatus.SERVING
           ? "SERVING"
@@ -217,7 +228,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             : "UNKNOWN";
       }),
     save: (data, args) =>
-      call("the save", true, async () => {
+      call("the save", "write", async () => {
         const r = await client.save({ data, args: bytesArgs(args) }, { timeoutMs });
         if (r.status !== undefined && r.status.code !== 0) {
           throw new NexusError("STORE_ERROR", r.status.message);
@@ -225,7 +236,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return r.resData;
       }),
     load: (data, args) =>
-      call("the load", false, async () => {
+      call("the load", "read", async () => {
         const r = await client.load({ data, args: bytesArgs(args) }, { timeoutMs });
         if (r.status !== undefined && r.status.code !== 0) {
           throw new NexusError("STORE_ERROR", r.status.message);
@@ -233,17 +244,17 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return r.resData;
       }),
     addNode: (url) =>
-      call(`addNode ${url}`, true, async () => {
+      call(`addNode ${url}`, "membership", async () => {
         const r = await client.addNode({ nodeUrl: url }, { timeoutMs });
         if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
       }),
     removeNode: (url) =>
-      call(`removeNode ${url}`, true, async () => {
+      call(`removeNode ${url}`, "membership", async () => {
         const r = await client.removeNode({ nodeUrl: url }, { timeoutMs });
         if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
       }),
     listNodes: () =>
-      call("listNodes", false, async () => {
+      call("listNodes", "read", async () => {
         const r = await client.listNodes({}, { timeoutMs });
         const nodes = Object.values(r.nodes)
           .map((n) => ({
@@ -255,7 +266,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return { leader: r.leader === 0n ? "" : hex(r.leader), nodes };
       }),
     listMembers: () =>
-      call("listMembers", false, async () => {
+      call("listMembers", "read", async () => {
         const r = await admin.listMembers({}, { timeoutMs });
         return {
           leader: r.leader,
@@ -275,11 +286,11 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         };
       }),
     addMember: (url, learner, o = {}) =>
-      call(`addNode ${url}`, true, async () => {
+      call(`addNode ${url}`, "membership", async () => {
         await admin.addMember({ nodeUrl: url, learner, noProbe: o.probe === false }, { timeoutMs });
       }),
     promoteMember: (url, o = {}) =>
-      call(`promoteNode ${url}`, true, async () => {
+      call(`promoteNode ${url}`, "membership", async () => {
         await admin.promoteMember(
           {
             nodeUrl: url,
@@ -289,19 +300,19 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         );
       }),
     changeMembers: (add, remove, o = {}) =>
-      call("the membership change", true, async () => {
+      call("the membership change", "membership", async () => {
         await admin.changeMembers(
           { addUrls: add, removeUrls: remove, noProbe: o.probe === false },
           { timeoutMs },
         );
       }),
     transferLeader: (url) =>
-      call("transferLeader", true, async () => {
+      call("transferLeader", "membership", async () => {
         const r = await admin.transferLeader({ nodeUrl: url ?? "" }, { timeoutMs });
         return r.leaderUrl;
       }),
     nodeStatus: () =>
-      call("nodeStatus", false, async () => {
+      call("nodeStatus", "read", async () => {
         const r = await checks.nodeStatus({}, { timeoutMs });
         return {
           serving: r.serving,
@@ -316,7 +327,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         };
       }),
     checkConsistency: (waitMs = 10_000) =>
-      call("checkConsistency", false, async () => {
+      call("checkConsistency", "read", async () => {
         const r = await checks.checkConsistency(
           { timeoutMs: waitMs },
           { timeoutMs: Math.max(timeoutMs, waitMs + 5000) },
