@@ -3,10 +3,10 @@
  * the address as the original's repl takes it (`host:port`), a deadline per call, and failures as
  * NexusErrors whose code says what happened (UNREACHABLE, UNKNOWN_OUTCOME, or the server's code).
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { NexusError, NotLeaderError } from "../errors/index.js";
-import { isServerStatus, nexusCodeOfGrpc, nexusInfoOf } from "./errors.js";
+import { callFailureOf } from "./errors.js";
 import type { CallKind } from "./errors.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
@@ -101,15 +101,6 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
 }
 
-const UNREACHABLE_CAUSES = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-]);
-
 /** Parses `host:port`, `[v6]:port` or `http://host:port`. Throws INVALID_ARGUMENT. */
 export function parseServiceAddress(address: string): string {
   const a = address.trim();
@@ -161,49 +152,49 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
   const where = baseUrl.slice("http://".length);
 
   /**
-   * A failure as a NexusError. The server's code comes from the status's ErrorInfo detail; a
-   * status without it is mapped by its gRPC code (src/api/errors.ts); a failure the client library
-   * raised itself is UNREACHABLE when nothing was sent, and for a call that changes state whose
-   * fate is unknown, UNKNOWN_OUTCOME.
+   * A failure as a NexusError, with the code src/api/errors.ts reads from it (the server's
+   * ErrorInfo, else the status's gRPC code, else the client library's own failure) and a message
+   * that says what to do.
    */
   const fail = (err: unknown, what: string, kind: CallKind): NexusError => {
     if (!(err instanceof ConnectError)) {
       return new NexusError("INTERNAL", `${what}: ${(err as Error).message}`, { cause: err });
     }
-    const info = nexusInfoOf(err);
-    if (info !== undefined) {
-      return info.code === "NOT_LEADER"
-        ? new NotLeaderError(err.rawMessage, info.leaderUrl, { cause: err })
-        : new NexusError(info.code, err.rawMessage, { cause: err });
+    const f = callFailureOf(err, kind);
+    const cause = { cause: err };
+    if (f.from === "detail") {
+      return f.code === "NOT_LEADER"
+        ? new NotLeaderError(err.rawMessage, f.leaderUrl, cause)
+        : new NexusError(f.code, err.rawMessage, cause);
     }
-    if (isServerStatus(err)) {
-      const code = nexusCodeOfGrpc(err.code, kind);
-      return new NexusError(code, `${what} at ${where} failed: ${err.rawMessage}`, { cause: err });
-    }
-    const cause = (err.cause as { code?: string } | undefined)?.code;
-    if (cause !== undefined && UNREACHABLE_CAUSES.has(cause)) {
+    if (f.from === "not-connected") {
+      const port = baseUrl.split(":").pop();
       return new NexusError(
         "UNREACHABLE",
-        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${baseUrl.split(":").pop()}?`,
-        { cause: err },
+        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${port}?`,
+        cause,
       );
     }
-    if (kind !== "read") {
+    if (f.code === "UNKNOWN_OUTCOME") {
+      const why =
+        f.from === "status"
+          ? `${where} answered ${err.rawMessage === "" ? "an error" : `"${err.rawMessage}"`} without saying whether it was applied`
+          : `no answer came back from ${where} (${err.rawMessage})`;
       return new NexusError(
         "UNKNOWN_OUTCOME",
-        `${what} was sent to ${where} but no answer came back (${err.rawMessage}): it may or may not have been applied; ` +
+        `${what} was sent but ${why}: it may or may not have been applied; ` +
           "check the state (a load, or listNodes) before retrying",
-        { cause: err },
+        cause,
       );
     }
-    if (err.code === Code.DeadlineExceeded) {
-      return new NexusError("TIMEOUT", `${what}: no answer from ${where} within ${timeoutMs} ms`, {
-        cause: err,
-      });
+    if (f.code === "TIMEOUT" && f.from === "client") {
+      return new NexusError(
+        "TIMEOUT",
+        `${what}: no answer from ${where} within ${timeoutMs} ms`,
+        cause,
+      );
     }
-    return new NexusError("UNREACHABLE", `${what} at ${where} failed: ${err.rawMessage}`, {
-      cause: err,
-    });
+    return new NexusError(f.code, `${what} at ${where} failed: ${err.rawMessage}`, cause);
   };
   const call = async <T>(what: string, kind: CallKind, f: () => Promise<T>): Promise<T> => {
     try {

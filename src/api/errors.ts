@@ -125,11 +125,51 @@ export function nexusCodeOfGrpc(code: Code, kind: CallKind): NexusErrorCode {
   }
 }
 
+/** Socket errors that mean the connection was never opened: nothing was sent. */
+const UNREACHABLE_CAUSES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+]);
+
+/** How a failed call reads: its Nexus code, and where the code came from. */
+export interface CallFailure {
+  readonly code: NexusErrorCode;
+  /**
+   * `detail`: the server's ErrorInfo; `status`: a status the server sent without it, mapped by
+   * its gRPC code; `not-connected`: the connection was never opened (UNREACHABLE, nothing was
+   * sent); `client`: no status came back for another reason (the client library's own error).
+   */
+  readonly from: "detail" | "status" | "not-connected" | "client";
+  /** The leader's URL, for NOT_LEADER when the server knew it. */
+  readonly leaderUrl: string | undefined;
+}
+
 /**
- * Whether a ConnectError is a status the server sent (it has a `grpc-status` header or trailer),
- * as opposed to one the client library raised itself (connection refused or reset, its own
- * deadline, an HTTP error from something that is not a gRPC server).
+ * The Nexus code of a failed call. A status the server sent (it has a `grpc-status` header or
+ * trailer) reads by its ErrorInfo, else by nexusCodeOfGrpc. Without one, the client library
+ * failed on its own: UNREACHABLE when the connection was never opened, UNKNOWN_OUTCOME for a call
+ * that changes state (it may have arrived), TIMEOUT for a read past its deadline, otherwise
+ * UNREACHABLE.
  */
-export function isServerStatus(err: ConnectError): boolean {
-  return err.metadata.has("grpc-status");
+export function callFailureOf(err: ConnectError, kind: CallKind): CallFailure {
+  const info = nexusInfoOf(err);
+  if (info !== undefined) return { ...info, from: "detail" };
+  if (err.metadata.has("grpc-status")) {
+    return { code: nexusCodeOfGrpc(err.code, kind), from: "status", leaderUrl: undefined };
+  }
+  const cause = (err.cause as { code?: unknown } | undefined)?.code;
+  if (typeof cause === "string" && UNREACHABLE_CAUSES.has(cause)) {
+    return { code: "UNREACHABLE", from: "not-connected", leaderUrl: undefined };
+  }
+  const code: NexusErrorCode =
+    kind !== "read"
+      ? "UNKNOWN_OUTCOME"
+      : err.code === Code.DeadlineExceeded
+        ? "TIMEOUT"
+        : "UNREACHABLE";
+  return { code, from: "client", leaderUrl: undefined };
 }

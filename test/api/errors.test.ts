@@ -204,6 +204,7 @@ describe("the client reads the code from ErrorInfo over the wire", () => {
     assert.match(load.message, /STORE_ERROR: no such table: t/);
     const save = await failure(client.save(enc.encode("insert")));
     assert.equal(save.code, "UNKNOWN_OUTCOME");
+    assert.match(save.message, /without saying whether it was applied: it may or may not/);
     next = () => new ConnectError("NO_LEADER: not really", Code.InvalidArgument);
     assert.equal((await failure(client.save(enc.encode("insert")))).code, "INVALID_ARGUMENT");
     // The original's Go server answers every failure with Unknown and the error's text.
