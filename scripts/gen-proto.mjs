@@ -8,7 +8,13 @@ import { join } from "node:path";
 const TARGETS = [
   { proto: ["raft.proto"], out: "src/transport/gen" },
   {
-    proto: ["nexus.proto", "nexus_admin.proto", "nexus_checks.proto", "models/internal.proto"],
+    proto: [
+      "nexus.proto",
+      "nexus_admin.proto",
+      "nexus_checks.proto",
+      "models/internal.proto",
+      "google/rpc/error_details.proto",
+    ],
     out: "src/api/gen",
   },
 ];

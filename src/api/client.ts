@@ -3,10 +3,11 @@
  * the address as the original's repl takes it (`host:port`), a deadline per call, and failures as
  * NexusErrors whose code says what happened (UNREACHABLE, UNKNOWN_OUTCOME, or the server's code).
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import { NEXUS_ERROR_CODES, NexusError } from "../errors/index.js";
-import type { NexusErrorCode } from "../errors/index.js";
+import { NexusError, NotLeaderError } from "../errors/index.js";
+import { callFailureOf } from "./errors.js";
+import type { CallKind } from "./errors.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
@@ -100,15 +101,6 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
 }
 
-const UNREACHABLE_CAUSES = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-]);
-
 /** Parses `host:port`, `[v6]:port` or `http://host:port`. Throws INVALID_ARGUMENT. */
 export function parseServiceAddress(address: string): string {
   const a = address.trim();
@@ -159,46 +151,56 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
   );
   const where = baseUrl.slice("http://".length);
 
-  /** A failure as a NexusError; `mutating` calls whose fate is unknown say so. */
-  const fail = (err: unknown, what: string, mutating: boolean): NexusError => {
+  /**
+   * A failure as a NexusError, with the code src/api/errors.ts reads from it (the server's
+   * ErrorInfo, else the status's gRPC code, else the client library's own failure) and a message
+   * that says what to do.
+   */
+  const fail = (err: unknown, what: string, kind: CallKind): NexusError => {
     if (!(err instanceof ConnectError)) {
       return new NexusError("INTERNAL", `${what}: ${(err as Error).message}`, { cause: err });
     }
-    // The server's errors carry "CODE: message" (src/api/errors.ts).
-    const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err.rawMessage);
-    if (m !== null && (NEXUS_ERROR_CODES as readonly string[]).includes(m[1]!)) {
-      return new NexusError(m[1] as NexusErrorCode, m[2]!, { cause: err });
+    const f = callFailureOf(err, kind);
+    const cause = { cause: err };
+    if (f.from === "detail") {
+      return f.code === "NOT_LEADER"
+        ? new NotLeaderError(err.rawMessage, f.leaderUrl, cause)
+        : new NexusError(f.code, err.rawMessage, cause);
     }
-    const cause = (err.cause as { code?: string } | undefined)?.code;
-    if (cause !== undefined && UNREACHABLE_CAUSES.has(cause)) {
+    if (f.from === "not-connected") {
+      const port = baseUrl.split(":").pop();
       return new NexusError(
         "UNREACHABLE",
-        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${baseUrl.split(":").pop()}?`,
-        { cause: err },
+        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${port}?`,
+        cause,
       );
     }
-    if (mutating) {
+    if (f.code === "UNKNOWN_OUTCOME") {
+      const why =
+        f.from === "status"
+          ? `${where} answered ${err.rawMessage === "" ? "an error" : `"${err.rawMessage}"`} without saying whether it was applied`
+          : `no answer came back from ${where} (${err.rawMessage})`;
       return new NexusError(
         "UNKNOWN_OUTCOME",
-        `${what} was sent to ${where} but no answer came back (${err.rawMessage}): it may or may not have been applied; ` +
+        `${what} was sent but ${why}: it may or may not have been applied; ` +
           "check the state (a load, or listNodes) before retrying",
-        { cause: err },
+        cause,
       );
     }
-    if (err.code === Code.DeadlineExceeded) {
-      return new NexusError("TIMEOUT", `${what}: no answer from ${where} within ${timeoutMs} ms`, {
-        cause: err,
-      });
+    if (f.code === "TIMEOUT" && f.from === "client") {
+      return new NexusError(
+        "TIMEOUT",
+        `${what}: no answer from ${where} within ${timeoutMs} ms`,
+        cause,
+      );
     }
-    return new NexusError("UNREACHABLE", `${what} at ${where} failed: ${err.rawMessage}`, {
-      cause: err,
-    });
+    return new NexusError(f.code, `${what} at ${where} failed: ${err.rawMessage}`, cause);
   };
-  const call = async <T>(what: string, mutating: boolean, f: () => Promise<T>): Promise<T> => {
+  const call = async <T>(what: string, kind: CallKind, f: () => Promise<T>): Promise<T> => {
     try {
       return await f();
     } catch (err) {
-      throw fail(err, what, mutating);
+      throw fail(err, what, kind);
     }
   };
   const bytesArgs = (args: Record<string, string> = {}): Record<string, Uint8Array> => {
@@ -208,7 +210,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
 
   return {
     check: () =>
-      call("check", false, async () => {
+      call("check", "read", async () => {
         const r = await client.check({}, { timeoutMs });
         return r.status === HealthCheckResponse_ServingStatus.SERVING
           ? "SERVING"
@@ -217,7 +219,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             : "UNKNOWN";
       }),
     save: (data, args) =>
-      call("the save", true, async () => {
+      call("the save", "write", async () => {
         const r = await client.save({ data, args: bytesArgs(args) }, { timeoutMs });
         if (r.status !== undefined && r.status.code !== 0) {
           throw new NexusError("STORE_ERROR", r.status.message);
@@ -225,7 +227,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return r.resData;
       }),
     load: (data, args) =>
-      call("the load", false, async () => {
+      call("the load", "read", async () => {
         const r = await client.load({ data, args: bytesArgs(args) }, { timeoutMs });
         if (r.status !== undefined && r.status.code !== 0) {
           throw new NexusError("STORE_ERROR", r.status.message);
@@ -233,17 +235,17 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return r.resData;
       }),
     addNode: (url) =>
-      call(`addNode ${url}`, true, async () => {
+      call(`addNode ${url}`, "membership", async () => {
         const r = await client.addNode({ nodeUrl: url }, { timeoutMs });
         if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
       }),
     removeNode: (url) =>
-      call(`removeNode ${url}`, true, async () => {
+      call(`removeNode ${url}`, "membership", async () => {
         const r = await client.removeNode({ nodeUrl: url }, { timeoutMs });
         if (r.code !== 0) throw new NexusError("MEMBERSHIP_REFUSED", r.message);
       }),
     listNodes: () =>
-      call("listNodes", false, async () => {
+      call("listNodes", "read", async () => {
         const r = await client.listNodes({}, { timeoutMs });
         const nodes = Object.values(r.nodes)
           .map((n) => ({
@@ -255,7 +257,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         return { leader: r.leader === 0n ? "" : hex(r.leader), nodes };
       }),
     listMembers: () =>
-      call("listMembers", false, async () => {
+      call("listMembers", "read", async () => {
         const r = await admin.listMembers({}, { timeoutMs });
         return {
           leader: r.leader,
@@ -275,11 +277,11 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         };
       }),
     addMember: (url, learner, o = {}) =>
-      call(`addNode ${url}`, true, async () => {
+      call(`addNode ${url}`, "membership", async () => {
         await admin.addMember({ nodeUrl: url, learner, noProbe: o.probe === false }, { timeoutMs });
       }),
     promoteMember: (url, o = {}) =>
-      call(`promoteNode ${url}`, true, async () => {
+      call(`promoteNode ${url}`, "membership", async () => {
         await admin.promoteMember(
           {
             nodeUrl: url,
@@ -289,19 +291,19 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         );
       }),
     changeMembers: (add, remove, o = {}) =>
-      call("the membership change", true, async () => {
+      call("the membership change", "membership", async () => {
         await admin.changeMembers(
           { addUrls: add, removeUrls: remove, noProbe: o.probe === false },
           { timeoutMs },
         );
       }),
     transferLeader: (url) =>
-      call("transferLeader", true, async () => {
+      call("transferLeader", "membership", async () => {
         const r = await admin.transferLeader({ nodeUrl: url ?? "" }, { timeoutMs });
         return r.leaderUrl;
       }),
     nodeStatus: () =>
-      call("nodeStatus", false, async () => {
+      call("nodeStatus", "read", async () => {
         const r = await checks.nodeStatus({}, { timeoutMs });
         return {
           serving: r.serving,
@@ -316,7 +318,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
         };
       }),
     checkConsistency: (waitMs = 10_000) =>
-      call("checkConsistency", false, async () => {
+      call("checkConsistency", "read", async () => {
         const r = await checks.checkConsistency(
           { timeoutMs: waitMs },
           { timeoutMs: Math.max(timeoutMs, waitMs + 5000) },

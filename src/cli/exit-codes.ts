@@ -1,5 +1,6 @@
 /**
- * The one table of exit codes of the programs, by outcome.
+ * The one table of exit codes of the programs, by outcome, and the one mapping from a Nexus error
+ * code to an exit code. Programs return these, never bare numbers.
  */
 import type { NexusErrorCode } from "../errors/index.js";
 
@@ -14,9 +15,14 @@ export const EXIT = {
   UNREACHABLE: 3,
   /** A save or membership change whose outcome is unknown: it may or may not have been applied. */
   UNKNOWN_OUTCOME: 4,
+  /** A node was told to stop twice (SIGINT or SIGTERM again) and exits at once: 128 + SIGINT. */
+  INTERRUPTED: 130,
 } as const;
 
-/** The exit code for a failed request with a Nexus error code. */
+/**
+ * The exit code for a failure with a Nexus error code: UNREACHABLE 3, UNKNOWN_OUTCOME 4,
+ * BAD_CONFIG 2, any other 1.
+ */
 export function exitCodeOf(code: NexusErrorCode): number {
   switch (code) {
     case "UNREACHABLE":

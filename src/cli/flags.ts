@@ -93,12 +93,17 @@ export function parseFlags(
         trailing.push(...argv.slice(i));
         break;
       }
+      // Not a flag name ("-5", "-_x"): parseArgs would take it for an option and refuse it.
+      if (a.startsWith("-") && a !== "-") {
+        throw new FlagError(`unknown flag -${a.replace(/^-+/, "").split("=", 1)[0]!}`);
+      }
       rest.push(a);
       continue;
     }
     const name = m[1]!;
     const spec = byName.get(name);
-    if (spec?.kind === "bool") {
+    if (spec === undefined) throw new FlagError(`unknown flag -${name}`);
+    if (spec.kind === "bool") {
       // parseArgs refuses "--b=false"; booleans are read here, as Go's flag package reads them.
       const raw = m[2]?.slice(1);
       if (raw === undefined || TRUE.has(raw.toLowerCase())) values.set(spec.name, true);
@@ -106,7 +111,7 @@ export function parseFlags(
       else throw new FlagError(`flag -${name} is true or false, got "${raw}"`);
       continue;
     }
-    if (spec !== undefined && m[2] === undefined) {
+    if (m[2] === undefined) {
       // "-flag value": the next token is the value, whatever it looks like ("-5", "-- x").
       if (i + 1 >= argv.length) {
         throw new FlagError(`flag -${name} needs a value: -${name} <value> or -${name}=<value>`);
@@ -114,7 +119,7 @@ export function parseFlags(
       rest.push(`--${name}=${argv[++i]!}`);
       continue;
     }
-    rest.push(`--${name}${m[2] ?? ""}`);
+    rest.push(`--${name}${m[2]}`);
   }
   const options: Record<string, { type: "string"; multiple: true }> = {};
   for (const name of byName.keys()) {
@@ -129,7 +134,8 @@ export function parseFlags(
       allowPositionals: true,
     });
   } catch (err) {
-    throw new FlagError(describeParseError(err as Error & { code?: string }));
+    // Unreachable: every token parseArgs could refuse was refused above, with a clearer message.
+    throw new FlagError(`bad flags: ${(err as Error).message}`);
   }
   for (const [name, raw] of Object.entries(parsed.values)) {
     const spec = byName.get(name)!;
@@ -149,19 +155,6 @@ export function parseFlags(
     throw new FlagError(`unexpected argument "${positionals[0]!}"`);
   }
   return { values, positionals, help };
-}
-
-function describeParseError(err: Error & { code?: string }): string {
-  const m = /'--?([^' ]+)/.exec(err.message);
-  const flag = m === null ? "" : `-${m[1]!.replace(/^-+/, "")}`;
-  switch (err.code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `unknown flag ${flag}`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return `flag ${flag} needs a value: ${flag} <value> or ${flag}=<value>`;
-    default:
-      return err.message;
-  }
 }
 
 function readValue(spec: FlagSpec, raw: string): FlagValue {

@@ -12,7 +12,7 @@ import { isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
 import type { Replicator } from "../node/replicator.js";
-import { EXIT } from "./exit-codes.js";
+import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
 import { createCliLogger } from "./logger.js";
@@ -161,7 +161,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
         await made.store.close().catch(() => undefined);
         if (!isNexusError(err, "STORE_UNAVAILABLE") || early !== undefined) {
           io.err(`${p.name}: the node could not start: ${(err as Error).message}\n`);
-          return isNexusError(err, "BAD_CONFIG") ? EXIT.USAGE : EXIT.FAILED;
+          return isNexusError(err) ? exitCodeOf(err.code) : EXIT.FAILED;
         }
         if (attempt === 1) io.err(`${p.name}: waiting for the store: ${err.message}\n`);
         logger.warn({ error: err.message, attempt }, "store unavailable at start; retrying");
@@ -201,7 +201,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   const handler = (s: NodeJS.Signals): void => {
     if (stopping) {
       io.err(`${p.name}: ${s} again; exiting now\n`);
-      process.exit(130);
+      process.exit(EXIT.INTERRUPTED);
     }
     stopping = true;
     onSignal(s);

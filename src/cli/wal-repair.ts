@@ -3,6 +3,7 @@
  * afterwards, 1 on failure, 2 on bad usage.
  */
 import { repairWal } from "../storage/repair.js";
+import { EXIT } from "./exit-codes.js";
 
 export const WAL_REPAIR_USAGE = `usage: nexus wal repair <dir>
 
@@ -19,19 +20,19 @@ export async function runWalRepair(
 ): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h") || argv.includes("-help")) {
     out(WAL_REPAIR_USAGE);
-    return 0;
+    return EXIT.OK;
   }
   if (argv.length !== 1 || argv[0]!.startsWith("-")) {
     err(`nexus wal repair: expected exactly one directory\n\n${WAL_REPAIR_USAGE}`);
-    return 2;
+    return EXIT.USAGE;
   }
   try {
     const report = await repairWal(argv[0]!);
     for (const a of report.actions) out(`${a}\n`);
     out(`the write-ahead log now ends at entry ${report.lastIndex}\n`);
-    return 0;
+    return EXIT.OK;
   } catch (e) {
     err(`nexus wal repair: ${(e as Error).message}\n`);
-    return 1;
+    return EXIT.FAILED;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The one error class of Nexus. Every expected failure a user can see is a NexusError with a
  * stable `code` and a message that says what happened and what to do. Foreign errors are wrapped
- * with `{ cause }`. Codes map to gRPC status in src/api/errors.ts and to CLI exit codes in the
- * CLI's table; nowhere else.
+ * with `{ cause }`. Codes map to gRPC status in src/api/errors.ts and to CLI exit codes in
+ * src/cli/exit-codes.ts; nowhere else. Programs decide by `code` (or class), never by `message`,
+ * which is human text and may be reworded.
  */
 
 /** The fixed set of error codes. */

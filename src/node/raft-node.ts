@@ -15,6 +15,7 @@ import { NexusError, StoppedError, UnknownOutcomeError } from "../errors/index.j
 import { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
+import { nexusErrorOfRaft } from "./raft-errors.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import type { ConfState, Entry, Message, NodeId, Snapshot } from "../raft/types.js";
@@ -213,10 +214,7 @@ export class RaftNode {
       this.raw.propose(payload);
     } catch (err) {
       if (!(err instanceof RaftError)) throw err;
-      throw new NexusError(
-        /no leader/.test(err.message) ? "NO_LEADER" : "PROPOSAL_DROPPED",
-        `not proposed: ${err.message}`,
-      );
+      throw nexusErrorOfRaft(err, "not proposed");
     }
     this.schedule();
   }
@@ -640,10 +638,7 @@ export class RaftNode {
     } catch (err) {
       const e =
         err instanceof RaftError
-          ? new NexusError(
-              /no leader/.test(err.message) ? "NO_LEADER" : "PROPOSAL_DROPPED",
-              `the write was not accepted: ${err.message}`,
-            )
+          ? nexusErrorOfRaft(err, "the write was not accepted")
           : (err as Error);
       this.saves.reject(key, e);
     }
@@ -811,16 +806,7 @@ export class RaftNode {
     } catch (err) {
       this.confWaiters.reject(
         key,
-        err instanceof RaftError
-          ? new NexusError(
-              err.code === "conf-change-refused"
-                ? "MEMBERSHIP_REFUSED"
-                : /no leader/.test(err.message)
-                  ? "NO_LEADER"
-                  : "PROPOSAL_DROPPED",
-              err.message,
-            )
-          : (err as Error),
+        err instanceof RaftError ? nexusErrorOfRaft(err) : (err as Error),
       );
     }
     this.schedule();

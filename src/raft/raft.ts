@@ -43,10 +43,21 @@ import { EMPTY_BYTES, NONE, createMessage, isEmptyHardState } from "./types.js";
 /** Marks a campaign started by leadership transfer: voters skip the leader-lease check. */
 export const CAMPAIGN_TRANSFER: Uint8Array = new TextEncoder().encode("CampaignTransfer");
 
-/** Why the core refused an input. */
+/**
+ * Why the core refused an input. Callers decide by this code, never by the message, which is
+ * human text that may be reworded.
+ */
 export type RaftErrorCode =
-  /** The proposal was not accepted (no leader, transfer in progress, limits, removed). */
+  /**
+   * The proposal was not accepted (transfer in progress, limits, removed, forwarding disabled).
+   * Nothing was appended.
+   */
   | "proposal-dropped"
+  /**
+   * The proposal was not accepted because no leader is known (an election is in progress or this
+   * follower has not heard from a leader yet). Nothing was appended; retrying shortly may succeed.
+   */
+  | "no-leader"
   /** A local-only message was stepped from outside. */
   | "step-local-msg"
   /** A response came from a node not in the configuration. */
@@ -1223,10 +1234,7 @@ function stepCandidate(r: Raft, m: Message): void {
   const myVoteResp: MessageType = r.state === "pre-candidate" ? "pre-vote-resp" : "vote-resp";
   switch (m.type) {
     case "prop":
-      throw new RaftError(
-        "proposal-dropped",
-        "no leader: an election is in progress; retry shortly",
-      );
+      throw new RaftError("no-leader", "no leader: an election is in progress; retry shortly");
     case "app":
       r.becomeFollower(m.term, m.from);
       r.handleAppendEntries(m);
@@ -1268,7 +1276,7 @@ function stepFollower(r: Raft, m: Message): void {
   switch (m.type) {
     case "prop":
       if (r.lead === NONE) {
-        throw new RaftError("proposal-dropped", "no leader is known; retry shortly");
+        throw new RaftError("no-leader", "no leader is known; retry shortly");
       }
       if (r.cfg.disableProposalForwarding) {
         throw new RaftError(

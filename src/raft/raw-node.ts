@@ -119,7 +119,8 @@ export class RawNode {
 
   /**
    * Proposes data to be appended to the log. On a follower the proposal is forwarded to the
-   * leader. Throws RaftError "proposal-dropped" when it cannot be accepted now.
+   * leader. Throws RaftError "no-leader" when no leader is known, "proposal-dropped" when it
+   * cannot be accepted now for another reason.
    * Acceptance is not commitment: the caller learns of the commit when the entry is applied.
    */
   propose(data: Uint8Array): void {
@@ -134,7 +135,8 @@ export class RawNode {
 
   /**
    * Proposes a membership change. Throws RaftError "conf-change-refused" if another change is
-   * pending, or joint state forbids it, on the leader.
+   * pending, or joint state forbids it, on the leader; "no-leader" and "proposal-dropped" as
+   * propose() does.
    */
   proposeConfChange(cc: ConfChange): void {
     this.raft.step(

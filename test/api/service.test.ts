@@ -11,6 +11,7 @@ import {
   StatusSchema,
 } from "../../src/api/gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
+import { ErrorInfoSchema } from "../../src/api/gen/google/rpc/error_details_pb.js";
 import { encodeGrpcMessage, startApiServer } from "../../src/api/server.js";
 import { createReplicator } from "../../src/node/replicator.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
@@ -79,9 +80,13 @@ describe("gRPC service nexus.api.Nexus", () => {
         (e: unknown) => {
           assert.ok(e instanceof ConnectError);
           assert.equal(e.code, Code.InvalidArgument);
-          assert.match(e.message, /STORE_ERROR: UNIQUE constraint failed/);
+          // Human text in the status; the Nexus code in ErrorInfo, not in the text.
+          assert.match(e.rawMessage, /^UNIQUE constraint failed/);
+          const [info] = e.findDetails(ErrorInfoSchema);
+          assert.deepEqual([info?.reason, info?.domain], ["STORE_ERROR", "nexus"]);
           const details = e.findDetails(StatusSchema);
           assert.equal(details[0]?.code, -1);
+          assert.equal(details[0]?.message, e.rawMessage);
           return true;
         },
       );

@@ -46,6 +46,18 @@ describe("flags as the original's programs take them", () => {
 
   for (const c of [
     { name: "unknown flag", argv: ["-nope", "1"], msg: /unknown flag -nope/ },
+    {
+      name: "unknown flag, two dashes and a value",
+      argv: ["--nope=1"],
+      msg: /unknown flag -nope$/,
+    },
+    { name: "a dash and a number alone", argv: ["-5"], msg: /unknown flag -5$/ },
+    { name: "a dash and no flag name", argv: ["-_x"], msg: /unknown flag -_x$/ },
+    {
+      name: "unknown flag before a flag without its value",
+      argv: ["-nope", "-grpcPort"],
+      msg: /unknown flag -nope$/,
+    },
     { name: "missing value", argv: ["-grpcPort"], msg: /-grpcPort needs a value/ },
     {
       name: "not an integer",

@@ -14,6 +14,7 @@ import {
   StatusSchema,
 } from "../../src/api/gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
+import { ErrorInfoSchema } from "../../src/api/gen/google/rpc/error_details_pb.js";
 import { SqliteNode, repl, sqliteCluster, tempDir, until } from "./programs.js";
 import { freePort } from "../free-port.js";
 
@@ -33,6 +34,14 @@ async function failure(p: Promise<unknown>): Promise<ConnectError> {
     return err;
   }
   assert.fail("the call succeeded");
+}
+
+/** The Nexus code of a failed call, from its google.rpc.ErrorInfo detail. */
+function nexusCode(e: ConnectError): string {
+  const [info] = e.findDetails(ErrorInfoSchema);
+  assert.ok(info, "the error carries a google.rpc.ErrorInfo detail");
+  assert.equal(info.domain, "nexus");
+  return info.reason;
 }
 
 function statusDetail(e: ConnectError): { code: number; message: string } {
@@ -97,10 +106,12 @@ describe("gRPC API end to end", () => {
       assert.equal(l.status?.code, 0);
     }
 
-    // A statement error: a gRPC status and the original's Status (-1 and the message).
+    // A statement error: a gRPC status with human text, the Nexus code in ErrorInfo, and the
+    // original's Status (-1 and the message).
     const e1 = await failure(c.save({ data: enc.encode("insert into nope values (1)"), args: {} }));
     assert.equal(e1.code, Code.InvalidArgument);
-    assert.match(e1.rawMessage, /^STORE_ERROR: no such table: nope/);
+    assert.match(e1.rawMessage, /^no such table: nope/);
+    assert.equal(nexusCode(e1), "STORE_ERROR");
     assert.deepEqual(statusDetail(e1), { code: -1, message: e1.rawMessage });
 
     // Malformed requests.
@@ -108,6 +119,7 @@ describe("gRPC API end to end", () => {
       c.load({ data: enc.encode("select 1"), args: { consistency: enc.encode("eventual") } }),
     );
     assert.equal(e2.code, Code.InvalidArgument);
+    assert.equal(nexusCode(e2), "INVALID_ARGUMENT");
     assert.match(e2.rawMessage, /consistency must be linearizable, lease or local/);
     const e3 = await failure(
       c.save({ data: enc.encode("select 1"), args: { params: new Uint8Array([0xff, 0xfe]) } }),
@@ -121,6 +133,7 @@ describe("gRPC API end to end", () => {
     const big = enc.encode(`insert into kv values ('big', '${"x".repeat(4096)}')`);
     const e5 = await failure(c.save({ data: big, args: {} }));
     assert.equal(e5.code, Code.ResourceExhausted);
+    assert.equal(nexusCode(e5), "TOO_LARGE");
     assert.match(e5.rawMessage, /exceeds the limit of 2048 bytes/);
     assert.equal(statusDetail(e5).code, -1);
     const after = await c.load({ data: enc.encode("select count(*) as n from kv"), args: {} });
@@ -129,9 +142,11 @@ describe("gRPC API end to end", () => {
     // Membership: unknown URL removed, unreachable URL added, a URL already present: refused.
     const e6 = await failure(c.removeNode({ nodeUrl: "http://127.0.0.1:1" }));
     assert.equal(e6.code, Code.FailedPrecondition);
+    assert.equal(nexusCode(e6), "MEMBERSHIP_REFUSED");
     assert.match(e6.rawMessage, /is not a member; nothing changed/);
     const e7 = await failure(c.addNode({ nodeUrl: `http://127.0.0.1:${await freePort()}` }));
-    assert.match(e7.rawMessage, /^MEMBERSHIP_REFUSED: http:\/\/127\.0\.0\.1:\d+ does not answer/);
+    assert.match(e7.rawMessage, /^http:\/\/127\.0\.0\.1:\d+ does not answer/);
+    assert.equal(nexusCode(e7), "MEMBERSHIP_REFUSED");
     assert.equal(statusDetail(e7).code, -1);
     const e8 = await failure(c.addNode({ nodeUrl: nodes[0]!.url }));
     assert.match(e8.rawMessage, /already a member/);
@@ -178,7 +193,7 @@ describe("gRPC API end to end", () => {
 
   it("Check answers NOT_SERVING while no leader is known, and SERVING once there is a quorum", async () => {
     const nodes = await sqliteCluster(3);
-    await nodes[0]!.start();
+    await nodes[0]!.start(["-nexus-repl-timeout=1"]);
     const c = clientOf(nodes[0]!);
     // Alone, a member of a 3-node cluster cannot elect a leader.
     await new Promise((r) => setTimeout(r, 1500));
@@ -186,6 +201,11 @@ describe("gRPC API end to end", () => {
       (await c.check({ service: "" })).status,
       HealthCheckResponse_ServingStatus.NOT_SERVING,
     );
+    // A save meanwhile: the core's no-leader refusal, mapped by code all the way to the client.
+    const e = await failure(c.save({ data: enc.encode("create table t (v text)"), args: {} }));
+    assert.equal(e.code, Code.Unavailable);
+    assert.equal(nexusCode(e), "NO_LEADER");
+    assert.match(e.rawMessage, /^the write was not accepted: no leader/);
     const r = await repl(nodes[0]!.addr, "listNodes");
     assert.equal(r.code, 0);
     assert.match(

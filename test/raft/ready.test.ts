@@ -314,11 +314,11 @@ describe("RawNode: refused inputs", () => {
     );
   });
 
-  it("a proposal without a known leader is dropped with a clear error", () => {
+  it("a proposal without a known leader is refused with no-leader", () => {
     const s = Solo.of("1", ids(3));
     assert.equal(
       raftErrorCode(() => s.node.propose(enc("x"))),
-      "proposal-dropped",
+      "no-leader",
     );
   });
 
@@ -342,12 +342,12 @@ describe("RawNode: refused inputs", () => {
     );
   });
 
-  it("a candidate refuses proposals", () => {
+  it("a candidate refuses proposals with no-leader", () => {
     const s = Solo.of("1", ids(3), PLAIN);
     s.node.campaign();
     assert.equal(
       raftErrorCode(() => s.node.propose(enc("x"))),
-      "proposal-dropped",
+      "no-leader",
     );
   });
 
