@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MySqlStore, refusalOf } from "../../src/store/mysql/mysql-store.js";
+import { MySqlStore } from "../../src/store/mysql/mysql-store.js";
+import { refusalOf } from "../../src/store/mysql/statement-classifier.js";
 import { parseMySqlDsn } from "../../src/store/mysql/dsn.js";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
