@@ -261,6 +261,20 @@ describe("MySqlStore", () => {
       ["", /^the statement is empty/],
       ["  -- only a comment", /^the statement is empty/],
       ["select 'unterminated", /^the statement has an unterminated 'quote'/],
+      // Comments as the server reads them (found while fuzzing the lexer): `--` then U+00A0 is two
+      // minus signs and a name, so the UUID_SHORT() after it runs and must be seen.
+      [
+        "insert into t select x --\u00a0 + uuid_short() from (select 1 as x, 2 as `\u00a0`) d",
+        /^UUID_SHORT\(\)/,
+      ],
+      ["insert into t values (1) --\u3000, (uuid())", /^UUID\(\)/],
+      // The server ends a line comment at a NUL character: what follows is code.
+      ["insert into t select 1 # c \u0000 + uuid_short()", /^UUID_SHORT\(\)/],
+      ["insert into t select 1 -- c \u0000 + uuid_short()", /^UUID_SHORT\(\)/],
+      // `--` then any ASCII control character is a comment, to the server too.
+      ["insert into t values (1) --\u0001 uuid()", undefined],
+      ["insert into t values (1) --\t(uuid())", undefined],
+      ["insert into t values (1) --", undefined],
     ];
     for (const [sql, want] of cases) {
       it(`${want === undefined ? "accepts" : "refuses"}: ${sql || "(empty)"}`, () => {
@@ -268,6 +282,28 @@ describe("MySqlStore", () => {
         if (want === undefined) assert.equal(got, undefined);
         else assert.match(got ?? "(accepted)", want);
       });
+    }
+  });
+
+  it("comments are read as the server reads them: `--` then U+00A0 is not a comment (the lexer sees the code after it), `--` then a tab is", async () => {
+    const { store: s } = await freshStore();
+    await s.open();
+    try {
+      const sql = "select x --\u00a0 + 1 as v from (select 1 as x, 2 as `\u00a0`) d";
+      // x - -(`\u00a0`) + 1 = 1 + 2 + 1: the server ran what follows `--`.
+      assert.deepEqual(await load(s, sql), [{ v: 4 }]);
+      assert.deepEqual(await load(s, "select 1 as v --\t+ 1"), [{ v: 1 }]);
+      const r = await s.apply([
+        entry(1, "create table u (v bigint unsigned)"),
+        entry(
+          2,
+          "insert into u select x --\u00a0 + uuid_short() from (select 1 as x, 2 as `\u00a0`) d",
+        ),
+      ]);
+      assert.match(errorOf(r[1]), /^UUID_SHORT\(\) gives different results/);
+      assert.deepEqual(await load(s, "select count(*) as n from u"), [{ n: 0 }]);
+    } finally {
+      await s.close();
     }
   });
 
