@@ -7,7 +7,6 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MySqlStore } from "../../src/store/mysql/mysql-store.js";
 import { refusalOf } from "../../src/store/mysql/statement-classifier.js";
-import { parseMySqlDsn } from "../../src/store/mysql/dsn.js";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { digestOf, runStoreConformance } from "./conformance.js";
@@ -99,62 +98,6 @@ describe("MySqlStore", () => {
     await srv.query(
       "SET GLOBAL time_zone = '+02:00', GLOBAL sql_mode = '', GLOBAL auto_increment_increment = 3",
     );
-  });
-
-  describe("connection strings", () => {
-    for (const c of [
-      {
-        s: "root:root@tcp(127.0.0.1:33061)/nexus?autocommit=false",
-        want: { host: "127.0.0.1", port: 33061, user: "root", password: "root", database: "nexus" },
-      },
-      {
-        s: "app@tcp(db.local:3307)/x",
-        want: { host: "db.local", port: 3307, user: "app", password: "", database: "x" },
-      },
-      {
-        s: "u:p@ss/w0rd@tcp(10.1.2.3)/shop?parseTime=true&loc=UTC",
-        want: { host: "10.1.2.3", port: 3306, user: "u", password: "p@ss/w0rd", database: "shop" },
-      },
-      {
-        s: "/nexus",
-        want: { host: "127.0.0.1", port: 3306, user: "root", password: "", database: "nexus" },
-      },
-      {
-        s: "tcp([::1]:3310)/nexus",
-        want: { host: "::1", port: 3310, user: "root", password: "", database: "nexus" },
-      },
-      {
-        s: "mysql://u:p%40ss@10.0.0.1/nexus",
-        want: { host: "10.0.0.1", port: 3306, user: "u", password: "p@ss", database: "nexus" },
-      },
-      {
-        s: "mysql://127.0.0.1:3399/n%C3%A9",
-        want: { host: "127.0.0.1", port: 3399, user: "root", password: "", database: "né" },
-      },
-    ]) {
-      it(`parses ${c.s}`, () => assert.deepEqual(parseMySqlDsn(c.s), c.want));
-    }
-    for (const [s, why] of [
-      ["", /empty/],
-      ["root@tcp(127.0.0.1:99999)/nexus", /port "99999"/],
-      ["root@tcp(127.0.0.1:3306)", /no \/database/],
-      ["root@tcp(127.0.0.1:3306)/", /names no database/],
-      ["mysql://host:3306/", /names no database/],
-      ["mysql://h/a/b", /exactly one database/],
-      ["postgres://h/db", /mysql:\/\//],
-      ["root@unix(/tmp/s)/db", /unix sockets/],
-      ["root@udp(h:1)/db", /not tcp/],
-      ["root@tcp(h:1/db", /not tcp\(host:port\)/],
-      ["root@tcp(h:1)/db?autocommit", /"autocommit" is not key=value/],
-      ["nonsense", /no \/database/],
-    ] as const) {
-      it(`refuses "${s}" saying why, with an example`, () => {
-        assert.throws(() => parseMySqlDsn(s), is("BAD_CONFIG", why));
-        assert.throws(() => parseMySqlDsn(s), /e\.g\. "root:root@tcp\(127\.0\.0\.1:3306\)\/nexus/);
-      });
-    }
-    it("the store refuses a bad connection string at construction", () =>
-      assert.throws(() => new MySqlStore({ url: "root@tcp(h:0)/x" }), is("BAD_CONFIG")));
   });
 
   describe("conformance", () => {
