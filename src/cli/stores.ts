@@ -9,6 +9,7 @@ import { RedisStore } from "../store/redis/redis-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
+import { MYSQL_SECRET_FLAGS, mysqlStoreOptions } from "./mysql-secret-flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -75,8 +76,9 @@ export const MYSQL: StoreKind = {
     {
       name: "mysqlConnUrl",
       kind: "string",
-      help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required)',
+      help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required; the password is better in NEXUS_MYSQL_PASSWORD or -mysqlPasswordFile)',
     },
+    ...MYSQL_SECRET_FLAGS,
   ],
   create(f) {
     const url = str(f, "mysqlConnUrl");
@@ -85,7 +87,7 @@ export const MYSQL: StoreKind = {
         'flag -mysqlConnUrl is required, e.g. -mysqlConnUrl "root:root@tcp(127.0.0.1:3306)/nexus?autocommit=false"',
       );
     }
-    const store = new MySqlStore({ url });
+    const store = new MySqlStore(mysqlStoreOptions(url, f));
     return { store, describe: `mysql ${store.dsn.host}:${store.dsn.port}/${store.dsn.database}` };
   },
 };

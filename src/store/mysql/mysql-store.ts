@@ -29,6 +29,8 @@
  * the backup format is in backup.ts, the digest in digest.ts, restore in restore.ts.
  * DESIGN.md beside this file says how the pieces fit.
  */
+import { isIP, connect as netConnect } from "node:net";
+import type { Socket } from "node:net";
 import mysql from "mysql2";
 import type { Connection as CoreConnection, ConnectionOptions, Pool as CorePool } from "mysql2";
 import type { Connection, Pool, RowDataPacket } from "mysql2/promise";
@@ -61,10 +63,35 @@ import { beginSnapshot, setUpSnapshotSession } from "./snapshot.js";
 import type { Snapshot } from "./snapshot.js";
 import { jsonValue } from "./value-conversion.js";
 
+/** TLS for the connections to the server. */
+export interface MySqlTlsOptions {
+  /** PEM certificate(s) of the CA the server's certificate must chain to. Default: Node's CAs. */
+  readonly ca?: string | Buffer;
+  /** PEM client certificate, for a server that asks for one (`REQUIRE X509`); with `key`. */
+  readonly cert?: string | Buffer;
+  /** PEM private key of `cert` (unencrypted). */
+  readonly key?: string | Buffer;
+  /**
+   * Check the server's certificate (signed by a trusted CA, naming the host connected to).
+   * Default true; false only encrypts (anyone in the path can pose as the server).
+   */
+  readonly verifyServer?: boolean;
+}
+
 /** Options of MySqlStore. */
 export interface MySqlStoreOptions {
-  /** `user:pass@tcp(host:port)/db?...` (the original's form) or `mysql://user:pass@host:port/db`. */
+  /**
+   * `user:pass@tcp(host:port)/db?...` (the original's form) or `mysql://user:pass@host:port/db`;
+   * a `tls=true` (or `tls=skip-verify`) parameter turns TLS on.
+   */
   readonly url: string;
+  /** The password, overriding the one in `url` (which then need not hold one). */
+  readonly password?: string;
+  /**
+   * TLS for every connection; given, TLS is on (verifying the server unless `verifyServer` is
+   * false). Default: as the `tls` parameter of `url` says (no TLS without one).
+   */
+  readonly tls?: MySqlTlsOptions;
   /** Milliseconds to wait for a connection. Default 5000. */
   readonly connectTimeoutMs?: number;
   /**
@@ -80,11 +107,64 @@ export interface MySqlStoreOptions {
 
 const EMPTY = new Uint8Array(0);
 
+/** mysql2's `ssl` option: from the options if given, else from the string's `tls` parameter. */
+function sslOptions(
+  fromUrl: MySqlDsn["tls"],
+  tls: MySqlTlsOptions | undefined,
+): ConnectionOptions["ssl"] {
+  if (tls === undefined && fromUrl === undefined) return undefined;
+  if ((tls?.cert === undefined) !== (tls?.key === undefined)) {
+    throw new NexusError(
+      "BAD_CONFIG",
+      "a TLS client certificate needs its key, and a key its certificate: give both or neither",
+    );
+  }
+  const verify = tls?.verifyServer ?? fromUrl !== "skip-verify";
+  return {
+    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
+    ...(tls?.key === undefined ? {} : { key: tls.key }),
+    rejectUnauthorized: verify,
+    // mysql2 checks the name in the certificate only when asked.
+    verifyIdentity: verify,
+  };
+}
+
+/**
+ * A socket to the server, as mysql2 opens it, that also carries the address it connects to as
+ * its host name. For an IP address mysql2 gives TLS no server name, and Node then checks the
+ * server's certificate against "localhost" (the socket's `_host`, which Node sets only after a
+ * name lookup, is the next candidate): with it set, the certificate must name the address.
+ * Should Node stop reading `_host`, the check falls back to "localhost" and fails closed.
+ */
+function socketNamed(opts: {
+  readonly config: {
+    readonly host: string;
+    readonly port: number;
+    readonly enableKeepAlive?: boolean;
+    readonly keepAliveInitialDelay?: number;
+  };
+}): Socket {
+  const { host, port, enableKeepAlive, keepAliveInitialDelay } = opts.config;
+  const s = netConnect(port, host);
+  Object.assign(s, { _host: host });
+  if (enableKeepAlive === true) s.on("connect", () => s.setKeepAlive(true, keepAliveInitialDelay));
+  s.setNoDelay(true);
+  return s;
+}
+
+/** Whether a connection error is the TLS handshake's (a configuration to fix, not an outage). */
+function isTlsFailure(e: MySqlError): boolean {
+  return /CERT|SSL|TLS|SIGNATURE|ISSUER|ALTNAME/.test(e.code ?? "");
+}
+
 /** A Store on one MySQL or MariaDB database. */
 export class MySqlStore implements Store {
   readonly kind = "mysql";
-  /** Where it connects (parsed from `url`). */
-  readonly dsn: MySqlDsn;
+  /** Where it connects (parsed from `url`; the password is kept apart, never shown). */
+  readonly dsn: Omit<MySqlDsn, "password">;
+  readonly #password: string;
+  readonly #ssl: ConnectionOptions["ssl"];
   private readonly connectTimeoutMs: number;
   private readonly lockWaitTimeoutSec: number;
   private readonly loadConnections: number;
@@ -99,7 +179,10 @@ export class MySqlStore implements Store {
   private readonly readers = new Set<CoreConnection>();
 
   constructor(opts: MySqlStoreOptions) {
-    this.dsn = parseMySqlDsn(opts.url);
+    const { password, ...dsn } = parseMySqlDsn(opts.url);
+    this.dsn = dsn;
+    this.#password = opts.password ?? password;
+    this.#ssl = sslOptions(dsn.tls, opts.tls);
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
     this.lockWaitTimeoutSec = opts.lockWaitTimeoutSec ?? 30;
     this.loadConnections = opts.loadConnections ?? 4;
@@ -137,7 +220,9 @@ export class MySqlStore implements Store {
       host: this.dsn.host,
       port: this.dsn.port,
       user: this.dsn.user,
-      password: this.dsn.password,
+      password: this.#password,
+      ...(this.#ssl === undefined ? {} : { ssl: this.#ssl }),
+      ...(this.#ssl !== undefined && isIP(this.dsn.host) !== 0 ? { stream: socketNamed } : {}),
       database: this.dsn.database,
       connectTimeout: this.connectTimeoutMs,
       multipleStatements: false,
@@ -164,7 +249,14 @@ export class MySqlStore implements Store {
     if (e.errno === 1045 || e.errno === 1044) {
       return new NexusError(
         "BAD_CONFIG",
-        `${this.where()} refused the login: ${messageOf(err)}; check the user and password in the connection string`,
+        `${this.where()} refused the login: ${messageOf(err)}; check the user and the password (given in the connection string, NEXUS_MYSQL_PASSWORD or a password file)${this.#ssl === undefined ? "; a user that requires TLS needs the TLS options" : ""}`,
+        { cause: err },
+      );
+    }
+    if (this.#ssl !== undefined && isTlsFailure(e)) {
+      return new NexusError(
+        "BAD_CONFIG",
+        `the TLS connection to ${this.where()} failed: ${e.message}; check that the server has TLS on, that its certificate is signed by the CA given (-mysqlTlsCa) and names ${this.dsn.host}`,
         { cause: err },
       );
     }
