@@ -1049,7 +1049,10 @@ describe("MySqlStore", () => {
     );
     await assert.rejects(
       new MySqlStore({ url: `mysql://nobody:pw@127.0.0.1:${srv.port}/nexus` }).open(),
-      is("BAD_CONFIG", /refused the login.*check the user and password/),
+      is(
+        "BAD_CONFIG",
+        /refused the login.*check the user and the password \(given in the connection string, NEXUS_MYSQL_PASSWORD or a password file\)/,
+      ),
     );
   });
 });

@@ -29,8 +29,7 @@
  * the backup format is in backup.ts, the digest in digest.ts, restore in restore.ts.
  * DESIGN.md beside this file says how the pieces fit.
  */
-import { isIP, connect as netConnect } from "node:net";
-import type { Socket } from "node:net";
+import { isIP } from "node:net";
 import mysql from "mysql2";
 import type { Connection as CoreConnection, ConnectionOptions, Pool as CorePool } from "mysql2";
 import type { Connection, Pool, RowDataPacket } from "mysql2/promise";
@@ -61,22 +60,9 @@ import { isStatementError, messageOf } from "./server-errors.js";
 import type { MySqlError } from "./server-errors.js";
 import { beginSnapshot, setUpSnapshotSession } from "./snapshot.js";
 import type { Snapshot } from "./snapshot.js";
+import { isTlsFailure, socketNamed, sslOptions } from "./tls.js";
+import type { MySqlTlsOptions } from "./tls.js";
 import { jsonValue } from "./value-conversion.js";
-
-/** TLS for the connections to the server. */
-export interface MySqlTlsOptions {
-  /** PEM certificate(s) of the CA the server's certificate must chain to. Default: Node's CAs. */
-  readonly ca?: string | Buffer;
-  /** PEM client certificate, for a server that asks for one (`REQUIRE X509`); with `key`. */
-  readonly cert?: string | Buffer;
-  /** PEM private key of `cert` (unencrypted). */
-  readonly key?: string | Buffer;
-  /**
-   * Check the server's certificate (signed by a trusted CA, naming the host connected to).
-   * Default true; false only encrypts (anyone in the path can pose as the server).
-   */
-  readonly verifyServer?: boolean;
-}
 
 /** Options of MySqlStore. */
 export interface MySqlStoreOptions {
@@ -106,57 +92,6 @@ export interface MySqlStoreOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** mysql2's `ssl` option: from the options if given, else from the string's `tls` parameter. */
-function sslOptions(
-  fromUrl: MySqlDsn["tls"],
-  tls: MySqlTlsOptions | undefined,
-): ConnectionOptions["ssl"] {
-  if (tls === undefined && fromUrl === undefined) return undefined;
-  if ((tls?.cert === undefined) !== (tls?.key === undefined)) {
-    throw new NexusError(
-      "BAD_CONFIG",
-      "a TLS client certificate needs its key, and a key its certificate: give both or neither",
-    );
-  }
-  const verify = tls?.verifyServer ?? fromUrl !== "skip-verify";
-  return {
-    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
-    ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
-    ...(tls?.key === undefined ? {} : { key: tls.key }),
-    rejectUnauthorized: verify,
-    // mysql2 checks the name in the certificate only when asked.
-    verifyIdentity: verify,
-  };
-}
-
-/**
- * A socket to the server, as mysql2 opens it, that also carries the address it connects to as
- * its host name. For an IP address mysql2 gives TLS no server name, and Node then checks the
- * server's certificate against "localhost" (the socket's `_host`, which Node sets only after a
- * name lookup, is the next candidate): with it set, the certificate must name the address.
- * Should Node stop reading `_host`, the check falls back to "localhost" and fails closed.
- */
-function socketNamed(opts: {
-  readonly config: {
-    readonly host: string;
-    readonly port: number;
-    readonly enableKeepAlive?: boolean;
-    readonly keepAliveInitialDelay?: number;
-  };
-}): Socket {
-  const { host, port, enableKeepAlive, keepAliveInitialDelay } = opts.config;
-  const s = netConnect(port, host);
-  Object.assign(s, { _host: host });
-  if (enableKeepAlive === true) s.on("connect", () => s.setKeepAlive(true, keepAliveInitialDelay));
-  s.setNoDelay(true);
-  return s;
-}
-
-/** Whether a connection error is the TLS handshake's (a configuration to fix, not an outage). */
-function isTlsFailure(e: MySqlError): boolean {
-  return /CERT|SSL|TLS|SIGNATURE|ISSUER|ALTNAME/.test(e.code ?? "");
-}
 
 /** A Store on one MySQL or MariaDB database. */
 export class MySqlStore implements Store {

@@ -9,7 +9,7 @@ import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { NexusError } from "../../errors/index.js";
 import { parseMySqlDsn } from "./dsn.js";
-import type { MySqlTlsOptions } from "./mysql-store.js";
+import type { MySqlTlsOptions } from "./tls.js";
 
 /** The environment variable a program reads the MySQL password from. */
 export const MYSQL_PASSWORD_ENV = "NEXUS_MYSQL_PASSWORD";
