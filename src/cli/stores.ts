@@ -11,6 +11,7 @@ import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
+import { MYSQL_SECRET_FLAGS, mysqlStoreOptions } from "./mysql-secret-flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -121,8 +122,9 @@ export const MYSQL: StoreKind = {
     {
       name: "mysqlConnUrl",
       kind: "string",
-      help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required)',
+      help: 'MySQL/MariaDB to replicate onto: "user:pass@tcp(host:port)/db?autocommit=false" or mysql://user:pass@host:port/db (required; the password is better in NEXUS_MYSQL_PASSWORD or -mysqlPasswordFile)',
     },
+    ...MYSQL_SECRET_FLAGS,
   ],
   async create(f) {
     const url = str(f, "mysqlConnUrl");
@@ -136,7 +138,7 @@ export const MYSQL: StoreKind = {
       "mysql2",
       () => import("../store/mysql/index.js"),
     );
-    const store = new MySqlStore({ url });
+    const store = new MySqlStore(mysqlStoreOptions(url, f));
     return { store, describe: `mysql ${store.dsn.host}:${store.dsn.port}/${store.dsn.database}` };
   },
 };

@@ -25,6 +25,8 @@ export interface MariaDbOptions {
    * Default: the server's own (1).
    */
   readonly flushLogAtTrxCommit?: 0 | 1 | 2;
+  /** More mariadbd options, after the helper's own (a later one wins), e.g. `--ssl-cert=...`. */
+  readonly serverArgs?: readonly string[];
 }
 
 export interface MariaDbServer {
@@ -192,6 +194,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
           ...innodb,
           "--character-set-server=utf8mb4",
           "--collation-server=utf8mb4_unicode_ci",
+          ...(options.serverArgs ?? []),
         ],
         { stdio: "ignore" },
       );
