@@ -32,6 +32,15 @@ export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 /** Header flag: this record is the last of its write batch (the batch's fdatasync follows it). */
 export const BATCH_END = 1;
 
+/**
+ * Header flag of a snapshot record: the snapshot replaced the log (one received from a leader,
+ * beyond the log or disagreeing with it). Entries written before it, after its index, are void.
+ * A snapshot record without it agrees with the log (a snapshot taken locally).
+ */
+export const RESTARTS_LOG = 2;
+
+const KNOWN_FLAGS = BATCH_END | RESTARTS_LOG;
+
 /** How a record is tagged: its write batch (1..65535, 0 = untagged) and flags. */
 export interface RecordTag {
   readonly batch: number;
@@ -155,6 +164,8 @@ export interface RawRecord {
   readonly batch: number;
   /** Whether it is the last record of its batch. */
   readonly batchEnd: boolean;
+  /** A snapshot record that replaced the log (RESTARTS_LOG). */
+  readonly restartsLog: boolean;
   readonly payloadOffset: number;
   readonly payloadLength: number;
 }
@@ -188,7 +199,7 @@ export function readRecord(
   ) {
     return "end";
   }
-  if (!isValidType(type) || (flags & ~BATCH_END) !== 0) return "bad-type";
+  if (!isValidType(type) || (flags & ~KNOWN_FLAGS) !== 0) return "bad-type";
   if (len > MAX_PAYLOAD_BYTES) return "bad-length";
   if (off + HEADER_BYTES + len > limit) return "truncated";
   let c = crc32c(buf, 0, off, off + 8);
@@ -199,6 +210,7 @@ export function readRecord(
     offset: off,
     batch: dv.getUint16(off + 6, true),
     batchEnd: (flags & BATCH_END) !== 0,
+    restartsLog: (flags & RESTARTS_LOG) !== 0,
     payloadOffset: off + HEADER_BYTES,
     payloadLength: len,
   };

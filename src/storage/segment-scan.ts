@@ -26,7 +26,14 @@
  * with nothing at all after it (as before batch tags existed).
  */
 import { Buffer } from "node:buffer";
-import { BATCH_END, HEADER_BYTES, isValidType, nextBatch, readRecord } from "./record.js";
+import {
+  BATCH_END,
+  HEADER_BYTES,
+  RESTARTS_LOG,
+  isValidType,
+  nextBatch,
+  readRecord,
+} from "./record.js";
 import type { RawRecord, RecordProblem } from "./record.js";
 
 const ZERO_CHUNK = new Uint8Array(64 * 1024);
@@ -87,7 +94,7 @@ export function nextGoodRecord(buf: Uint8Array, dv: DataView, from: number): Raw
     if (nz < 0) return undefined;
     // A record's type byte (offset 4) is never zero: a record starts at most 4 bytes before.
     if (nz - 4 > off) off = nz - 4;
-    if (isValidType(buf[off + 4]!) && buf[off + 5]! <= BATCH_END) {
+    if (isValidType(buf[off + 4]!) && buf[off + 5]! <= (BATCH_END | RESTARTS_LOG)) {
       const r = readRecord(buf, dv, off, buf.byteLength);
       if (typeof r !== "string") return r;
     }

@@ -10,6 +10,9 @@
  *   digits each); the next segment is prepared in the background.
  * - Each segment starts with a segment record, the durable hard state and the latest snapshot
  *   marker, so older segments can be deleted without losing what recovery needs.
+ * - A snapshot marker that replaces the log (a snapshot received from a leader, beyond the log or
+ *   disagreeing with it) is flagged RESTARTS_LOG when written: replay then voids the entries
+ *   before it, whether or not the segments that held the log it replaced still exist.
  * - Recovery reads every segment. Damage at the end of the last segment that only the last,
  *   unsynced write batch can explain (a torn write, possibly with holes) is cut off; any other
  *   damage refuses to open with an error naming the file and offset (segment-scan.ts). A commit
@@ -28,6 +31,7 @@ import { LogPositions } from "./log-positions.js";
 import {
   BATCH_END,
   HEADER_BYTES,
+  RESTARTS_LOG,
   RecordType,
   decodeEntry,
   decodeHardState,
@@ -444,7 +448,10 @@ export class Wal {
             case RecordType.entry: {
               const pos = entryPosition(buf, dv, r) ?? bad("malformed entry record");
               const expected = positions.count > 0 ? positions.last + 1 : positions.first;
-              if (pos.index > expected && pos.index !== rec.marker.index + 1) {
+              // The oldest segment kept may start after its name's index: the entries before its
+              // first one went with older segments (a snapshot must cover them: checked at the end).
+              const oldest = si === 0 && positions.count === 0;
+              if (pos.index > expected && pos.index !== rec.marker.index + 1 && !oldest) {
                 bad(`entry ${pos.index} follows entry ${expected - 1}: records are missing`);
               }
               if (pos.index <= rec.marker.index) {
@@ -461,7 +468,9 @@ export class Wal {
               // Every segment repeats the newest marker: only a newer one changes anything.
               if (p[0] > rec.marker.index) {
                 rec.marker = { index: p[0], term: p[1] };
-                markPositions(positions, rec.marker);
+                const how = r.restartsLog ? "restart" : r.batch === 0 ? "compare" : "agree";
+                const why = markPositions(positions, rec.marker, how);
+                if (typeof why === "string") bad(why);
               }
               return;
             }
@@ -712,18 +721,29 @@ export class Wal {
   private async writeBatch(batch: readonly PendingSave[]): Promise<void> {
     let size = 0;
     let records = 0;
-    const hsRecords = new Map<PendingSave, number>();
+    // Which markers replace the log, judged on the log as the records before them leave it.
+    const log = new BatchLog(this.positions);
+    let newest = this.marker.index;
+    const restarts: boolean[] = [];
     for (const p of batch) {
+      let restart = false;
       if (p.marker !== undefined) {
         size += MARKER_RECORD_BYTES;
         records++;
+        if (p.marker.index > newest) {
+          newest = p.marker.index;
+          restart = log.replacedBy(p.marker);
+          if (restart) log.restart(p.marker.index);
+        }
       }
-      for (const e of p.entries) size += entryRecordSize(e);
+      restarts.push(restart);
+      for (const e of p.entries) {
+        size += entryRecordSize(e);
+        log.append(e);
+      }
       records += p.entries.length;
       if (p.hardState !== undefined) {
-        const n = hardStateRecord(p.hardState).byteLength;
-        hsRecords.set(p, n);
-        size += n;
+        size += hardStateRecord(p.hardState).byteLength;
         records++;
       }
     }
@@ -736,16 +756,20 @@ export class Wal {
     const mid: RecordTag = { batch: batchTag, flags: 0 };
     const end: RecordTag = { batch: batchTag, flags: BATCH_END };
     let n = 0;
-    const tagOf = (): RecordTag => (++n === records ? end : mid);
+    const tagOf = (extra = 0): RecordTag => {
+      const t = ++n === records ? end : mid;
+      return extra === 0 ? t : { batch: t.batch, flags: t.flags | extra };
+    };
     const buf = new Uint8Array(size);
     const dv = new DataView(buf.buffer);
     let off = 0;
     const placed: { e: Entry; off: number; len: number }[] = [];
     // Per save: the marker (its snapshot file is durable already), then the entries, then the
     // hard state that may commit them. Any prefix of the batch is a state recovery can open.
-    for (const p of batch) {
+    for (const [k, p] of batch.entries()) {
       if (p.marker !== undefined) {
-        const r = snapshotRecord(p.marker.index, p.marker.term, tagOf());
+        const flags = restarts[k] === true ? RESTARTS_LOG : 0;
+        const r = snapshotRecord(p.marker.index, p.marker.term, tagOf(flags));
         buf.set(r, off);
         off += r.byteLength;
       }
@@ -769,8 +793,8 @@ export class Wal {
     this.writeOffset += size;
     // Update the in-memory view only once durable.
     let i = 0;
-    for (const p of batch) {
-      if (p.marker !== undefined) this.applyMarker(p.marker);
+    for (const [k, p] of batch.entries()) {
+      if (p.marker !== undefined) this.applyMarker(p.marker, restarts[k] === true);
       for (let k = 0; k < p.entries.length; k++, i++) {
         const pl = placed[i]!;
         this.positions.put(pl.e.index, pl.e.term, seg.seq, pl.off, pl.len);
@@ -783,15 +807,14 @@ export class Wal {
     return 2 * (HEADER_BYTES + 16) + hardStateRecord(this.hardState).byteLength;
   }
 
-  private applyMarker(m: SnapshotMarker): void {
+  private applyMarker(m: SnapshotMarker, restartsLog: boolean): void {
     if (m.index <= this.marker.index) return;
     this.marker = m;
     // While running, entries up to the snapshot stay readable (the catch-up window) until
     // releaseTo(); only a snapshot that replaces the log (received from the leader) resets it.
-    const p = this.positions;
-    if (p.count === 0 || m.index > p.last || (m.index >= p.first && p.term(m.index) !== m.term)) {
-      p.clear(m.index + 1);
-      this.goneTo = m;
+    if (restartsLog) {
+      markPositions(this.positions, m, "restart");
+      this.markGone(m.index, m.term);
     }
   }
 
@@ -991,19 +1014,83 @@ export function clampCommit(
 }
 
 /**
- * Applies a snapshot marker found at recovery to the entry positions: a snapshot beyond the log,
- * or one that disagrees with the entry at its index (a follower that received the leader's
- * snapshot), restarts the log after it. A marker that agrees with the log keeps the entries up
- * to it (the part of the catch-up window still on disk); an older one changes nothing.
+ * Applies a newer snapshot marker to the entry positions (at recovery and while running):
+ *
+ * - "restart": the snapshot replaced the log (RESTARTS_LOG): the log restarts after it, and the
+ *   entries written before it (after its index) are void;
+ * - "agree": a snapshot taken locally, which agrees with the log: the entries up to it stay (the
+ *   catch-up window still on disk); one that disagrees with the entry held at its index is
+ *   corruption (returned as a reason);
+ * - "compare": a marker written before markers said which they were: it restarts the log if it
+ *   is beyond the log or disagrees with the entry at its index.
+ *
+ * Returns true if the log restarted, false if not, or why the marker cannot be right.
  */
-function markPositions(positions: LogPositions, m: SnapshotMarker): void {
-  if (positions.count === 0) {
-    if (m.index + 1 > positions.first) positions.clear(m.index + 1);
-    return;
+function markPositions(
+  positions: LogPositions,
+  m: SnapshotMarker,
+  how: "restart" | "agree" | "compare",
+): boolean | string {
+  const held = positions.count > 0 && m.index >= positions.first && m.index <= positions.last;
+  if (how === "agree" && held && positions.term(m.index) !== m.term) {
+    return `snapshot marker ${m.index}/${m.term} disagrees with entry ${m.index} of term ${positions.term(m.index)}`;
   }
-  if (m.index < positions.first) return;
-  if (m.index > positions.last || positions.term(m.index) !== m.term) {
-    positions.clear(m.index + 1);
+  const restart =
+    how === "restart" ||
+    (positions.count === 0 ? m.index + 1 > positions.first : m.index > positions.last) ||
+    (how === "compare" && held && positions.term(m.index) !== m.term);
+  if (restart) positions.clear(m.index + 1);
+  return restart;
+}
+
+/**
+ * The log as the records of one batch leave it, over the durable positions: enough to tell
+ * whether a snapshot marker in the batch agrees with the log or replaces it.
+ */
+class BatchLog {
+  /** Entries from `from` on are the batch's (`terms`); below it, the durable ones if `durable`. */
+  private from = Number.POSITIVE_INFINITY;
+  private terms: number[] = [];
+  private durable = true;
+  /** The newest index known to be gone below the log (the last restart's snapshot). */
+  private floor: number;
+
+  constructor(private readonly positions: LogPositions) {
+    this.floor = positions.first - 1;
+  }
+
+  private last(): number {
+    if (this.from !== Number.POSITIVE_INFINITY) return this.from + this.terms.length - 1;
+    return this.positions.count > 0 ? this.positions.last : this.floor;
+  }
+
+  private term(i: number): number | undefined {
+    if (i >= this.from) return this.terms[i - this.from];
+    return this.durable && this.positions.has(i) ? this.positions.term(i) : undefined;
+  }
+
+  append(e: Entry): void {
+    if (e.index < this.from) {
+      this.from = e.index;
+      this.terms = [e.term];
+    } else {
+      this.terms.length = e.index - this.from;
+      this.terms.push(e.term);
+    }
+  }
+
+  /** Whether a (newer) snapshot marker replaces the log rather than agrees with it. */
+  replacedBy(m: SnapshotMarker): boolean {
+    if (m.index > this.last()) return true;
+    const t = this.term(m.index);
+    return t !== undefined && t !== m.term;
+  }
+
+  restart(index: number): void {
+    this.from = index + 1;
+    this.terms = [];
+    this.durable = false;
+    this.floor = index;
   }
 }
 
