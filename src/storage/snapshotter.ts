@@ -158,7 +158,7 @@ export class Snapshotter {
   private readonly logger: SnapshotterOptions["logger"];
   private readonly crash: CrashHook | undefined;
   /** The index of the snapshot the WAL records (kept by retention), once known. */
-  private coveredIndex: number | undefined;
+  private coveredBy: CoveringMarker | undefined;
 
   constructor(dir: string, opts: SnapshotterOptions = {}) {
     this.dir = dir;
@@ -173,8 +173,8 @@ export class Snapshotter {
    * after save() or saveRaw() is durable. Retention keeps that file; older ones may go.
    */
   covered(marker: CoveringMarker): void {
-    if (this.coveredIndex === undefined || marker.index > this.coveredIndex) {
-      this.coveredIndex = marker.index;
+    if (this.coveredBy === undefined || marker.index > this.coveredBy.index) {
+      this.coveredBy = { index: marker.index, term: marker.term };
     }
   }
 
@@ -419,10 +419,10 @@ export class Snapshotter {
 
   /**
    * Removes the oldest snapshot files beyond maxSnapshots. Never removed: the newest, the one the
-   * WAL records (the newest at or below the covered index, see covered(); until that is known,
-   * the newest before `justWritten`), and `justWritten` (its marker is not written yet). Files
-   * left by a crash between a snapshot and its marker may have any index, so "newest" alone
-   * would not protect either.
+   * WAL records (the covered marker's own file, or else the newest older one, see covered();
+   * until that is known, the newest before `justWritten`), and `justWritten` (its marker is not
+   * written yet). Files left by a crash between a snapshot and its marker may have any index,
+   * so "the newest" alone would protect neither.
    */
   async retain(justWritten?: string): Promise<void> {
     if (this.maxSnapshots <= 0) return;
@@ -432,13 +432,18 @@ export class Snapshotter {
     const idx = (n: string): number => parseInt(NAME_RE.exec(n)![2]!, 16);
     const keep = new Set<string>([names[names.length - 1]!]);
     if (justWritten !== undefined) keep.add(justWritten);
-    let covered: string | undefined;
-    for (const n of names) {
-      if (this.coveredIndex === undefined ? n !== justWritten : idx(n) <= this.coveredIndex) {
-        covered = n;
-      }
+    const m = this.coveredBy;
+    if (m === undefined) {
+      // Until it is known, the newest file before the one just written.
+      const before = names.filter((n) => n !== justWritten);
+      if (before.length > 0) keep.add(before[before.length - 1]!);
+    } else {
+      // The file loadNewest(marker) returns: the marker's own, or else the newest older one.
+      const exact = snapshotName(m.term, m.index);
+      const older = names.filter((n) => idx(n) < m.index);
+      if (names.includes(exact)) keep.add(exact);
+      else if (older.length > 0) keep.add(older[older.length - 1]!);
     }
-    if (covered !== undefined) keep.add(covered);
     let count = names.length;
     let removed = 0;
     for (const name of names) {
