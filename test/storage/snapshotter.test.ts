@@ -140,4 +140,16 @@ describe("snapshot files", () => {
     assert.equal((await s.loadNewest({ index: 120, term: 2 }))?.meta.index, 120);
     assert.ok(!(await s.list()).some((n) => n.endsWith("0000000000000064.snap")), "100 went");
   });
+
+  it("retention keeps the covered marker's own file when another file has the same index", async () => {
+    const dir = join(tmp(), "snap");
+    const s = new Snapshotter(dir, { maxSnapshots: 1 });
+    await s.save(meta(33, 6), chunks(1, 10, 1));
+    s.covered({ index: 33, term: 6 });
+    // Left by crashes before their markers: the same index in a later term, and a newer one.
+    await s.save(meta(33, 7), chunks(1, 10, 2));
+    await s.save(meta(34, 6), chunks(1, 10, 3));
+    await s.save(meta(35, 7), chunks(1, 10, 4));
+    assert.equal((await s.loadNewest({ index: 33, term: 6 }))?.meta.term, 6);
+  });
 });
