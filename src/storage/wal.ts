@@ -232,6 +232,10 @@ class BadRecord extends Error {
   }
 }
 
+function badRecord(r: RawRecord, what: string): never {
+  throw new BadRecord(r.offset, what);
+}
+
 interface Segment {
   seq: number;
   firstIndex: number;
@@ -427,17 +431,15 @@ export class Wal {
       let stop;
       try {
         stop = readSegmentRecords(buf, dv, (r) => {
-          const bad = (what: string): never => {
-            throw new BadRecord(r.offset, what);
-          };
           if (first) {
             first = false;
             const p = r.type === RecordType.segment ? decodePair(dv, r) : undefined;
             if (p === undefined || p[0] !== seg.seq || p[1] !== seg.firstIndex) {
-              bad("the segment header does not match the file name");
+              badRecord(r, "the segment header does not match the file name");
             }
             if (si > 0 && positions.count > 0 && seg.firstIndex > positions.last + 1) {
-              bad(
+              badRecord(
+                r,
                 `segment starts at index ${seg.firstIndex} but the log ends at ${positions.last}`,
               );
             }
@@ -446,39 +448,43 @@ export class Wal {
           }
           switch (r.type) {
             case RecordType.entry: {
-              const pos = entryPosition(buf, dv, r) ?? bad("malformed entry record");
+              const pos = entryPosition(buf, dv, r) ?? badRecord(r, "malformed entry record");
               const expected = positions.count > 0 ? positions.last + 1 : positions.first;
               // The oldest segment kept may start after its name's index: the entries before its
               // first one went with older segments (a snapshot must cover them: checked at the end).
               const oldest = si === 0 && positions.count === 0;
               if (pos.index > expected && pos.index !== rec.marker.index + 1 && !oldest) {
-                bad(`entry ${pos.index} follows entry ${expected - 1}: records are missing`);
+                badRecord(
+                  r,
+                  `entry ${pos.index} follows entry ${expected - 1}: records are missing`,
+                );
               }
               if (pos.index <= rec.marker.index) {
-                bad(`entry ${pos.index} is at or before snapshot ${rec.marker.index}`);
+                badRecord(r, `entry ${pos.index} is at or before snapshot ${rec.marker.index}`);
               }
               positions.put(pos.index, pos.term, seg.seq, r.offset, HEADER_BYTES + r.payloadLength);
               return;
             }
             case RecordType.hardState:
-              rec.hardState = decodeHardState(buf, dv, r) ?? bad("malformed hard-state record");
+              rec.hardState =
+                decodeHardState(buf, dv, r) ?? badRecord(r, "malformed hard-state record");
               return;
             case RecordType.snapshot: {
-              const p = decodePair(dv, r) ?? bad("malformed snapshot record");
+              const p = decodePair(dv, r) ?? badRecord(r, "malformed snapshot record");
               // Every segment repeats the newest marker: only a newer one changes anything.
               if (p[0] > rec.marker.index) {
                 rec.marker = { index: p[0], term: p[1] };
                 const how = r.restartsLog ? "restart" : r.batch === 0 ? "compare" : "agree";
                 const why = markPositions(positions, rec.marker, how);
-                if (typeof why === "string") bad(why);
+                if (typeof why === "string") badRecord(r, why);
               }
               return;
             }
             case RecordType.segment:
-              bad("a segment record in the middle of a segment");
+              badRecord(r, "a segment record in the middle of a segment");
               return;
             default:
-              bad(`unknown record type ${r.type}`);
+              badRecord(r, `unknown record type ${r.type}`);
           }
         });
       } catch (err) {
