@@ -28,6 +28,7 @@ export interface DiskStorageOptions {
   readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
 }
 
+/** The core's Storage over a recovered WAL (see the module comment). */
 export class DiskStorage implements Storage {
   private readonly wal: Wal;
   private hardState: HardState;

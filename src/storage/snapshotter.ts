@@ -151,6 +151,7 @@ export interface SnapshotterOptions {
   readonly crash?: CrashHook;
 }
 
+/** The snapshot files of one directory (see the module comment). */
 export class Snapshotter {
   readonly dir: string;
   private readonly fs: FsLayer;

@@ -282,6 +282,7 @@ interface Recovered {
   tornTail: WalState["tornTail"];
 }
 
+/** A write-ahead log directory, opened with Wal.open() (see the module comment). */
 export class Wal {
   readonly dir: string;
   private readonly fs: FsLayer;
