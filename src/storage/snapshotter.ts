@@ -7,15 +7,81 @@
  *   u32 LE CRC-32C(metadata) | data ... | u64 LE data length | u32 LE CRC-32C(data) | "NEXUSEND"
  *
  * Written to `<name>.tmp`, fsynced, renamed, directory fsynced: a crash leaves either the whole
- * new snapshot or none of it. On load the newest file that validates wins; damaged ones are
- * skipped with a warning (and kept for inspection).
+ * new snapshot or none of it. A snapshot file is used only once the WAL records it (its marker):
+ * on load the newest file that validates and that the WAL's marker covers wins; damaged ones are
+ * skipped with a warning (and kept for inspection). Retention never removes the covered one.
  */
 import { join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { ConfState } from "../raft/types.js";
+import type { CrashHook, CrashPoint } from "./crash-points.js";
 import { crc32c } from "./crc32c.js";
 import type { FsLayer } from "./fs-layer.js";
 import { createNodeFs } from "./fs-layer.js";
+
+/**
+ * The snapshotter's crash points. Each doc line says what is on disk at that instant. A hook given
+ * in `SnapshotterOptions.crash` is called with the name at each one.
+ */
+export const SNAPSHOT_CRASH_POINTS = [
+  {
+    name: "snap.save-after-write",
+    doc: "a local snapshot is fully written to <name>.tmp but not synced (any part may be lost)",
+  },
+  {
+    name: "snap.save-after-sync",
+    doc: "<name>.tmp is durable but not renamed: it is not a snapshot (removed at the next load)",
+  },
+  {
+    name: "snap.save-after-rename",
+    doc: "renamed to <name>; the directory is not synced (a power loss may undo the rename)",
+  },
+  {
+    name: "snap.save-after-dir-sync",
+    doc: "the snapshot file is durable; the WAL does not record it yet (no marker), so it is not used",
+  },
+  {
+    name: "snap.receive-after-write",
+    doc: "a snapshot from the leader is fully written to <name>.tmp but not synced",
+  },
+  {
+    name: "snap.receive-after-sync",
+    doc: "the received <name>.tmp is durable and validated, not renamed",
+  },
+  {
+    name: "snap.receive-after-rename",
+    doc: "the received snapshot is renamed to <name>; the directory is not synced",
+  },
+  {
+    name: "snap.receive-after-dir-sync",
+    doc: "the received snapshot file is durable; the WAL does not record it yet, so it is not used",
+  },
+  {
+    name: "snap.retain-before-unlink",
+    doc: "an old snapshot file (not the one the WAL's marker covers) is about to be removed",
+  },
+  {
+    name: "snap.retain-after-unlink",
+    doc: "an old snapshot file is unlinked; the directory is not synced (it may come back)",
+  },
+  {
+    name: "snap.retain-after-dir-sync",
+    doc: "the removal of old snapshot files is durable",
+  },
+  {
+    name: "snap.load-after-tmp-unlink",
+    doc: "loading removed a leftover <name>.tmp; the directory is not synced",
+  },
+] as const satisfies readonly CrashPoint[];
+
+/** The name of one of the snapshotter's crash points. */
+export type SnapshotCrashPoint = (typeof SNAPSHOT_CRASH_POINTS)[number]["name"];
+
+/** A WAL snapshot marker as the snapshotter needs it: which snapshot the WAL records. */
+export interface CoveringMarker {
+  readonly index: number;
+  readonly term: number;
+}
 
 /** What a snapshot covers. */
 export interface SnapshotMeta {
@@ -75,23 +141,43 @@ function validMeta(v: unknown): v is SnapshotMeta {
 
 export interface SnapshotterOptions {
   readonly fs?: FsLayer;
-  /** Snapshot files kept (0 = unlimited); the newest is never removed. Default 5. */
+  /**
+   * Snapshot files kept (0 = unlimited). Default 5. Never removed: the newest file, and the one
+   * the WAL's marker covers (see covered()), which may be older than files not yet recorded.
+   */
   readonly maxSnapshots?: number;
   /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
   readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
+  /** Called at each crash point (SNAPSHOT_CRASH_POINTS), for crash tests. Default: none. */
+  readonly crash?: CrashHook;
 }
 
+/** The snapshot files of one directory (see the module comment). */
 export class Snapshotter {
   readonly dir: string;
   private readonly fs: FsLayer;
   private readonly maxSnapshots: number;
   private readonly logger: SnapshotterOptions["logger"];
+  private readonly crash: CrashHook | undefined;
+  /** The index of the snapshot the WAL records (kept by retention), once known. */
+  private coveredBy: CoveringMarker | undefined;
 
   constructor(dir: string, opts: SnapshotterOptions = {}) {
     this.dir = dir;
     this.fs = opts.fs ?? createNodeFs();
     this.maxSnapshots = opts.maxSnapshots ?? 5;
     this.logger = opts.logger;
+    this.crash = opts.crash;
+  }
+
+  /**
+   * Tells the snapshotter which snapshot the WAL now records: call it once the marker written
+   * after save() or saveRaw() is durable. Retention keeps that file; older ones may go.
+   */
+  covered(marker: CoveringMarker): void {
+    if (this.coveredBy === undefined || marker.index > this.coveredBy.index) {
+      this.coveredBy = { index: marker.index, term: marker.term };
+    }
   }
 
   /**
@@ -130,7 +216,9 @@ export class Snapshotter {
       new DataView(tail.buffer).setUint32(8, crc, true);
       tail.set(END, 12);
       await f.write(tail, pos);
+      this.crash?.("snap.save-after-write");
       await f.datasync();
+      this.crash?.("snap.save-after-sync");
     } catch (err) {
       await f.close().catch(() => undefined);
       await this.fs.unlink(tmp).catch(() => undefined);
@@ -138,8 +226,10 @@ export class Snapshotter {
     }
     await f.close();
     await this.fs.rename(tmp, join(this.dir, name));
+    this.crash?.("snap.save-after-rename");
     await this.fs.syncDir(this.dir);
-    await this.retain();
+    this.crash?.("snap.save-after-dir-sync");
+    await this.retain(name);
     return { name, path: join(this.dir, name), meta, dataOffset, dataLength };
   }
 
@@ -160,6 +250,7 @@ export class Snapshotter {
         await f.write(chunk, pos);
         pos += chunk.byteLength;
       }
+      this.crash?.("snap.receive-after-write");
       await f.datasync();
     } finally {
       await f.close();
@@ -172,9 +263,12 @@ export class Snapshotter {
       await this.fs.unlink(join(this.dir, tmp));
       throw err;
     }
+    this.crash?.("snap.receive-after-sync");
     await this.fs.rename(join(this.dir, tmp), join(this.dir, name));
+    this.crash?.("snap.receive-after-rename");
     await this.fs.syncDir(this.dir);
-    await this.retain();
+    this.crash?.("snap.receive-after-dir-sync");
+    await this.retain(name);
     return checked;
   }
 
@@ -205,24 +299,49 @@ export class Snapshotter {
 
   /**
    * The newest snapshot that validates (header, metadata checksum, trailer, data checksum), or
-   * undefined. Leftover temporary files from a crash are removed.
+   * undefined. Leftover temporary files from a crash are removed. With `coveredBy` (the WAL's
+   * newest snapshot marker), only a snapshot the WAL records is used: files newer than the
+   * marker (written, but the crash came before their marker) are skipped with a warning and
+   * kept, and a file at the marker's index must have its term. Retention keeps the file
+   * returned.
    */
-  async loadNewest(): Promise<SnapshotFile | undefined> {
+  async loadNewest(coveredBy?: CoveringMarker): Promise<SnapshotFile | undefined> {
     if (!(await this.fs.exists(this.dir))) return undefined;
+    let removedTmp = false;
     for (const n of await this.fs.readdir(this.dir)) {
-      if (n.endsWith(".snap.tmp")) await this.fs.unlink(join(this.dir, n));
+      if (n.endsWith(".snap.tmp")) {
+        await this.fs.unlink(join(this.dir, n));
+        removedTmp = true;
+      }
     }
+    if (removedTmp) this.crash?.("snap.load-after-tmp-unlink");
     const names = await this.list();
     for (let i = names.length - 1; i >= 0; i--) {
       const name = names[i]!;
-      try {
-        return await this.validate(name);
-      } catch (err) {
+      const m = NAME_RE.exec(name)!;
+      const term = parseInt(m[1]!, 16);
+      const index = parseInt(m[2]!, 16);
+      if (
+        coveredBy !== undefined &&
+        (index > coveredBy.index || (index === coveredBy.index && term !== coveredBy.term))
+      ) {
         this.logger?.warn(
           {
             file: join(this.dir, name),
-            error: (err as Error).message,
+            walSnapshotIndex: coveredBy.index,
+            walSnapshotTerm: coveredBy.term,
           },
+          "skipping a snapshot file the write-ahead log does not record",
+        );
+        continue;
+      }
+      try {
+        const file = await this.validate(name);
+        this.covered(file.meta);
+        return file;
+      } catch (err) {
+        this.logger?.warn(
+          { file: join(this.dir, name), error: (err as Error).message },
           "skipping a damaged snapshot file",
         );
       }
@@ -303,12 +422,47 @@ export class Snapshotter {
     }
   }
 
-  /** Removes the oldest snapshots beyond maxSnapshots (never the newest). */
-  async retain(): Promise<void> {
+  /**
+   * Removes the oldest snapshot files beyond maxSnapshots. Never removed: the newest, the one the
+   * WAL records (the covered marker's own file, or else the newest older one, see covered();
+   * until that is known, the newest before `justWritten`), and `justWritten` (its marker is not
+   * written yet). Files left by a crash between a snapshot and its marker may have any index,
+   * so "the newest" alone would protect neither.
+   */
+  async retain(justWritten?: string): Promise<void> {
     if (this.maxSnapshots <= 0) return;
     const names = await this.list();
-    const excess = names.length - Math.max(1, this.maxSnapshots);
-    for (let i = 0; i < excess; i++) await this.fs.unlink(join(this.dir, names[i]!));
-    if (excess > 0) await this.fs.syncDir(this.dir);
+    const limit = Math.max(1, this.maxSnapshots);
+    if (names.length <= limit) return;
+    const idx = (n: string): number => parseInt(NAME_RE.exec(n)![2]!, 16);
+    const keep = new Set<string>([names[names.length - 1]!]);
+    if (justWritten !== undefined) keep.add(justWritten);
+    const m = this.coveredBy;
+    if (m === undefined) {
+      // Until it is known, the newest file before the one just written.
+      const before = names.filter((n) => n !== justWritten);
+      if (before.length > 0) keep.add(before[before.length - 1]!);
+    } else {
+      // The file loadNewest(marker) returns: the marker's own, or else the newest older one.
+      const exact = snapshotName(m.term, m.index);
+      const older = names.filter((n) => idx(n) < m.index);
+      if (names.includes(exact)) keep.add(exact);
+      else if (older.length > 0) keep.add(older[older.length - 1]!);
+    }
+    let count = names.length;
+    let removed = 0;
+    for (const name of names) {
+      if (count <= limit) break;
+      if (keep.has(name)) continue;
+      this.crash?.("snap.retain-before-unlink");
+      await this.fs.unlink(join(this.dir, name));
+      this.crash?.("snap.retain-after-unlink");
+      count--;
+      removed++;
+    }
+    if (removed > 0) {
+      await this.fs.syncDir(this.dir);
+      this.crash?.("snap.retain-after-dir-sync");
+    }
   }
 }

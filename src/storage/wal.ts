@@ -2,24 +2,36 @@
  * The segmented write-ahead log. See DESIGN.md in this folder for the on-disk format.
  *
  * - Records are appended to the current segment; a batch of saves is one write and one
- *   fdatasync (group commit: saves made while a sync is in flight go into the next one).
+ *   fdatasync (group commit: saves made while a sync is in flight go into the next one). Each
+ *   save is written as [snapshot marker][entries][hard state], so any prefix of a batch that
+ *   reaches the disk is a state a node can open: a hard state never precedes the entries it
+ *   commits.
  * - Segments have a fixed, preallocated size and are named `<seq>-<firstIndex>.wal` (16 hex
  *   digits each); the next segment is prepared in the background.
- * - Each segment starts with a segment record, the current hard state and the latest snapshot
+ * - Each segment starts with a segment record, the durable hard state and the latest snapshot
  *   marker, so older segments can be deleted without losing what recovery needs.
- * - Recovery reads every segment. A damaged record at the very end of the last segment (a torn
- *   write) is cut off; any other damage refuses to open with an error naming the file and offset.
+ * - A snapshot marker that replaces the log (a snapshot received from a leader, beyond the log or
+ *   disagreeing with it) is flagged RESTARTS_LOG when written: replay then voids the entries
+ *   before it, whether or not the segments that held the log it replaced still exist.
+ * - Recovery reads every segment. Damage at the end of the last segment that only the last,
+ *   unsynced write batch can explain (a torn write, possibly with holes) is cut off; any other
+ *   damage refuses to open with an error naming the file and offset (segment-scan.ts). A commit
+ *   beyond the last entry recovered is never trusted.
  * - A write or sync error fails the WAL for good: every pending and later save rejects.
+ * - Crash points (WAL_CRASH_POINTS) name every instant around a write, fsync, rename and unlink.
  */
 import { dirname, join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Entry, HardState } from "../raft/types.js";
-import { EMPTY_HARD_STATE } from "../raft/types.js";
+import { EMPTY_HARD_STATE, isEmptyHardState } from "../raft/types.js";
+import type { CrashHook, CrashPoint } from "./crash-points.js";
 import type { FsFile, FsLayer } from "./fs-layer.js";
 import { createNodeFs } from "./fs-layer.js";
 import { LogPositions } from "./log-positions.js";
 import {
+  BATCH_END,
   HEADER_BYTES,
+  RESTARTS_LOG,
   RecordType,
   decodeEntry,
   decodeHardState,
@@ -27,12 +39,117 @@ import {
   entryPosition,
   entryRecordSize,
   hardStateRecord,
+  nextBatch,
   readRecord,
   segmentRecord,
   snapshotRecord,
   writeEntryRecord,
 } from "./record.js";
-import type { RawRecord } from "./record.js";
+import type { RawRecord, RecordTag } from "./record.js";
+import {
+  lastNonZero,
+  readSegmentRecords,
+  recordsAfter,
+  whyNotUnsyncedTail,
+} from "./segment-scan.js";
+
+/**
+ * The WAL's crash points, in the order a WAL's life reaches them. Each doc line says what is on
+ * disk at that instant. A hook given in `WalOptions.crash` is called with the name at each one.
+ */
+export const WAL_CRASH_POINTS = [
+  {
+    name: "wal.create-after-segment-sync",
+    doc: "a new WAL's first segment is written and synced under <dir>.tmp; <dir> does not exist yet",
+  },
+  {
+    name: "wal.create-after-rename",
+    doc: "<dir>.tmp was renamed to <dir>; the parent directory is not synced (a power loss may undo the rename)",
+  },
+  {
+    name: "wal.create-after-dir-sync",
+    doc: "the new WAL directory is durable; nothing else was written",
+  },
+  {
+    name: "wal.open-after-tmp-unlink",
+    doc: "recovery removed a leftover next.tmp (not yet a segment); the directory is not synced",
+  },
+  {
+    name: "wal.open-after-tail-cut-write",
+    doc: "recovery zeroed a torn tail of the last segment; the zeros are not synced (any part may be lost)",
+  },
+  {
+    name: "wal.open-after-tail-cut-sync",
+    doc: "the torn tail is durably zeroed; the seal (if any) is not written yet",
+  },
+  {
+    name: "wal.open-after-seal-write",
+    doc: "recovery appended a hard-state record closing an incomplete last batch; not synced",
+  },
+  {
+    name: "wal.open-after-seal-sync",
+    doc: "the seal is durable: the recovered log ends with a complete write batch",
+  },
+  {
+    name: "wal.batch-before-write",
+    doc: "a batch of saves is encoded; none of it is on disk (everything before it is synced)",
+  },
+  {
+    name: "wal.batch-after-write",
+    doc: "a batch is written but not synced: a power loss keeps any subset of its pages",
+  },
+  {
+    name: "wal.batch-after-sync",
+    doc: "a batch is durable; its saves are not yet resolved (nothing acknowledged)",
+  },
+  {
+    name: "wal.prepare-after-write",
+    doc: "next.tmp is preallocated (zeros) but not synced; it is not a segment",
+  },
+  {
+    name: "wal.prepare-after-sync",
+    doc: "next.tmp's zeros are durable; its name may not be (directory not synced)",
+  },
+  {
+    name: "wal.roll-before-rename",
+    doc: "the current segment is full and synced; next.tmp is ready; the waiting batch is not written",
+  },
+  {
+    name: "wal.roll-after-rename",
+    doc: "next.tmp was renamed to the new segment's name; the directory is not synced",
+  },
+  {
+    name: "wal.roll-after-dir-sync",
+    doc: "the new, still empty segment is durable under its name; no preamble yet",
+  },
+  {
+    name: "wal.preamble-after-write",
+    doc: "a new segment's preamble (segment record, durable hard state, marker) is written, not synced",
+  },
+  {
+    name: "wal.preamble-after-sync",
+    doc: "the new segment's preamble is durable; no batch has been written to it",
+  },
+  {
+    name: "wal.release-before-retention",
+    doc: "compaction: releaseTo() was called after the snapshot marker became durable; no segment removed yet",
+  },
+  {
+    name: "wal.retention-before-unlink",
+    doc: "the oldest segment is about to be removed; the log view no longer serves its entries",
+  },
+  {
+    name: "wal.retention-after-unlink",
+    doc: "the oldest segment is unlinked; the directory is not synced (a power loss may bring it back)",
+  },
+  {
+    name: "wal.retention-after-dir-sync",
+    doc: "the segment's removal is durable",
+  },
+] as const satisfies readonly CrashPoint[];
+
+/** The name of one of the WAL's crash points. */
+export type WalCrashPoint = (typeof WAL_CRASH_POINTS)[number]["name"];
 
 /** Options of a WAL. */
 export interface WalOptions {
@@ -40,10 +157,18 @@ export interface WalOptions {
   readonly fs?: FsLayer;
   /** Size of a segment in bytes (preallocated). Default 64 MiB. */
   readonly segmentBytes?: number;
-  /** Keep at most this many segments (0 = unlimited), never removing what recovery needs. */
+  /**
+   * Keep at most this many segment files (0 = unlimited). Default 5. A hard bound on disk use
+   * that wins over the catch-up window: segments holding only entries at or below the newest
+   * snapshot marker are removed, and the log view stops serving their entries first (a
+   * follower that needs them gets the snapshot). Entries after the snapshot are never removed,
+   * so the bound holds as long as snapshots are taken.
+   */
   readonly maxWals?: number;
   /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
   readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
+  /** Called at each crash point (WAL_CRASH_POINTS), for crash tests. Default: none. */
+  readonly crash?: CrashHook;
 }
 
 /** A snapshot marker: the log before (index, term) may be dropped. */
@@ -54,13 +179,21 @@ export interface SnapshotMarker {
 
 /** What recovery found. */
 export interface WalState {
+  /**
+   * The hard state, its commit clamped into [snapshot.index, lastIndex] (a warning is logged
+   * when it had to be: a commit beyond the entries recovered is never trusted).
+   */
   readonly hardState: HardState;
   /** The newest snapshot marker (0/0 if none). */
   readonly snapshot: SnapshotMarker;
-  /** Index of the first entry after the snapshot held by the WAL, and the last. */
+  /**
+   * Index of the first entry the WAL holds (it may be at or below the snapshot marker: the part
+   * of the catch-up window the segments still hold), and the last (the marker's index when the
+   * WAL holds no entry after it).
+   */
   readonly firstIndex: number;
   readonly lastIndex: number;
-  /** Bytes cut off a torn last record, if any (and where). */
+  /** Bytes cut off a torn tail of the last segment, if any (and where it began). */
   readonly tornTail: { file: string; offset: number; bytes: number } | undefined;
 }
 
@@ -90,13 +223,18 @@ export class WalCorruptedError extends NexusError {
   }
 }
 
-function corruptedError(
-  dir: string,
-  file: string,
-  offset: number,
-  what: string,
-): WalCorruptedError {
-  return new WalCorruptedError(dir, file, offset, what);
+/** A record that makes no sense where it is (thrown while reading a segment). */
+class BadRecord extends Error {
+  constructor(
+    readonly offset: number,
+    what: string,
+  ) {
+    super(what);
+  }
+}
+
+function badRecord(r: RawRecord, what: string): never {
+  throw new BadRecord(r.offset, what);
 }
 
 interface Segment {
@@ -107,7 +245,6 @@ interface Segment {
 }
 
 interface PendingSave {
-  readonly records: Uint8Array[];
   readonly entries: readonly Entry[];
   readonly marker: SnapshotMarker | undefined;
   readonly hardState: HardState | undefined;
@@ -115,40 +252,7 @@ interface PendingSave {
   reject(e: Error): void;
 }
 
-/** A problem found while scanning a segment. */
-interface ScanProblem {
-  readonly offset: number;
-  readonly what: string;
-}
-
-/** Scans segment bytes; calls onRecord for each good record; returns where it stopped. */
-function scanSegment(
-  buf: Uint8Array,
-  onRecord: (r: RawRecord) => string | undefined,
-): { end: number; problem: ScanProblem | undefined } {
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let off = 0;
-  for (;;) {
-    const r = readRecord(buf, dv, off, buf.byteLength);
-    if (r === "end") return { end: off, problem: undefined };
-    if (typeof r === "string") return { end: off, problem: { offset: off, what: `record ${r}` } };
-    const bad = onRecord(r);
-    if (bad !== undefined) return { end: off, problem: { offset: off, what: bad } };
-    off = r.payloadOffset + r.payloadLength;
-  }
-}
-
-/** Whether any good record starts after offset `from` (so damage there is not a torn tail). */
-function goodRecordAfter(buf: Uint8Array, from: number): number | undefined {
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  for (let off = from + 1; off + HEADER_BYTES <= buf.byteLength; off++) {
-    const t = buf[off + 4]!;
-    if (t < 1 || t > 4 || buf[off + 5] !== 0 || buf[off + 6] !== 0 || buf[off + 7] !== 0) continue;
-    const r = readRecord(buf, dv, off, buf.byteLength);
-    if (typeof r !== "string") return off;
-  }
-  return undefined;
-}
+const MARKER_RECORD_BYTES = HEADER_BYTES + 16;
 
 async function readWhole(fs: FsLayer, path: string): Promise<Uint8Array> {
   const f = await fs.open(path, "r");
@@ -167,6 +271,19 @@ async function readWhole(fs: FsLayer, path: string): Promise<Uint8Array> {
   }
 }
 
+/** What recovery learned from the segments, before anything is written. */
+interface Recovered {
+  readonly positions: LogPositions;
+  hardState: HardState;
+  marker: SnapshotMarker;
+  /** Where the last segment's records end. */
+  writeOffset: number;
+  /** The last good record of the last segment (after any cut). */
+  lastRecord: RawRecord | undefined;
+  tornTail: WalState["tornTail"];
+}
+
+/** A write-ahead log directory, opened with Wal.open() (see the module comment). */
 export class Wal {
   readonly dir: string;
   private readonly fs: FsLayer;
@@ -178,33 +295,48 @@ export class Wal {
   private writeOffset: number;
   private hardState: HardState;
   private marker: SnapshotMarker;
+  /** The batch tag of the last batch written (0 = none yet). */
+  private batchTag: number;
   private queue: PendingSave[] = [];
   private flushing = false;
   private failure: NexusError | undefined;
   private closed = false;
   private nextSegment: Promise<FsFile> | undefined;
   private readonly logger: WalOptions["logger"];
+  private readonly crash: CrashHook | undefined;
+  private releaseIndex = 0;
+  private readonly readHandles = new Map<number, FsFile>();
+  /**
+   * The newest entry no longer readable from the WAL (its segment was removed, or a snapshot
+   * marker replaced the log), with its term; 0/0 if none. The log view compacts up to it.
+   * Invariant: gone.index <= marker.index.
+   */
+  private goneTo: SnapshotMarker = { index: 0, term: 0 };
 
   private constructor(
     dir: string,
     fs: FsLayer,
     opts: WalOptions,
     segments: Segment[],
-    positions: LogPositions,
-    writeOffset: number,
-    hardState: HardState,
-    marker: SnapshotMarker,
+    rec: Recovered,
   ) {
     this.dir = dir;
     this.fs = fs;
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
     this.maxWals = opts.maxWals ?? 5;
     this.segments = segments;
-    this.positions = positions;
-    this.writeOffset = writeOffset;
-    this.hardState = hardState;
-    this.marker = marker;
+    this.positions = rec.positions;
+    this.writeOffset = rec.writeOffset;
+    this.hardState = rec.hardState;
+    this.marker = rec.marker;
+    this.batchTag = rec.lastRecord?.batch ?? 0;
     this.logger = opts.logger;
+    this.crash = opts.crash;
+    // Entries at or below the marker that the segments no longer hold are below any snapshot
+    // the log view may start from (DiskStorage checks); only a log that starts right after the
+    // marker makes the marker itself the newest entry gone.
+    const p = rec.positions;
+    if (p.count === 0 || p.first > rec.marker.index) this.goneTo = rec.marker;
   }
 
   /**
@@ -214,10 +346,15 @@ export class Wal {
   static async open(dir: string, opts: WalOptions = {}): Promise<{ wal: Wal; state: WalState }> {
     const fs = opts.fs ?? createNodeFs();
     const segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
-    if (!(await fs.exists(dir))) await Wal.create(fs, dir, segmentBytes);
+    if (!(await fs.exists(dir))) await Wal.create(fs, dir, segmentBytes, opts.crash);
+    let removedTmp = false;
     for (const name of await fs.readdir(dir)) {
-      if (name.endsWith(".tmp")) await fs.unlink(join(dir, name));
+      if (name.endsWith(".tmp")) {
+        await fs.unlink(join(dir, name));
+        removedTmp = true;
+      }
     }
+    if (removedTmp) opts.crash?.("wal.open-after-tmp-unlink");
     const names = (await fs.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     if (names.length === 0) {
       throw new NexusError(
@@ -232,7 +369,7 @@ export class Wal {
     });
     for (let i = 1; i < segments.length; i++) {
       if (segments[i]!.seq !== segments[i - 1]!.seq + 1) {
-        throw corruptedError(
+        throw new WalCorruptedError(
           dir,
           segments[i]!.name,
           0,
@@ -241,125 +378,196 @@ export class Wal {
       }
     }
 
+    const rec = await Wal.recover(fs, dir, segments, opts);
+    const lastIndex = rec.positions.count > 0 ? rec.positions.last : rec.marker.index;
+    rec.hardState = clampCommit(rec.hardState, rec.marker.index, lastIndex, (msg, fields) =>
+      opts.logger?.warn({ dir, ...fields }, msg),
+    );
+
+    const last = segments[segments.length - 1]!;
+    last.file = await fs.open(join(dir, last.name), "r+");
+    const wal = new Wal(dir, fs, opts, segments, rec);
+    for (const s of segments) {
+      if (s !== last) wal.readHandles.set(s.seq, await fs.open(join(dir, s.name), "r"));
+    }
+    if (rec.writeOffset === 0) {
+      // The last segment lost its preamble in a crash right after it was created: rewrite it.
+      await wal.writeSegmentPreamble(last);
+    } else if (rec.lastRecord !== undefined && !rec.lastRecord.batchEnd) {
+      await wal.seal(last);
+    }
+    return {
+      wal,
+      state: {
+        hardState: rec.hardState,
+        snapshot: rec.marker,
+        firstIndex: rec.positions.count > 0 ? rec.positions.first : rec.marker.index + 1,
+        lastIndex,
+        tornTail: rec.tornTail,
+      },
+    };
+  }
+
+  /** Reads every segment in order (see the module comment); cuts a torn tail off the last. */
+  private static async recover(
+    fs: FsLayer,
+    dir: string,
+    segments: readonly Segment[],
+    opts: WalOptions,
+  ): Promise<Recovered> {
     const positions = new LogPositions();
-    let hardState: HardState = EMPTY_HARD_STATE;
-    let marker: SnapshotMarker = { index: 0, term: 0 };
-    let writeOffset = 0;
-    let tornTail: WalState["tornTail"];
+    const rec: Recovered = {
+      positions,
+      hardState: EMPTY_HARD_STATE,
+      marker: { index: 0, term: 0 },
+      writeOffset: 0,
+      lastRecord: undefined,
+      tornTail: undefined,
+    };
     for (let si = 0; si < segments.length; si++) {
       const seg = segments[si]!;
       const isLast = si === segments.length - 1;
       const buf = await readWhole(fs, join(dir, seg.name));
       const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
       let first = true;
-      const { end, problem } = scanSegment(buf, (r) => {
-        if (first) {
-          first = false;
-          const p = r.type === RecordType.segment ? decodePair(dv, r) : undefined;
-          if (p === undefined || p[0] !== seg.seq || p[1] !== seg.firstIndex) {
-            return "the segment header does not match the file name";
-          }
-          if (si > 0 && positions.count > 0 && seg.firstIndex > positions.last + 1) {
-            return `segment starts at index ${seg.firstIndex} but the log ends at ${positions.last}`;
-          }
-          if (si === 0 || positions.count === 0) positions.clear(seg.firstIndex);
-          return undefined;
-        }
-        switch (r.type) {
-          case RecordType.entry: {
-            const pos = entryPosition(buf, dv, r);
-            if (pos === undefined) return "malformed entry record";
-            const expected = positions.count > 0 ? positions.last + 1 : positions.first;
-            if (pos.index > expected && pos.index !== marker.index + 1) {
-              return `entry ${pos.index} follows entry ${expected - 1}: records are missing`;
+      let stop;
+      try {
+        stop = readSegmentRecords(buf, dv, (r) => {
+          if (first) {
+            first = false;
+            const p = r.type === RecordType.segment ? decodePair(dv, r) : undefined;
+            if (p === undefined || p[0] !== seg.seq || p[1] !== seg.firstIndex) {
+              badRecord(r, "the segment header does not match the file name");
             }
-            if (pos.index <= marker.index)
-              return `entry ${pos.index} is at or before snapshot ${marker.index}`;
-            positions.put(pos.index, pos.term, seg.seq, r.offset, HEADER_BYTES + r.payloadLength);
-            return undefined;
-          }
-          case RecordType.hardState: {
-            const hs = decodeHardState(buf, dv, r);
-            if (hs === undefined) return "malformed hard-state record";
-            hardState = hs;
-            return undefined;
-          }
-          case RecordType.snapshot: {
-            const p = decodePair(dv, r);
-            if (p === undefined) return "malformed snapshot record";
-            // Every segment repeats the newest marker: only a newer one changes anything.
-            if (p[0] > marker.index) {
-              marker = { index: p[0], term: p[1] };
-              markPositions(positions, marker);
+            if (si > 0 && positions.count > 0 && seg.firstIndex > positions.last + 1) {
+              badRecord(
+                r,
+                `segment starts at index ${seg.firstIndex} but the log ends at ${positions.last}`,
+              );
             }
-            return undefined;
+            if (si === 0 || positions.count === 0) positions.clear(seg.firstIndex);
+            return;
           }
-          case RecordType.segment:
-            return "a segment record in the middle of a segment";
-          default:
-            return `unknown record type ${r.type}`;
-        }
-      });
-      if (first && problem === undefined) {
-        // A segment with no header at all: only a crash right after creating the last one.
-        if (!isLast) throw corruptedError(dir, seg.name, 0, "the segment is empty");
+          switch (r.type) {
+            case RecordType.entry: {
+              const pos = entryPosition(buf, dv, r) ?? badRecord(r, "malformed entry record");
+              const expected = positions.count > 0 ? positions.last + 1 : positions.first;
+              // The oldest segment kept may start after its name's index: the entries before its
+              // first one went with older segments (a snapshot must cover them: checked at the end).
+              const oldest = si === 0 && positions.count === 0;
+              if (pos.index > expected && pos.index !== rec.marker.index + 1 && !oldest) {
+                badRecord(
+                  r,
+                  `entry ${pos.index} follows entry ${expected - 1}: records are missing`,
+                );
+              }
+              if (pos.index <= rec.marker.index) {
+                badRecord(r, `entry ${pos.index} is at or before snapshot ${rec.marker.index}`);
+              }
+              positions.put(pos.index, pos.term, seg.seq, r.offset, HEADER_BYTES + r.payloadLength);
+              return;
+            }
+            case RecordType.hardState:
+              rec.hardState =
+                decodeHardState(buf, dv, r) ?? badRecord(r, "malformed hard-state record");
+              return;
+            case RecordType.snapshot: {
+              const p = decodePair(dv, r) ?? badRecord(r, "malformed snapshot record");
+              // Every segment repeats the newest marker: only a newer one changes anything.
+              if (p[0] > rec.marker.index) {
+                rec.marker = { index: p[0], term: p[1] };
+                const how = r.restartsLog ? "restart" : r.batch === 0 ? "compare" : "agree";
+                const why = markPositions(positions, rec.marker, how);
+                if (typeof why === "string") badRecord(r, why);
+              }
+              return;
+            }
+            case RecordType.segment:
+              badRecord(r, "a segment record in the middle of a segment");
+              return;
+            default:
+              badRecord(r, `unknown record type ${r.type}`);
+          }
+        });
+      } catch (err) {
+        // A record that reads back whole but makes no sense is never a torn write.
+        if (err instanceof BadRecord)
+          throw new WalCorruptedError(dir, seg.name, err.offset, err.message);
+        throw err;
       }
-      if (problem !== undefined) {
-        const later = goodRecordAfter(buf, problem.offset);
-        if (!isLast || later !== undefined) {
-          const detail = later !== undefined ? ` (a good record follows at offset ${later})` : "";
-          throw corruptedError(dir, seg.name, problem.offset, problem.what + detail);
+      if (first && stop.problem === "end" && !isLast) {
+        throw new WalCorruptedError(dir, seg.name, 0, "the segment is empty");
+      }
+      const garbageAt = lastNonZero(buf, stop.offset);
+      if (garbageAt >= 0) {
+        // Something follows the good records: a torn write, or corruption.
+        const after = recordsAfter(buf, dv, stop.offset);
+        const damage =
+          stop.problem === "end" ? "zeroed bytes" : `a damaged record (${stop.problem})`;
+        if (!isLast) {
+          const detail =
+            after.length > 0 ? `; a good record follows at offset ${after[0]!.offset}` : "";
+          throw new WalCorruptedError(
+            dir,
+            seg.name,
+            stop.offset,
+            `${damage} in a sealed segment${detail}`,
+          );
         }
-        // A torn write at the very end: cut it off (zero it so no stale bytes remain).
-        let lastNonZero = buf.byteLength - 1;
-        while (lastNonZero >= problem.offset && buf[lastNonZero] === 0) lastNonZero--;
-        const bytes = lastNonZero - problem.offset + 1;
-        tornTail = { file: seg.name, offset: problem.offset, bytes };
-        opts.logger?.warn(tornTail, "cut off a torn record at the end of the write-ahead log");
+        const why = whyNotUnsyncedTail(buf, stop.offset, stop.lastGood, after);
+        if (why !== undefined) {
+          throw new WalCorruptedError(
+            dir,
+            seg.name,
+            stop.offset,
+            `${damage} followed by a good record at offset ${after[0]!.offset}: ${why}`,
+          );
+        }
+        // Only the last, never synced batch reached this far: cut it off (zeroed, so that no
+        // stale byte of it can be read as a record later) and continue from the last good one.
+        const bytes = garbageAt - stop.offset + 1;
+        rec.tornTail = { file: seg.name, offset: stop.offset, bytes };
+        opts.logger?.warn(
+          { dir, ...rec.tornTail, recordsAfterHole: after.length },
+          after.length > 0
+            ? "cut off a torn write at the end of the write-ahead log: records of the last, " +
+                "unsynced batch reached the disk without the ones before them (never acknowledged)"
+            : "cut off a torn record at the end of the write-ahead log (never acknowledged)",
+        );
         const f = await fs.open(join(dir, seg.name), "r+");
         try {
-          await f.write(new Uint8Array(bytes), problem.offset);
+          await f.write(new Uint8Array(bytes), stop.offset);
+          opts.crash?.("wal.open-after-tail-cut-write");
           await f.datasync();
+          opts.crash?.("wal.open-after-tail-cut-sync");
         } finally {
           await f.close();
         }
       }
-      if (isLast) writeOffset = end;
+      if (isLast) {
+        rec.writeOffset = stop.offset;
+        rec.lastRecord = stop.lastGood;
+      }
     }
-    if (positions.count > 0 && positions.first > marker.index + 1) {
+    if (positions.count > 0 && positions.first > rec.marker.index + 1) {
       // The oldest segments were removed only once a snapshot covered them; no such snapshot.
-      throw corruptedError(
+      throw new WalCorruptedError(
         dir,
         segments[0]!.name,
         0,
-        `entries ${marker.index + 1} to ${positions.first - 1} are missing and no snapshot covers them`,
+        `entries ${rec.marker.index + 1} to ${positions.first - 1} are missing and no snapshot covers them`,
       );
     }
-    const last = segments[segments.length - 1]!;
-    last.file = await fs.open(join(dir, last.name), "r+");
-    const wal = new Wal(dir, fs, opts, segments, positions, writeOffset, hardState, marker);
-    for (const s of segments) {
-      if (s !== last) wal.readHandles.set(s.seq, await fs.open(join(dir, s.name), "r"));
-    }
-    if (writeOffset === 0) {
-      // The last segment lost its header in a crash right after creation: rewrite it.
-      await wal.writeSegmentPreamble(last);
-    }
-    const firstIndex = positions.count > 0 ? positions.first : marker.index + 1;
-    return {
-      wal,
-      state: {
-        hardState,
-        snapshot: marker,
-        firstIndex,
-        lastIndex: positions.count > 0 ? positions.last : marker.index,
-        tornTail,
-      },
-    };
+    return rec;
   }
 
   /** Creates a new WAL directory atomically: build it under a temporary name, then rename. */
-  private static async create(fs: FsLayer, dir: string, segmentBytes: number): Promise<void> {
+  private static async create(
+    fs: FsLayer,
+    dir: string,
+    segmentBytes: number,
+    crash: CrashHook | undefined,
+  ): Promise<void> {
     const tmp = `${dir}.tmp`;
     await fs.rmrf(tmp);
     await fs.mkdirp(tmp);
@@ -367,27 +575,54 @@ export class Wal {
     const f = await fs.open(join(tmp, name), "w");
     try {
       await preallocate(f, segmentBytes);
-      const hdr = segmentRecord(0, 1);
-      await f.write(hdr, 0);
+      await f.write(segmentRecord(0, 1, { batch: 1, flags: BATCH_END }), 0);
       await f.datasync();
     } finally {
       await f.close();
     }
     await fs.syncDir(tmp);
+    crash?.("wal.create-after-segment-sync");
     await fs.rename(tmp, dir);
+    crash?.("wal.create-after-rename");
     await fs.syncDir(dirname(dir));
+    crash?.("wal.create-after-dir-sync");
   }
 
+  /** Writes a segment's preamble (a write batch of its own, synced) at its start. */
   private async writeSegmentPreamble(seg: Segment): Promise<void> {
-    const parts = [
-      segmentRecord(seg.seq, seg.firstIndex),
-      hardStateRecord(this.hardState),
-      snapshotRecord(this.marker.index, this.marker.term),
-    ];
-    const buf = concat(parts);
+    const tag = nextBatch(this.batchTag);
+    const buf = concat([
+      segmentRecord(seg.seq, seg.firstIndex, { batch: tag, flags: 0 }),
+      hardStateRecord(this.hardState, { batch: tag, flags: 0 }),
+      snapshotRecord(this.marker.index, this.marker.term, { batch: tag, flags: BATCH_END }),
+    ]);
     await seg.file!.write(buf, 0);
+    this.crash?.("wal.preamble-after-write");
     await seg.file!.datasync();
+    this.crash?.("wal.preamble-after-sync");
+    this.batchTag = tag;
     this.writeOffset = buf.byteLength;
+  }
+
+  /**
+   * Closes an incomplete last write batch left by a crash (its end was cut off or never
+   * written) with a batch of its own: the recovered hard state, flagged BATCH_END. Without it, a
+   * later torn batch that starts right after could not be told from lost synced records.
+   */
+  private async seal(seg: Segment): Promise<void> {
+    const tag = nextBatch(this.batchTag);
+    const buf = hardStateRecord(this.hardState, { batch: tag, flags: BATCH_END });
+    if (this.writeOffset + buf.byteLength > this.segmentBytes) {
+      // No room left: make the next batch start a new segment, whatever its size.
+      this.writeOffset = this.segmentBytes;
+      return;
+    }
+    await seg.file!.write(buf, this.writeOffset);
+    this.crash?.("wal.open-after-seal-write");
+    await seg.file!.datasync();
+    this.crash?.("wal.open-after-seal-sync");
+    this.batchTag = tag;
+    this.writeOffset += buf.byteLength;
   }
 
   /** The hard state as of the last save. */
@@ -400,18 +635,32 @@ export class Wal {
     return this.marker;
   }
 
+  /**
+   * The newest entry (index and term) the WAL can no longer serve: below the oldest segment
+   * kept, or replaced by a snapshot marker. 0/0 if none. The log view never serves entries at or
+   * below it. Invariant: at or below the snapshot marker.
+   */
+  gone(): SnapshotMarker {
+    return this.goneTo;
+  }
+
   /** The error that failed the WAL, if any. */
   failed(): NexusError | undefined {
     return this.failure;
   }
 
   /**
-   * Appends entries (and the hard state, if given) durably. Resolves once they are fsynced;
-   * saves are written in call order. Appending index i replaces any entries >= i.
-   * Rejects with NexusError WAL_FAILED (for good) if a write or sync fails.
+   * Appends entries (and the hard state, if given) durably, after a snapshot marker if given
+   * (whose snapshot file must already be durable). Written as [marker][entries][hard state].
+   * Resolves once they are fsynced; saves are written in call order. Appending index i replaces
+   * any entries >= i. Rejects with NexusError WAL_FAILED (for good) if a write or sync fails.
    */
-  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
-    return this.enqueue(hardState, entries, undefined);
+  save(
+    hardState: HardState | undefined,
+    entries: readonly Entry[],
+    snapshot?: SnapshotMarker,
+  ): Promise<void> {
+    return this.enqueue(hardState, entries, snapshot);
   }
 
   /**
@@ -440,11 +689,8 @@ export class Wal {
         return Promise.reject(new NexusError("INTERNAL", `invalid entry ${e.index}/${e.term}`));
       }
     }
-    const records: Uint8Array[] = [];
-    if (marker !== undefined) records.push(snapshotRecord(marker.index, marker.term));
-    if (hardState !== undefined) records.push(hardStateRecord(hardState));
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, entries, marker, hardState, resolve, reject });
+      this.queue.push({ entries, marker, hardState, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -482,41 +728,86 @@ export class Wal {
 
   private async writeBatch(batch: readonly PendingSave[]): Promise<void> {
     let size = 0;
+    let records = 0;
+    // Which markers replace the log, judged on the log as the records before them leave it.
+    const log = new BatchLog(this.positions);
+    let newest = this.marker.index;
+    const restarts: boolean[] = [];
     for (const p of batch) {
-      for (const r of p.records) size += r.byteLength;
-      for (const e of p.entries) size += entryRecordSize(e);
+      let restart = false;
+      if (p.marker !== undefined) {
+        size += MARKER_RECORD_BYTES;
+        records++;
+        if (p.marker.index > newest) {
+          newest = p.marker.index;
+          restart = log.replacedBy(p.marker);
+          if (restart) log.restart(p.marker.index);
+        }
+      }
+      restarts.push(restart);
+      for (const e of p.entries) {
+        size += entryRecordSize(e);
+        log.append(e);
+      }
+      records += p.entries.length;
+      if (p.hardState !== undefined) {
+        size += hardStateRecord(p.hardState).byteLength;
+        records++;
+      }
     }
+    if (records === 0) return;
     if (this.writeOffset + size > this.segmentBytes && this.writeOffset > this.preambleSize()) {
       await this.roll(batch);
     }
     const seg = this.segments[this.segments.length - 1]!;
+    const batchTag = nextBatch(this.batchTag);
+    const mid: RecordTag = { batch: batchTag, flags: 0 };
+    const end: RecordTag = { batch: batchTag, flags: BATCH_END };
+    let n = 0;
+    const tagOf = (extra = 0): RecordTag => {
+      const t = ++n === records ? end : mid;
+      return extra === 0 ? t : { batch: t.batch, flags: t.flags | extra };
+    };
     const buf = new Uint8Array(size);
     const dv = new DataView(buf.buffer);
     let off = 0;
     const placed: { e: Entry; off: number; len: number }[] = [];
-    for (const p of batch) {
-      for (const r of p.records) {
+    // Per save: the marker (its snapshot file is durable already), then the entries, then the
+    // hard state that may commit them. Any prefix of the batch is a state recovery can open.
+    for (const [k, p] of batch.entries()) {
+      if (p.marker !== undefined) {
+        const flags = restarts[k] === true ? RESTARTS_LOG : 0;
+        const r = snapshotRecord(p.marker.index, p.marker.term, tagOf(flags));
         buf.set(r, off);
         off += r.byteLength;
       }
       for (const e of p.entries) {
         const start = off;
-        off = writeEntryRecord(buf, dv, off, e);
+        off = writeEntryRecord(buf, dv, off, e, tagOf());
         placed.push({ e, off: this.writeOffset + start, len: off - start });
       }
+      if (p.hardState !== undefined) {
+        const r = hardStateRecord(p.hardState, tagOf());
+        buf.set(r, off);
+        off += r.byteLength;
+      }
     }
+    this.crash?.("wal.batch-before-write");
     await seg.file!.write(buf, this.writeOffset);
+    this.crash?.("wal.batch-after-write");
     await seg.file!.datasync();
+    this.crash?.("wal.batch-after-sync");
+    this.batchTag = batchTag;
     this.writeOffset += size;
     // Update the in-memory view only once durable.
     let i = 0;
-    for (const p of batch) {
-      if (p.marker !== undefined) this.applyMarker(p.marker);
-      if (p.hardState !== undefined) this.hardState = p.hardState;
+    for (const [k, p] of batch.entries()) {
+      if (p.marker !== undefined) this.applyMarker(p.marker, restarts[k] === true);
       for (let k = 0; k < p.entries.length; k++, i++) {
         const pl = placed[i]!;
         this.positions.put(pl.e.index, pl.e.term, seg.seq, pl.off, pl.len);
       }
+      if (p.hardState !== undefined) this.hardState = p.hardState;
     }
   }
 
@@ -524,14 +815,14 @@ export class Wal {
     return 2 * (HEADER_BYTES + 16) + hardStateRecord(this.hardState).byteLength;
   }
 
-  private applyMarker(m: SnapshotMarker): void {
+  private applyMarker(m: SnapshotMarker, restartsLog: boolean): void {
     if (m.index <= this.marker.index) return;
     this.marker = m;
     // While running, entries up to the snapshot stay readable (the catch-up window) until
     // releaseTo(); only a snapshot that replaces the log (received from the leader) resets it.
-    const p = this.positions;
-    if (p.count === 0 || m.index > p.last || (m.index >= p.first && p.term(m.index) !== m.term)) {
-      p.clear(m.index + 1);
+    if (restartsLog) {
+      markPositions(this.positions, m, "restart");
+      this.markGone(m.index, m.term);
     }
   }
 
@@ -549,29 +840,19 @@ export class Wal {
     const name = segmentName(seq, firstIndex);
     const tmpFile = await (this.nextSegment ?? this.prepareSegment());
     this.nextSegment = undefined;
+    this.crash?.("wal.roll-before-rename");
     await this.fs.rename(join(this.dir, "next.tmp"), join(this.dir, name));
+    this.crash?.("wal.roll-after-rename");
     await this.fs.syncDir(this.dir);
+    this.crash?.("wal.roll-after-dir-sync");
     // The sealed segment stays open for reads of old entries.
     this.readHandles.set(cur.seq, cur.file!);
     cur.file = undefined;
     const seg: Segment = { seq, firstIndex, name, file: tmpFile };
     this.segments.push(seg);
-    // Hard state and marker as of now, so this segment alone suffices for recovery.
-    let hs = this.hardState;
-    let marker = this.marker;
-    for (const p of batch) {
-      if (p.marker !== undefined && p.marker.index >= marker.index) marker = p.marker;
-      if (p.hardState !== undefined) hs = p.hardState;
-    }
-    const buf = concat([
-      segmentRecord(seq, firstIndex),
-      hardStateRecord(hs),
-      snapshotRecord(marker.index, marker.term),
-    ]);
-    await tmpFile.write(buf, 0);
-    // The preamble is durable before any record follows it.
-    await tmpFile.datasync();
-    this.writeOffset = buf.byteLength;
+    // The durable hard state and marker, so that this segment alone suffices for recovery. Not
+    // the batch's: its hard state may commit entries that are not written yet.
+    await this.writeSegmentPreamble(seg);
     // Prepare the following segment in the background.
     this.nextSegment = this.prepareSegment();
     this.nextSegment.catch(() => undefined);
@@ -581,35 +862,64 @@ export class Wal {
   private async prepareSegment(): Promise<FsFile> {
     const f = await this.fs.open(join(this.dir, "next.tmp"), "w");
     await preallocate(f, this.segmentBytes);
+    this.crash?.("wal.prepare-after-write");
     await f.datasync();
+    this.crash?.("wal.prepare-after-sync");
     return f;
   }
 
   /**
    * Allows segments wholly before `index` to be removed (entries older than the kept catch-up
    * window). Recovery never needs them: every segment repeats the hard state and snapshot marker.
+   * Call it after the snapshot's marker is durable and the log view is compacted.
    */
   async releaseTo(index: number): Promise<void> {
     this.releaseIndex = Math.max(this.releaseIndex, index);
-    if (index <= this.marker.index + 1) this.positions.dropBefore(index);
+    const p = this.positions;
+    if (index <= this.marker.index + 1 && p.count > 0 && index > p.first) {
+      const last = Math.min(index - 1, p.last);
+      this.markGone(last, p.term(last));
+      p.dropBefore(index);
+    }
+    this.crash?.("wal.release-before-retention");
     await this.applyRetention();
   }
 
-  private releaseIndex = 0;
+  private markGone(index: number, term: number): void {
+    if (index > this.goneTo.index) this.goneTo = { index, term };
+  }
 
+  /**
+   * Removes the oldest segments that are no longer needed: those whose entries still in the log
+   * are all at or below the snapshot marker, and either below the released index or over
+   * `maxWals`. Their entries leave the log view before their file goes.
+   */
   private async applyRetention(): Promise<void> {
-    // Never remove the last segment, nor anything holding entries after the snapshot.
     while (this.segments.length > 1) {
-      const next = this.segments[1]!;
-      const wholly = next.firstIndex <= this.releaseIndex;
+      const old = this.segments[0]!;
+      const p = this.positions;
+      // The newest entry the log still takes from `old`: an entry's segment never decreases
+      // with its index, so they are a prefix of the positions.
+      let i = p.first;
+      if (p.count > 0) while (i <= p.last && p.seq(i) <= old.seq) i++;
+      const holdsLive = p.count > 0 && i > p.first;
+      const lastLive = i - 1;
+      if (holdsLive && lastLive > this.marker.index) break;
+      const released = !holdsLive || lastLive < this.releaseIndex;
       const overLimit = this.maxWals > 0 && this.segments.length > this.maxWals;
-      const notNeeded = next.firstIndex <= this.marker.index + 1;
-      if (!(wholly && notNeeded) && !(overLimit && notNeeded)) break;
-      const old = this.segments.shift()!;
+      if (!released && !overLimit) break;
+      if (holdsLive) {
+        this.markGone(lastLive, p.term(lastLive));
+        p.dropBefore(lastLive + 1);
+      }
+      this.segments.shift();
       await this.readHandles.get(old.seq)?.close();
       this.readHandles.delete(old.seq);
+      this.crash?.("wal.retention-before-unlink");
       await this.fs.unlink(join(this.dir, old.name));
+      this.crash?.("wal.retention-after-unlink");
       await this.fs.syncDir(this.dir);
+      this.crash?.("wal.retention-after-dir-sync");
     }
   }
 
@@ -618,9 +928,14 @@ export class Wal {
     return this.segments.map((s) => s.name);
   }
 
+  /** Whether entry `index` can be read back (it is in the log and its segment is kept). */
+  hasEntry(index: number): boolean {
+    return this.positions.has(index) && this.positions.seq(index) >= (this.segments[0]?.seq ?? 0);
+  }
+
   /**
    * Reads entry `index` back from its segment (synchronously: used for old entries only).
-   * Throws if the WAL no longer has it.
+   * Throws NexusError INTERNAL if the WAL no longer has it (check hasEntry() first).
    */
   readEntrySync(index: number): Entry {
     if (!this.positions.has(index)) {
@@ -638,7 +953,7 @@ export class Wal {
     const r = n === len ? readRecord(buf, dv, 0, len) : "truncated";
     const e = typeof r === "string" ? undefined : decodeEntry(buf, dv, r, false);
     if (e === undefined || e.index !== index) {
-      throw corruptedError(
+      throw new WalCorruptedError(
         this.dir,
         seg.name,
         this.positions.offset(index),
@@ -647,8 +962,6 @@ export class Wal {
     }
     return e;
   }
-
-  private readonly readHandles = new Map<number, FsFile>();
 
   private readHandle(seg: Segment): FsFile {
     const h = this.readHandles.get(seg.seq);
@@ -676,21 +989,116 @@ export class Wal {
 }
 
 /**
- * Applies a snapshot marker to the entry positions: entries up to the snapshot are dropped; a
- * snapshot beyond the log, or one that disagrees with the entry at its index (a follower that
- * received the leader's snapshot), restarts the log after it. A marker older than the first
- * entry held changes nothing.
+ * A recovered hard state whose commit lies in [floor, last]: a commit beyond the last entry
+ * recovered (the hard state reached the disk but not every entry it commits, or they were cut
+ * off as a torn tail) is lowered to it, and a commit below the snapshot (a received snapshot's
+ * marker reached the disk before the hard state) is raised to it: a snapshot holds only
+ * committed entries. Says what it did through `warn`.
  */
-function markPositions(positions: LogPositions, m: SnapshotMarker): void {
-  if (positions.count === 0) {
-    if (m.index + 1 > positions.first) positions.clear(m.index + 1);
-    return;
+export function clampCommit(
+  hs: HardState,
+  floor: number,
+  last: number,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): HardState {
+  if (hs.commit > last) {
+    warn(
+      `the hard state's commit ${hs.commit} is beyond the last entry ${last} recovered from the ` +
+        `write-ahead log (those entries never became durable here); using commit ${last}: ` +
+        `the leader sends the missing entries again`,
+      { commit: hs.commit, lastIndex: last },
+    );
+    return { ...hs, commit: last };
   }
-  if (m.index < positions.first) return;
-  if (m.index <= positions.last && positions.term(m.index) === m.term) {
-    positions.dropBefore(m.index + 1);
-  } else {
-    positions.clear(m.index + 1);
+  if (hs.commit < floor && !isEmptyHardState(hs)) {
+    warn(
+      `the hard state's commit ${hs.commit} is below the snapshot at ${floor} (the snapshot was ` +
+        `recorded before the hard state); using commit ${floor}: a snapshot holds only committed entries`,
+      { commit: hs.commit, snapshotIndex: floor },
+    );
+    return { ...hs, commit: floor };
+  }
+  return hs;
+}
+
+/**
+ * Applies a newer snapshot marker to the entry positions (at recovery and while running):
+ *
+ * - "restart": the snapshot replaced the log (RESTARTS_LOG): the log restarts after it, and the
+ *   entries written before it (after its index) are void;
+ * - "agree": a snapshot taken locally, which agrees with the log: the entries up to it stay (the
+ *   catch-up window still on disk); one that disagrees with the entry held at its index is
+ *   corruption (returned as a reason);
+ * - "compare": a marker written before markers said which they were: it restarts the log if it
+ *   is beyond the log or disagrees with the entry at its index.
+ *
+ * Returns true if the log restarted, false if not, or why the marker cannot be right.
+ */
+function markPositions(
+  positions: LogPositions,
+  m: SnapshotMarker,
+  how: "restart" | "agree" | "compare",
+): boolean | string {
+  const held = positions.count > 0 && m.index >= positions.first && m.index <= positions.last;
+  if (how === "agree" && held && positions.term(m.index) !== m.term) {
+    return `snapshot marker ${m.index}/${m.term} disagrees with entry ${m.index} of term ${positions.term(m.index)}`;
+  }
+  const restart =
+    how === "restart" ||
+    (positions.count === 0 ? m.index + 1 > positions.first : m.index > positions.last) ||
+    (how === "compare" && held && positions.term(m.index) !== m.term);
+  if (restart) positions.clear(m.index + 1);
+  return restart;
+}
+
+/**
+ * The log as the records of one batch leave it, over the durable positions: enough to tell
+ * whether a snapshot marker in the batch agrees with the log or replaces it.
+ */
+class BatchLog {
+  /** Entries from `from` on are the batch's (`terms`); below it, the durable ones if `durable`. */
+  private from = Number.POSITIVE_INFINITY;
+  private terms: number[] = [];
+  private durable = true;
+  /** The newest index known to be gone below the log (the last restart's snapshot). */
+  private floor: number;
+
+  constructor(private readonly positions: LogPositions) {
+    this.floor = positions.first - 1;
+  }
+
+  private last(): number {
+    if (this.from !== Number.POSITIVE_INFINITY) return this.from + this.terms.length - 1;
+    return this.positions.count > 0 ? this.positions.last : this.floor;
+  }
+
+  private term(i: number): number | undefined {
+    if (i >= this.from) return this.terms[i - this.from];
+    return this.durable && this.positions.has(i) ? this.positions.term(i) : undefined;
+  }
+
+  append(e: Entry): void {
+    if (e.index < this.from) {
+      this.from = e.index;
+      this.terms = [e.term];
+    } else {
+      this.terms.length = e.index - this.from;
+      this.terms.push(e.term);
+    }
+  }
+
+  /** Whether a (newer) snapshot marker replaces the log rather than agrees with it. */
+  replacedBy(m: SnapshotMarker): boolean {
+    if (m.index > this.last()) return true;
+    const t = this.term(m.index);
+    return t !== undefined && t !== m.term;
+  }
+
+  restart(index: number): void {
+    this.from = index + 1;
+    this.terms = [];
+    this.durable = false;
+    this.floor = index;
   }
 }
 

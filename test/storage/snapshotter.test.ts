@@ -97,4 +97,59 @@ describe("snapshot files", () => {
     assert.equal(names.length, 2);
     assert.equal((await s.loadNewest())?.meta.index, 50);
   });
+
+  it("uses only a snapshot the WAL's marker covers; files newer than the marker are skipped and kept", async () => {
+    const dir = join(tmp(), "snap");
+    const warnings: string[] = [];
+    const s = new Snapshotter(dir, { logger: { warn: (_f, m) => warnings.push(m) } });
+    await s.save(meta(10, 2), chunks(1, 10, 1));
+    // A crash came after this file but before its WAL marker.
+    await s.save(meta(20, 3), chunks(1, 10, 2));
+    assert.equal((await s.loadNewest({ index: 10, term: 2 }))?.meta.index, 10);
+    assert.ok(warnings.some((w) => /does not record/.test(w)));
+    // A marker at the same index but another term does not cover that file (an older one may do).
+    assert.equal((await s.loadNewest({ index: 20, term: 4 }))?.meta.index, 10);
+    assert.equal((await s.loadNewest({ index: 20, term: 3 }))?.meta.index, 20);
+    assert.equal((await s.list()).length, 2);
+  });
+
+  it("retention never removes the covered snapshot nor the one just written, whatever files a crash left", async () => {
+    const dir = join(tmp(), "snap");
+    // Each process: restart, load the snapshot the WAL covers (marker at 100), write a newer
+    // snapshot, and crash before its WAL marker.
+    const p1 = new Snapshotter(dir, { maxSnapshots: 2 });
+    await p1.save(meta(100), chunks(1, 10, 1));
+    p1.covered({ index: 100, term: 1 });
+    await p1.save(meta(140, 2), chunks(1, 10, 2));
+    const p2 = new Snapshotter(dir, { maxSnapshots: 2 });
+    assert.equal((await p2.loadNewest({ index: 100, term: 1 }))?.meta.index, 100);
+    await p2.save(meta(130, 2), chunks(1, 10, 3));
+    const s = new Snapshotter(dir, { maxSnapshots: 2 });
+    assert.equal((await s.loadNewest({ index: 100, term: 1 }))?.meta.index, 100);
+    const file = await s.save(meta(120, 2), chunks(1, 10, 4));
+    const names = await s.list();
+    assert.ok(names.includes(file.name), `the file just written is kept: ${names.join(", ")}`);
+    assert.equal(
+      (await s.loadNewest({ index: 100, term: 1 }))?.meta.index,
+      100,
+      "the covered file is kept until its successor's marker is durable",
+    );
+    // Its marker is durable: the file just written is the covered one now; 100 may go.
+    s.covered({ index: 120, term: 2 });
+    await s.save(meta(125, 2), chunks(1, 10, 5));
+    assert.equal((await s.loadNewest({ index: 120, term: 2 }))?.meta.index, 120);
+    assert.ok(!(await s.list()).some((n) => n.endsWith("0000000000000064.snap")), "100 went");
+  });
+
+  it("retention keeps the covered marker's own file when another file has the same index", async () => {
+    const dir = join(tmp(), "snap");
+    const s = new Snapshotter(dir, { maxSnapshots: 1 });
+    await s.save(meta(33, 6), chunks(1, 10, 1));
+    s.covered({ index: 33, term: 6 });
+    // Left by crashes before their markers: the same index in a later term, and a newer one.
+    await s.save(meta(33, 7), chunks(1, 10, 2));
+    await s.save(meta(34, 6), chunks(1, 10, 3));
+    await s.save(meta(35, 7), chunks(1, 10, 4));
+    assert.equal((await s.loadNewest({ index: 33, term: 6 }))?.meta.term, 6);
+  });
 });

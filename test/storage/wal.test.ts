@@ -250,10 +250,55 @@ describe("write-ahead log", () => {
     await wal.close();
     const { wal: w2, state } = await Wal.open(dir, { segmentBytes: 4096, maxWals: 3 });
     assert.deepEqual(state.snapshot, { index: 250, term: 1 });
-    assert.equal(state.firstIndex, 251);
+    // The part of the catch-up window (released to 240) that the kept segments hold is recovered.
+    assert.ok(
+      state.firstIndex >= 240 && state.firstIndex <= 251,
+      `first index ${state.firstIndex} is in the catch-up window [240, 251]`,
+    );
     assert.equal(state.lastIndex, 400);
     assert.equal(state.hardState.commit, 400);
-    assert.equal(w2.readEntrySync(251).index, 251);
+    for (let i = state.firstIndex; i <= 400; i++) assert.equal(w2.readEntrySync(i).index, i);
     await w2.close();
+  });
+
+  it("a snapshot received from a leader voids the older entries before it, even once their segments are gone", async () => {
+    const dir = join(tmp(), "wal");
+    const opts = { segmentBytes: 4096, maxWals: 0 };
+    const { wal } = await Wal.open(dir, opts);
+    // Entries of term 1 until the last segment holds two of them.
+    let last = 0;
+    for (;;) {
+      last++;
+      await wal.save({ term: 1, vote: "a", commit: last - 1 }, ents(last, 1, 1, 200));
+      const names = wal.segmentNames();
+      const first = parseInt(names[names.length - 1]!.slice(17, 33), 16);
+      if (names.length >= 3 && last === first + 1) break;
+    }
+    // The leader's snapshot at the index before that segment, of term 3: it disagrees with the
+    // log, so it replaces it (entries after it too, written before it).
+    const names = wal.segmentNames();
+    const j = parseInt(names[names.length - 1]!.slice(17, 33), 16) - 1;
+    await wal.save({ term: 3, vote: "", commit: j }, [], { index: j, term: 3 });
+    await wal.releaseTo(j);
+    assert.deepEqual(
+      wal.segmentNames(),
+      [names[names.length - 1]],
+      "only the last segment is kept",
+    );
+    await wal.close();
+    const { wal: w2, state } = await Wal.open(dir, opts);
+    assert.deepEqual(state.snapshot, { index: j, term: 3 });
+    assert.equal(state.lastIndex, j, "the entries of term 1 after the snapshot are void");
+    assert.equal(state.firstIndex, j + 1);
+    assert.deepEqual(state.hardState, { term: 3, vote: "", commit: j });
+    await w2.save(undefined, ents(j + 1, 2, 3));
+    await w2.close();
+    const { wal: w3, state: s3 } = await Wal.open(dir, opts);
+    assert.equal(s3.lastIndex, j + 2);
+    assert.deepEqual(await readAll(w3, j + 1, j + 2), [
+      `${j + 1}/3:e${j + 1}t3`,
+      `${j + 2}/3:e${j + 2}t3`,
+    ]);
+    await w3.close();
   });
 });
