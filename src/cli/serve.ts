@@ -203,6 +203,18 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     onSignal(s);
   };
   for (const s of signals) process.on(s, handler);
+  // SIGHUP reloads the peer certificates (they are also reloaded when their files change).
+  const onHangup = (): void => {
+    try {
+      const changed = rep.reloadPeerTls();
+      logger.info(changed ? "peer TLS certificates reloaded" : "peer TLS certificates unchanged");
+    } catch (err) {
+      logger.error("peer TLS certificates not reloaded; keeping those in use", {
+        error: (err as Error).message,
+      });
+    }
+  };
+  if (cfg.replicator.peerTls !== undefined) process.on("SIGHUP", onHangup);
   // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher
   // dies, even by SIGKILL, stdin ends and the node stops cleanly instead of living on orphaned.
   const withParent = process.env["NEXUS_STOP_WITH_PARENT"] === "1";
@@ -219,6 +231,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     await api.close(1000).catch(() => undefined);
     await rep.stop().catch(() => undefined);
     for (const s of signals) process.off(s, handler);
+    process.off("SIGHUP", onHangup);
     return EXIT.FAILED;
   }
   logger.info("shutting down", { signal: why });
@@ -227,5 +240,6 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   await rep.stop();
   io.err(`${p.name}: stopped\n`);
   for (const s of signals) process.off(s, handler);
+  process.off("SIGHUP", onHangup);
   return EXIT.OK;
 }
