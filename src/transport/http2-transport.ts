@@ -186,6 +186,16 @@ function approxSize(m: Message): number {
   return n;
 }
 
+/**
+ * Destroys a session on the next turn of the event loop, never in the current one: Node 20 can
+ * spin forever (and grow until it aborts with bad_alloc) inside `session.destroy()` when it is
+ * called in the same turn as the `close` of a stream the peer reset while another stream of the
+ * session is open (test/transport/hostile-input.test.ts has the case).
+ */
+export function destroySoon(s: http2.Http2Session): void {
+  setImmediate(() => s.destroy());
+}
+
 /** A header's value as one string, or undefined (absent or repeated). */
 function header(h: http2.IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
@@ -343,7 +353,7 @@ export class Http2Transport {
   private useTls(m: PeerTlsMaterial): void {
     if (this.stopped) return;
     (this.server as http2.Http2SecureServer | undefined)?.setSecureContext({ ...m });
-    for (const s of this.inbound) s.destroy();
+    for (const s of this.inbound) destroySoon(s);
     for (const p of this.peers.values()) this.disconnect(p);
     this.opts.logger?.info?.("peer TLS material in use changed; peer connections re-established");
   }
@@ -363,7 +373,7 @@ export class Http2Transport {
     } catch {
       // Already closing.
     }
-    setTimeout(() => s.destroy(), CLOSE_GRACE_MS).unref();
+    setTimeout(() => destroySoon(s), CLOSE_GRACE_MS).unref();
   }
 
   addPeer(id: NodeId, url: string): void {
@@ -588,11 +598,13 @@ export class Http2Transport {
     };
     s.on("error", (err: Error) => onFail(err));
     s.on("close", () => onFail());
+    let declaredDead = false;
     const dead = (why: string): void => {
-      if (s.destroyed) return;
+      if (s.destroyed || declaredDead) return;
+      declaredDead = true;
       p.stats.deadConnections++;
       this.opts.logger?.warn("peer connection is dead; reconnecting", { peer: p.id, why });
-      s.destroy();
+      destroySoon(s);
     };
     const connectTimer = setTimeout(
       () => dead(`not connected within ${this.connectTimeoutMs} ms`),
@@ -1075,6 +1087,9 @@ export class Http2Transport {
     let received = 0;
     let ended = false;
     const body = new Readable({ read: () => stream.resume() });
+    // A handler that has not started reading when the stream is cut must not crash the process
+    // with an unhandled 'error': it sees the error when it reads.
+    body.on("error", () => undefined);
     const take = (c: Uint8Array): boolean => {
       received += c.byteLength;
       if (received > this.maxSnapshotBytes) {
@@ -1100,7 +1115,20 @@ export class Http2Transport {
       if (body.destroyed) return;
       if (!take(c)) stream.pause();
     });
+    // A stream the peer reset before ending it is cut short, even when Node then ends it.
+    const cutShort = (): void => {
+      if (!body.destroyed) {
+        body.destroy(new NexusError("UNREACHABLE", "the snapshot stream was cut short"));
+      }
+    };
+    stream.on("aborted", () => {
+      if (!ended) cutShort();
+    });
     stream.on("end", () => {
+      if (stream.aborted) {
+        cutShort();
+        return;
+      }
       ended = true;
       if (!body.destroyed) body.push(null);
     });
@@ -1215,7 +1243,7 @@ export class Http2Transport {
   private disconnect(p: Peer): void {
     p.stream?.close();
     p.stream = undefined;
-    p.session?.destroy();
+    if (p.session !== undefined) destroySoon(p.session);
     p.session = undefined;
   }
 
@@ -1225,7 +1253,7 @@ export class Http2Transport {
     this.stopped = true;
     this.opts.tls?.close();
     for (const p of this.peers.values()) this.disconnect(p);
-    for (const s of this.inbound) s.destroy();
+    for (const s of this.inbound) destroySoon(s);
     const server = this.server;
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
   }

@@ -5,6 +5,7 @@
 import http2 from "node:http2";
 import { encodeBatch, encodeMessage } from "../../src/transport/codec.js";
 import { frameOf } from "../../src/transport/frame-reader.js";
+import { destroySoon } from "../../src/transport/http2-transport.js";
 import type { Message } from "../../src/raft/types.js";
 
 /** The peer headers: cluster name and claimed sender id (either may be left out). */
@@ -95,7 +96,8 @@ export class RawPeer {
     return st;
   }
 
+  /** Destroys the connection (on the next turn: see destroySoon in http2-transport.ts). */
   close(): void {
-    this.session.destroy();
+    destroySoon(this.session);
   }
 }

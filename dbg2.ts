@@ -1,0 +1,32 @@
+import http2 from "node:http2";
+import { Http2Transport } from "./src/transport/http2-transport.ts";
+import { encodeBatch } from "./src/transport/codec.ts";
+import { frameOf } from "./src/transport/frame-reader.ts";
+import { createMessage } from "./src/raft/types.ts";
+import { RawPeer, peerHeaders } from "./test/transport/raw-peer.ts";
+let got = 0;
+const t = new Http2Transport({ id: "b", clusterName: "c", listenHost: "127.0.0.1", listenPort: 0,
+  handler: { onMessages(m) { got += m.length; }, onUnreachable() {}, onSnapshot: async () => {}, onSnapshotStatus() {}, admitsSender: () => true },
+  openSnapshot: async function* () {}, idleTimeoutMs: 300, logger: { warn: (m, f) => console.log("warn", m, f) } });
+const port = await t.start();
+const url = `http://127.0.0.1:${port}`;
+const idle = http2.connect(url);
+idle.on("error", () => undefined);
+await new Promise((r) => idle.on("close", r));
+console.log("idle closed");
+const h = peerHeaders("a", "c");
+const p = new RawPeer(url);
+const quiet = p.session.request({ ":method": "POST", ":path": "/nexus/raft/v1/stream", ...h });
+quiet.on("error", () => undefined);
+const busy = p.session.request({ ":method": "POST", ":path": "/nexus/raft/v1/stream", ...h });
+busy.on("error", () => undefined);
+let n = 0;
+const beat = setInterval(() => busy.write(frameOf(encodeBatch([createMessage({ type: "heartbeat", from: "a", to: "b", term: ++n })]))), 50);
+await new Promise<void>((res) => quiet.on("close", () => res()));
+console.log("quiet closed", got);
+clearInterval(beat);
+console.log("closing");
+p.close();
+console.log("closed");
+await t.stop();
+console.log("stopped");
