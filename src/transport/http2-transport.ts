@@ -1090,9 +1090,12 @@ export class Http2Transport {
     // A handler that has not started reading when the stream is cut must not crash the process
     // with an unhandled 'error': it sees the error when it reads.
     body.on("error", () => undefined);
+    let refused = false;
     const take = (c: Uint8Array): boolean => {
+      if (body.destroyed) return false;
       received += c.byteLength;
       if (received > this.maxSnapshotBytes) {
+        refused = true;
         this.inboundStats.refusedSnapshots++;
         this.opts.logger?.warn(
           `refused a snapshot larger than the limit of ${this.maxSnapshotBytes} bytes ` +
@@ -1153,7 +1156,7 @@ export class Http2Transport {
       (err: unknown) => {
         release();
         body.destroy();
-        this.inboundStats.refusedSnapshots++;
+        if (!refused) this.inboundStats.refusedSnapshots++;
         if (stream.destroyed || stream.closed || stream.headersSent) return;
         this.opts.logger?.warn("a received snapshot was not stored", {
           from: who.id,
