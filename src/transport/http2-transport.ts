@@ -32,7 +32,7 @@ import { X509Certificate } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import type { Message, NodeId } from "../raft/types.js";
+import type { Message, MessageType, NodeId } from "../raft/types.js";
 import { NexusError } from "../errors/index.js";
 import { decodeBatch, decodeMessage, encodeBatch, encodeMessage, isWireNodeId } from "./codec.js";
 import { FrameReader, frameOf } from "./frame-reader.js";
@@ -49,6 +49,12 @@ const MAX_PROGRESS_BYTES = 4 * 1024 * 1024;
 const MAX_SNAPSHOT_HEADER_BYTES = 1024 * 1024;
 /** A frame is closed once its messages reach this size (approximate); one message may exceed it. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Messages that Raft relays with the `from` of another node: a follower forwards `transfer-leader`
+ * with `from` naming the transferee, and passes on another node's `read-index` with `from` naming
+ * the node that asked (the leader answers it directly).
+ */
+const RELAYED: ReadonlySet<MessageType> = new Set<MessageType>(["transfer-leader", "read-index"]);
 /** A refused or idle session is given this long to close before it is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -927,7 +933,8 @@ export class Http2Transport {
 
   /**
    * The raft stream: frames of message batches. A frame is delivered only whole and only when
-   * every message in it comes from the sender to this node and the sender is admitted; a frame
+   * every message in it comes from the sender (or is relayed, naming a member: RELAYED) to this
+   * node and the sender is admitted; a frame
    * from a sender not admitted is dropped (the stream stays: membership changes); a malformed,
    * oversized or forged one closes the stream.
    */
@@ -964,7 +971,13 @@ export class Http2Transport {
           close("malformed", "a malformed frame", { error: (err as Error).message });
           return;
         }
-        const forged = msgs.find((m) => m.from !== who.id || m.to !== this.opts.id);
+        // Each message comes from the sender, or is one Raft relays and names a member.
+        const forged = msgs.find(
+          (m) =>
+            m.to !== this.opts.id ||
+            (m.from !== who.id &&
+              !(RELAYED.has(m.type) && this.admits({ id: m.from, address: who.address }))),
+        );
         if (forged !== undefined) {
           close("forged", "a message not from its sender or not to this node", {
             messageFrom: forged.from,

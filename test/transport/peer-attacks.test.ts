@@ -303,6 +303,22 @@ describe("peer-port attacks on a plaintext cluster", () => {
     assert.deepEqual(escaped, [], "nothing escaped to the process");
   });
 
+  it("messages Raft relays keep the asker's id: a transfer asked on a follower moves leadership; one naming a non-member is refused", async () => {
+    const lead = await stableLeader();
+    const [via, target] = urls.filter((u) => u !== lead) as [string, string];
+    // The follower forwards transfer-leader with from = the transferee, not itself.
+    assert.equal(await rep(via).transferLeadership(target), nodeIdOf(target));
+    const now = await stableLeader();
+    assert.equal(now, target);
+    const other = urls.find((u) => u !== now)!;
+    await raw(now).sendMessages(peerHeaders(nodeIdOf(other), CLUSTER), [
+      createMessage({ type: "transfer-leader", from: STRANGER, to: nodeIdOf(now) }),
+    ]);
+    await warned(now, /a message not from its sender or not to this node/);
+    await barrier("after-relayed");
+    assert.equal(await stableLeader(), now);
+  });
+
   it("the progress is refused without a member's id, and a refusal tells nothing", async () => {
     const lead = await stableLeader();
     const p = raw(lead);
