@@ -13,7 +13,7 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
   {
     name: "nexus-node-url",
     kind: "string",
-    help: "URL of this node for peer traffic, http://<host>:<port> (required)",
+    help: "URL of this node for peer traffic, http://<host>:<port>, or https:// with the -peer-* TLS flags (required)",
   },
   {
     name: "nexus-cluster-url",
@@ -127,6 +127,28 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "what a replica found diverged does: report (keep applying, answer NOT_SERVING) or stop (also stop applying) (ours)",
   },
   {
+    name: "peer-cert-file",
+    kind: "string",
+    help: "this node's certificate for mutual TLS with peers (PEM; must name its https:// URL); with -peer-key-file and -peer-trusted-ca-file (etcd's names)",
+  },
+  {
+    name: "peer-key-file",
+    kind: "string",
+    help: "the private key of -peer-cert-file (PEM)",
+  },
+  {
+    name: "peer-trusted-ca-file",
+    kind: "string",
+    help: "the CA certificate(s) (PEM) every peer's certificate must be signed by",
+  },
+  {
+    name: "nexus-max-snapshot-bytes",
+    kind: "int",
+    min: 1,
+    default: 8 * 1024 ** 3,
+    help: "largest snapshot accepted from a peer, bytes (ours; default 8 GiB)",
+  },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
@@ -203,6 +225,17 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   if (onDivergence !== "report" && onDivergence !== "stop") {
     throw new FlagError(`flag -nexus-on-divergence must be report or stop, got "${onDivergence}"`);
   }
+  const tlsFiles = {
+    certFile: str(f, "peer-cert-file"),
+    keyFile: str(f, "peer-key-file"),
+    trustedCaFile: str(f, "peer-trusted-ca-file"),
+  };
+  const tlsGiven = Object.values(tlsFiles).filter((v) => v !== undefined && v.trim() !== "");
+  if (tlsGiven.length > 0 && tlsGiven.length < 3) {
+    throw new FlagError(
+      "peer TLS needs all three of -peer-cert-file, -peer-key-file and -peer-trusted-ca-file",
+    );
+  }
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new FlagError(
@@ -226,6 +259,16 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       heartbeatTickMs: int(f, "nexus-heartbeat-ms")!,
       electionTickMs: int(f, "nexus-election-ms")!,
       maxRequestBytes: int(f, "nexus-max-request-bytes")!,
+      maxSnapshotBytes: int(f, "nexus-max-snapshot-bytes")!,
+      ...(tlsGiven.length === 3
+        ? {
+            peerTls: {
+              certFile: tlsFiles.certFile!,
+              keyFile: tlsFiles.keyFile!,
+              trustedCaFile: tlsFiles.trustedCaFile!,
+            },
+          }
+        : {}),
       consistencyCheckIntervalMs: checkEveryMs,
       onDivergence,
     },

@@ -208,6 +208,19 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   };
   // Installed before the "serving" line: whoever reads it may signal at once.
   for (const s of signals) process.on(s, handler);
+  // SIGHUP reloads the peer certificates (they are also reloaded when their files change).
+  const onHangup = (): void => {
+    try {
+      const changed = rep.reloadPeerTls();
+      logger.info(changed ? "peer TLS certificates reloaded" : "peer TLS certificates unchanged");
+    } catch (err) {
+      logger.error(
+        { error: (err as Error).message },
+        "peer TLS certificates not reloaded; keeping those in use",
+      );
+    }
+  };
+  if (cfg.replicator.peerTls !== undefined) process.on("SIGHUP", onHangup);
   const st = rep.status();
   io.out(
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
@@ -230,6 +243,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     await api.close(1000).catch(() => undefined);
     await rep.stop().catch(() => undefined);
     for (const s of signals) process.off(s, handler);
+    process.off("SIGHUP", onHangup);
     return EXIT.FAILED;
   }
   logger.info({ signal: why }, "shutting down");
@@ -238,5 +252,6 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   await rep.stop();
   io.err(`${p.name}: stopped\n`);
   for (const s of signals) process.off(s, handler);
+  process.off("SIGHUP", onHangup);
   return EXIT.OK;
 }

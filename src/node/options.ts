@@ -104,6 +104,18 @@ export interface ReplicatorOptions {
   readonly nodeState?: NodeState;
   /** Largest request (save/load data plus args) accepted, in bytes. Default 4 MiB. */
   readonly maxRequestBytes?: number;
+  /**
+   * Mutual TLS between peers (PEM files; the node's certificate serves as server and client
+   * certificate and must name its URL). Required with `https://` node URLs and refused with
+   * `http://` ones. The files are reloaded when they change and by `reloadPeerTls()`.
+   */
+  readonly peerTls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly trustedCaFile: string;
+  };
+  /** Largest snapshot this node accepts from a peer, in bytes. Default 8 GiB. */
+  readonly maxSnapshotBytes?: number;
   readonly logger?: NexusLogger;
   /**
    * Called once if the node stops on its own because of a fatal error (a WAL write or fsync
@@ -136,6 +148,10 @@ export interface NormalizedOptions {
   readonly electionTick: number;
   readonly nodeState: NodeState;
   readonly maxRequestBytes: number;
+  readonly peerTls:
+    | { readonly certFile: string; readonly keyFile: string; readonly trustedCaFile: string }
+    | undefined;
+  readonly maxSnapshotBytes: number;
   readonly logger: NexusLogger;
   readonly onFatal: ((err: Error) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
@@ -154,6 +170,54 @@ function int(name: string, v: number | undefined, def: number, min: number): num
   return x;
 }
 
+/**
+ * The peer TLS files, checked against the URLs: `https://` needs them, `http://` refuses them
+ * (a node given certificates but plaintext URLs would talk in the clear while its operator
+ * believes otherwise), and every URL has this node's scheme.
+ */
+function peerTlsOf(
+  o: ReplicatorOptions,
+  nodeUrl: NodeUrl,
+  clusterUrls: readonly NodeUrl[],
+): NormalizedOptions["peerTls"] {
+  for (const u of clusterUrls) {
+    if (u.protocol !== nodeUrl.protocol) {
+      throw bad(
+        `cluster URL ${u.url} and this node's URL ${nodeUrl.url} differ in scheme: ` +
+          "every node URL must be https:// (with peer TLS) or every one http://",
+      );
+    }
+  }
+  const t = o.peerTls;
+  if (t === undefined) {
+    if (nodeUrl.protocol === "https:") {
+      throw bad(
+        `the node URL ${nodeUrl.url} is https://, but no peer certificate is configured: give ` +
+          "-peer-cert-file, -peer-key-file and -peer-trusted-ca-file (option peerTls), or use http:// URLs " +
+          "(scripts/make-certs.sh makes a CA and node certificates)",
+      );
+    }
+    return undefined;
+  }
+  const files = { certFile: t.certFile, keyFile: t.keyFile, trustedCaFile: t.trustedCaFile };
+  for (const [k, flag] of [
+    ["certFile", "-peer-cert-file"],
+    ["keyFile", "-peer-key-file"],
+    ["trustedCaFile", "-peer-trusted-ca-file"],
+  ] as const) {
+    if (typeof files[k] !== "string" || files[k].trim() === "") {
+      throw bad(`peer TLS needs peerTls.${k} (${flag}): the path of a PEM file`);
+    }
+  }
+  if (nodeUrl.protocol !== "https:") {
+    throw bad(
+      `peer TLS files are given but the node URL ${nodeUrl.url} is http://: peers would talk in ` +
+        "the clear. Use https:// for every node URL (-nexus-node-url, -nexus-cluster-url), or drop the peer TLS flags",
+    );
+  }
+  return Object.freeze(files);
+}
+
 /** Validates options. Throws NexusError BAD_CONFIG naming the option and what is expected. */
 export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   if (typeof o.nodeUrl !== "string" || o.nodeUrl.trim() === "") {
@@ -169,6 +233,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     if (seen.has(u.url)) throw bad(`clusterUrls lists ${u.url} twice`);
     seen.add(u.url);
   }
+  const peerTls = peerTlsOf(o, nodeUrl, clusterUrls);
   if (o.store === undefined || o.store === null) throw bad("option store is required");
   const nodeId = nodeIdOf(nodeUrl);
   const nodeState = o.nodeState ?? "auto";
@@ -239,6 +304,8 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     electionTick: Math.max(2, Math.round(electionTickMs / heartbeatTickMs)),
     nodeState,
     maxRequestBytes: int("maxRequestBytes", o.maxRequestBytes, 4 * 1024 * 1024, 1),
+    peerTls,
+    maxSnapshotBytes: int("maxSnapshotBytes", o.maxSnapshotBytes, 8 * 1024 ** 3, 1),
     logger: o.logger ?? SILENT,
     onFatal: o.onFatal,
     initialMember: nodeState !== "new" && listed,

@@ -15,6 +15,8 @@ import type { Readable } from "node:stream";
 import { NexusError, StoreError, isNexusError } from "../errors/index.js";
 import type { Message, NodeId } from "../raft/types.js";
 import { Http2Transport } from "../transport/http2-transport.js";
+import { PeerTls } from "../transport/peer-tls.js";
+import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
 import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
@@ -209,6 +211,12 @@ export interface Replicator {
    * NO_LEADER when no leader takes the check (nothing proposed).
    */
   checkConsistency(opts?: { timeoutMs?: number }): Promise<ConsistencyCheckResult>;
+  /**
+   * Reads the peer TLS files again (the node also does when they change): new peer connections use
+   * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the
+   * certificates in use, when the files are unusable or the node has no peer TLS.
+   */
+  reloadPeerTls(): boolean;
 }
 
 const utf8 = new TextEncoder();
@@ -240,9 +248,16 @@ class ReplicatorImpl implements Replicator {
     await mkdir(o.logDir.replace(/\/[^/]+$/, ""), { recursive: true });
     const holder: { node?: RaftNode } = {};
     const pending: Message[][] = [];
+    const admission = new PeerAdmission(o.nodeId, () => holder.node);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
+      selfUrl: o.nodeUrl.url,
+      idOfUrl: (url) => nodeIdOf(url),
+      ...(o.peerTls === undefined ? {} : { tls: PeerTls.load(o.peerTls, o.nodeUrl.url) }),
+      maxSnapshotBytes: o.maxSnapshotBytes,
+      // Room for the largest entry a request can make, and for batches of small ones.
+      maxFrameBytes: Math.max(64 * 1024 * 1024, 2 * o.maxRequestBytes + 1024 * 1024),
       listenHost: o.nodeUrl.hostname,
       listenPort: o.nodeUrl.port,
       handler: {
@@ -259,6 +274,8 @@ class ReplicatorImpl implements Replicator {
         },
         onSnapshotStatus: (peer, status) => holder.node?.reportSnapshot(peer, status),
         onProgressRequest: () => (holder.node === undefined ? undefined : this.progressView()),
+        admitsSender: (from) => admission.admitsSender(from),
+        checkSnapshot: (m) => admission.checkSnapshot(m),
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
@@ -597,6 +614,7 @@ class ReplicatorImpl implements Replicator {
     const seen = new Set<NodeId>();
     for (const raw of changes.add ?? []) {
       const u = parseNodeUrl(raw);
+      checkMemberScheme(this.o.nodeUrl, u);
       const id = nodeIdOf(u);
       if (st.config.voters.includes(id)) {
         throw new NexusError(
@@ -719,6 +737,7 @@ class ReplicatorImpl implements Replicator {
   async addMember(url: string, opts: AddMemberOptions = {}): Promise<void> {
     const node = this.running();
     const u = parseNodeUrl(url);
+    checkMemberScheme(this.o.nodeUrl, u);
     const id = nodeIdOf(u);
     const st = node.status();
     if (st.config.voters.includes(id) || st.config.votersOutgoing.includes(id)) {
@@ -840,6 +859,12 @@ class ReplicatorImpl implements Replicator {
         reason: m.reason,
       })),
     };
+  }
+
+  reloadPeerTls(): boolean {
+    if (this.transport === undefined)
+      throw new NexusError("STOPPED", "the replicator is not started; call start()");
+    return this.transport.reloadTls();
   }
 
   async stop(): Promise<void> {

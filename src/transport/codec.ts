@@ -1,7 +1,11 @@
 /**
- * Raft messages <-> protobuf (proto/raft.proto). Decoding validates everything a peer sends: a
- * known message type, safe-integer terms and indexes, a snapshot only where one belongs. A
- * malformed message is rejected with a clear error; it never reaches the core.
+ * Raft messages <-> protobuf (proto/raft.proto). Decoding validates everything a peer sends that
+ * can be checked without the receiver's state: a known wire message type (local ones never cross
+ * the network), node ids of 1 to 64 printable ASCII characters, safe-integer terms and indexes, a
+ * snapshot exactly where one belongs (a `snap` message, with a non-zero index and a term not above
+ * the message's), a `prop` with entries, an `app` whose entries follow its index one by one. A
+ * malformed message is rejected with a clear error (INVALID_ARGUMENT); it never reaches the core.
+ * Who may send (membership, identity) is checked by the transport and the runtime, not here.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Entry, Message, MessageType, Snapshot } from "../raft/types.js";
@@ -42,9 +46,30 @@ function bad(what: string): NexusError {
   return new NexusError("INVALID_ARGUMENT", `malformed raft message from peer: ${what}`);
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 function num(v: bigint, what: string): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`${what} ${v} is not a safe integer`);
+  if (v > MAX_SAFE || v < 0n) throw bad(`${what} ${v} is not a safe integer`);
   return Number(v);
+}
+
+/** A node id as it may appear on the wire: 1 to 64 printable ASCII characters. */
+const ID_RE = /^[\x21-\x7e]{1,64}$/;
+
+/** Whether s is well-formed as a node id on the wire (1 to 64 printable ASCII characters). */
+export function isWireNodeId(s: string): boolean {
+  return ID_RE.test(s);
+}
+
+function id(s: string, what: string): string {
+  if (!ID_RE.test(s)) {
+    throw bad(`${what} ${JSON.stringify(s.slice(0, 80))} is not a node id (1-64 printable ASCII)`);
+  }
+  return s;
+}
+
+function ids(list: readonly string[], what: string): string[] {
+  return list.map((s) => id(s, what));
 }
 
 function toPb(m: Message): PbMessage {
@@ -97,21 +122,41 @@ function fromPb(p: PbMessage): Message {
       data: e.data,
     };
   });
+  const index = num(p.index, "index");
+  const term = num(p.term, "term");
+  if (entries.length > 0 && p.type !== "app" && p.type !== "prop") {
+    throw bad(`a ${p.type} message carries entries`);
+  }
+  if (p.type === "prop" && entries.length === 0) throw bad("a prop message without entries");
+  if (p.type === "app") {
+    // The core appends them after `index` as they are: they must follow it one by one.
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.index !== index + 1 + i) {
+        throw bad(
+          `app entry ${i} has index ${entries[i]!.index}, expected ${index + 1 + i} (entries follow the message's index)`,
+        );
+      }
+    }
+  }
   let snapshot: Snapshot | undefined;
   if (p.snapshot !== undefined) {
     if (p.type !== "snap") throw bad(`a ${p.type} message carries a snapshot`);
     const md = p.snapshot.metadata;
     const cs = md?.confState;
     if (md === undefined || cs === undefined) throw bad("snapshot without metadata");
+    const snapIndex = num(md.index, "snapshot index");
+    const snapTerm = num(md.term, "snapshot term");
+    if (snapIndex === 0 || snapTerm === 0) throw bad("a snapshot at index or term 0");
+    if (snapTerm > term) throw bad(`a snapshot of term ${snapTerm} in a message of term ${term}`);
     snapshot = {
       metadata: {
-        index: num(md.index, "snapshot index"),
-        term: num(md.term, "snapshot term"),
+        index: snapIndex,
+        term: snapTerm,
         confState: {
-          voters: cs.voters,
-          learners: cs.learners,
-          votersOutgoing: cs.votersOutgoing,
-          learnersNext: cs.learnersNext,
+          voters: ids(cs.voters, "voter"),
+          learners: ids(cs.learners, "learner"),
+          votersOutgoing: ids(cs.votersOutgoing, "outgoing voter"),
+          learnersNext: ids(cs.learnersNext, "next learner"),
           autoLeave: cs.autoLeave,
         },
       },
@@ -122,11 +167,11 @@ function fromPb(p: PbMessage): Message {
   }
   return {
     type: p.type as MessageType,
-    to: p.to,
-    from: p.from,
-    term: num(p.term, "term"),
+    to: id(p.to, "to"),
+    from: id(p.from, "from"),
+    term,
     logTerm: num(p.logTerm, "logTerm"),
-    index: num(p.index, "index"),
+    index,
     entries,
     commit: num(p.commit, "commit"),
     snapshot,

@@ -1,41 +1,62 @@
 /**
- * Peer transport over HTTP/2 at the node URLs (`http://host:port`).
+ * Peer transport over HTTP/2 at the node URLs: `http://host:port`, or `https://host:port` with
+ * mutual TLS. src/transport/DESIGN.md specifies the wire format, the checks made on everything a
+ * peer sends, and what they protect against.
  *
- * Wire format:
- * - `POST /nexus/raft/v1/stream`: one long-lived stream per peer (client to server). The body is
- *   a sequence of frames `u32 BE length | MessageBatch (proto/raft.proto)`. Every message queued
- *   for a peer within one event-loop turn goes into one frame.
+ * In short:
+ * - `POST /nexus/raft/v1/stream`: one long-lived stream per peer (client to server) of frames
+ *   `u32 BE length | MessageBatch (proto/raft.proto)`. Messages queued for a peer within one
+ *   event-loop turn share a frame (up to a batch size).
  * - `POST /nexus/raft/v1/snapshot`: one stream per snapshot: a frame holding the `snap` Message,
- *   then the snapshot data as the rest of the body. The receiver answers 200 once the handler
- *   has stored it, 500 otherwise. Snapshots never share a stream with heartbeats.
- * - `GET /nexus/raft/v1/progress`: the replication progress the answering node knows as leader
- *   (the handler's bytes, 200), or 503 when it is not the leader. Lets any node show what only
- *   the leader knows (listNodes on a follower).
- * - Headers `nexus-cluster` (cluster name) and `nexus-from` (sender id). Another cluster's
- *   traffic is refused with 403.
+ *   then the snapshot data as the rest of the body. Answered 200 once the handler has stored it.
+ * - `GET /nexus/raft/v1/progress`: the replication progress the node knows as leader (200), or
+ *   503 when it is not the leader. Served only to a member.
+ * - Headers `nexus-cluster` (cluster name), `nexus-from` (sender id) and `nexus-from-url` (sender
+ *   URL). With TLS the sender's certificate must name that URL and the URL must hash to that id;
+ *   every message's `from` must be the sender, every `to` this node, and the sender a member
+ *   (`admitsSender`), or the request is refused (403, no detail) or the frame dropped.
  *
  * Queues are bounded per peer (messages and bytes). When a peer is unreachable or its queue is
  * full, messages are dropped and the peer is reported unreachable (Raft retries). Connections are
- * re-established with capped exponential backoff and jitter.
+ * re-established with capped exponential backoff and jitter. Dead connections are detected, not
+ * waited out: a connection attempt that has not succeeded within `connectTimeoutMs`, or a
+ * connection whose HTTP/2 PING (sent every `pingIntervalMs`) is not answered within
+ * `pingTimeoutMs`, is destroyed and made again.
  *
- * Dead connections are detected, not waited out: a connection attempt that has not succeeded
- * within `connectTimeoutMs`, or a connection whose HTTP/2 PING (sent every `pingIntervalMs`)
- * is not answered within `pingTimeoutMs`, is destroyed and made again. Without this a connection
- * through a partition that drops packets stays open, TCP retransmits with a doubling timeout,
- * and a follower takes about as long as the partition lasted to hear from its leader again.
+ * Inbound, every stream event is handled (a stream cut short never throws), frames are assembled
+ * in linear time and capped, snapshots are capped and checked before their data is read, idle
+ * streams and sessions are closed, and sessions are limited in streams, headers and number.
  */
 import http2 from "node:http2";
+import { X509Certificate } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
-import type { Message, NodeId } from "../raft/types.js";
+import type { TLSSocket } from "node:tls";
+import type { Message, MessageType, NodeId } from "../raft/types.js";
 import { NexusError } from "../errors/index.js";
-import { decodeBatch, decodeMessage, encodeBatch, encodeMessage } from "./codec.js";
+import { decodeBatch, decodeMessage, encodeBatch, encodeMessage, isWireNodeId } from "./codec.js";
+import { FrameReader, frameOf } from "./frame-reader.js";
+import { certificateNamesUrl, describeCertificateNames } from "./peer-identity.js";
+import type { PeerTls, PeerTlsMaterial } from "./peer-tls.js";
+import { RefusalLog } from "./refusal-log.js";
 
 const STREAM_PATH = "/nexus/raft/v1/stream";
 const SNAPSHOT_PATH = "/nexus/raft/v1/snapshot";
 const PROGRESS_PATH = "/nexus/raft/v1/progress";
 /** Largest progress answer read, bytes (a member list: far below this). */
 const MAX_PROGRESS_BYTES = 4 * 1024 * 1024;
+/** Largest snapshot header frame (one `snap` message whose data is a file name). */
+const MAX_SNAPSHOT_HEADER_BYTES = 1024 * 1024;
+/** A frame is closed once its messages reach this size (approximate); one message may exceed it. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Messages that Raft relays with the `from` of another node: a follower forwards `transfer-leader`
+ * with `from` naming the transferee, and passes on another node's `read-index` with `from` naming
+ * the node that asked (the leader answers it directly).
+ */
+const RELAYED: ReadonlySet<MessageType> = new Set<MessageType>(["transfer-leader", "read-index"]);
+/** A refused or idle session is given this long to close before it is destroyed. */
+const CLOSE_GRACE_MS = 2000;
 
 /** What the runtime does with what arrives. */
 export interface TransportHandler {
@@ -48,11 +69,28 @@ export interface TransportHandler {
    * proposal at once as not written, instead of waiting for its timeout.
    */
   onDropped?(msgs: readonly Message[]): void;
-  /** Stores a received snapshot's data; resolve once durable, reject to refuse it. */
+  /**
+   * Stores a received snapshot's data; resolve once durable, reject to refuse it. Called only
+   * after `checkSnapshot` accepted its message; `body` fails if the stream is cut short or
+   * exceeds `maxSnapshotBytes`.
+   */
   onSnapshot(msg: Message, body: Readable): Promise<void>;
   onSnapshotStatus(peer: NodeId, status: "finish" | "failure"): void;
   /** The progress this node knows as leader, encoded; undefined when it is not the leader. */
   onProgressRequest?(): Uint8Array | undefined;
+  /**
+   * Whether `from` (an authenticated sender with TLS, a claimed one without) may send to this
+   * node now: a member of its configuration, or anyone while it has not joined a cluster yet.
+   * Asked for every frame, snapshot and progress request; false drops the frame or refuses the
+   * request. Must be cheap.
+   */
+  admitsSender(from: NodeId): boolean;
+  /**
+   * Checks a snapshot's `snap` message before any of its data is read or written (its term, that
+   * its configuration includes this node, that it is newer than what this node has). Throws a
+   * NexusError saying why to refuse it. Absent: every snapshot from an admitted sender is taken.
+   */
+  checkSnapshot?(msg: Message): void;
 }
 
 export interface Http2TransportOptions {
@@ -64,19 +102,45 @@ export interface Http2TransportOptions {
   readonly handler: TransportHandler;
   /** Opens the data of a snapshot the core wants to send (its message's snapshot.data names it). */
   readonly openSnapshot: (msg: Message) => AsyncIterable<Uint8Array>;
+  /** This node's URL, sent as `nexus-from-url`: what a peer checks our certificate against. Required with `tls`. */
+  readonly selfUrl?: string;
+  /**
+   * Mutual TLS between peers: listen with TLS, ask every peer for a certificate signed by the
+   * trusted CA, present ours to peers. Needed to reach `https://` peers (and only those).
+   */
+  readonly tls?: PeerTls;
+  /** The node id of a node URL: with `tls`, the id that a certificate naming the URL proves. Required with `tls`. */
+  readonly idOfUrl?: (url: string) => NodeId;
   /** Per-peer queue bounds. Defaults 4096 messages, 64 MiB. */
   readonly maxQueueMessages?: number;
   readonly maxQueueBytes?: number;
-  /** Largest frame accepted, bytes. Default 128 MiB. */
+  /** Largest frame accepted, bytes. Default 64 MiB. */
   readonly maxFrameBytes?: number;
+  /** Largest snapshot accepted, bytes; a larger one is refused (and logged). Default 8 GiB. */
+  readonly maxSnapshotBytes?: number;
+  /** Snapshots received at once; more are answered 503 (the sender retries). Default 2. */
+  readonly maxConcurrentSnapshots?: number;
+  /** Streams a peer may open at once on one connection. Default 32. */
+  readonly maxConcurrentStreams?: number;
+  /** Largest header block accepted, bytes. Default 16 KiB. */
+  readonly maxHeaderListBytes?: number;
+  /** Inbound connections at once; more are refused. Default 1024. */
+  readonly maxInboundSessions?: number;
+  /** An inbound stream or connection that carries no data this long is closed. Default 60,000 ms. */
+  readonly idleTimeoutMs?: number;
+  /** A TLS handshake that takes longer is abandoned. Default 10,000 ms. */
+  readonly tlsHandshakeTimeoutMs?: number;
   /** A connection attempt that takes longer is abandoned and retried. Default 2000 ms. */
   readonly connectTimeoutMs?: number;
   /** Interval of the liveness PINGs on each outbound connection. Default 1000 ms. */
   readonly pingIntervalMs?: number;
   /** A PING unanswered this long marks the connection dead. Default 2000 ms. */
   readonly pingTimeoutMs?: number;
-  /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
-  readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
+  /** Where warnings go, called as pino is: `(fields, msg)` or `(msg)` (a NexusLogger fits). */
+  readonly logger?: {
+    warn(fields: Readonly<Record<string, unknown>>, msg: string): void;
+    info?(fields: Readonly<Record<string, unknown>>, msg?: string): void;
+  };
 }
 
 /** Counters per peer. */
@@ -88,6 +152,16 @@ export interface PeerStats {
   reconnects: number;
   /** Connections destroyed because they did not connect or answer a PING in time. */
   deadConnections: number;
+}
+
+/** Counters of what this node refused or dropped from others. */
+export interface InboundStats {
+  /** Requests answered 403/404/413/503 or refused before they were read. */
+  refusedRequests: number;
+  /** Frames dropped whole: malformed, oversized, a sender not admitted, a forged `from`. */
+  droppedFrames: number;
+  /** Snapshots refused (checkSnapshot, size cap, busy, cut short). */
+  refusedSnapshots: number;
 }
 
 interface Peer {
@@ -106,44 +180,160 @@ interface Peer {
   stats: PeerStats;
 }
 
+/** Who sent a request, once authenticated (TLS) or as claimed (plaintext). */
+interface Sender {
+  readonly id: NodeId;
+  /** The remote address, for logs. */
+  readonly address: string;
+}
+
 function approxSize(m: Message): number {
   let n = 64 + m.context.byteLength;
   for (const e of m.entries) n += 24 + e.data.byteLength;
   return n;
 }
 
+/**
+ * Destroys a session on the next turn of the event loop, never in the current one: Node 20 can
+ * spin forever (and grow until it aborts with bad_alloc) inside `session.destroy()` when it is
+ * called in the same turn as the `close` of a stream the peer reset while another stream of the
+ * session is open (test/transport/hostile-input.test.ts has the case).
+ */
+export function destroySoon(s: http2.Http2Session): void {
+  setImmediate(() => s.destroy());
+}
+
+/** A header's value as one string, or undefined (absent or repeated). */
+function header(h: http2.IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** Up to 80 characters of an untrusted string, quoted, for logs. */
+function quote(s: string | undefined): string {
+  return s === undefined ? "(none)" : JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}...` : s);
+}
+
 export class Http2Transport {
   private readonly opts: Http2TransportOptions;
   private readonly peers = new Map<NodeId, Peer>();
-  private server: http2.Http2Server | undefined;
+  private server: http2.Http2Server | http2.Http2SecureServer | undefined;
   private readonly inbound = new Set<http2.ServerHttp2Session>();
   private stopped = false;
   private readonly maxQueueMessages: number;
   private readonly maxQueueBytes: number;
   private readonly maxFrameBytes: number;
+  private readonly maxSnapshotBytes: number;
+  private readonly maxConcurrentSnapshots: number;
+  private readonly maxConcurrentStreams: number;
+  private readonly maxHeaderListBytes: number;
+  private readonly maxInboundSessions: number;
+  private readonly idleTimeoutMs: number;
+  private readonly tlsHandshakeTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly pingIntervalMs: number;
   private readonly pingTimeoutMs: number;
+  private readonly refusals: RefusalLog;
+  private snapshotsInFlight = 0;
+  private readonly inboundStats: InboundStats = {
+    refusedRequests: 0,
+    droppedFrames: 0,
+    refusedSnapshots: 0,
+  };
 
+  /** Throws BAD_CONFIG when `tls` is given without `selfUrl` and `idOfUrl`. */
   constructor(opts: Http2TransportOptions) {
     this.opts = opts;
-    this.maxQueueMessages = opts.maxQueueMessages ?? 4096;
-    this.maxQueueBytes = opts.maxQueueBytes ?? 64 * 1024 * 1024;
-    this.maxFrameBytes = opts.maxFrameBytes ?? 128 * 1024 * 1024;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
-    this.pingIntervalMs = opts.pingIntervalMs ?? 1000;
-    this.pingTimeoutMs = opts.pingTimeoutMs ?? 2000;
+    if (opts.tls !== undefined && (opts.selfUrl === undefined || opts.idOfUrl === undefined)) {
+      throw new NexusError("BAD_CONFIG", "a TLS peer transport needs selfUrl and idOfUrl");
+    }
+    const positive = (name: string, v: number | undefined, def: number): number => {
+      const x = v ?? def;
+      if (!Number.isSafeInteger(x) || x < 1) {
+        throw new NexusError(
+          "BAD_CONFIG",
+          `transport option ${name} must be an integer >= 1, got ${String(v)}`,
+        );
+      }
+      return x;
+    };
+    this.maxQueueMessages = positive("maxQueueMessages", opts.maxQueueMessages, 4096);
+    this.maxQueueBytes = positive("maxQueueBytes", opts.maxQueueBytes, 64 * 1024 * 1024);
+    this.maxFrameBytes = Math.min(
+      0xffff_ffff,
+      positive("maxFrameBytes", opts.maxFrameBytes, 64 * 1024 * 1024),
+    );
+    this.maxSnapshotBytes = positive("maxSnapshotBytes", opts.maxSnapshotBytes, 8 * 1024 ** 3);
+    this.maxConcurrentSnapshots = positive(
+      "maxConcurrentSnapshots",
+      opts.maxConcurrentSnapshots,
+      2,
+    );
+    this.maxConcurrentStreams = positive("maxConcurrentStreams", opts.maxConcurrentStreams, 32);
+    this.maxHeaderListBytes = positive("maxHeaderListBytes", opts.maxHeaderListBytes, 16 * 1024);
+    this.maxInboundSessions = positive("maxInboundSessions", opts.maxInboundSessions, 1024);
+    this.idleTimeoutMs = positive("idleTimeoutMs", opts.idleTimeoutMs, 60_000);
+    this.tlsHandshakeTimeoutMs = positive(
+      "tlsHandshakeTimeoutMs",
+      opts.tlsHandshakeTimeoutMs,
+      10_000,
+    );
+    this.connectTimeoutMs = positive("connectTimeoutMs", opts.connectTimeoutMs, 2000);
+    this.pingIntervalMs = positive("pingIntervalMs", opts.pingIntervalMs, 1000);
+    this.pingTimeoutMs = positive("pingTimeoutMs", opts.pingTimeoutMs, 2000);
+    this.refusals = new RefusalLog(opts.logger);
+  }
+
+  /** HTTP/2 settings and limits shared by the server and the client sessions. */
+  private sessionOptions(): http2.SessionOptions {
+    return {
+      settings: {
+        maxConcurrentStreams: this.maxConcurrentStreams,
+        maxHeaderListSize: this.maxHeaderListBytes,
+        enablePush: false,
+      },
+      maxHeaderListPairs: 32,
+      maxSendHeaderBlockLength: this.maxHeaderListBytes,
+    };
   }
 
   /** Listens for peers. Resolves with the bound port. */
   async start(): Promise<number> {
-    const server = http2.createServer();
+    const tls = this.opts.tls;
+    const server =
+      tls === undefined
+        ? http2.createServer(this.sessionOptions())
+        : http2.createSecureServer({
+            ...this.sessionOptions(),
+            ...tls.material,
+            requestCert: true,
+            rejectUnauthorized: true,
+            minVersion: "TLSv1.2",
+            allowHTTP1: false,
+            handshakeTimeout: this.tlsHandshakeTimeoutMs,
+          });
     this.server = server;
-    server.on("session", (s) => {
+    server.maxConnections = this.maxInboundSessions;
+    server.on("session", (s: http2.ServerHttp2Session) => {
       this.inbound.add(s);
       s.on("close", () => this.inbound.delete(s));
       s.on("error", () => undefined);
+      s.on("frameError", () => undefined);
     });
+    // A connection or stream that carries no data for idleTimeoutMs is closed (streams in
+    // onStream). PINGs do not count: only stream data does.
+    server.setTimeout(this.idleTimeoutMs);
+    server.on("timeout", (s: http2.ServerHttp2Session) => this.closeSession(s));
+    server.on("sessionError", () => undefined);
+    if (tls !== undefined) {
+      server.on("tlsClientError", (err: Error, socket: TLSSocket) => {
+        this.refusals.warn("tls", "refused a peer connection: TLS handshake failed", {
+          remote: socket.remoteAddress,
+          error: err.message,
+        });
+      });
+      tls.onChange((m) => this.useTls(m));
+    }
     server.on("stream", (stream, headers) => this.onStream(stream, headers));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -152,7 +342,48 @@ export class Http2Transport {
         resolve();
       });
     });
+    server.on("error", (err) =>
+      this.opts.logger?.warn({ error: err.message }, "peer listener error"),
+    );
+    tls?.watch(2000, {
+      info: (f, msg) => this.opts.logger?.info?.(f, msg),
+      warn: (f, msg) => this.opts.logger?.warn(f, msg),
+    });
     return (server.address() as AddressInfo).port;
+  }
+
+  /**
+   * New TLS material (a reload): new connections use it at once; established ones, authenticated
+   * with the old material, are closed at once so that every peer is checked again (a peer whose
+   * CA is no longer trusted is cut off now, not when its connection ends).
+   */
+  private useTls(m: PeerTlsMaterial): void {
+    if (this.stopped) return;
+    (this.server as http2.Http2SecureServer | undefined)?.setSecureContext({ ...m });
+    for (const s of this.inbound) destroySoon(s);
+    for (const p of this.peers.values()) this.disconnect(p);
+    this.opts.logger?.info?.(
+      {},
+      "peer TLS material in use changed; peer connections re-established",
+    );
+  }
+
+  /** Reads the TLS files again now (SIGHUP). Throws BAD_CONFIG, keeping the old material, when they are unusable. */
+  reloadTls(): boolean {
+    if (this.opts.tls === undefined) {
+      throw new NexusError("BAD_CONFIG", "this node does not use TLS between peers");
+    }
+    return this.opts.tls.reload();
+  }
+
+  private closeSession(s: http2.ServerHttp2Session): void {
+    if (s.destroyed) return;
+    try {
+      s.close();
+    } catch {
+      // Already closing.
+    }
+    setTimeout(() => destroySoon(s), CLOSE_GRACE_MS).unref();
   }
 
   addPeer(id: NodeId, url: string): void {
@@ -204,6 +435,11 @@ export class Http2Transport {
     return out;
   }
 
+  /** What this node refused or dropped from others so far. */
+  refused(): InboundStats {
+    return { ...this.inboundStats };
+  }
+
   /** Queues messages for their peers; never blocks. Snapshots go on their own stream. */
   send(msgs: readonly Message[]): void {
     if (this.stopped) return;
@@ -251,69 +487,134 @@ export class Http2Transport {
   }
 
   private flush(p: Peer): void {
-    if (this.stopped || p.queue.length === 0 || !this.peers.has(p.id)) return;
-    const stream = this.streamFor(p);
-    if (stream === undefined) {
-      this.dropQueue(p);
-      return;
+    while (!this.stopped && p.queue.length > 0 && !p.draining && this.peers.has(p.id)) {
+      const stream = this.streamFor(p);
+      if (stream === undefined) {
+        this.dropQueue(p);
+        return;
+      }
+      // One frame holds the queue up to about BATCH_BYTES (at least one message), so that no
+      // frame nears a receiver's maxFrameBytes unless one message does.
+      let n = 0;
+      let bytes = 0;
+      while (n < p.queue.length && (n === 0 || bytes + approxSize(p.queue[n]!) <= BATCH_BYTES)) {
+        bytes += approxSize(p.queue[n]!);
+        n++;
+      }
+      const msgs = p.queue.slice(0, n);
+      p.queue = n === p.queue.length ? [] : p.queue.slice(n);
+      p.queuedBytes = Math.max(0, p.queuedBytes - bytes);
+      if (p.session?.connecting === true) p.unconnected.push(...msgs);
+      const frame = frameOf(encodeBatch(msgs));
+      p.stats.framesSent++;
+      p.stats.messagesSent += msgs.length;
+      p.stats.bytesSent += frame.byteLength;
+      if (!stream.write(frame)) {
+        // HTTP/2 flow control: wait for the peer to read before writing more, or for the stream
+        // to go (a dead connection is destroyed while full): either way, flushing resumes.
+        p.draining = true;
+        const resume = (): void => {
+          stream.off("drain", resume);
+          stream.off("close", resume);
+          p.draining = false;
+          this.scheduleFlush(p);
+        };
+        stream.once("drain", resume);
+        stream.once("close", resume);
+      }
     }
-    const msgs = p.queue;
-    p.queue = [];
-    p.queuedBytes = 0;
-    if (p.session?.connecting === true) p.unconnected.push(...msgs);
-    const body = encodeBatch(msgs);
-    const frame = Buffer.allocUnsafe(4 + body.byteLength);
-    frame.writeUInt32BE(body.byteLength, 0);
-    frame.set(body, 4);
-    p.stats.framesSent++;
-    p.stats.messagesSent += msgs.length;
-    p.stats.bytesSent += frame.byteLength;
-    if (!stream.write(frame)) {
-      // HTTP/2 flow control: wait for the peer to read before writing more, or for the stream
-      // to go (a dead connection is destroyed while full): either way, flushing resumes.
-      p.draining = true;
-      const resume = (): void => {
-        stream.off("drain", resume);
-        stream.off("close", resume);
-        p.draining = false;
-        this.scheduleFlush(p);
-      };
-      stream.once("drain", resume);
-      stream.once("close", resume);
+  }
+
+  /** Client options for a peer URL, or a reason the URL cannot be reached. */
+  private connectOptions(p: Peer): http2.SecureClientSessionOptions | string {
+    const https = p.url.startsWith("https://");
+    const tls = this.opts.tls;
+    if (!https) {
+      return tls === undefined
+        ? this.sessionOptions()
+        : `${p.url} is plaintext, and this node talks to peers only over TLS (https:// URLs)`;
     }
+    if (tls === undefined) {
+      return `${p.url} needs TLS, and this node has no peer certificate (-peer-cert-file, -peer-key-file, -peer-trusted-ca-file)`;
+    }
+    const url = p.url;
+    return {
+      ...this.sessionOptions(),
+      ...tls.material,
+      minVersion: "TLSv1.2",
+      // The peer must be the node at this URL: its certificate must name the URL (or its host).
+      checkServerIdentity: (_host, cert) => {
+        let x: X509Certificate;
+        try {
+          x = new X509Certificate(cert.raw);
+        } catch (err) {
+          return err as Error;
+        }
+        if (certificateNamesUrl(x, url)) return undefined;
+        return new Error(
+          `the peer at ${url} presented a certificate that does not name it (${describeCertificateNames(x)})`,
+        );
+      },
+    };
   }
 
   private client(p: Peer): http2.ClientHttp2Session | undefined {
     if (p.session !== undefined && !p.session.closed && !p.session.destroyed) return p.session;
     if (Date.now() < p.retryAt) return undefined;
-    const s = http2.connect(p.url);
+    const options = this.connectOptions(p);
+    if (typeof options === "string") {
+      this.refusals.warn(`scheme:${p.id}`, "cannot connect to a peer", {
+        peer: p.id,
+        why: options,
+      });
+      p.retryAt = Date.now() + 2000;
+      return undefined;
+    }
+    const s = http2.connect(p.url, options);
     p.session = s;
     p.stats.reconnects++;
-    const onFail = (): void => {
-      if (p.session === s) {
-        p.session = undefined;
-        p.stream = undefined;
-        p.backoffMs = Math.min(2000, Math.max(50, p.backoffMs * 2));
-        p.retryAt = Date.now() + p.backoffMs * (0.5 + Math.random() / 2);
-        const dropped = [...p.unconnected, ...p.queue];
-        p.stats.dropped += p.queue.length;
-        p.queue = [];
-        p.queuedBytes = 0;
-        p.unconnected = [];
-        // Whatever was in flight on the connection is lost: let the core probe again.
-        if (!this.stopped && this.peers.get(p.id) === p) {
-          this.opts.handler.onUnreachable(p.id);
-          if (dropped.length > 0) this.opts.handler.onDropped?.(dropped);
-        }
+    /** The peer closed the connection on purpose (GOAWAY, no error): idle, reload, stopping. */
+    let graceful = false;
+    s.on("goaway", (code: number) => {
+      if (code === http2.constants.NGHTTP2_NO_ERROR) graceful = true;
+    });
+    const onFail = (err?: Error): void => {
+      if (p.session !== s) return;
+      p.session = undefined;
+      p.stream = undefined;
+      const dropped = [...p.unconnected, ...p.queue];
+      p.stats.dropped += p.queue.length;
+      p.queue = [];
+      p.queuedBytes = 0;
+      p.unconnected = [];
+      if (graceful && err === undefined && dropped.length === 0) {
+        // Closed idle, or to re-authenticate: reconnect when there is something to send.
+        return;
+      }
+      if (err !== undefined && /certificate|SSL|TLS|handshake/i.test(err.message)) {
+        this.refusals.warn(`tls-out:${p.id}`, "TLS with a peer failed", {
+          peer: p.id,
+          url: p.url,
+          error: err.message,
+        });
+      }
+      p.backoffMs = Math.min(2000, Math.max(50, p.backoffMs * 2));
+      p.retryAt = Date.now() + p.backoffMs * (0.5 + Math.random() / 2);
+      // Whatever was in flight on the connection is lost: let the core probe again.
+      if (!this.stopped && this.peers.get(p.id) === p) {
+        this.opts.handler.onUnreachable(p.id);
+        if (dropped.length > 0) this.opts.handler.onDropped?.(dropped);
       }
     };
-    s.on("error", onFail);
-    s.on("close", onFail);
+    s.on("error", (err: Error) => onFail(err));
+    s.on("close", () => onFail());
+    let declaredDead = false;
     const dead = (why: string): void => {
-      if (s.destroyed) return;
+      if (s.destroyed || declaredDead) return;
+      declaredDead = true;
       p.stats.deadConnections++;
       this.opts.logger?.warn({ peer: p.id, why }, "peer connection is dead; reconnecting");
-      s.destroy();
+      destroySoon(s);
     };
     const connectTimer = setTimeout(
       () => dead(`not connected within ${this.connectTimeoutMs} ms`),
@@ -355,13 +656,14 @@ export class Http2Transport {
     return s;
   }
 
-  /** The headers of every request to a peer: method, path, our cluster name and id. */
+  /** The headers of every request to a peer: method, path, our cluster name, id and URL. */
   private headers(method: "GET" | "POST", path: string): http2.OutgoingHttpHeaders {
     return {
       ":method": method,
       ":path": path,
       "nexus-cluster": this.opts.clusterName,
       "nexus-from": this.opts.id,
+      ...(this.opts.selfUrl === undefined ? {} : { "nexus-from-url": this.opts.selfUrl }),
     };
   }
 
@@ -379,7 +681,10 @@ export class Http2Transport {
     st.on("response", (h) => {
       const status = Number(h[":status"]);
       if (status !== 200) {
-        this.opts.logger?.warn({ peer: p.id, status }, "peer refused our stream");
+        this.refusals.warn(`refused-us:${p.id}`, "peer refused our stream", {
+          peer: p.id,
+          status,
+        });
         st.close();
       }
     });
@@ -399,18 +704,30 @@ export class Http2Transport {
     }
     try {
       const st = s.request(this.headers("POST", SNAPSHOT_PATH));
+      let status = 0;
+      let answer = "";
       const done = new Promise<number>((resolve, reject) => {
-        st.on("response", (h) => resolve(Number(h[":status"])));
+        st.on("response", (h) => {
+          status = Number(h[":status"]);
+          if (status !== 200) resolve(status);
+        });
+        st.setEncoding("utf8");
+        st.on("data", (c: string) => {
+          if (answer.length < 1000) answer += c;
+        });
+        st.on("end", () => resolve(status));
         st.on("error", reject);
-        st.on("close", () => reject(new Error("snapshot stream closed")));
+        st.on("close", () =>
+          status === 0 ? reject(new Error("snapshot stream closed")) : resolve(status),
+        );
       });
       done.catch(() => undefined);
-      const head = encodeMessage(m);
-      const frame = Buffer.allocUnsafe(4 + head.byteLength);
-      frame.writeUInt32BE(head.byteLength, 0);
-      frame.set(head, 4);
       const write = (b: Uint8Array): Promise<void> =>
         new Promise((resolve, reject) => {
+          if (status !== 0 && status !== 200) {
+            reject(new Error(`the peer refused the snapshot (HTTP ${status})`));
+            return;
+          }
           if (st.destroyed || st.closed) {
             reject(new Error("snapshot stream closed"));
             return;
@@ -431,11 +748,27 @@ export class Http2Transport {
           st.once("drain", onDrain);
           st.once("close", onClose);
         });
-      await write(frame);
-      for await (const chunk of this.opts.openSnapshot(m)) await write(chunk);
-      st.end();
-      const status = await done;
-      this.opts.handler.onSnapshotStatus(p.id, status === 200 ? "finish" : "failure");
+      try {
+        await write(frameOf(encodeMessage(m)));
+        for await (const chunk of this.opts.openSnapshot(m)) await write(chunk);
+        st.end();
+      } catch (err) {
+        // A refusal ends the stream early: report what the peer said, not the broken write.
+        if (status === 0) throw err;
+        st.close(http2.constants.NGHTTP2_CANCEL);
+      }
+      const got = await done;
+      if (got !== 200) {
+        this.opts.logger?.warn(
+          {
+            peer: p.id,
+            status: got,
+            answer: answer.trim(),
+          },
+          "a peer refused the snapshot we sent",
+        );
+      }
+      this.opts.handler.onSnapshotStatus(p.id, got === 200 ? "finish" : "failure");
     } catch (err) {
       this.opts.logger?.warn(
         {
@@ -448,122 +781,424 @@ export class Http2Transport {
     }
   }
 
+  /**
+   * Answers a request, once: nothing when it was answered already or its stream is gone (cut by
+   * the peer). Never throws.
+   */
+  private answer(stream: http2.ServerHttp2Stream, status: number, body = ""): void {
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    try {
+      stream.respond({ ":status": status });
+      stream.end(body);
+    } catch {
+      // The peer reset the stream meanwhile.
+    }
+  }
+
+  /** Answers, then stops reading the request: what the peer still sends is not wanted. */
+  private answerAndClose(stream: http2.ServerHttp2Stream, status: number, body = ""): void {
+    this.answer(stream, status, body);
+    setImmediate(() => {
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+  }
+
+  /** Refuses a request: a bare status for the peer (nothing that helps an attacker), a log line here. */
+  private refuse(
+    stream: http2.ServerHttp2Stream,
+    status: number,
+    kind: string,
+    why: string,
+    fields: Record<string, unknown>,
+  ): void {
+    this.inboundStats.refusedRequests++;
+    this.refusals.warn(kind, `refused a peer request: ${why}`, fields);
+    this.answerAndClose(stream, status);
+  }
+
+  /**
+   * Who sent the request, checked: the cluster name, a well-formed id and, with TLS, a
+   * certificate (verified against the trusted CA during the handshake) that names the claimed
+   * URL, which must hash to the claimed id. A string says why not.
+   */
+  private authenticate(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+  ): Sender | string {
+    const from = header(headers, "nexus-from");
+    if (header(headers, "nexus-cluster") !== this.opts.clusterName) {
+      return `another cluster's name ${quote(header(headers, "nexus-cluster"))} (sender ${quote(from)})`;
+    }
+    if (from === undefined || !isWireNodeId(from)) return `a malformed sender id ${quote(from)}`;
+    const tls = this.opts.tls;
+    if (tls === undefined)
+      return { id: from, address: stream.session?.socket?.remoteAddress ?? "" };
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    const cert = socket?.authorized === true ? socket.getPeerX509Certificate() : undefined;
+    if (cert === undefined) return `no verified client certificate (sender ${quote(from)})`;
+    const url = header(headers, "nexus-from-url");
+    if (url === undefined) return `no nexus-from-url header (sender ${quote(from)})`;
+    let id: NodeId;
+    try {
+      id = this.opts.idOfUrl!(url);
+    } catch {
+      return `a malformed sender URL ${quote(url)}`;
+    }
+    if (id !== from) {
+      return `sender id ${quote(from)} is not the id of its URL ${quote(url)} (${id})`;
+    }
+    if (!certificateNamesUrl(cert, url)) {
+      return `the certificate (${describeCertificateNames(cert)}) does not name the sender's URL ${quote(url)}`;
+    }
+    return { id, address: socket?.remoteAddress ?? "" };
+  }
+
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on("error", () => undefined);
-    const path = headers[":path"];
-    if (headers["nexus-cluster"] !== this.opts.clusterName) {
-      stream.respond({ ":status": 403 });
-      stream.end(`refused: this node belongs to cluster "${this.opts.clusterName}"`);
+    try {
+      this.route(stream, headers);
+    } catch (err) {
+      // A stream reset by the peer while it was being routed: nothing to answer.
+      this.opts.logger?.warn({ error: (err as Error).message }, "a peer request failed");
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  private route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    // A stream that carries nothing for idleTimeoutMs is closed; the peer opens a new one.
+    stream.setTimeout(this.idleTimeoutMs, () => {
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    const path = header(headers, ":path");
+    const who = this.authenticate(stream, headers);
+    if (typeof who === "string") {
+      this.refuse(stream, 403, "unauthenticated", who, {
+        remote: stream.session?.socket?.remoteAddress,
+        path: quote(path),
+      });
       return;
     }
-    if (path === STREAM_PATH) {
+    if (path === STREAM_PATH && header(headers, ":method") === "POST") {
       stream.respond({ ":status": 200 });
-      this.readFrames(
+      this.readFrames(stream, who);
+      return;
+    }
+    if (path === SNAPSHOT_PATH && header(headers, ":method") === "POST") {
+      this.receiveSnapshot(stream, who);
+      return;
+    }
+    if (path === PROGRESS_PATH && header(headers, ":method") === "GET") {
+      this.answerProgress(stream, who);
+      return;
+    }
+    this.refuse(stream, 404, "unknown-path", "an unknown path", {
+      from: who.id,
+      remote: who.address,
+      path: quote(path),
+    });
+  }
+
+  private answerProgress(stream: http2.ServerHttp2Stream, who: Sender): void {
+    if (!this.admits(who)) {
+      this.refuse(
         stream,
-        (frame) => this.opts.handler.onMessages(decodeBatch(frame)),
-        undefined,
+        403,
+        "not-member",
+        "the progress asked by a sender that is not a member",
+        {
+          from: who.id,
+          remote: who.address,
+        },
       );
       return;
     }
-    if (path === SNAPSHOT_PATH) {
-      this.receiveSnapshot(stream);
+    let body: Uint8Array | undefined;
+    try {
+      body = this.opts.handler.onProgressRequest?.();
+    } catch (err) {
+      this.opts.logger?.warn(
+        {
+          error: (err as Error).message,
+        },
+        "could not answer a progress request",
+      );
+    }
+    if (body === undefined) {
+      this.answer(stream, 503, "not the leader");
       return;
     }
-    if (path === PROGRESS_PATH) {
-      let body: Uint8Array | undefined;
-      try {
-        body = this.opts.handler.onProgressRequest?.();
-      } catch (err) {
-        this.opts.logger?.warn(
-          {
-            error: (err as Error).message,
-          },
-          "could not answer a progress request",
-        );
-      }
-      if (body === undefined) {
-        stream.respond({ ":status": 503 });
-        stream.end("not the leader");
-        return;
-      }
+    if (stream.destroyed || stream.closed) return;
+    try {
       stream.respond({ ":status": 200 });
       stream.end(body);
-      return;
+    } catch {
+      // Reset by the peer meanwhile.
     }
-    stream.respond({ ":status": 404 });
-    stream.end();
   }
 
-  /** Reads length-prefixed frames; a malformed or oversized frame closes the stream. */
-  private readFrames(
-    stream: http2.ServerHttp2Stream,
-    onFrame: (b: Uint8Array) => void,
-    onRest: ((rest: Buffer) => void) | undefined,
-  ): void {
-    let buf: Buffer = Buffer.alloc(0);
+  private admits(who: Sender): boolean {
+    try {
+      return this.opts.handler.admitsSender(who.id);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The raft stream: frames of message batches. A frame is delivered only whole and only when
+   * every message in it comes from the sender (or is relayed, naming a member: RELAYED) to this
+   * node and the sender is admitted; a frame
+   * from a sender not admitted is dropped (the stream stays: membership changes); a malformed,
+   * oversized or forged one closes the stream.
+   */
+  private readFrames(stream: http2.ServerHttp2Stream, who: Sender): void {
+    const reader = new FrameReader(this.maxFrameBytes);
+    let closed = false;
+    const close = (kind: string, why: string, fields: Record<string, unknown>): void => {
+      closed = true;
+      this.inboundStats.droppedFrames++;
+      this.refusals.warn(kind, `closed a peer stream: ${why}`, {
+        from: who.id,
+        remote: who.address,
+        ...fields,
+      });
+      stream.off("data", onData);
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+    };
     const onData = (chunk: Buffer): void => {
-      buf = buf.byteLength === 0 ? chunk : Buffer.concat([buf, chunk]);
-      while (buf.byteLength >= 4) {
-        const len = buf.readUInt32BE(0);
-        if (len > this.maxFrameBytes) {
-          this.opts.logger?.warn({ bytes: len }, "peer sent an oversized frame");
-          stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+      if (closed) return;
+      reader.push(chunk);
+      for (;;) {
+        let frame: Uint8Array | undefined;
+        try {
+          frame = reader.next();
+        } catch (err) {
+          close("oversized", "an oversized frame", { error: (err as Error).message });
           return;
         }
-        if (buf.byteLength < 4 + len) return;
-        const frame = buf.subarray(4, 4 + len);
-        buf = buf.subarray(4 + len);
+        if (frame === undefined) return;
+        let msgs: Message[];
         try {
-          onFrame(frame);
+          msgs = decodeBatch(frame);
+        } catch (err) {
+          close("malformed", "a malformed frame", { error: (err as Error).message });
+          return;
+        }
+        // Each message comes from the sender, or is one Raft relays and names a member.
+        const forged = msgs.find(
+          (m) =>
+            m.to !== this.opts.id ||
+            (m.from !== who.id &&
+              !(RELAYED.has(m.type) && this.admits({ id: m.from, address: who.address }))),
+        );
+        if (forged !== undefined) {
+          close("forged", "a message not from its sender or not to this node", {
+            messageFrom: forged.from,
+            messageTo: forged.to,
+            type: forged.type,
+          });
+          return;
+        }
+        if (msgs.length === 0) continue;
+        if (!this.admits(who)) {
+          this.inboundStats.droppedFrames++;
+          this.refusals.warn(
+            "not-member",
+            "dropped messages from a sender that is not a member this node knows " +
+              "(if this node is behind a membership change, it catches up once a member it knows leads)",
+            { from: who.id, remote: who.address, messages: msgs.length, type: msgs[0]!.type },
+          );
+          continue;
+        }
+        try {
+          this.opts.handler.onMessages(msgs);
         } catch (err) {
           this.opts.logger?.warn(
             {
+              from: who.id,
               error: (err as Error).message,
             },
-            "dropped a malformed frame from a peer",
+            "the node could not take messages from a peer",
           );
-          stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
-          return;
-        }
-        if (onRest !== undefined) {
-          stream.off("data", onData);
-          onRest(buf);
-          return;
         }
       }
     };
     stream.on("data", onData);
   }
 
-  private receiveSnapshot(stream: http2.ServerHttp2Stream): void {
-    let header: Message | undefined;
-    this.readFrames(
-      stream,
-      (frame) => {
-        header = decodeMessage(frame);
-        if (header.type !== "snap")
-          throw new NexusError("INVALID_ARGUMENT", "snapshot stream without a snap message");
-      },
-      (rest) => {
-        const m = header!;
-        const body = new Readable({ read: () => stream.resume() });
-        if (rest.byteLength > 0) body.push(rest);
-        stream.on("data", (c: Buffer) => {
-          if (!body.push(c)) stream.pause();
+  /**
+   * A snapshot stream: its header frame is decoded and checked (sender, addressee, membership,
+   * `checkSnapshot`) before any data is read; the data is then handed to the handler as a
+   * stream that fails if the peer cuts it short or sends more than maxSnapshotBytes.
+   */
+  private receiveSnapshot(stream: http2.ServerHttp2Stream, who: Sender): void {
+    const fields = { from: who.id, remote: who.address };
+    if (this.snapshotsInFlight >= this.maxConcurrentSnapshots) {
+      this.inboundStats.refusedSnapshots++;
+      this.refuse(
+        stream,
+        503,
+        "snapshot-busy",
+        "a snapshot while others are being received",
+        fields,
+      );
+      return;
+    }
+    this.snapshotsInFlight++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.snapshotsInFlight--;
+    };
+    stream.once("close", release);
+    const refuseSnapshot = (status: number, kind: string, why: string, extra = {}): void => {
+      this.inboundStats.refusedSnapshots++;
+      this.refuse(stream, status, kind, why, { ...fields, ...extra });
+      release();
+    };
+    const reader = new FrameReader(MAX_SNAPSHOT_HEADER_BYTES);
+    const onHeader = (chunk: Buffer): void => {
+      reader.push(chunk);
+      let frame: Uint8Array | undefined;
+      let m: Message;
+      try {
+        frame = reader.next();
+        if (frame === undefined) return;
+        m = decodeMessage(frame);
+      } catch (err) {
+        stream.off("data", onHeader);
+        refuseSnapshot(400, "snapshot-malformed", "a malformed snapshot header", {
+          error: (err as Error).message,
         });
-        stream.on("end", () => body.push(null));
-        stream.on("error", (e) => body.destroy(e));
-        this.opts.handler.onSnapshot(m, body).then(
-          () => {
-            stream.respond({ ":status": 200 });
-            stream.end();
+        return;
+      }
+      stream.off("data", onHeader);
+      stream.pause();
+      if (m.type !== "snap" || m.from !== who.id || m.to !== this.opts.id) {
+        refuseSnapshot(403, "forged", "a snapshot header not a snap from its sender to this node", {
+          type: m.type,
+          messageFrom: m.from,
+          messageTo: m.to,
+        });
+        return;
+      }
+      if (!this.admits(who)) {
+        refuseSnapshot(403, "not-member", "a snapshot from a sender that is not a member");
+        return;
+      }
+      try {
+        this.opts.handler.checkSnapshot?.(m);
+      } catch (err) {
+        this.inboundStats.refusedSnapshots++;
+        this.opts.logger?.warn(
+          {
+            ...fields,
+            term: m.term,
+            index: m.snapshot?.metadata.index,
+            why: (err as Error).message,
           },
-          (err: unknown) => {
-            body.destroy();
-            stream.respond({ ":status": 500 });
-            stream.end(String((err as Error).message));
-          },
+          "refused a snapshot before writing it",
         );
+        this.answerAndClose(stream, 409, (err as Error).message);
+        release();
+        return;
+      }
+      this.takeSnapshotBody(stream, who, m, reader.takeRest(), release);
+    };
+    stream.on("data", onHeader);
+  }
+
+  private takeSnapshotBody(
+    stream: http2.ServerHttp2Stream,
+    who: Sender,
+    m: Message,
+    rest: Uint8Array[],
+    release: () => void,
+  ): void {
+    let received = 0;
+    let ended = false;
+    const body = new Readable({ read: () => stream.resume() });
+    // A handler that has not started reading when the stream is cut must not crash the process
+    // with an unhandled 'error': it sees the error when it reads.
+    body.on("error", () => undefined);
+    let refused = false;
+    const take = (c: Uint8Array): boolean => {
+      if (body.destroyed) return false;
+      received += c.byteLength;
+      if (received > this.maxSnapshotBytes) {
+        refused = true;
+        this.inboundStats.refusedSnapshots++;
+        this.opts.logger?.warn(
+          { from: who.id, index: m.snapshot?.metadata.index },
+          `refused a snapshot larger than the limit of ${this.maxSnapshotBytes} bytes ` +
+            "(maxSnapshotBytes; raise -nexus-max-snapshot-bytes on this node if the store is that large)",
+        );
+        body.destroy(
+          new NexusError(
+            "TOO_LARGE",
+            `the snapshot exceeds the limit of ${this.maxSnapshotBytes} bytes`,
+          ),
+        );
+        this.answerAndClose(stream, 413, "snapshot too large");
+        return false;
+      }
+      return body.push(c);
+    };
+    for (const c of rest) take(c);
+    stream.on("data", (c: Buffer) => {
+      if (body.destroyed) return;
+      if (!take(c)) stream.pause();
+    });
+    // A stream the peer reset before ending it is cut short, even when Node then ends it.
+    const cutShort = (): void => {
+      if (!body.destroyed) {
+        body.destroy(new NexusError("UNREACHABLE", "the snapshot stream was cut short"));
+      }
+    };
+    stream.on("aborted", () => {
+      if (!ended) cutShort();
+    });
+    stream.on("end", () => {
+      if (stream.aborted) {
+        cutShort();
+        return;
+      }
+      ended = true;
+      if (!body.destroyed) body.push(null);
+    });
+    // Cut short (reset, connection lost, idle timeout): the data is incomplete.
+    stream.on("close", () => {
+      if (!ended && !body.destroyed) {
+        body.destroy(new NexusError("UNREACHABLE", "the snapshot stream was cut short"));
+      }
+    });
+    stream.resume();
+    let handled: Promise<void>;
+    try {
+      handled = this.opts.handler.onSnapshot(m, body);
+    } catch (err) {
+      handled = Promise.reject(err as Error);
+    }
+    handled.then(
+      () => {
+        release();
+        this.answer(stream, 200);
+      },
+      (err: unknown) => {
+        release();
+        body.destroy();
+        if (!refused) this.inboundStats.refusedSnapshots++;
+        if (stream.destroyed || stream.closed || stream.headersSent) return;
+        this.opts.logger?.warn(
+          {
+            from: who.id,
+            index: m.snapshot?.metadata.index,
+            error: (err as Error).message,
+          },
+          "a received snapshot was not stored",
+        );
+        this.answerAndClose(stream, 500, (err as Error).message);
       },
     );
   }
@@ -633,7 +1268,11 @@ export class Http2Transport {
         settle(() => reject(new NexusError("UNREACHABLE", `${p.url}: ${err.message}`))),
       );
       st.on("close", () =>
-        settle(() => reject(new NexusError("UNREACHABLE", `${p.url} closed the request`))),
+        settle(() => {
+          if (status !== 0 && status !== 200 && status !== 503) {
+            reject(new NexusError("UNREACHABLE", `${p.url} answered HTTP ${status}`));
+          } else reject(new NexusError("UNREACHABLE", `${p.url} closed the request`));
+        }),
       );
       st.end();
     });
@@ -642,7 +1281,7 @@ export class Http2Transport {
   private disconnect(p: Peer): void {
     p.stream?.close();
     p.stream = undefined;
-    p.session?.destroy();
+    if (p.session !== undefined) destroySoon(p.session);
     p.session = undefined;
   }
 
@@ -650,8 +1289,9 @@ export class Http2Transport {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.opts.tls?.close();
     for (const p of this.peers.values()) this.disconnect(p);
-    for (const s of this.inbound) s.destroy();
+    for (const s of this.inbound) destroySoon(s);
     const server = this.server;
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
   }

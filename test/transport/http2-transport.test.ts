@@ -34,6 +34,7 @@ function recorder(): Recorder {
       r.snapshots.push({ msg, bytes });
     },
     onSnapshotStatus: (p, s) => void r.statuses.push(`${p}:${s}`),
+    admitsSender: () => true,
   };
   return r;
 }
