@@ -9,6 +9,12 @@ import { RedisStore } from "../store/redis/redis-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
+import {
+  REDIS_GUARD_FLAGS,
+  SQLITE_GUARD_FLAGS,
+  redisGuardOptions,
+  sqliteGuardOptions,
+} from "./store-security-flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -28,10 +34,14 @@ export const SQLITE: StoreKind = {
       kind: "string",
       help: "SQLite database file (default /tmp/sqlite/node_<id>.db)",
     },
+    ...SQLITE_GUARD_FLAGS,
   ],
   create(f, nodeDir) {
     const path = str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`);
-    return { store: new SqliteStore({ path }), describe: `sqlite ${path}` };
+    return {
+      store: new SqliteStore({ path, ...sqliteGuardOptions(f) }),
+      describe: `sqlite ${path}`,
+    };
   },
 };
 
@@ -57,13 +67,15 @@ export const REDIS: StoreKind = {
       default: 13,
       help: "Redis database holding the applied index (not usable as db.index)",
     },
+    ...REDIS_GUARD_FLAGS,
   ],
   create(f) {
     const host = str(f, "redisHost")!;
     const port = int(f, "redisPort")!;
+    const guard = redisGuardOptions(f);
     return {
-      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")! }),
-      describe: `redis ${host}:${port}`,
+      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")!, ...guard }),
+      describe: `redis ${guard.tls === undefined ? "" : "tls "}${host}:${port}`,
     };
   },
 };

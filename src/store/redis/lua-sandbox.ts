@@ -29,6 +29,13 @@
  * Lua has no debug library).
  */
 
+/**
+ * Steps (loop iterations, function calls, redis.call) a snippet may take, by default: about
+ * 0.15 s of plain Lua, or 3 s of a loop calling Redis at each turn. Here rather than in
+ * redis-store.ts so that the command line can show it without loading the Redis driver.
+ */
+export const DEFAULT_REDIS_STEP_BUDGET = 5_000_000;
+
 /** The budget error, also matched by RedisStore. */
 export const BUDGET_EXCEEDED = "apply budget exceeded";
 

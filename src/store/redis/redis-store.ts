@@ -52,7 +52,9 @@ import type {
 import { pendingDigest } from "../store.js";
 import { digestRedis } from "./redis-digest.js";
 import { LuaRefusal, instrumentLua } from "./lua-instrument.js";
-import { SANDBOX_SCRIPT } from "./lua-sandbox.js";
+import { DEFAULT_REDIS_STEP_BUDGET, SANDBOX_SCRIPT } from "./lua-sandbox.js";
+
+export { DEFAULT_REDIS_STEP_BUDGET };
 
 /** TLS for the connection to Redis: PEM contents, not paths. The server's certificate is verified. */
 export interface RedisTlsOptions {
@@ -64,12 +66,6 @@ export interface RedisTlsOptions {
   /** The name to verify the certificate against; default the host. */
   readonly servername?: string;
 }
-
-/**
- * Steps (loop iterations, function calls, redis.call) a snippet may take, by default: about
- * 0.15 s of plain Lua, or 3 s of a loop calling Redis at each turn.
- */
-export const DEFAULT_REDIS_STEP_BUDGET = 5_000_000;
 
 export interface RedisStoreOptions {
   /** Default 127.0.0.1. */
