@@ -328,10 +328,12 @@ describe("SqliteStore: loads", () => {
     const s = await open({ applyStepBudget: 0 });
     try {
       await s.apply([entry(1, "create table t (n integer)"), entry(2, "insert into t values (1)")]);
+      // A load worker is running already (starting one takes a while on a busy machine).
+      assert.deepEqual(await load(s, "select count(*) as n from t"), [{ n: 1 }]);
       let applied = false;
       const slow = s
         .apply([
-          entry(3, `insert into t select n from (${COUNT_3M.replace("3000000", "10000000")})`),
+          entry(3, `insert into t select n from (${COUNT_3M.replace("3000000", "20000000")})`),
         ])
         .then(() => (applied = true));
       // Give the apply worker time to start the statement, then read.
