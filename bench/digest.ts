@@ -22,7 +22,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
@@ -31,6 +30,7 @@ import { MySqlStore } from "../src/store/mysql/mysql-store.js";
 import type { ApplyEntry, Store } from "../src/store/store.js";
 import { startRedis } from "../test/store/redis-server.js";
 import { startMariaDb } from "../test/store/mariadb-server.js";
+import { openSqliteDatabase } from "../src/store/sqlite/sqlite-binding.js";
 
 const USAGE =
   "usage: npm run bench -- digest [--rows N] [--mysql-rows N] [--stores sqlite,redis,mysql] [--dir D]";
@@ -194,7 +194,7 @@ async function benchSqlite(base: string, rows: number): Promise<void> {
     await init.open();
     await init.close();
     const t0 = performance.now();
-    const db = new Database(path);
+    const db = openSqliteDatabase(path);
     db.exec(
       "create table kv (id integer primary key, name text not null, v text not null, n real)",
     );

@@ -12,6 +12,12 @@ import type { Store } from "../store/store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
 import { MYSQL_SECRET_FLAGS, mysqlStoreOptions } from "./mysql-secret-flags.js";
+import {
+  REDIS_GUARD_FLAGS,
+  SQLITE_GUARD_FLAGS,
+  redisGuardOptions,
+  sqliteGuardOptions,
+} from "./store-security-flags.js";
 
 export interface StoreKind {
   readonly name: string;
@@ -68,11 +74,15 @@ export const SQLITE: StoreKind = {
       kind: "string",
       help: "SQLite database file (default /tmp/sqlite/node_<id>.db)",
     },
+    ...SQLITE_GUARD_FLAGS,
   ],
   async create(f, nodeDir) {
     const path = str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`);
     const { SqliteStore } = await import("../store/sqlite/index.js");
-    return { store: new SqliteStore({ path }), describe: `sqlite ${path}` };
+    return {
+      store: new SqliteStore({ path, ...sqliteGuardOptions(f) }),
+      describe: `sqlite ${path}`,
+    };
   },
 };
 
@@ -99,6 +109,7 @@ export const REDIS: StoreKind = {
       default: 13,
       help: "Redis database holding the applied index (not usable as db.index)",
     },
+    ...REDIS_GUARD_FLAGS,
   ],
   async create(f) {
     const host = str(f, "redisHost")!;
@@ -108,9 +119,10 @@ export const REDIS: StoreKind = {
       "ioredis",
       () => import("../store/redis/index.js"),
     );
+    const guard = redisGuardOptions(f);
     return {
-      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")! }),
-      describe: `redis ${host}:${port}`,
+      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")!, ...guard }),
+      describe: `redis ${guard.tls === undefined ? "" : "tls "}${host}:${port}`,
     };
   },
 };

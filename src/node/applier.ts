@@ -3,9 +3,15 @@
  * index order, off the Raft loop, so a slow store never delays heartbeats. A failure of the store
  * itself (StoreUnavailableError, or any unexpected error) is not a result: the pipeline stops,
  * reports the store unavailable, retries the same batch with backoff, and never skips an entry.
+ *
+ * A store call that does not return (an entry whose statement never ends, with the store's step
+ * budget off or not covering it) is observed, never aborted: after `stuckAfterMs` the pipeline
+ * reports it through storeError(), naming the entries and how long, so the node says NOT_SERVING
+ * with that reason in `nexus status`. Aborting by time would end the entry differently on each
+ * replica (src/store/DESIGN.md).
  */
 import type { Entry } from "../raft/types.js";
-import { isNexusError } from "../errors/index.js";
+import { NexusError, isNexusError } from "../errors/index.js";
 import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/store.js";
 import type { EntryPayload } from "./entry-payload.js";
 import { decodeEntryPayload } from "./entry-payload.js";
@@ -41,6 +47,9 @@ export interface ApplierEvents {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** How long one store call may run before the node reports itself stuck, by default. */
+export const DEFAULT_APPLY_STUCK_AFTER_MS = 30_000;
 
 /** Decodes the store's view of a log entry. Entries with no payload only move the index. */
 export function toApplyEntry(e: Entry): { apply: ApplyEntry; payload: EntryPayload | undefined } {
@@ -84,6 +93,8 @@ export class Applier {
     /** The position the store reported at open. */
     private applied: AppliedPosition,
     private readonly retryMaxMs = 2000,
+    /** After how long a store call that has not returned is reported (storeError()). */
+    private readonly stuckAfterMs = DEFAULT_APPLY_STUCK_AFTER_MS,
   ) {
     this.outcomes = new OutcomeHash(applied.index === 0);
   }
@@ -113,9 +124,41 @@ export class Applier {
     return n;
   }
 
-  /** The store error that stalls the pipeline, if any. */
+  /**
+   * The store error that stalls the pipeline, if any: a failure of the store, or a store call
+   * running longer than `stuckAfterMs` (STORE_UNAVAILABLE naming the entries and the time).
+   */
   storeError(): Error | undefined {
-    return this.unavailable;
+    if (this.unavailable !== undefined) return this.unavailable;
+    const call = this.inFlight;
+    if (call === undefined) return undefined;
+    const ms = Date.now() - call.startedAt;
+    return ms < this.stuckAfterMs
+      ? undefined
+      : new NexusError("STORE_UNAVAILABLE", stuckMessage(call, ms));
+  }
+
+  /** The store call in progress: which entries (or snapshot) and since when. */
+  private inFlight: StoreCall | undefined;
+
+  /** Runs one store call, watched: a call past stuckAfterMs is logged once and reported. */
+  private async watch<T>(call: Omit<StoreCall, "startedAt">, f: () => Promise<T>): Promise<T> {
+    const c: StoreCall = { ...call, startedAt: Date.now() };
+    this.inFlight = c;
+    const timer = setTimeout(() => {
+      this.logger.warn({
+        reason: stuckMessage(c, Date.now() - c.startedAt),
+        first: c.first,
+        last: c.last,
+      }, "applying is stuck: a store call has not returned");
+    }, this.stuckAfterMs);
+    timer.unref();
+    try {
+      return await f();
+    } finally {
+      clearTimeout(timer);
+      if (this.inFlight === c) this.inFlight = undefined;
+    }
   }
 
   start(): void {
@@ -198,7 +241,11 @@ export class Applier {
 
   private async applyBatch(batch: ApplyBatch): Promise<void> {
     if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
-      await this.store.restore(batch.snapshot.position, batch.snapshot.open());
+      const snap = batch.snapshot;
+      await this.watch(
+        { what: "snapshot", first: snap.position.index, last: snap.position.index },
+        () => this.store.restore(snap.position, snap.open()),
+      );
       this.applied = batch.snapshot.position;
       this.outcomes.invalidate();
       this.events.onApplied(this.applied);
@@ -216,7 +263,14 @@ export class Applier {
         j++;
         if (d.payload?.kind === "check") break;
       }
-      const results = await this.store.apply(decoded.map((d) => d.apply));
+      const results = await this.watch(
+        {
+          what: "entries",
+          first: decoded[0]!.apply.index,
+          last: decoded[decoded.length - 1]!.apply.index,
+        },
+        () => this.store.apply(decoded.map((d) => d.apply)),
+      );
       const last = decoded[decoded.length - 1]!.apply;
       this.applied = { index: last.index, term: last.term };
       for (let k = 0; k < decoded.length; k++) {
@@ -234,4 +288,26 @@ export class Applier {
       i = j;
     }
   }
+}
+
+/** One store call being watched. */
+interface StoreCall {
+  readonly what: "entries" | "snapshot";
+  readonly first: number;
+  readonly last: number;
+  readonly startedAt: number;
+}
+
+function stuckMessage(c: StoreCall, ms: number): string {
+  const which =
+    c.what === "snapshot"
+      ? `restoring the snapshot at index ${c.first}`
+      : c.first === c.last
+        ? `applying the entry at index ${c.first}`
+        : `applying the entries at indexes ${c.first}-${c.last}`;
+  return (
+    `stuck ${which} for ${Math.round(ms / 1000)} s: the store has not answered ` +
+    "(a statement that does not end? the apply step budget, -apply-step-budget, bounds saves; " +
+    "0 turns it off). Later entries wait; nothing is skipped"
+  );
 }

@@ -7,10 +7,16 @@ import assert from "node:assert/strict";
 import type { ApplyEntry, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 
+/** What the suite asks of a store it opens. */
+export interface OpenOptions {
+  /** The apply step budget, in the backend's own steps (the suite uses a small one). */
+  readonly applyStepBudget?: number;
+}
+
 export interface ConformanceOptions {
   readonly name: string;
   /** A fresh, empty store (opened by the suite) and how to clean it up. */
-  readonly open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
+  readonly open: (opts?: OpenOptions) => Promise<{ store: Store; cleanup: () => Promise<void> }>;
   /** Reopens the same data as a new instance (a restart), if the backend persists. */
   readonly reopen?: (old: Store) => Promise<Store>;
   readonly commands: {
@@ -19,6 +25,17 @@ export interface ConformanceOptions {
     /** Decodes a get() result into the value ("" when absent). */
     value(result: Uint8Array): string;
     failing(): { data: string; args?: Record<string, string> };
+  };
+  /**
+   * A poison entry, for backends with an apply step budget: `command(key)` writes `key` = "p" and
+   * then never ends. `budget` is a budget small enough for the suite and large enough for its
+   * other commands; `keepsWrites`: whether what the entry wrote before the budget stopped it stays
+   * (Redis: it has no rollback) or is rolled back (SQLite).
+   */
+  readonly poison?: {
+    readonly budget: number;
+    readonly keepsWrites: boolean;
+    command(key: string): { data: string; args?: Record<string, string> };
   };
   /**
    * Sets `key` to `value` directly in the backend's database, behind the store's back (as an
@@ -229,6 +246,54 @@ export function runStoreConformance(o: ConformanceOptions): void {
         await cleanup();
       }
     }));
+
+  if (o.poison !== undefined) {
+    const poison = o.poison;
+    it(`${o.name}: an entry past the step budget ends with the same error on every replica, and the next ones apply`, async () => {
+      const stores: { store: Store; cleanup: () => Promise<void> }[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          const s = await o.open({ applyStepBudget: poison.budget });
+          stores.push(s);
+          assert.deepEqual(await s.store.open(), { index: 0, term: 0 });
+        }
+        const outcomes: string[] = [];
+        for (const { store } of stores) {
+          // In one batch: entries before the poison, the poison, entries after it.
+          const res = await store.apply([
+            entry(1, o.commands.set("k", "a")),
+            entry(2, poison.command("p")),
+            entry(3, o.commands.set("j", "b")),
+          ]);
+          assert.equal(res.length, 3);
+          assert.equal(res[0]!.ok, true);
+          const poisoned = res[1]!;
+          assert.ok(!poisoned.ok, "the poison entry failed");
+          assert.match(poisoned.error, /apply budget exceeded/);
+          assert.match(poisoned.error, /-apply-step-budget/);
+          assert.equal(res[2]!.ok, true);
+          assert.equal(await get(store, "k"), "a");
+          assert.equal(await get(store, "j"), "b");
+          assert.equal(await get(store, "p"), poison.keepsWrites ? "p" : "");
+          assert.deepEqual(await store.lastApplied(), { index: 3, term: 1 });
+          // The next batch applies as usual.
+          const next = await store.apply([entry(4, o.commands.set("k", "c"))]);
+          assert.equal(next[0]!.ok, true);
+          assert.equal(await get(store, "k"), "c");
+          outcomes.push(
+            JSON.stringify(res.map((r) => (r.ok ? Buffer.from(r.data).toString() : r.error))),
+          );
+        }
+        assert.equal(outcomes[0], outcomes[1], "the same results on both replicas");
+        assert.equal(await digestOf(stores[0]!.store), await digestOf(stores[1]!.store));
+      } finally {
+        for (const { store, cleanup } of stores) {
+          await store.close();
+          await cleanup();
+        }
+      }
+    });
+  }
 
   if (o.tamper !== undefined) {
     const tamper = o.tamper;

@@ -19,10 +19,25 @@ export interface RedisOptions {
    * (no append-only file, no RDB snapshots), as a benchmark wants.
    */
   readonly appendonly?: boolean;
+  /** `requirepass`: clients must AUTH with this password. */
+  readonly requirepass?: string;
+  /**
+   * A TLS port besides the plain one (which tests use to see that the server is up): PEM files
+   * of the server's certificate and key, and the CA that client certificates must come from
+   * (`authClients`: whether the server asks for one; default no).
+   */
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly caFile: string;
+    readonly authClients?: boolean;
+  };
 }
 
 export interface RedisServer {
   readonly port: number;
+  /** The TLS port, when the server was started with `tls`. */
+  readonly tlsPort: number | undefined;
   readonly dir: string;
   /** Starts it again (same port and data) after stop() or kill(). */
   start(): Promise<void>;
@@ -69,7 +84,8 @@ function answersPing(port: number): Promise<boolean> {
     s.once("connect", () => s.write("PING\r\n"));
     s.once("data", (d) => {
       s.destroy();
-      resolve(d.toString().startsWith("+PONG"));
+      // A server with requirepass answers NOAUTH: it is up all the same.
+      resolve(/^(\+PONG|-NOAUTH)/.test(d.toString()));
     });
   });
 }
@@ -81,10 +97,28 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       ? ["--appendonly", "no"]
       : ["--appendonly", "yes", "--appendfsync", "always"];
   const port = await freePort();
+  const tlsPort = options.tls === undefined ? undefined : await freePort();
   const dir = mkdtempSync(join(tmpdir(), "nexus-redis-"));
+  const auth = options.requirepass === undefined ? [] : ["--requirepass", options.requirepass];
+  const tls =
+    options.tls === undefined || tlsPort === undefined
+      ? []
+      : [
+          "--tls-port",
+          String(tlsPort),
+          "--tls-cert-file",
+          options.tls.certFile,
+          "--tls-key-file",
+          options.tls.keyFile,
+          "--tls-ca-cert-file",
+          options.tls.caFile,
+          "--tls-auth-clients",
+          options.tls.authClients === true ? "yes" : "no",
+        ];
   let proc: ChildProcess | undefined;
   const server: RedisServer = {
     port,
+    tlsPort,
     dir,
     async start() {
       proc = spawn(
@@ -99,6 +133,8 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
           "--save",
           "",
           ...persistence,
+          ...auth,
+          ...tls,
           "--daemonize",
           "no",
           "--logfile",

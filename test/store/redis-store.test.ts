@@ -44,9 +44,9 @@ async function fresh(): Promise<{ store: RedisStore; srv: RedisServer }> {
 describe("RedisStore", () => {
   runStoreConformance({
     name: "redis",
-    open: async () => {
+    open: async (opts) => {
       const srv = await startRedis();
-      return { store: new RedisStore({ port: srv.port }), cleanup: () => srv.kill() };
+      return { store: new RedisStore({ port: srv.port, ...opts }), cleanup: () => srv.kill() };
     },
     reopen: async (old) => new RedisStore({ port: (old as RedisStore).port }),
     commands: {
@@ -57,6 +57,14 @@ describe("RedisStore", () => {
       get: (k) => ({ data: `return redis.call('get', '${k}')`, args: { "db.index": "1" } }),
       value: (r) => dec.decode(r),
       failing: () => ({ data: "return redis.call('nosuchcommand')", args: { "db.index": "1" } }),
+    },
+    poison: {
+      budget: 100_000,
+      keepsWrites: true,
+      command: (k) => ({
+        data: `redis.call('set', '${k}', 'p') while true do end`,
+        args: { "db.index": "1" },
+      }),
     },
     tamper: async (store, k, v) => {
       const c = new Redis({ port: (store as RedisStore).port, db: 1, lazyConnect: true });

@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { hashSnapshot, pinSnapshot } from "../../src/store/sqlite/sqlite-digest.js";
 import { digestOf } from "./conformance.js";
+import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-binding.js";
 
 const roots: string[] = [];
 after(() => {
@@ -64,7 +64,7 @@ async function opened(): Promise<SqliteStore> {
 
 /** Whether a reader holds a snapshot of the file: a TRUNCATE checkpoint cannot complete. */
 function readerHoldsWal(path: string): boolean {
-  const db = new Database(path, { timeout: 0 });
+  const db = openSqliteDatabase(path, { timeout: 0 });
   try {
     const r = db.pragma("wal_checkpoint(TRUNCATE)") as { busy: number }[];
     return r[0]!.busy !== 0;
@@ -75,7 +75,7 @@ function readerHoldsWal(path: string): boolean {
 
 /** The digest of a database built by `sqls` (run directly, as the apply worker would). */
 async function digestAfter(sqls: string[]): Promise<string> {
-  const db = new Database(":memory:");
+  const db = openSqliteDatabase(":memory:");
   try {
     db.exec("create table _nexus_meta (k text primary key, v integer not null)");
     for (const [i, q] of sqls.entries()) {

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-binding.js";
 import type { ApplyEntry } from "../../src/store/store.js";
 import { digestOf, runStoreConformance } from "./conformance.js";
 import { isNexusError } from "../../src/errors/index.js";
@@ -40,9 +40,9 @@ function entry(
 describe("SqliteStore", () => {
   runStoreConformance({
     name: "sqlite",
-    open: async () => {
+    open: async (opts) => {
       const dir = tmp();
-      const store = new SqliteStore({ path: join(dir, "db.sqlite") });
+      const store = new SqliteStore({ path: join(dir, "db.sqlite"), ...opts });
       // The suite's key-value commands need a table: create it at index 0 through the worker.
       return {
         store: withTable(store),
@@ -62,8 +62,19 @@ describe("SqliteStore", () => {
       },
       failing: () => ({ data: "insert into no_such_table values (1)" }),
     },
+    poison: {
+      budget: 1_000_000,
+      keepsWrites: false,
+      // Writes the key over and over, for ever.
+      command: (k) => ({
+        data:
+          "insert or replace into kv (k, v) select ?, 'p' from " +
+          "(with recursive c(x) as (select 1 union all select x + 1 from c) select x from c)",
+        args: { params: JSON.stringify([k]) },
+      }),
+    },
     tamper: async (store, k, v) => {
-      const db = new Database((store as SqliteStore).path);
+      const db = openSqliteDatabase((store as SqliteStore).path);
       try {
         db.prepare("update kv set v = ? where k = ?").run(v, k);
       } finally {
@@ -225,7 +236,7 @@ describe("SqliteStore", () => {
 
 /** A store whose database file already has the key-value table the suite uses. */
 function withTable(store: SqliteStore): SqliteStore {
-  const db = new Database(store.path);
+  const db = openSqliteDatabase(store.path);
   db.exec("create table if not exists kv (k text primary key, v text)");
   db.close();
   return store;

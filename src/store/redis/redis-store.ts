@@ -1,10 +1,17 @@
 /**
  * RedisStore: replication onto a Redis server, as the original's redis_repl does. A save or load
- * is a Lua snippet run with EVAL in the database given by the request arg `db.index` (default 0).
+ * is a Lua snippet run in the database given by the request arg `db.index` (default 0).
  *
+ * - The snippet never runs as Redis's own script: it is parsed and rewritten (lua-instrument.ts)
+ *   and run by one fixed wrapper script (lua-sandbox.ts) as a chunk of its own, in an
+ *   environment whose redis.call cannot select, swap, move to or flush another database (the
+ *   metadata database included) nor change the server. Saves run with EVAL, loads with EVAL_RO.
  * - Exactly once: each entry runs as one script that checks the applied index, runs the user's
  *   snippet, and records the new applied index and term in the metadata database (default 13),
  *   all in one atomic script. A restart never applies an entry twice or skips one.
+ * - The step budget: each loop iteration, function call and redis.call is a step; a snippet
+ *   past `applyStepBudget` steps ends with "apply budget exceeded" on every replica alike (what it
+ *   wrote before stays, as for any Lua error), and the cluster goes on (src/store/DESIGN.md).
  * - A Lua error (a bad call, a syntax error) is the entry's result, the same on every replica, and
  *   the applied index moves past it. Redis does not roll back: writes the snippet made before the
  *   error stay, identically everywhere.
@@ -13,8 +20,10 @@
  * - Redis unreachable is not a result: the call throws StoreUnavailableError and the runtime
  *   retries; nothing beyond lastApplied() took effect.
  * - Determinism: calls whose results differ between servers (TIME, RANDOMKEY, SRANDMEMBER, SPOP,
- *   HRANDFIELD, ZRANDMEMBER) are refused in saves. Redis seeds Lua's math.random identically for
- *   every script.
+ *   HRANDFIELD, ZRANDMEMBER) are refused in saves; math.random is seeded by the entry (Redis 7
+ *   does not reset its own generator between scripts).
+ * - Secrets and TLS: `password` (and `username`, for an ACL user) authenticate the connection and
+ *   never appear in an error or a log; `tls` encrypts it and verifies the server's certificate.
  * - digest(): see redis-digest.ts; applies wait while it is computed (Redis has no snapshots).
  * - backup(): every key of every database except the metadata one, with its TTL (SCAN + DUMP +
  *   PTTL), streamed. Applying pauses while a backup is read, so the copy is exactly the state at
@@ -42,6 +51,21 @@ import type {
 } from "../store.js";
 import { pendingDigest } from "../store.js";
 import { digestRedis } from "./redis-digest.js";
+import { LuaRefusal, instrumentLua } from "./lua-instrument.js";
+import { DEFAULT_REDIS_STEP_BUDGET, SANDBOX_SCRIPT } from "./lua-sandbox.js";
+
+export { DEFAULT_REDIS_STEP_BUDGET };
+
+/** TLS for the connection to Redis: PEM contents, not paths. The server's certificate is verified. */
+export interface RedisTlsOptions {
+  /** CA certificates to trust instead of the system's. */
+  readonly ca?: string | Buffer;
+  /** A client certificate and its key, for servers that ask for one (tls-auth-clients). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** The name to verify the certificate against; default the host. */
+  readonly servername?: string;
+}
 
 export interface RedisStoreOptions {
   /** Default 127.0.0.1. */
@@ -50,40 +74,25 @@ export interface RedisStoreOptions {
   readonly port?: number;
   /** The database holding the applied index and term. Default 13, as the original. */
   readonly metadataDb?: number;
+  /** The password (requirepass, or the ACL user's); never shown in errors or logs. */
   readonly password?: string;
+  /** An ACL user name (Redis 6+); default the default user. */
+  readonly username?: string;
+  /** TLS for the connection; absent: plain TCP. */
+  readonly tls?: RedisTlsOptions;
   /** Milliseconds to wait for a connection or a reply before the store counts as unavailable. Default 5000. */
   readonly timeoutMs?: number;
+  /**
+   * Steps (loop iterations, function calls, redis.call) one snippet may take; past them the entry
+   * ends with "apply budget exceeded" on every replica. Loads have the same budget. The same on
+   * every node (src/store/DESIGN.md). 0: no limit, which is unsafe: one snippet that never ends
+   * blocks every replica's Redis for good. Default DEFAULT_REDIS_STEP_BUDGET.
+   */
+  readonly applyStepBudget?: number;
 }
 
 const META_KEY = "nexus:applied";
 const MAGIC = Buffer.from("NEXUS-REDIS-BACKUP-1\n");
-const UNSAFE_CALLS =
-  /redis\s*\.\s*p?call\s*\(\s*['"](time|randomkey|srandmember|spop|hrandfield|zrandmember)['"]/i;
-
-/**
- * The per-entry script. ARGV: metadata db, user db, index, term. The user's snippet is spliced in
- * on the script's first line so that Lua error line numbers match the user's text.
- */
-function entryScript(snippet: string): string {
-  return (
-    `local __nexus_f = function() ${snippet}\nend\n` +
-    `local __m = tonumber(ARGV[1])
-redis.call('SELECT', __m)
-local __a = tonumber(redis.call('HGET', '${META_KEY}', 'index') or '0')
-if __a >= tonumber(ARGV[3]) then return {'skip'} end
-redis.call('SELECT', tonumber(ARGV[2]))
-local __ok, __res = pcall(__nexus_f)
-redis.call('SELECT', __m)
-redis.call('HSET', '${META_KEY}', 'index', ARGV[3], 'term', ARGV[4])
-if __ok then
-  if __res == nil then return {'ok'} end
-  return {'ok', __res}
-end
-if type(__res) == 'table' and __res.err then return {'err', __res.err} end
-return {'err', tostring(__res)}
-`
-  );
-}
 
 /** Records only the applied index (an entry with no effect, or one whose script did not compile). */
 const ADVANCE_SCRIPT = `redis.call('SELECT', tonumber(ARGV[1]))
@@ -113,6 +122,8 @@ export class RedisStore implements Store {
   readonly port: number;
   private readonly metadataDb: number;
   private readonly opts: RedisStoreOptions;
+  /** Lua steps a snippet may take (0: no limit). */
+  readonly applyStepBudget: number;
   private client: Redis | undefined;
   private databases = 16;
   /** Serializes apply, backup reads and restore. */
@@ -123,6 +134,13 @@ export class RedisStore implements Store {
     this.host = opts.host ?? "127.0.0.1";
     this.port = opts.port ?? 6379;
     this.metadataDb = opts.metadataDb ?? 13;
+    this.applyStepBudget = opts.applyStepBudget ?? DEFAULT_REDIS_STEP_BUDGET;
+    if (!Number.isSafeInteger(this.applyStepBudget) || this.applyStepBudget < 0) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `applyStepBudget (-apply-step-budget) must be an integer >= 0, got ${String(opts.applyStepBudget)}`,
+      );
+    }
     if (!Number.isInteger(this.port) || this.port < 1 || this.port > 65535) {
       throw new NexusError("BAD_CONFIG", `Redis port must be 1-65535, got ${String(opts.port)}`);
     }
@@ -138,10 +156,16 @@ export class RedisStore implements Store {
     return `Redis at ${this.host}:${this.port}`;
   }
 
+  /** An error's text with the password, should a driver or server ever echo it, masked. */
+  private scrub(text: string): string {
+    const p = this.opts.password;
+    return p === undefined || p === "" ? text : text.split(p).join("***");
+  }
+
   private unavailable(err: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(`${this.where()} is unavailable: ${(err as Error).message}`, {
-      cause: err,
-    });
+    return new StoreUnavailableError(
+      `${this.where()} is unavailable: ${this.scrub((err as Error).message)}`,
+    );
   }
 
   private async redis(): Promise<Redis> {
@@ -150,10 +174,23 @@ export class RedisStore implements Store {
       this.client.disconnect();
       this.client = undefined;
     }
+    const tls = this.opts.tls;
     const c = new Redis({
       host: this.host,
       port: this.port,
       ...(this.opts.password === undefined ? {} : { password: this.opts.password }),
+      ...(this.opts.username === undefined ? {} : { username: this.opts.username }),
+      ...(tls === undefined
+        ? {}
+        : {
+            tls: {
+              rejectUnauthorized: true,
+              servername: tls.servername ?? this.host,
+              ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+              ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+              ...(tls.key === undefined ? {} : { key: tls.key }),
+            },
+          }),
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -162,12 +199,22 @@ export class RedisStore implements Store {
       connectTimeout: this.opts.timeoutMs ?? 5000,
       commandTimeout: this.opts.timeoutMs ?? 5000,
     });
-    c.on("error", () => undefined);
+    // The driver reports why a connection failed (a refused password, a certificate it could
+    // not verify) as an event, and then rejects connect() with only "Connection is closed".
+    let why: unknown;
+    c.on("error", (e: unknown) => (why ??= e));
     try {
       await c.connect();
     } catch (err) {
       c.disconnect();
-      throw this.unavailable(err);
+      throw this.unavailable(why ?? err);
+    }
+    // A server with a password refuses the first command, not the connection, when none is given.
+    try {
+      await c.ping();
+    } catch (err) {
+      c.disconnect();
+      throw this.unavailable(why ?? err);
     }
     this.client = c;
     return c;
@@ -247,17 +294,58 @@ export class RedisStore implements Store {
     return db;
   }
 
-  /** Why a snippet cannot be applied deterministically, or undefined. */
-  private refusal(snippet: string): string | undefined {
-    if (snippet.trim() === "") return "the Lua snippet is empty";
-    if (snippet.trimStart().startsWith("#!")) {
-      return "script flags (#!lua ...) are not supported in a save; remove the first line";
+  /** The snippet rewritten for the wrapper (lua-instrument.ts), or why it cannot run. */
+  private prepare(code: Uint8Array): { chunk: string } | { refusal: string } {
+    const text = new TextDecoder().decode(code);
+    if (text.trim() === "") return { refusal: "the Lua snippet is empty" };
+    if (text.trimStart().startsWith("#!")) {
+      return {
+        refusal: "script flags (#!lua ...) are not supported in a save; remove the first line",
+      };
     }
-    const m = UNSAFE_CALLS.exec(snippet);
-    if (m !== null) {
-      return `${m[1]!.toUpperCase()} gives different results on different replicas; compute the value in the client and pass it in the script`;
+    try {
+      return { chunk: instrumentLua(code) };
+    } catch (err) {
+      if (err instanceof LuaRefusal) return { refusal: err.message };
+      throw err;
     }
-    return undefined;
+  }
+
+  /**
+   * Runs the wrapper script. Its answer is `{'skip'}`, `{'ok'[, value]}` or `{'err', message}`;
+   * Redis refusing the script itself (BUSY, OOM, LOADING, a read-only replica...) depends on
+   * the server's state, not on the entry, so it is a failure of the store, never a result.
+   */
+  private async sandbox(
+    c: Redis,
+    command: "EVAL" | "EVAL_RO",
+    args: {
+      mode: "save" | "load";
+      db: number;
+      index: string;
+      term: string;
+      chunk: string;
+      seed: number;
+    },
+  ): Promise<Buffer[]> {
+    try {
+      return (await c.callBuffer(
+        command,
+        SANDBOX_SCRIPT,
+        "0",
+        args.mode,
+        String(this.metadataDb),
+        String(args.db),
+        args.index,
+        args.term,
+        args.chunk,
+        String(this.applyStepBudget),
+        String(args.seed),
+      )) as Buffer[];
+    } catch (err) {
+      if (err instanceof NexusError) throw err;
+      throw this.unavailable(err);
+    }
   }
 
   apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {
@@ -269,12 +357,13 @@ export class RedisStore implements Store {
         const meta = String(this.metadataDb);
         let refusal: string | undefined;
         let db = 0;
-        let snippet = "";
+        let chunk = "";
         if (e.command !== undefined) {
-          snippet = new TextDecoder().decode(e.command.data);
           try {
             db = this.userDb(e.command.args);
-            refusal = this.refusal(snippet);
+            const prepared = this.prepare(e.command.data);
+            if ("refusal" in prepared) refusal = prepared.refusal;
+            else chunk = prepared.chunk;
           } catch (err) {
             refusal = (err as Error).message;
           }
@@ -288,25 +377,14 @@ export class RedisStore implements Store {
           );
           continue;
         }
-        let reply: unknown;
-        try {
-          reply = await c.callBuffer(
-            "EVAL",
-            entryScript(snippet),
-            "0",
-            meta,
-            String(db),
-            idx,
-            term,
-          );
-        } catch (err) {
-          if (isConnectionError(err)) throw err;
-          // The script did not compile (a syntax error): deterministic, the entry's result.
-          await c.eval(ADVANCE_SCRIPT, 0, meta, idx, term);
-          results.push({ ok: false, error: (err as Error).message });
-          continue;
-        }
-        const r = reply as Buffer[];
+        const r = await this.sandbox(c, "EVAL", {
+          mode: "save",
+          db,
+          index: idx,
+          term,
+          chunk,
+          seed: e.seed,
+        });
         const status = r[0]?.toString();
         if (status === "skip") results.push({ ok: true, data: new Uint8Array(0) });
         else if (status === "ok") {
@@ -317,26 +395,27 @@ export class RedisStore implements Store {
     });
   }
 
+  /**
+   * Runs a snippet with EVAL_RO (no writes), in the same sandbox as saves: it cannot reach the
+   * metadata database or another one. Throws StoreError for a refused or failing snippet.
+   */
   async load(query: StoreCommand): Promise<Uint8Array> {
-    const snippet = new TextDecoder().decode(query.data);
     const db = this.userDb(query.args);
-    if (snippet.trim() === "") throw new StoreError("the Lua snippet is empty");
+    const prepared = this.prepare(query.data);
+    if ("refusal" in prepared) throw new StoreError(prepared.refusal);
     const c = await this.redis().catch((err: unknown) => {
       throw err instanceof NexusError ? err : this.unavailable(err);
     });
-    try {
-      // EVAL_RO refuses writes: a load cannot change the data.
-      const reply = await c.callBuffer(
-        "EVAL_RO",
-        `redis.call('SELECT', tonumber(ARGV[1]))\n${snippet}`,
-        "0",
-        String(db),
-      );
-      return new Uint8Array(Buffer.from(renderRedisReply(reply)));
-    } catch (err) {
-      if (isConnectionError(err)) throw this.unavailable(err);
-      throw new StoreError((err as Error).message, { cause: err });
-    }
+    const r = await this.sandbox(c, "EVAL_RO", {
+      mode: "load",
+      db,
+      index: "0",
+      term: "0",
+      chunk: prepared.chunk,
+      seed: 1,
+    });
+    if (r[0]?.toString() === "ok") return new Uint8Array(Buffer.from(renderRedisReply(r[1])));
+    throw new StoreError(renderRedisReply(r[1]));
   }
 
   private userDbs(): number[] {

@@ -1,15 +1,27 @@
-/** Messages between SqliteStore (main thread) and its workers (apply, digest). */
+/** Messages between SqliteStore (main thread) and its workers (apply, load, digest). */
 import type { AppliedPosition, ApplyEntry, ApplyResult } from "../store.js";
 
+/** The apply connection's settings that loads must never change (SqliteStore.applySettings()). */
+export interface ApplySettings {
+  /** PRAGMA synchronous: 2 (FULL) always. */
+  readonly synchronous: number;
+  /** PRAGMA query_only: 0 always. */
+  readonly queryOnly: number;
+  /** PRAGMA journal_mode: "wal" always. */
+  readonly journalMode: string;
+}
+
+/** To the apply worker. */
 export type WorkerRequest =
-  | { readonly id: number; readonly op: "open"; readonly path: string }
-  | { readonly id: number; readonly op: "apply"; readonly entries: readonly ApplyEntry[] }
   | {
       readonly id: number;
-      readonly op: "load";
-      readonly sql: string;
-      readonly params: string | undefined;
+      readonly op: "open";
+      readonly path: string;
+      /** SQLite instructions one user statement may run; 0: no limit. */
+      readonly stepBudget: number;
     }
+  | { readonly id: number; readonly op: "apply"; readonly entries: readonly ApplyEntry[] }
+  | { readonly id: number; readonly op: "settings" }
   | { readonly id: number; readonly op: "lastApplied" }
   | { readonly id: number; readonly op: "backup"; readonly file: string }
   | {
@@ -20,14 +32,44 @@ export type WorkerRequest =
     }
   | { readonly id: number; readonly op: "close" };
 
-export type WorkerResult = AppliedPosition | ApplyResult[] | string | null;
+export type WorkerResult = AppliedPosition | ApplyResult[] | ApplySettings | null;
 
+/** From the apply worker. BAD_CONFIG: the step budget was asked for and cannot be had. */
 export type WorkerResponse =
   | { readonly id: number; readonly ok: true; readonly result: WorkerResult }
   | {
       readonly id: number;
       readonly ok: false;
-      readonly code: "STORE_ERROR" | "STORE_UNAVAILABLE";
+      readonly code: "STORE_ERROR" | "STORE_UNAVAILABLE" | "BAD_CONFIG";
+      readonly message: string;
+    };
+
+/** The limits of a load (SqliteStoreOptions says what each means). */
+export interface LoadLimits {
+  readonly maxRows: number;
+  readonly maxBytes: number;
+  readonly timeoutMs: number;
+}
+
+/** To a load worker: run one read-only query on its own read-only connection to `path`. */
+export interface LoadRequest {
+  readonly id: number;
+  readonly path: string;
+  readonly sql: string;
+  readonly params: string | undefined;
+  readonly limits: LoadLimits;
+  /** When the load must have ended, in ms since the epoch (it was asked for timeoutMs before). */
+  readonly deadlineAt: number;
+}
+
+/** From a load worker: the result as UTF-8 JSON (its buffer transferred), or why not. */
+export type LoadResponse =
+  | { readonly id: number; readonly ok: true; readonly json: Uint8Array }
+  | {
+      readonly id: number;
+      readonly ok: false;
+      /** STORE_ERROR: the query's fault (refused, failed, over a limit); else the database's. */
+      readonly code: "STORE_ERROR" | "STORE_UNAVAILABLE" | "TOO_LARGE" | "TIMEOUT";
       readonly message: string;
     };
 

@@ -7,8 +7,9 @@
  */
 import { setImmediate as yieldNow } from "node:timers/promises";
 import { parentPort } from "node:worker_threads";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { DigestRequest, DigestResponse } from "./protocol.js";
+import { openSqliteDatabase } from "./sqlite-binding.js";
 import { hashSnapshot, pinSnapshot } from "./sqlite-digest.js";
 
 /** Running digests: why each must stop (undefined: keep going), and when it has ended. */
@@ -24,7 +25,7 @@ function pin(id: number, path: string): void {
   let db: Database.Database | undefined;
   let position;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+    db = openSqliteDatabase(path, { readonly: true, fileMustExist: true, timeout: 5000 });
     position = pinSnapshot(db);
   } catch (err) {
     db?.close();

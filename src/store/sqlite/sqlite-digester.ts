@@ -113,10 +113,21 @@ export class SqliteDigester {
     });
   }
 
-  /** Ends the worker: every running digest rejects and its connection is closed. Idempotent. */
+  /**
+   * Ends the worker: every running digest rejects and its connection is closed. Idempotent.
+   * Running digests are first asked to stop between two reads (for at most 2 s): terminating
+   * the thread while it is inside better-sqlite3 can abort the whole process.
+   */
   async close(): Promise<void> {
     const w = this.worker;
     if (w === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.abortAll("the SQLite store was closed before the digest completed"),
+      new Promise<void>((r) => (timer = setTimeout(r, 2000))),
+    ]);
+    clearTimeout(timer);
+    if (this.worker !== w) return;
     this.worker = undefined;
     for (const wt of this.waiters.values()) {
       wt.fail(new StoreUnavailableError("the SQLite store was closed before the digest completed"));

@@ -6,8 +6,13 @@
  *   result JSON `{"rowsAffected": n, "lastInsertId": m}`. The applied index is written in the
  *   same transaction; a failing statement is rolled back to its savepoint and is the entry's
  *   error result (the same message on every replica).
+ * - Step budget: each statement of a save may run at most `applyStepBudget` SQLite instructions
+ *   (a deterministic count, the same on every replica); one that runs more is stopped, rolled
+ *   back, and is its entry's error result everywhere (src/store/DESIGN.md).
  * - load: one read-only query; result: a JSON array of row objects (BLOBs as
- *   `{"base64": "..."}`, integers beyond 2^53 as strings).
+ *   `{"base64": "..."}`, integers beyond 2^53 as strings). Loads run in workers of their own on
+ *   read-only connections (sqlite-loader.ts), never on the connection that applies; they are
+ *   refused before being prepared unless they read, and are capped in rows, bytes and time.
  * - Determinism: random() and randomblob() use the entry's seed; 'now' in datetime(), date(),
  *   time(), julianday(), strftime() and unixepoch() is the entry's timestamp.
  *   CURRENT_TIMESTAMP / CURRENT_DATE / CURRENT_TIME are refused with a clear error.
@@ -21,7 +26,7 @@ import { mkdir, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { finished } from "node:stream/promises";
 import type { Worker } from "node:worker_threads";
-import { StoreError, StoreUnavailableError } from "../../errors/index.js";
+import { NexusError, StoreError, StoreUnavailableError } from "../../errors/index.js";
 import type {
   AppliedPosition,
   ApplyEntry,
@@ -31,13 +36,50 @@ import type {
   StoreCommand,
   PendingDigest,
 } from "../store.js";
-import type { WorkerRequest, WorkerResponse, WorkerResult } from "./protocol.js";
+import type { ApplySettings, WorkerRequest, WorkerResponse, WorkerResult } from "./protocol.js";
+import { STEP_BUDGET_BINDING, STEP_BUDGET_MISSING } from "./sqlite-binding.js";
 import { SqliteDigester } from "./sqlite-digester.js";
+import { SqliteLoader } from "./sqlite-loader.js";
 import { spawnSqliteWorker } from "./spawn-worker.js";
+
+/**
+ * SQLite instructions a statement of a save may run, by default: about 3 s of work at the 60
+ * million instructions a second measured on a 2-core machine (an INSERT ... SELECT of some 10
+ * million short rows).
+ */
+export const DEFAULT_SQLITE_STEP_BUDGET = 200_000_000;
+/** Rows a load may return, by default. */
+export const DEFAULT_LOAD_MAX_ROWS = 1_000_000;
+/** Bytes of JSON a load may return, by default (64 MiB). */
+export const DEFAULT_LOAD_MAX_BYTES = 64 * 1024 * 1024;
+/** Milliseconds a load may run, by default. */
+export const DEFAULT_LOAD_TIMEOUT_MS = 30_000;
 
 export interface SqliteStoreOptions {
   /** The database file; its folder is created if missing. */
   readonly path: string;
+  /**
+   * SQLite virtual-machine instructions one statement of a save may run; a statement that runs
+   * more ends with an error, rolled back, on every replica alike. Must be the same on every
+   * node (src/store/DESIGN.md says what happens otherwise). 0: no limit, which is unsafe: one
+   * statement that never ends stops every replica. Default DEFAULT_SQLITE_STEP_BUDGET. Needs
+   * the SQLite build of scripts/build-sqlite.mjs unless 0 (else open() refuses: BAD_CONFIG).
+   */
+  readonly applyStepBudget?: number;
+  /** Rows a load may return (more: TOO_LARGE). Default DEFAULT_LOAD_MAX_ROWS. */
+  readonly loadMaxRows?: number;
+  /** Bytes of JSON a load may return (more: TOO_LARGE). Default DEFAULT_LOAD_MAX_BYTES. */
+  readonly loadMaxBytes?: number;
+  /** Milliseconds a load may run before it is stopped (TIMEOUT). Default DEFAULT_LOAD_TIMEOUT_MS. */
+  readonly loadTimeoutMs?: number;
+}
+
+function nonNegativeInt(name: string, v: number | undefined, dflt: number, min: number): number {
+  const n = v ?? dflt;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new NexusError("BAD_CONFIG", `${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return n;
 }
 
 type Pending = { resolve: (r: WorkerResult) => void; reject: (e: Error) => void };
@@ -57,13 +99,46 @@ export class SqliteStore implements Store {
   private readonly pending = new Map<number, Pending>();
   private tmpCounter = 0;
   private readonly digester = new SqliteDigester();
+  private readonly loader: SqliteLoader;
+  /** SQLite instructions a statement of a save may run (0: no limit). */
+  readonly applyStepBudget: number;
   /** While a digest pins its snapshot, applies and restores wait (the snapshot comes first). */
   private pinning: Promise<unknown> | undefined;
   /** While a restore replaces the file, digests wait. */
   private restoring: Promise<unknown> | undefined;
 
+  /** Throws BAD_CONFIG for an invalid option, or a step budget without the SQLite build for it. */
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
+    this.applyStepBudget = nonNegativeInt(
+      "applyStepBudget (-apply-step-budget)",
+      opts.applyStepBudget,
+      DEFAULT_SQLITE_STEP_BUDGET,
+      0,
+    );
+    if (this.applyStepBudget > 0 && STEP_BUDGET_BINDING === undefined) {
+      throw new NexusError("BAD_CONFIG", STEP_BUDGET_MISSING);
+    }
+    this.loader = new SqliteLoader(this.path, {
+      maxRows: nonNegativeInt(
+        "loadMaxRows (-load-max-rows)",
+        opts.loadMaxRows,
+        DEFAULT_LOAD_MAX_ROWS,
+        1,
+      ),
+      maxBytes: nonNegativeInt(
+        "loadMaxBytes (-load-max-bytes)",
+        opts.loadMaxBytes,
+        DEFAULT_LOAD_MAX_BYTES,
+        2,
+      ),
+      timeoutMs: nonNegativeInt(
+        "loadTimeoutMs (-load-timeout-ms)",
+        opts.loadTimeoutMs,
+        DEFAULT_LOAD_TIMEOUT_MS,
+        1,
+      ),
+    });
   }
 
   private spawn(): Worker {
@@ -74,6 +149,7 @@ export class SqliteStore implements Store {
       this.pending.delete(res.id);
       if (res.ok) p.resolve(res.result);
       else if (res.code === "STORE_ERROR") p.reject(new StoreError(res.message));
+      else if (res.code === "BAD_CONFIG") p.reject(new NexusError("BAD_CONFIG", res.message));
       else p.reject(new StoreUnavailableError(`SQLite failed: ${res.message}`));
     });
     const fail = (why: string): void => {
@@ -103,12 +179,17 @@ export class SqliteStore implements Store {
       await mkdir(dirname(this.path), { recursive: true });
       this.worker = this.spawn();
     }
-    const position = (await this.call({ op: "open", path: this.path })) as AppliedPosition;
+    const position = (await this.call({
+      op: "open",
+      path: this.path,
+      stepBudget: this.applyStepBudget,
+    })) as AppliedPosition;
     this.digester.warm();
     return position;
   }
 
   async close(): Promise<void> {
+    await this.loader.stop("the SQLite store was closed during the load");
     await this.digester.close();
     const w = this.worker;
     if (w === undefined) return;
@@ -126,10 +207,19 @@ export class SqliteStore implements Store {
     return (await this.call({ op: "apply", entries })) as ApplyResult[];
   }
 
+  /**
+   * A read-only query on a load worker's own connection. Throws StoreError (refused or failed),
+   * NexusError TOO_LARGE (over -load-max-rows or -load-max-bytes) or TIMEOUT (over
+   * -load-timeout-ms), StoreUnavailableError.
+   */
   async load(q: StoreCommand): Promise<Uint8Array> {
-    const sql = new TextDecoder().decode(q.data);
-    const json = (await this.call({ op: "load", sql, params: q.args["params"] })) as string;
-    return new TextEncoder().encode(json);
+    if (this.worker === undefined) throw new StoreUnavailableError("the SQLite store is not open");
+    return this.loader.load(new TextDecoder().decode(q.data), q.args["params"]);
+  }
+
+  /** The apply connection's settings, which nothing but Nexus changes (for checks and tests). */
+  async applySettings(): Promise<ApplySettings> {
+    return (await this.call({ op: "settings" })) as ApplySettings;
   }
 
   private tmpFile(what: string): string {
@@ -180,6 +270,8 @@ export class SqliteStore implements Store {
       if (this.pinning !== undefined) await this.pinning.catch(() => undefined);
       // Digests read the file being replaced: they are abandoned (they reject) first.
       await this.digester.abortAll("the store was restored from a snapshot during the digest");
+      // Loads too: their connections are to the file being replaced.
+      await this.loader.stop("the store was restored from a snapshot during the load; retry it");
       await this.call({ op: "restore", file, position });
     } finally {
       await rm(file, { force: true });

@@ -1,21 +1,47 @@
 /**
- * The SQLite worker: owns the better-sqlite3 connection and runs every statement, so that a slow
- * query never blocks the main thread where Raft ticks and heartbeats run. It answers one request
- * at a time, in order.
+ * The SQLite apply worker: owns the connection that applies committed entries, so that a slow
+ * statement never blocks the main thread where Raft ticks and heartbeats run. It answers one
+ * request at a time, in order. Loads never reach this connection (sqlite-load-worker.ts).
+ *
+ * The step budget (src/store/DESIGN.md): each user statement runs with at most `stepBudget`
+ * SQLite instructions, counted by the progress handler of native/sqlite/step-budget.c. A
+ * statement stopped there is the entry's error result on every replica. SQLite rolls back the
+ * whole transaction when it stops a statement that writes, so the batch is then applied again
+ * from its start, with that entry's result already known and the statement not run again.
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { parentPort } from "node:worker_threads";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { AppliedPosition, ApplyEntry, ApplyResult } from "../store.js";
 import type { WorkerRequest, WorkerResponse, WorkerResult } from "./protocol.js";
+import { STEP_BUDGET_BINDING, STEP_BUDGET_MISSING, openSqliteDatabase } from "./sqlite-binding.js";
+import { statementHead } from "./sql-head.js";
 
 class StatementError extends Error {}
 
+/** A refusal of the configuration (the step budget cannot be had): the node must not start. */
+class ConfigError extends Error {}
+
+/**
+ * The entry at `index` spent the step budget in a statement that writes: SQLite rolled back the
+ * whole batch, which is applied again with this entry's result known.
+ */
+class BudgetRollback extends Error {
+  constructor(
+    readonly index: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 let db: Database.Database | undefined;
 let dbPath = "";
+/** SQLite instructions one user statement may run; 0: no limit. */
+let stepBudget = 0;
 /** A plain connection whose date functions are not overridden, for computing them. */
-const helper = new Database(":memory:");
+const helper = openSqliteDatabase(":memory:");
 /** The entry being applied: its time and seeded PRNG drive the SQL functions. */
 let current: { timestampMs: number; rand: () => number } | undefined;
 
@@ -63,14 +89,26 @@ function installDeterministicFunctions(d: Database.Database): void {
   }
 }
 
-const FORBIDDEN =
-  /^\s*(begin|commit|end|rollback|savepoint|release|attach|detach|vacuum|pragma)\b/i;
+/** Statements Nexus manages itself, by first keyword (after EXPLAIN, comments and whitespace). */
+const FORBIDDEN = new Set([
+  "begin",
+  "commit",
+  "end",
+  "rollback",
+  "savepoint",
+  "release",
+  "attach",
+  "detach",
+  "vacuum",
+  "pragma",
+]);
 const CURRENT_KEYWORDS = /\bcurrent_(timestamp|date|time)\b/i;
 
 function checkStatement(sql: string): void {
   if (/_nexus_/i.test(sql))
-    throw new StatementError("tables named _nexus_* are reserved for Nexus");
-  if (FORBIDDEN.test(sql)) {
+    throw new StatementError("names containing _nexus_ (tables, functions) are reserved for Nexus");
+  // Before prepare(): SQLite applies a PRAGMA while preparing it.
+  if (FORBIDDEN.has(statementHead(sql).keyword)) {
     throw new StatementError(
       "transaction control, ATTACH, VACUUM and PRAGMA are managed by Nexus; send plain statements",
     );
@@ -98,7 +136,10 @@ function params(raw: string | undefined): unknown[] | Record<string, unknown> {
   throw new StatementError("args.params must be a JSON array or object");
 }
 
-function run(stmt: Database.Statement, p: unknown[] | Record<string, unknown>): Database.RunResult {
+function runStatement(
+  stmt: Database.Statement,
+  p: unknown[] | Record<string, unknown>,
+): Database.RunResult {
   return Array.isArray(p) ? stmt.run(...p) : stmt.run(p);
 }
 
@@ -108,9 +149,22 @@ function getMeta(d: Database.Database): AppliedPosition {
   return { index: m.get("applied_index") ?? 0, term: m.get("applied_term") ?? 0 };
 }
 
-function open(path: string): AppliedPosition {
+function open(path: string, budget: number): AppliedPosition {
   dbPath = path;
-  const d = new Database(path);
+  stepBudget = budget;
+  if (budget > 0 && STEP_BUDGET_BINDING === undefined) throw new ConfigError(STEP_BUDGET_MISSING);
+  const d = openSqliteDatabase(path);
+  if (budget > 0) {
+    try {
+      d.prepare("select _nexus_step_budget_granularity()").get();
+    } catch (err) {
+      d.close();
+      throw new ConfigError(
+        `the SQLite build at ${STEP_BUDGET_BINDING} has no step budget (${(err as Error).message}); ` +
+          "rebuild it with `node scripts/build-sqlite.mjs`, or start with -apply-step-budget 0 (unsafe)",
+      );
+    }
+  }
   // WAL: readers (the digest worker's snapshots) never block this writer, nor it them.
   const mode = d.pragma("journal_mode = WAL", { simple: true }) as string;
   if (mode.toLowerCase() !== "wal") {
@@ -133,7 +187,59 @@ function need(): Database.Database {
   return db;
 }
 
+/** The error result of an entry whose statement spent the step budget. */
+function budgetMessage(): string {
+  return (
+    `apply budget exceeded: the statement ran more than ${stepBudget} SQLite instructions ` +
+    "(the apply step budget, flag -apply-step-budget); it was rolled back and has no effect on " +
+    "any replica. Split the work into smaller statements, or raise -apply-step-budget on every node"
+  );
+}
+
+/**
+ * Runs `f` (which runs the user's statement) with the step budget armed, and says whether the
+ * budget was spent. The arm and disarm statements are prepared afresh each time, and so is the
+ * user's statement: SQLite places progress calls by each statement's own cumulative counter.
+ */
+function withBudget<T>(
+  d: Database.Database,
+  f: () => T,
+): { value?: T; error?: unknown; spent: boolean } {
+  if (stepBudget === 0) {
+    try {
+      return { value: f(), spent: false };
+    } catch (error) {
+      return { error, spent: false };
+    }
+  }
+  d.prepare("select _nexus_step_budget_arm(?)").run(BigInt(stepBudget));
+  let out: { value?: T; error?: unknown };
+  try {
+    out = { value: f() };
+  } catch (error) {
+    out = { error };
+  }
+  const used = d.prepare("select _nexus_step_budget_disarm() as used").get() as { used: number };
+  return { ...out, spent: used.used > stepBudget };
+}
+
 function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
+  // The entries of this batch known to spend the budget in a statement that writes.
+  const spent = new Map<number, string>();
+  for (;;) {
+    try {
+      return applyOnce(entries, spent);
+    } catch (err) {
+      if (!(err instanceof BudgetRollback) || spent.has(err.index)) throw err;
+      spent.set(err.index, err.message);
+    }
+  }
+}
+
+function applyOnce(
+  entries: readonly ApplyEntry[],
+  spent: ReadonlyMap<number, string>,
+): ApplyResult[] {
   const d = need();
   const setMeta = d.prepare(
     "insert into _nexus_meta (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
@@ -147,7 +253,10 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
         results.push({ ok: true, data: new Uint8Array(0) });
         continue;
       }
-      if (e.command !== undefined) {
+      const known = spent.get(e.index);
+      if (known !== undefined) {
+        results.push({ ok: false, error: known });
+      } else if (e.command !== undefined) {
         const sql = new TextDecoder().decode(e.command.data);
         current = { timestampMs: e.timestampMs, rand: mulberry32(e.seed % 0x100000000) };
         d.exec("savepoint nexus_entry");
@@ -155,25 +264,31 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
           checkStatement(sql);
           const stmt = d.prepare(sql);
           const p = params(e.command.args["params"]);
-          let changes = 0;
-          let lastId = 0;
-          if (stmt.reader) {
+          if (!stmt.reader) resetRowid.run();
+          const run = withBudget(d, () => {
+            if (!stmt.reader) return runStatement(stmt, p);
             if (Array.isArray(p)) stmt.all(...p);
             else stmt.all(p);
-          } else {
-            resetRowid.run();
-            const info = run(stmt, p);
-            changes = info.changes;
-            lastId = Number(info.lastInsertRowid);
+            return undefined;
+          });
+          if (run.spent) {
+            // A statement that writes: SQLite has rolled the whole transaction back.
+            if (!d.inTransaction) throw new BudgetRollback(e.index, budgetMessage());
+            throw new StatementError(budgetMessage());
           }
+          if (run.error !== undefined) throw run.error;
           d.exec("release nexus_entry");
           results.push({
             ok: true,
             data: new TextEncoder().encode(
-              JSON.stringify({ rowsAffected: changes, lastInsertId: lastId }),
+              JSON.stringify({
+                rowsAffected: run.value?.changes ?? 0,
+                lastInsertId: run.value === undefined ? 0 : Number(run.value.lastInsertRowid),
+              }),
             ),
           });
         } catch (err) {
+          if (err instanceof BudgetRollback) throw err;
           d.exec("rollback to nexus_entry");
           d.exec("release nexus_entry");
           results.push({ ok: false, error: (err as Error).message });
@@ -192,48 +307,20 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
   return results;
 }
 
-function encodeRow(row: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(row)) {
-    out[k] = Buffer.isBuffer(v)
-      ? { base64: v.toString("base64") }
-      : typeof v === "bigint"
-        ? v.toString()
-        : v;
-  }
-  return out;
-}
-
-function load(sql: string, rawParams: string | undefined): string {
-  const d = need();
-  if (/_nexus_/i.test(sql))
-    throw new StatementError("tables named _nexus_* are reserved for Nexus");
-  let stmt: Database.Statement;
-  try {
-    stmt = d.prepare(sql);
-  } catch (err) {
-    throw new StatementError((err as Error).message);
-  }
-  if (!stmt.reader) throw new StatementError("load runs read-only queries; send writes with save");
-  if (!stmt.readonly)
-    throw new StatementError("load runs read-only queries; this statement writes");
-  const p = params(rawParams);
-  try {
-    const rows = (Array.isArray(p) ? stmt.all(...p) : stmt.all(p)) as Record<string, unknown>[];
-    return JSON.stringify(rows.map(encodeRow));
-  } catch (err) {
-    throw new StatementError((err as Error).message);
-  }
-}
-
 async function handle(req: WorkerRequest): Promise<WorkerResult> {
   switch (req.op) {
     case "open":
-      return open(req.path);
+      return open(req.path, req.stepBudget);
     case "apply":
       return apply(req.entries);
-    case "load":
-      return load(req.sql, req.params);
+    case "settings": {
+      const d = need();
+      return {
+        synchronous: d.pragma("synchronous", { simple: true }) as number,
+        queryOnly: d.pragma("query_only", { simple: true }) as number,
+        journalMode: d.pragma("journal_mode", { simple: true }) as string,
+      };
+    }
     case "lastApplied":
       return getMeta(need());
     case "backup": {
@@ -243,7 +330,7 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
       return position;
     }
     case "restore": {
-      const check = new Database(req.file, { readonly: true, fileMustExist: true });
+      const check = openSqliteDatabase(req.file, { readonly: true, fileMustExist: true });
       try {
         const pos = getMeta(check);
         if (pos.index !== req.position.index || pos.term !== req.position.term) {
@@ -267,7 +354,7 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
       } finally {
         closeSync(dirFd);
       }
-      return open(dbPath);
+      return open(dbPath, stepBudget);
     }
     case "close":
       db?.close();
@@ -293,7 +380,12 @@ parentPort!.on("message", (req: WorkerRequest) => {
       res = {
         id: req.id,
         ok: false,
-        code: statement ? "STORE_ERROR" : "STORE_UNAVAILABLE",
+        code:
+          err instanceof ConfigError
+            ? "BAD_CONFIG"
+            : statement
+              ? "STORE_ERROR"
+              : "STORE_UNAVAILABLE",
         message: (err as Error).message,
       };
     }
