@@ -62,6 +62,23 @@ if (existsSync(binding) && existsSync(stampFile) && readFileSync(stampFile, "utf
   process.exit(0);
 }
 
+// A build made earlier for the same sources, Node and better-sqlite3 (the same stamp) may be
+// handed over instead of compiling again: NEXUS_SQLITE_PREBUILT_DIR=<a native/sqlite/build folder>.
+// Used by the package install test, and by anyone installing on many identical machines.
+const prebuilt = process.env["NEXUS_SQLITE_PREBUILT_DIR"] ?? "";
+if (prebuilt !== "") {
+  const from = join(prebuilt, "better_sqlite3.node");
+  const fromStamp = join(prebuilt, "stamp");
+  if (existsSync(from) && existsSync(fromStamp) && readFileSync(fromStamp, "utf8") === stamp) {
+    mkdirSync(out, { recursive: true });
+    copyFileSync(from, binding);
+    writeFileSync(stampFile, stamp);
+    process.stdout.write(`nexus: took ${binding} from ${prebuilt} (same sources and versions)\n`);
+    process.exit(0);
+  }
+  process.stdout.write(`nexus: ${prebuilt} holds no build for these sources and versions; building\n`);
+}
+
 const started = Date.now();
 rmSync(out, { recursive: true, force: true });
 const src = join(out, "better-sqlite3");

@@ -25,6 +25,7 @@ export type { NodeId } from "./raft/types.js";
 export { MemoryStore } from "./store/memory/memory-store.js";
 export { SqliteStore } from "./store/sqlite/sqlite-store.js";
 export type { SqliteStoreOptions } from "./store/sqlite/sqlite-store.js";
+export type { ApplySettings } from "./store/sqlite/protocol.js";
 export type {
   Store,
   StoreCommand,

@@ -110,7 +110,12 @@ function localPrebuild(): Record<string, string> {
   const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
   must("tar", ["czf", join(prebuilds, name), "-C", dir, "build/Release/better_sqlite3.node"], work);
   // Used only if the installed better-sqlite3 has this very version (the file name carries it).
-  return { npm_config_better_sqlite3_local_prebuilds: prebuilds };
+  // Our own SQLite build (scripts/build-sqlite.mjs) is handed over the same way: taken only if
+  // its stamp (sources, Node and better-sqlite3 versions) matches, else compiled again.
+  return {
+    npm_config_better_sqlite3_local_prebuilds: prebuilds,
+    NEXUS_SQLITE_PREBUILT_DIR: join(ROOT, "native", "sqlite", "build"),
+  };
 }
 
 describe(
@@ -158,12 +163,15 @@ describe(
         "dist/src/store/sqlite/sqlite-worker.js",
         "src/index.ts",
         "proto/nexus.proto",
+        "scripts/build-sqlite.mjs",
+        "native/sqlite/step-budget.c",
       ]) {
         assert.ok(files.includes(want), `${want} is missing from the tarball`);
       }
       const unwanted = files.filter(
         (f) =>
-          /^(test|bench|scripts|docs|\.ci)\//.test(f) ||
+          /^(test|bench|docs|\.ci)\//.test(f) ||
+          (/^scripts\//.test(f) && f !== "scripts/build-sqlite.mjs") ||
           /(^|\/)node_modules\//.test(f) ||
           /\.test\.[jt]s$/.test(f) ||
           /\.tsbuildinfo$/.test(f) ||
