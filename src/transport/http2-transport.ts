@@ -37,7 +37,7 @@ import { NexusError } from "../errors/index.js";
 import { decodeBatch, decodeMessage, encodeBatch, encodeMessage, isWireNodeId } from "./codec.js";
 import { FrameReader, frameOf } from "./frame-reader.js";
 import { certificateNamesUrl, describeCertificateNames } from "./peer-identity.js";
-import type { PeerTls, PeerTlsMaterial } from "./peer-tls.js";
+import { isTlsFailure, type PeerTls, type PeerTlsMaterial } from "./peer-tls.js";
 import { RefusalLog } from "./refusal-log.js";
 
 const STREAM_PATH = "/nexus/raft/v1/stream";
@@ -591,7 +591,7 @@ export class Http2Transport {
         // Closed idle, or to re-authenticate: reconnect when there is something to send.
         return;
       }
-      if (err !== undefined && /certificate|SSL|TLS|handshake/i.test(err.message)) {
+      if (err !== undefined && isTlsFailure(err)) {
         this.refusals.warn(`tls-out:${p.id}`, "TLS with a peer failed", {
           peer: p.id,
           url: p.url,

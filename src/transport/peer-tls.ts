@@ -216,3 +216,38 @@ export class PeerTls {
     }
   }
 }
+
+/** Socket-level failure codes: the connection failed before or beneath TLS. */
+const SOCKET_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ERR_HTTP2_SESSION_ERROR",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_GOAWAY_SESSION",
+  "ERR_HTTP2_ERROR",
+]);
+
+/**
+ * Whether a connection error came from TLS: an OpenSSL error (its code starts with ERR_SSL_, or it
+ * names the OpenSSL library that raised it), Node's own TLS checks (ERR_TLS_...), or a certificate
+ * verification result (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ...: upper-case codes
+ * without the E prefix of errno names). Decided by the error's code, never its message.
+ */
+export function isTlsFailure(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { code?: unknown; library?: unknown };
+  if (typeof e.library === "string") return true;
+  if (typeof e.code !== "string") return false;
+  const code = e.code;
+  if (code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") || code.startsWith("ERR_OSSL_")) return true;
+  if (SOCKET_CODES.has(code) || code.startsWith("ERR_")) return false;
+  return /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|CERT_UNTRUSTED|CERT_REJECTED)/.test(code);
+}
