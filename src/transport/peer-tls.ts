@@ -247,7 +247,10 @@ export function isTlsFailure(err: unknown): boolean {
   if (typeof e.library === "string") return true;
   if (typeof e.code !== "string") return false;
   const code = e.code;
-  if (code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") || code.startsWith("ERR_OSSL_")) return true;
+  if (code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") || code.startsWith("ERR_OSSL_"))
+    return true;
   if (SOCKET_CODES.has(code) || code.startsWith("ERR_")) return false;
-  return /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|CERT_UNTRUSTED|CERT_REJECTED)/.test(code);
+  return /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|CERT_UNTRUSTED|CERT_REJECTED)/.test(
+    code,
+  );
 }

@@ -54,7 +54,10 @@ describe("isTlsFailure", () => {
     srv.on("stream", (st) => st.respond({ ":status": 200 }, { endStream: true }));
     srv.on("sessionError", () => undefined);
     await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r));
-    return { url: `https://127.0.0.1:${(srv.address() as AddressInfo).port}`, close: () => srv.close() };
+    return {
+      url: `https://127.0.0.1:${(srv.address() as AddressInfo).port}`,
+      close: () => srv.close(),
+    };
   }
 
   it("a server certificate from an untrusted CA is a TLS failure", async () => {
@@ -89,6 +92,9 @@ describe("isTlsFailure", () => {
     assert.equal(isTlsFailure(err), false);
     assert.equal(isTlsFailure(new Error("certificate handshake SSL TLS")), false);
     assert.equal(isTlsFailure(undefined), false);
-    assert.equal(isTlsFailure(Object.assign(new Error("x"), { code: "ERR_HTTP2_STREAM_ERROR" })), false);
+    assert.equal(
+      isTlsFailure(Object.assign(new Error("x"), { code: "ERR_HTTP2_STREAM_ERROR" })),
+      false,
+    );
   });
 });
