@@ -11,6 +11,7 @@ import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { format, resolveConfig } from "prettier";
+import { EXIT } from "../src/cli/exit-codes.js";
 
 const run = promisify(execFile);
 const PAGE = "docs/configuration.md";
@@ -96,7 +97,7 @@ async function help(args: readonly string[]): Promise<string> {
 const key = (f: Flag): string => f.names[0]!;
 
 /** The generated tables, by marker name, from every program's `--help`. */
-async function generate(): Promise<Map<string, string>> {
+async function generate(): Promise<{ tables: Map<string, string>; nodeFlags: Flag[] }> {
   const [sqlite, redis, mysql, serve, repl, status, localCluster] = await Promise.all(
     [
       ["sqlite_repl"],
@@ -141,7 +142,7 @@ async function generate(): Promise<Map<string, string>> {
       `nexus serve takes ${key(f)} for -store ${f.store}, which ${f.store}_repl does not list`,
     );
   }
-  return new Map([
+  const tables = new Map([
     ["node", table(common)],
     ["sqlite", table(own(sqlite!))],
     ["redis", table(own(redis!))],
@@ -151,13 +152,14 @@ async function generate(): Promise<Map<string, string>> {
     ["status", table(status!)],
     ["local-cluster", table(localCluster!)],
   ]);
+  return { tables, nodeFlags: common };
 }
 
 const MARKER = /(<!-- flags:([\w-]+) -->)([\s\S]*?)(<!-- \/flags -->)/g;
 
 describe("docs/configuration.md", () => {
   it("lists every flag of every program as its --help prints it", async () => {
-    const tables = await generate();
+    const { tables, nodeFlags } = await generate();
     const page = readFileSync(PAGE, "utf8");
     const found = new Set<string>();
     const generated = page.replace(
@@ -174,6 +176,12 @@ describe("docs/configuration.md", () => {
     }
     // As `npm run format` leaves it (padded table columns).
     const want = await format(generated, { ...(await resolveConfig(PAGE)), filepath: PAGE });
+    // Every node flag says which library option it becomes (-version aside).
+    const mapping = page.slice(page.indexOf("## Flags and library options"));
+    const unmapped = nodeFlags
+      .map(key)
+      .filter((k) => k !== "-version" && !mapping.includes(`\`${k}\``));
+    assert.deepEqual(unmapped, [], `node flags missing from ${PAGE}#flags-and-library-options`);
     if (process.env["REWRITE"] === "1") writeFileSync(PAGE, want);
     else
       assert.equal(
@@ -182,6 +190,19 @@ describe("docs/configuration.md", () => {
         `${PAGE} differs from the programs' --help: a flag is missing or changed. ` +
           "Regenerate: REWRITE=1 node --import tsx --test test/docs-configuration.test.ts",
       );
+  });
+
+  it("the exit statuses table has every status of src/cli/exit-codes.ts", () => {
+    const page = readFileSync(PAGE, "utf8");
+    const section = page.slice(
+      page.indexOf("## Exit statuses"),
+      page.indexOf("## Flags and library"),
+    );
+    const listed = [...section.matchAll(/^\| (\d+) +\|/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(
+      listed,
+      [...new Set(Object.values(EXIT))].sort((a, b) => a - b),
+    );
   });
 
   it("the parser reads a help entry: names, value, default, store, required", () => {
