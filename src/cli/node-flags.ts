@@ -6,8 +6,8 @@
 import type { NodeState, ReplicatorOptions } from "../node/options.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, int, str } from "./flags.js";
-import { LOG_LEVELS } from "./logger.js";
-import type { LogLevel } from "./logger.js";
+import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat } from "./logger.js";
+import type { LogFormat, LogLevel } from "./logger.js";
 
 export const NODE_FLAGS: readonly FlagSpec[] = [
   {
@@ -152,7 +152,12 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     name: "log-level",
     kind: "string",
     default: "info",
-    help: "debug, info, warn, error or silent; logs are JSON lines on stderr (ours)",
+    help: "debug, info, warn, error or silent; logs go to stderr (ours)",
+  },
+  {
+    name: "log-format",
+    kind: "string",
+    help: "text (time, level, message, fields) or json (one object a line); default text when stderr is a terminal, json otherwise (ours)",
   },
 ];
 
@@ -162,6 +167,7 @@ export interface NodeConfig {
   readonly grpcHost: string;
   readonly grpcPort: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 function required(f: ParsedFlags, name: string, example: string): string {
@@ -242,6 +248,10 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       `flag -log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
     );
   }
+  const logFormat = str(f, "log-format") ?? defaultLogFormat();
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new FlagError(`flag -log-format must be text or json, got "${logFormat}"`);
+  }
   return {
     replicator: {
       nodeUrl,
@@ -275,5 +285,6 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
     grpcHost: str(f, "grpcHost")!,
     grpcPort,
     logLevel: logLevel as LogLevel,
+    logFormat: logFormat as LogFormat,
   };
 }

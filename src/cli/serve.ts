@@ -111,7 +111,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     io.err(`${p.name}: -nexus-node-url: ${(err as Error).message}\n`);
     return EXIT.USAGE;
   }
-  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl });
+  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl }, cfg.logFormat);
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
   let early: NodeJS.Signals | undefined;

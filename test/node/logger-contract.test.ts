@@ -67,11 +67,11 @@ describe("the NexusLogger contract", () => {
     try {
       await until(() => rep.status().role === "leader", 10_000, "the single node to lead");
       await until(
-        () => lines.some((l) => l["msg"] === "raft state" && l["state"] === "leader"),
+        () => lines.some((l) => l["msg"] === "became leader" && l["state"] === "leader"),
         10_000,
-        "the 'raft state' line with its fields",
+        "the 'became leader' line with its fields",
       );
-      const line = lines.find((l) => l["msg"] === "raft state" && l["state"] === "leader")!;
+      const line = lines.find((l) => l["msg"] === "became leader" && l["state"] === "leader")!;
       assert.equal(line["leader"], rep.status().id);
       assert.equal(line["level"], 30);
     } finally {
