@@ -15,6 +15,7 @@ import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
+import { CONFIG_FLAG, envNameOf, withEnvAndFile } from "./config-sources.js";
 import { createCliLogger } from "./logger.js";
 import { NODE_FLAGS, nodeConfigOf } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
@@ -54,7 +55,7 @@ function specsOf(p: ServeProgram): FlagSpec[] {
   } else {
     specs.push(...p.store.flags);
   }
-  specs.push(VERSION_FLAG);
+  specs.push(CONFIG_FLAG, VERSION_FLAG);
   return specs;
 }
 
@@ -64,7 +65,10 @@ export function serveUsage(p: ServeProgram): string {
     `usage: ${p.name} -nexus-node-url <url> -nexus-cluster-url <url,url,...> -grpcPort <port> [flags]\n\n` +
     `Runs a Nexus node${p.store === undefined ? "" : ` replicating onto ${p.store.display}`} ` +
     "with the gRPC service nexus.api.Nexus. Flags take one dash or two, and -flag value or -flag=value.\n\n" +
-    `flags:\n${describeFlags(specsOf(p))}`
+    "Every flag can also be given as the environment variable shown with it, or in a JSON or YAML\n" +
+    "file named by -config whose keys are the flag names (grpcPort: 9121). The command line wins\n" +
+    "over the environment, which wins over the file. See docs/configuration.md.\n\n" +
+    `flags:\n${describeFlags(specsOf(p), envNameOf)}`
   );
 }
 
@@ -84,6 +88,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
       io.out(versionLine());
       return EXIT.OK;
     }
+    flags = withEnvAndFile(flags, specs);
     cfg = nodeConfigOf(flags);
     if (p.store !== undefined) kind = p.store;
     else {
