@@ -10,7 +10,15 @@
  * holder's pid; a lock left by a process that is gone (or by this pid, a container restarted) is
  * taken over.
  */
-import { mkdirSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from "node:fs";
+import {
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  rmdirSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { closeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve, sep } from "node:path";
@@ -139,7 +147,9 @@ function alive(pid: number): boolean {
  * is taken over. The lock is released when the process exits.
  */
 export function acquireLock(file: string, what: string): DirLock {
-  mkdirSync(dirname(file), { recursive: true });
+  // The folders made here are removed again on release if they are still empty (a node that
+  // stopped before it wrote anything leaves nothing behind).
+  const created = mkdirSync(dirname(file), { recursive: true });
   for (let attempt = 0; attempt < 5; attempt++) {
     let fd: number;
     try {
@@ -180,6 +190,15 @@ export function acquireLock(file: string, what: string): DirLock {
         } catch {
           // already gone
         }
+      }
+      if (created === undefined) return;
+      for (let d = dirname(file); ; d = dirname(d)) {
+        try {
+          rmdirSync(d);
+        } catch {
+          break; // not empty: in use
+        }
+        if (d === resolve(created) || dirname(d) === d) break;
       }
     };
     process.on("exit", release);

@@ -70,6 +70,11 @@ describe("data folders", () => {
     assert.equal(readFileSync(file, "utf8").split("\n")[0], String(process.pid));
     l.release();
     assert.ok(!existsSync(file));
+    assert.ok(existsSync(join(root, "locks")), "a folder that was there stays");
+    // Folders made for the lock go again when nothing else was written in them.
+    const deep = join(root, "fresh", "a", "wal", "node_1.lock");
+    acquireLock(deep, "the data").release();
+    assert.ok(!existsSync(join(root, "fresh")));
   });
 });
 
