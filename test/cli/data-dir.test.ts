@@ -138,6 +138,11 @@ describe("a node's data folder, with real processes", () => {
     );
     // Under the temp folder: the loud warning.
     assert.match(first.out, /WARNING: this node's data is under a temporary folder \(WAL .*\/wal/);
+    // Logged too: stderr is a pipe, so JSON lines, with the level's name and an ISO time.
+    assert.match(
+      first.out,
+      /\{"level":"warn","time":"\d{4}-\d\d-\d\dT[\d:.]+Z",.*"msg":"WARNING: this node's data/,
+    );
 
     // A second process on the same folder is refused, naming the holder's pid.
     const second = startNode(flags(await freePort()), cwd);
