@@ -144,6 +144,15 @@ describe("a node's data folder, with real processes", () => {
       /\{"level":"warn","time":"\d{4}-\d\d-\d\dT[\d:.]+Z",.*"msg":"WARNING: this node's data/,
     );
 
+    // wal repair refuses the WAL of a running node.
+    const repair = spawnSync(
+      process.execPath,
+      ["bin/nexus", "wal", "repair", join(dir, "wal", lockName.replace(/\.lock$/, ""))],
+      { encoding: "utf8" },
+    );
+    assert.equal(repair.status, 1, repair.stderr);
+    assert.match(repair.stderr, new RegExp(`in use by another process \\(pid ${first.proc.pid};`));
+
     // A second process on the same folder is refused, naming the holder's pid.
     const second = startNode(flags(await freePort()), cwd);
     assert.equal(await second.exited, 1);
