@@ -98,6 +98,32 @@ describe("npm start's local cluster", () => {
     );
     assert.equal(save(grpc, "create table kv (k text primary key, v text)").code, 0);
 
+    // Scripts read the cluster as JSON: nexus status -o json and repl listNodes -o json agree.
+    const st = spawnSync(
+      process.execPath,
+      ["bin/nexus", "status", "-o", "json", `127.0.0.1:${grpc + 1}`],
+      { encoding: "utf8" },
+    );
+    assert.equal(st.status, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as {
+      serving: boolean;
+      leader: string;
+      members: { id: string }[];
+      client: { version: string };
+    };
+    assert.equal(status.serving, true);
+    assert.equal(status.members.length, 3);
+    assert.match(status.client.version, /^\d+\.\d+\.\d+/);
+    const ln = spawnSync(
+      process.execPath,
+      ["bin/repl", `127.0.0.1:${grpc}`, "listNodes", "-o", "json"],
+      { encoding: "utf8" },
+    );
+    assert.equal(ln.status, 0, ln.stderr);
+    const list = JSON.parse(ln.stdout) as { leader: string; members: { isLeader: boolean }[] };
+    assert.equal(list.leader, status.leader);
+    assert.equal(list.members.filter((m) => m.isLeader).length, 1);
+
     // SIGTERM to a node: it stops cleanly, the launcher and the others go on.
     process.kill(pids[1]!, "SIGTERM");
     await until(cluster, /node 2 exited with status 0 .*the others go on/, "node 2's end");
