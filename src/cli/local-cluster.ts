@@ -17,7 +17,7 @@ import { EXIT } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
 import type { DirLock } from "./data-dir.js";
-import { LockedError, acquireLock } from "./data-dir.js";
+import { LockedError, acquireLock, underTempDir } from "./data-dir.js";
 import type { Io } from "./serve.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 
@@ -121,6 +121,12 @@ export async function runLocalCluster(argv: readonly string[], io: Io): Promise<
         "npm start -- -dir <folder> -raft-port <port> -grpc-port <port>\n",
     );
     return EXIT.FAILED;
+  }
+  if (underTempDir(dir)) {
+    io.err(
+      `nexus local-cluster: WARNING: the cluster's data (${rel}/) is under a temporary folder, ` +
+        "which a reboot or a temp cleaner may empty; choose a lasting one with -dir\n",
+    );
   }
   try {
     return await runCluster(io, n, dir, rel, raftPorts, grpcPorts);

@@ -93,6 +93,7 @@ describe("npm start's local cluster", () => {
       if (ok) cluster = c;
     }
     assert.ok(cluster !== undefined, "the cluster did not come up");
+    assert.match(cluster.out, /WARNING: the cluster's data .* is under a temporary folder/);
     const pids = [1, 2, 3].map((i) =>
       Number(cluster.out.match(new RegExp(`node ${i}: gRPC .* pid (\\d+)`))![1]),
     );
