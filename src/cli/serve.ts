@@ -14,11 +14,17 @@ import { createReplicator } from "../node/replicator.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
+import type { ParsedFlags } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
+import type { DataPaths, DirLock } from "./data-dir.js";
+import { LockedError, acquireLock, dataPaths, tempDataWarning } from "./data-dir.js";
+import type { NexusLogger } from "../node/options.js";
+import { CONFIG_FLAG, envNameOf, withEnvAndFile } from "./config-sources.js";
 import { createCliLogger } from "./logger.js";
 import { NODE_FLAGS, nodeConfigOf } from "./node-flags.js";
+import type { NodeConfig } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
-import { STORE_KINDS } from "./stores.js";
+import { STORE_KINDS, sqlitePathOf } from "./stores.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 
 export interface ServeProgram {
@@ -54,7 +60,7 @@ function specsOf(p: ServeProgram): FlagSpec[] {
   } else {
     specs.push(...p.store.flags);
   }
-  specs.push(VERSION_FLAG);
+  specs.push(CONFIG_FLAG, VERSION_FLAG);
   return specs;
 }
 
@@ -64,7 +70,10 @@ export function serveUsage(p: ServeProgram): string {
     `usage: ${p.name} -nexus-node-url <url> -nexus-cluster-url <url,url,...> -grpcPort <port> [flags]\n\n` +
     `Runs a Nexus node${p.store === undefined ? "" : ` replicating onto ${p.store.display}`} ` +
     "with the gRPC service nexus.api.Nexus. Flags take one dash or two, and -flag value or -flag=value.\n\n" +
-    `flags:\n${describeFlags(specsOf(p))}`
+    "Every flag can also be given as the environment variable shown with it, or in a JSON or YAML\n" +
+    "file named by -config whose keys are the flag names (grpcPort: 9121). The command line wins\n" +
+    "over the environment, which wins over the file. See docs/configuration.md.\n\n" +
+    `flags:\n${describeFlags(specsOf(p), envNameOf)}`
   );
 }
 
@@ -84,6 +93,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
       io.out(versionLine());
       return EXIT.OK;
     }
+    flags = withEnvAndFile(flags, specs);
     cfg = nodeConfigOf(flags);
     if (p.store !== undefined) kind = p.store;
     else {
@@ -105,13 +115,62 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   }
 
   let nodeDir: string;
+  let idHex: string;
   try {
-    nodeDir = `node_${BigInt(`0x${nodeIdOf(parseNodeUrl(cfg.replicator.nodeUrl))}`).toString()}`;
+    idHex = nodeIdOf(parseNodeUrl(cfg.replicator.nodeUrl));
+    nodeDir = `node_${BigInt(`0x${idHex}`).toString()}`;
   } catch (err) {
     io.err(`${p.name}: -nexus-node-url: ${(err as Error).message}\n`);
     return EXIT.USAGE;
   }
-  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl });
+  const paths = dataPaths(
+    { dataDir: cfg.dataDir, logDir: cfg.replicator.logDir, snapDir: cfg.replicator.snapDir },
+    idHex,
+  );
+  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl }, cfg.logFormat);
+  const warning = tempDataWarning({
+    WAL: paths.logDir,
+    snapshots: paths.snapDir,
+    ...(kind.name === "sqlite" ? { store: sqlitePathOf(flags, paths.dataDir) } : {}),
+  });
+  if (warning !== undefined) {
+    io.err(`${p.name}: ${warning}\n`);
+    logger.warn({ logDir: paths.logDir, snapDir: paths.snapDir }, warning);
+  }
+  // One process per data folder: a second one would interleave writes to the same WAL.
+  let lock: DirLock;
+  try {
+    lock = acquireLock(paths.lockFile, `the data of node ${idHex} (WAL in ${paths.logDir})`);
+  } catch (err) {
+    if (!(err instanceof LockedError)) throw err;
+    io.err(`${p.name}: ${err.message}\n`);
+    return EXIT.FAILED;
+  }
+  try {
+    return await serveLocked(p, io, flags, kind, { ...cfg, dataPaths: paths }, nodeDir, logger);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The rest of runServe, with the data folder locked. */
+async function serveLocked(
+  p: ServeProgram,
+  io: Io,
+  flags: ParsedFlags,
+  kind: StoreKind,
+  node: NodeConfig & { dataPaths: DataPaths },
+  nodeDir: string,
+  logger: NexusLogger,
+): Promise<number> {
+  const cfg: NodeConfig = {
+    ...node,
+    replicator: {
+      ...node.replicator,
+      logDir: node.dataPaths.logDir,
+      snapDir: node.dataPaths.snapDir,
+    },
+  };
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
   let early: NodeJS.Signals | undefined;
@@ -125,7 +184,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     for (let attempt = 1; ; attempt++) {
       let made: Awaited<ReturnType<StoreKind["create"]>>;
       try {
-        made = await kind.create(flags, nodeDir);
+        made = await kind.create(flags, nodeDir, node.dataPaths.dataDir);
       } catch (err) {
         if (err instanceof FlagError) {
           io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);

@@ -146,11 +146,14 @@ export class Applier {
     const c: StoreCall = { ...call, startedAt: Date.now() };
     this.inFlight = c;
     const timer = setTimeout(() => {
-      this.logger.warn({
-        reason: stuckMessage(c, Date.now() - c.startedAt),
-        first: c.first,
-        last: c.last,
-      }, "applying is stuck: a store call has not returned");
+      this.logger.warn(
+        {
+          reason: stuckMessage(c, Date.now() - c.startedAt),
+          first: c.first,
+          last: c.last,
+        },
+        "applying is stuck: a store call has not returned",
+      );
     }, this.stuckAfterMs);
     timer.unref();
     try {
@@ -204,7 +207,7 @@ export class Applier {
           await this.applyBatch(batch);
           if (this.unavailable !== undefined) {
             this.unavailable = undefined;
-            this.logger.info("store is available again; applying resumed");
+            this.logger.info("store up again; applying resumed");
             this.events.onStoreHealth(undefined);
           }
           break;
@@ -216,7 +219,7 @@ export class Applier {
                 error: e.message,
                 code: isNexusError(e) ? e.code : undefined,
               },
-              "store failed; applying stopped and will be retried",
+              "store down; applying paused and retried until it answers",
             );
             this.unavailable = e;
             this.events.onStoreHealth(e);
@@ -242,11 +245,16 @@ export class Applier {
   private async applyBatch(batch: ApplyBatch): Promise<void> {
     if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
       const snap = batch.snapshot;
+      const started = Date.now();
       await this.watch(
         { what: "snapshot", first: snap.position.index, last: snap.position.index },
         () => this.store.restore(snap.position, snap.open()),
       );
       this.applied = batch.snapshot.position;
+      this.logger.info(
+        { index: snap.position.index, term: snap.position.term, ms: Date.now() - started },
+        "snapshot restored into the store",
+      );
       this.outcomes.invalidate();
       this.events.onApplied(this.applied);
     }

@@ -748,9 +748,14 @@ export class Http2Transport {
           st.once("drain", onDrain);
           st.once("close", onClose);
         });
+      const started = Date.now();
+      let sent = 0;
       try {
         await write(frameOf(encodeMessage(m)));
-        for await (const chunk of this.opts.openSnapshot(m)) await write(chunk);
+        for await (const chunk of this.opts.openSnapshot(m)) {
+          await write(chunk);
+          sent += chunk.byteLength;
+        }
         st.end();
       } catch (err) {
         // A refusal ends the stream early: report what the peer said, not the broken write.
@@ -766,6 +771,11 @@ export class Http2Transport {
             answer: answer.trim(),
           },
           "a peer refused the snapshot we sent",
+        );
+      } else {
+        this.opts.logger?.info?.(
+          { peer: p.id, index: m.snapshot?.metadata.index, bytes: sent, ms: Date.now() - started },
+          "snapshot sent",
         );
       }
       this.opts.handler.onSnapshotStatus(p.id, got === 200 ? "finish" : "failure");
@@ -1117,6 +1127,7 @@ export class Http2Transport {
     release: () => void,
   ): void {
     let received = 0;
+    const started = Date.now();
     let ended = false;
     const body = new Readable({ read: () => stream.resume() });
     // A handler that has not started reading when the stream is cut must not crash the process
@@ -1183,6 +1194,15 @@ export class Http2Transport {
     handled.then(
       () => {
         release();
+        this.opts.logger?.info?.(
+          {
+            from: who.id,
+            index: m.snapshot?.metadata.index,
+            bytes: received,
+            ms: Date.now() - started,
+          },
+          "snapshot received",
+        );
         this.answer(stream, 200);
       },
       (err: unknown) => {
