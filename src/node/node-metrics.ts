@@ -1,0 +1,107 @@
+/**
+ * The metrics sink the runtime reports to: a few events that only the runtime sees (a WAL fsync, a
+ * snapshot sent or received) and, once started, a view of what it tracks itself (peer
+ * counters, the newest consistency check). The operations room (src/ops) implements it with
+ * Prometheus and StatsD; the default does nothing. No global registry: each replicator gets its
+ * own sink through `ReplicatorOptions.metrics`.
+ */
+import type { Message, NodeId } from "../raft/types.js";
+import type { CheckRound } from "./consistency.js";
+
+/** One peer's transport counters, as the transport keeps them. */
+export interface PeerCounters {
+  readonly messagesSent: number;
+  readonly bytesSent: number;
+  readonly dropped: number;
+  readonly reconnects: number;
+  readonly deadConnections: number;
+  /** Messages waiting to be sent. */
+  readonly queued: number;
+  /** Round-trip time of the last answered HTTP/2 PING, ms; -1 before one is answered. */
+  readonly rttMs: number;
+}
+
+/** A snapshot stream in flight, for progress. */
+export interface SnapshotTransfer {
+  readonly direction: "send" | "receive";
+  readonly peer: NodeId;
+  /** The snapshot's log index. */
+  readonly index: number;
+  readonly bytes: number;
+  /** Bytes in all, when known (sending); undefined when not. */
+  readonly totalBytes: number | undefined;
+  readonly startedAt: number;
+}
+
+/** What a running node lets a sink read. */
+export interface NodeMetricsView {
+  peers(): Record<NodeId, PeerCounters>;
+  latestCheck(): CheckRound | undefined;
+  /** Snapshot streams in flight now. */
+  transfers(): readonly SnapshotTransfer[];
+}
+
+export interface NodeMetrics {
+  /** The node started; `view` stays valid until it stops. */
+  attach(view: NodeMetricsView): void;
+  /** A WAL batch was written and fdatasync'ed. */
+  walSynced(ms: number, bytes: number): void;
+  /** A snapshot stream ended, whole (`ok`) or cut short. */
+  snapshotTransferred(t: SnapshotTransfer, ms: number, ok: boolean): void;
+}
+
+/** The default sink: does nothing. */
+export const NOOP_NODE_METRICS: NodeMetrics = Object.freeze({
+  attach: () => undefined,
+  walSynced: () => undefined,
+  snapshotTransferred: () => undefined,
+});
+
+/**
+ * Snapshot streams in flight, counted as their chunks pass. `track` wraps a stream; the sink
+ * hears of it when it ends.
+ */
+export class SnapshotTransfers {
+  private readonly live = new Set<{ t: SnapshotTransfer; bytes: number }>();
+
+  constructor(private readonly sink: () => NodeMetrics) {}
+
+  list(): SnapshotTransfer[] {
+    return [...this.live].map((l) => ({ ...l.t, bytes: l.bytes }));
+  }
+
+  /** Wraps the stream of the snapshot that `m` carries, sent to or received from its peer. */
+  track(
+    direction: "send" | "receive",
+    m: Message,
+    body: AsyncIterable<Uint8Array>,
+  ): AsyncIterable<Uint8Array> {
+    const t = {
+      direction,
+      peer: direction === "send" ? m.to : m.from,
+      index: m.snapshot?.metadata.index ?? 0,
+      totalBytes: undefined,
+    };
+    const live = this.live;
+    const sink = this.sink;
+    return (async function* () {
+      const entry = { t: { ...t, bytes: 0, startedAt: Date.now() }, bytes: 0 };
+      live.add(entry);
+      let ok = false;
+      try {
+        for await (const chunk of body) {
+          entry.bytes += chunk.byteLength;
+          yield chunk;
+        }
+        ok = true;
+      } finally {
+        live.delete(entry);
+        sink().snapshotTransferred(
+          { ...entry.t, bytes: entry.bytes },
+          Date.now() - entry.t.startedAt,
+          ok,
+        );
+      }
+    })();
+  }
+}
