@@ -261,7 +261,9 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   }
   const statsdAddr = str(f, "statsd-addr");
   if (statsdAddr !== undefined && !/^(\[[^\]]+\]|[^:]+):\d{1,5}$/.test(statsdAddr.trim())) {
-    throw new FlagError(`flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`);
+    throw new FlagError(
+      `flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`,
+    );
   }
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {

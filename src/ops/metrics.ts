@@ -12,13 +12,7 @@ import { RecentRates } from "./recent-rates.js";
 
 /** How a save ended, as a label: ok, or why not. */
 export type SaveOutcome =
-  | "ok"
-  | "store_error"
-  | "dropped"
-  | "no_leader"
-  | "unknown_outcome"
-  | "not_serving"
-  | "error";
+  "ok" | "store_error" | "dropped" | "no_leader" | "unknown_outcome" | "not_serving" | "error";
 
 /** How a load ended. */
 export type LoadOutcome = "ok" | "store_error" | "no_leader" | "timeout" | "not_serving" | "error";
@@ -247,18 +241,52 @@ export class OpsMetrics implements NodeMetrics {
           if (v !== undefined) this.inc({ peer }, v);
         }
       };
-      if (kind === "counter") new Counter({ name, help, labelNames: ["peer"], registers: [r], collect });
+      if (kind === "counter")
+        new Counter({ name, help, labelNames: ["peer"], registers: [r], collect });
       else new Gauge({ name, help, labelNames: ["peer"], registers: [r], collect });
     };
-    perPeer("nexus_peer_rtt_seconds", "Round-trip time of the last PING answered by the peer", "gauge", (p) =>
-      p.rttMs < 0 ? undefined : p.rttMs / 1000,
+    perPeer(
+      "nexus_peer_rtt_seconds",
+      "Round-trip time of the last PING answered by the peer",
+      "gauge",
+      (p) => (p.rttMs < 0 ? undefined : p.rttMs / 1000),
     );
-    perPeer("nexus_peer_messages_sent_total", "Raft messages sent to the peer", "counter", (p) => p.messagesSent);
-    perPeer("nexus_peer_sent_bytes_total", "Bytes of Raft messages sent to the peer", "counter", (p) => p.bytesSent);
-    perPeer("nexus_peer_dropped_messages_total", "Messages to the peer dropped (queue full, connection lost)", "counter", (p) => p.dropped);
-    perPeer("nexus_peer_reconnects_total", "Connections to the peer made again", "counter", (p) => p.reconnects);
-    perPeer("nexus_peer_dead_connections_total", "Connections to the peer found dead (no PING answer)", "counter", (p) => p.deadConnections);
-    perPeer("nexus_peer_queue_depth", "Messages waiting to be sent to the peer", "gauge", (p) => p.queued);
+    perPeer(
+      "nexus_peer_messages_sent_total",
+      "Raft messages sent to the peer",
+      "counter",
+      (p) => p.messagesSent,
+    );
+    perPeer(
+      "nexus_peer_sent_bytes_total",
+      "Bytes of Raft messages sent to the peer",
+      "counter",
+      (p) => p.bytesSent,
+    );
+    perPeer(
+      "nexus_peer_dropped_messages_total",
+      "Messages to the peer dropped (queue full, connection lost)",
+      "counter",
+      (p) => p.dropped,
+    );
+    perPeer(
+      "nexus_peer_reconnects_total",
+      "Connections to the peer made again",
+      "counter",
+      (p) => p.reconnects,
+    );
+    perPeer(
+      "nexus_peer_dead_connections_total",
+      "Connections to the peer found dead (no PING answer)",
+      "counter",
+      (p) => p.deadConnections,
+    );
+    perPeer(
+      "nexus_peer_queue_depth",
+      "Messages waiting to be sent to the peer",
+      "gauge",
+      (p) => p.queued,
+    );
     const members = (): ReturnType<Replicator["listMembers"]> | undefined => {
       try {
         return this.rep()?.listMembers();

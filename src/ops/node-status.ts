@@ -19,10 +19,7 @@ export interface Readiness {
 }
 
 /** Whether the node can serve: a leader, not diverged, its store up, applying within the bound. */
-export function readinessOf(
-  st: ReplicatorStatus | undefined,
-  o: ReadinessOptions = {},
-): Readiness {
+export function readinessOf(st: ReplicatorStatus | undefined, o: ReadinessOptions = {}): Readiness {
   if (st === undefined) return { ready: false, reason: "the node is not running" };
   if (st.diverged !== undefined) {
     return {
@@ -77,7 +74,8 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
     uptimeSeconds: Math.round((Date.now() - c.startedAt) / 1000),
     grpc: c.grpcAddress,
   };
-  if (st === undefined) return { ...base, running: false, ready: false, reason: "the node is not running" };
+  if (st === undefined)
+    return { ...base, running: false, ready: false, reason: "the node is not running" };
   const readiness = readinessOf(st, c.readiness);
   let members: Awaited<ReturnType<Replicator["listMembersWithProgress"]>> | undefined;
   try {
@@ -129,7 +127,12 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         : {
             index: check.index,
             complete: check.complete,
-            members: check.members.map((m) => ({ id: m.id, url: m.url, verdict: m.verdict, reason: m.reason })),
+            members: check.members.map((m) => ({
+              id: m.id,
+              url: m.url,
+              verdict: m.verdict,
+              reason: m.reason,
+            })),
           },
     snapshots: (view?.transfers() ?? []).map((t) => {
       const secs = Math.max(0.001, (now - t.startedAt) / 1000);
@@ -139,7 +142,10 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         index: t.index,
         bytes: t.bytes,
         totalBytes: t.totalBytes ?? null,
-        percent: t.totalBytes === undefined ? null : Math.round((100 * t.bytes) / Math.max(1, t.totalBytes)),
+        percent:
+          t.totalBytes === undefined
+            ? null
+            : Math.round((100 * t.bytes) / Math.max(1, t.totalBytes)),
         bytesPerSecond: Math.round(t.bytes / secs),
         seconds: Math.round(secs * 10) / 10,
       };

@@ -64,12 +64,7 @@ class LoopWatch {
   }
 }
 
-function send(
-  res: http.ServerResponse,
-  status: number,
-  type: string,
-  body: string,
-): void {
+function send(res: http.ServerResponse, status: number, type: string, body: string): void {
   res.writeHead(status, {
     "content-type": type,
     "cache-control": "no-store",
@@ -111,9 +106,15 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
       case "/livez": {
         const stalled = loop.stalledMs();
         const st = statusOf(o.replicator);
-        if (st === undefined) send(res, 503, "text/plain; charset=utf-8", "not live: the node stopped\n");
+        if (st === undefined)
+          send(res, 503, "text/plain; charset=utf-8", "not live: the node stopped\n");
         else if (stalled > 5000)
-          send(res, 503, "text/plain; charset=utf-8", `not live: the event loop stalled ${stalled} ms\n`);
+          send(
+            res,
+            503,
+            "text/plain; charset=utf-8",
+            `not live: the event loop stalled ${stalled} ms\n`,
+          );
         else send(res, 200, "text/plain; charset=utf-8", "ok\n");
         return;
       }

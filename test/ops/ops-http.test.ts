@@ -55,7 +55,11 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       assert.match(nodes[i]!.stdout, new RegExp(`metrics and status on http://127.0.0.1:${port}/`));
       const live = await get(port, "/livez");
       assert.equal(live.status, 200, live.body);
-      await until("ready", () => get(port, "/readyz"), (r) => r.status === 200);
+      await until(
+        "ready",
+        () => get(port, "/readyz"),
+        (r) => r.status === 200,
+      );
       const st = await until(
         "status with three members seen from the leader",
         async () => JSON.parse((await get(port, "/status")).body) as Record<string, unknown>,
@@ -68,19 +72,27 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       assert.equal(st["version"], "0.1.0");
       assert.equal(st["ready"], true);
       assert.ok(typeof st["uptimeSeconds"] === "number");
-      for (const k of ["commit", "applied", "lastIndex", "applyLag", "lastCheck", "leaderChanges"]) {
+      for (const k of [
+        "commit",
+        "applied",
+        "lastIndex",
+        "applyLag",
+        "lastCheck",
+        "leaderChanges",
+      ]) {
         assert.ok(k in st, `status has ${k}`);
       }
       const members = st["members"] as { url: string; role: string; reachable: boolean }[];
-      assert.deepEqual(
-        members.map((m) => m.url).sort(),
-        nodes.map((n) => n.url).sort(),
-      );
+      assert.deepEqual(members.map((m) => m.url).sort(), nodes.map((n) => n.url).sort());
       assert.ok(members.every((m) => m.reachable === true));
       const page = await get(port, "/");
       assert.equal(page.status, 200);
       assert.match(page.type, /text\/html/);
-      assert.doesNotMatch(page.body, /<(script|link)[^>]+(src|href)=["']?https?:/i, "no external assets");
+      assert.doesNotMatch(
+        page.body,
+        /<(script|link)[^>]+(src|href)=["']?https?:/i,
+        "no external assets",
+      );
       const metrics = await get(port, "/metrics");
       assert.equal(metrics.status, 200);
       assert.match(metrics.type, /text\/plain; version=0\.0\.4/);
@@ -116,10 +128,14 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       // Histograms fill: counts move and the +Inf bucket equals the count.
       const saves = sample(afterText, 'nexus_save_duration_seconds_count{outcome="ok"}')!;
       assert.ok(saves >= 61, `saves counted: ${saves}`);
-      assert.equal(sample(afterText, 'nexus_save_duration_seconds_bucket{le="+Inf",outcome="ok"}'), saves);
+      assert.equal(
+        sample(afterText, 'nexus_save_duration_seconds_bucket{le="+Inf",outcome="ok"}'),
+        saves,
+      );
       assert.ok(sample(afterText, 'nexus_save_duration_seconds_sum{outcome="ok"}')! > 0);
       assert.ok(
-        sample(afterText, 'nexus_load_duration_seconds_count{outcome="ok",mode="linearizable"}')! >= 6,
+        sample(afterText, 'nexus_load_duration_seconds_count{outcome="ok",mode="linearizable"}')! >=
+          6,
       );
       const fsyncs = sample(afterText, "nexus_wal_fsync_duration_seconds_count")!;
       assert.ok(fsyncs > sample(before, "nexus_wal_fsync_duration_seconds_count")!, "WAL fsyncs");
@@ -127,7 +143,10 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       assert.ok(sample(afterText, "nexus_store_apply_duration_seconds_count")! > 0);
       assert.ok(sample(afterText, "nexus_store_applied_entries_total")! >= 61);
       assert.ok(sample(afterText, "nexus_applied_index")! >= 61);
-      assert.ok(sum(afterText, "nexus_peer_messages_sent_total") > sum(before, "nexus_peer_messages_sent_total"));
+      assert.ok(
+        sum(afterText, "nexus_peer_messages_sent_total") >
+          sum(before, "nexus_peer_messages_sent_total"),
+      );
       assert.ok(sum(afterText, "nexus_peer_sent_bytes_total") > 0);
       assert.match(afterText, /nexus_peer_rtt_seconds\{peer="[0-9a-f]{16}"\} /);
       assert.match(afterText, /nexus_peer_queue_depth\{peer="[0-9a-f]{16}"\} \d+/);
@@ -145,7 +164,11 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
   it("goes unready when the node loses its leader, and ready again after", async () => {
     // Keep node 3; stop the other two: no quorum, so it has no leader.
     const port = httpPorts[2]!;
-    await until("ready", () => get(port, "/readyz"), (r) => r.status === 200);
+    await until(
+      "ready",
+      () => get(port, "/readyz"),
+      (r) => r.status === 200,
+    );
     const changesBefore = sample((await get(port, "/metrics")).body, "nexus_leader_changes_total")!;
     await Promise.all([nodes[0]!.stop(), nodes[1]!.stop()]);
     const unready = await until(
@@ -163,9 +186,17 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       nodes[0]!.start([`-http-port=${httpPorts[0]}`]),
       nodes[1]!.start([`-http-port=${httpPorts[1]}`]),
     ]);
-    await until("ready again", () => get(port, "/readyz"), (r) => r.status === 200, 30_000);
+    await until(
+      "ready again",
+      () => get(port, "/readyz"),
+      (r) => r.status === 200,
+      30_000,
+    );
     const changesAfter = sample((await get(port, "/metrics")).body, "nexus_leader_changes_total")!;
-    assert.ok(changesAfter >= changesBefore + 2, `leader changes ${changesBefore} -> ${changesAfter}`);
+    assert.ok(
+      changesAfter >= changesBefore + 2,
+      `leader changes ${changesBefore} -> ${changesAfter}`,
+    );
   });
 });
 
@@ -177,7 +208,10 @@ describe("the -http-port flags", () => {
     const blocker = (await import("node:net")).createServer();
     await new Promise<void>((r) => blocker.listen(busy, "127.0.0.1", r));
     try {
-      await assert.rejects(n!.start([`-http-port=${busy}`]), /HTTP port \d+ on 127\.0\.0\.1 is in use/);
+      await assert.rejects(
+        n!.start([`-http-port=${busy}`]),
+        /HTTP port \d+ on 127\.0\.0\.1 is in use/,
+      );
     } finally {
       blocker.close();
       await n!.stop("SIGKILL");
