@@ -5,6 +5,8 @@
  * Prometheus and StatsD; the default does nothing. No global registry: each replicator gets its
  * own sink through `ReplicatorOptions.metrics`.
  */
+import { stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import type { Message, NodeId } from "../raft/types.js";
 import type { CheckRound } from "./consistency.js";
 
@@ -62,12 +64,16 @@ export const NOOP_NODE_METRICS: NodeMetrics = Object.freeze({
  * hears of it when it ends.
  */
 export class SnapshotTransfers {
-  private readonly live = new Set<{ t: SnapshotTransfer; bytes: number }>();
+  private readonly live = new Set<{ t: SnapshotTransfer; bytes: number; total?: number }>();
 
-  constructor(private readonly sink: () => NodeMetrics) {}
+  /** `snapDir`: where the files of snapshots this node sends are, for their size. */
+  constructor(
+    private readonly sink: () => NodeMetrics,
+    private readonly snapDir: string,
+  ) {}
 
   list(): SnapshotTransfer[] {
-    return [...this.live].map((l) => ({ ...l.t, bytes: l.bytes }));
+    return [...this.live].map((l) => ({ ...l.t, bytes: l.bytes, totalBytes: l.total }));
   }
 
   /** Wraps the stream of the snapshot that `m` carries, sent to or received from its peer. */
@@ -84,8 +90,22 @@ export class SnapshotTransfers {
     };
     const live = this.live;
     const sink = this.sink;
+    // A snapshot sent is a whole file here: its size is the total (the name is the leader's own).
+    const file =
+      direction === "send" && m.snapshot !== undefined
+        ? join(this.snapDir, basename(new TextDecoder().decode(m.snapshot.data)))
+        : undefined;
     return (async function* () {
-      const entry = { t: { ...t, bytes: 0, startedAt: Date.now() }, bytes: 0 };
+      const entry: { t: SnapshotTransfer; bytes: number; total?: number } = {
+        t: { ...t, bytes: 0, startedAt: Date.now() },
+        bytes: 0,
+      };
+      if (file !== undefined) {
+        void stat(file).then(
+          (s) => (entry.total = s.size),
+          () => undefined,
+        );
+      }
       live.add(entry);
       let ok = false;
       try {
