@@ -8,6 +8,7 @@
 import { stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Message, NodeId } from "../raft/types.js";
+import type { NexusLogger } from "./options.js";
 import type { CheckRound } from "./consistency.js";
 
 /** One peer's transport counters, as the transport keeps them. */
@@ -59,9 +60,31 @@ export const NOOP_NODE_METRICS: NodeMetrics = Object.freeze({
   snapshotTransferred: () => undefined,
 });
 
+/** The fields of a progress log line: bytes, percent, rate and time left when known. */
+function progressFields(t: SnapshotTransfer, now: number): Record<string, unknown> {
+  const seconds = Math.max(0.001, (now - t.startedAt) / 1000);
+  const rate = t.bytes / seconds;
+  const total = t.totalBytes;
+  return {
+    peer: t.peer,
+    index: t.index,
+    bytes: t.bytes,
+    ...(total === undefined
+      ? {}
+      : {
+          totalBytes: total,
+          percent: Math.round((100 * t.bytes) / Math.max(1, total)),
+          secondsLeft: rate > 0 ? Math.round((total - t.bytes) / rate) : null,
+        }),
+    bytesPerSecond: Math.round(rate),
+    seconds: Math.round(seconds * 10) / 10,
+  };
+}
+
 /**
  * Snapshot streams in flight, counted as their chunks pass. `track` wraps a stream; the sink
- * hears of it when it ends.
+ * hears of it when it ends. With a logger, a stream logs its progress at most every
+ * `progressEveryMs` and once at its end (info), or a warning when it is cut.
  */
 export class SnapshotTransfers {
   private readonly live = new Set<{ t: SnapshotTransfer; bytes: number; total?: number }>();
@@ -70,6 +93,8 @@ export class SnapshotTransfers {
   constructor(
     private readonly sink: () => NodeMetrics,
     private readonly snapDir: string,
+    private readonly logger?: NexusLogger,
+    private readonly progressEveryMs = 5000,
   ) {}
 
   list(): SnapshotTransfer[] {
@@ -90,6 +115,8 @@ export class SnapshotTransfers {
     };
     const live = this.live;
     const sink = this.sink;
+    const logger = this.logger;
+    const every = this.progressEveryMs;
     // A snapshot sent is a whole file here: its size is the total (the name is the leader's own).
     const file =
       direction === "send" && m.snapshot !== undefined
@@ -107,20 +134,31 @@ export class SnapshotTransfers {
         );
       }
       live.add(entry);
+      const now = (): SnapshotTransfer => ({
+        ...entry.t,
+        bytes: entry.bytes,
+        totalBytes: entry.total,
+      });
+      const verb = direction === "send" ? "sending" : "receiving";
+      let loggedAt = entry.t.startedAt;
       let ok = false;
       try {
         for await (const chunk of body) {
           entry.bytes += chunk.byteLength;
+          if (logger !== undefined && Date.now() - loggedAt >= every) {
+            loggedAt = Date.now();
+            logger.info(progressFields(now(), loggedAt), `snapshot ${verb}`);
+          }
           yield chunk;
         }
         ok = true;
       } finally {
         live.delete(entry);
-        sink().snapshotTransferred(
-          { ...entry.t, bytes: entry.bytes },
-          Date.now() - entry.t.startedAt,
-          ok,
-        );
+        const ms = Date.now() - entry.t.startedAt;
+        sink().snapshotTransferred(now(), ms, ok);
+        const fields = progressFields(now(), Date.now());
+        if (ok) logger?.info(fields, direction === "send" ? "snapshot sent" : "snapshot received");
+        else logger?.warn(fields, `snapshot ${verb} cut short`);
       }
     })();
   }

@@ -250,7 +250,7 @@ class ReplicatorImpl implements Replicator {
     const holder: { node?: RaftNode } = {};
     const pending: Message[][] = [];
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
-    const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir);
+    const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NOOP_NODE_METRICS, SnapshotTransfers } from "../../src/node/node-metrics.js";
 import type { NodeMetrics, SnapshotTransfer } from "../../src/node/node-metrics.js";
+import type { NexusLogger } from "../../src/node/options.js";
 import type { Message } from "../../src/raft/types.js";
 
 function snapMessage(from: string, to: string, name: string): Message {
@@ -57,7 +58,13 @@ describe("SnapshotTransfers", () => {
       ...NOOP_NODE_METRICS,
       snapshotTransferred: (t, _ms, ok) => ended.push({ t, ok }),
     };
-    const tr = new SnapshotTransfers(() => sink, dir);
+    const logs: { fields: Record<string, unknown>; msg: string }[] = [];
+    const log = (a: Readonly<Record<string, unknown>> | string, msg?: string): void =>
+      void logs.push(
+        typeof a === "string" ? { fields: {}, msg: a } : { fields: { ...a }, msg: msg ?? "" },
+      );
+    const logger = { debug: log, info: log, warn: log, error: log } as NexusLogger;
+    const tr = new SnapshotTransfers(() => sink, dir, logger, 1);
     const m = snapMessage("a", "b", "0000000000000002-000000000000002a.snap");
     const it = tr.track("send", m, chunks(4, 1000))[Symbol.asyncIterator]();
     await it.next();
@@ -73,6 +80,13 @@ describe("SnapshotTransfers", () => {
     assert.equal(ended.length, 1);
     assert.equal(ended[0]!.ok, true);
     assert.equal(ended[0]!.t.bytes, 4000);
+    // Progress at most every 1 ms here (5 s by default), then once at the end.
+    assert.ok(logs.some((l) => l.msg === "snapshot sending" && l.fields["percent"] === 50));
+    const last = logs.at(-1)!;
+    assert.equal(last.msg, "snapshot sent");
+    assert.equal(last.fields["bytes"], 4000);
+    assert.equal(last.fields["percent"], 100);
+    assert.equal(last.fields["peer"], "b");
   });
 
   it("reports a stream cut short as not ok, with the bytes that passed", async () => {
