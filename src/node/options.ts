@@ -64,7 +64,7 @@ export interface ReplicatorOptions {
   /**
    * Reads default to lease reads: the leader serves from its lease, kept on a monotonic clock,
    * without a round trip (reads sent to a follower still ask the leader for a read index).
-   * Default false (linearizable ReadIndex reads). See the README for what leases assume.
+   * Default false (linearizable ReadIndex reads). What leases assume: docs/reads-and-checks.md#lease.
    */
   readonly leaseBasedReads?: boolean;
   /**
