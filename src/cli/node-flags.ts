@@ -154,6 +154,24 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "largest snapshot accepted from a peer, bytes (ours; default 8 GiB)",
   },
   {
+    name: "http-port",
+    kind: "int",
+    min: 0,
+    max: 65535,
+    help: "port of the operations HTTP server: /metrics (Prometheus), /livez, /readyz, /status and a status page at / (ours; default none)",
+  },
+  {
+    name: "http-host",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "address the operations HTTP server binds (ours; loopback unless you mean to expose it)",
+  },
+  {
+    name: "statsd-addr",
+    kind: "string",
+    help: "host:port of a StatsD server to push metrics to over UDP, e.g. 127.0.0.1:8125 (the original's names: save.latency.ms, ...)",
+  },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
@@ -175,6 +193,11 @@ export interface NodeConfig {
   readonly grpcPort: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** The operations HTTP port, undefined for none. */
+  readonly httpPort: number | undefined;
+  readonly httpHost: string;
+  /** host:port of a StatsD server, undefined for none. */
+  readonly statsdAddr: string | undefined;
 }
 
 function required(f: ParsedFlags, name: string, example: string): string {
@@ -249,6 +272,12 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       "peer TLS needs all three of -peer-cert-file, -peer-key-file and -peer-trusted-ca-file",
     );
   }
+  const statsdAddr = str(f, "statsd-addr");
+  if (statsdAddr !== undefined && !/^(\[[^\]]+\]|[^:]+):\d{1,5}$/.test(statsdAddr.trim())) {
+    throw new FlagError(
+      `flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`,
+    );
+  }
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new FlagError(
@@ -295,5 +324,8 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
     grpcPort,
     logLevel: logLevel as LogLevel,
     logFormat: logFormat as LogFormat,
+    httpPort: int(f, "http-port"),
+    httpHost: str(f, "http-host")!,
+    statsdAddr: statsdAddr?.trim(),
   };
 }

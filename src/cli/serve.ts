@@ -11,6 +11,7 @@ import type { ApiServer } from "../api/server.js";
 import { isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
+import { createOperations } from "../ops/operations.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
@@ -25,7 +26,7 @@ import { NODE_FLAGS, nodeConfigOf } from "./node-flags.js";
 import type { NodeConfig } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
 import { STORE_KINDS, sqlitePathOf } from "./stores.js";
-import { VERSION_FLAG, versionLine } from "./version.js";
+import { VERSION_FLAG, packageInfo, versionLine } from "./version.js";
 
 export interface ServeProgram {
   /** The name in messages and usage, e.g. "sqlite_repl" or "nexus serve". */
@@ -177,6 +178,14 @@ async function serveLocked(
   const onEarlySignal = (s: NodeJS.Signals): void => void (early = s);
   process.on("SIGINT", onEarlySignal);
   process.on("SIGTERM", onEarlySignal);
+  const ops = createOperations({
+    version: packageInfo().version,
+    httpPort: cfg.httpPort,
+    httpHost: cfg.httpHost,
+    statsdAddr: cfg.statsdAddr,
+    statsdNode: new URL(cfg.replicator.nodeUrl).host,
+    defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
+  });
   let rep: Replicator;
   let describe: string;
   try {
@@ -201,7 +210,8 @@ async function serveLocked(
       try {
         rep = createReplicator({
           ...cfg.replicator,
-          store: made.store,
+          store: ops.store(made.store),
+          ...(ops.metrics === undefined ? {} : { metrics: ops.metrics }),
           logger,
           onFatal: (e) => fatal(e),
         });
@@ -238,7 +248,7 @@ async function serveLocked(
   let api: ApiServer;
   try {
     api = await startApiServer({
-      replicator: rep,
+      replicator: ops.replicator(rep),
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
@@ -250,6 +260,20 @@ async function serveLocked(
         ? `${p.name}: gRPC port ${cfg.grpcPort} on ${cfg.grpcHost} is in use; choose another -grpcPort\n`
         : `${p.name}: the gRPC service could not start: ${e.message}\n`,
     );
+    await rep.stop().catch(() => undefined);
+    return EXIT.FAILED;
+  }
+  let httpPort: number | undefined;
+  try {
+    ({ httpPort } = await ops.start(rep, `${cfg.grpcHost}:${api.port}`));
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    io.err(
+      e.code === "EADDRINUSE"
+        ? `${p.name}: HTTP port ${cfg.httpPort} on ${cfg.httpHost} is in use; choose another -http-port\n`
+        : `${p.name}: the operations HTTP server could not start: ${e.message}\n`,
+    );
+    await api.close(1000).catch(() => undefined);
     await rep.stop().catch(() => undefined);
     return EXIT.FAILED;
   }
@@ -283,7 +307,8 @@ async function serveLocked(
   const st = rep.status();
   io.out(
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
-      `store ${describe}; WAL in ${cfg.replicator.logDir}\n`,
+      `store ${describe}; WAL in ${cfg.replicator.logDir}` +
+      `${httpPort === undefined ? "" : `; metrics and status on http://${cfg.httpHost}:${httpPort}/`}\n`,
   );
   logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
   // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher
@@ -300,6 +325,7 @@ async function serveLocked(
   if (why instanceof Error) {
     io.err(`${p.name}: the node stopped: ${why.message}\n`);
     await api.close(1000).catch(() => undefined);
+    await ops.close().catch(() => undefined);
     await rep.stop().catch(() => undefined);
     for (const s of signals) process.off(s, handler);
     process.off("SIGHUP", onHangup);
@@ -308,6 +334,7 @@ async function serveLocked(
   logger.info({ signal: why }, "shutting down");
   io.err(`${p.name}: ${why}: finishing in-flight requests and stopping\n`);
   await api.close(GRACE_MS);
+  await ops.close();
   await rep.stop();
   io.err(`${p.name}: stopped\n`);
   for (const s of signals) process.off(s, handler);

@@ -152,6 +152,8 @@ export interface PeerStats {
   reconnects: number;
   /** Connections destroyed because they did not connect or answer a PING in time. */
   deadConnections: number;
+  /** Round-trip time of the last answered HTTP/2 PING, ms; -1 before one is answered. */
+  rttMs: number;
 }
 
 /** Counters of what this node refused or dropped from others. */
@@ -414,6 +416,7 @@ export class Http2Transport {
         dropped: 0,
         reconnects: 0,
         deadConnections: 0,
+        rttMs: -1,
       },
     });
   }
@@ -429,9 +432,10 @@ export class Http2Transport {
     return this.peers.has(id);
   }
 
-  stats(): Record<NodeId, PeerStats> {
-    const out: Record<NodeId, PeerStats> = {};
-    for (const p of this.peers.values()) out[p.id] = { ...p.stats };
+  /** Counters per peer, with the messages queued for it now. */
+  stats(): Record<NodeId, PeerStats & { queued: number }> {
+    const out: Record<NodeId, PeerStats & { queued: number }> = {};
+    for (const p of this.peers.values()) out[p.id] = { ...p.stats, queued: p.queue.length };
     return out;
   }
 
@@ -637,7 +641,10 @@ export class Http2Transport {
       }
       pingSentAt = now;
       try {
-        s.ping(() => (pingSentAt = 0));
+        s.ping((err, ms) => {
+          pingSentAt = 0;
+          if (err === null) p.stats.rttMs = ms;
+        });
       } catch {
         // Too many PINGs in flight or the session is closing: the next round decides.
       }
