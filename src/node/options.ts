@@ -122,6 +122,12 @@ export interface ReplicatorOptions {
    * failed). Every pending request has been rejected; a service should exit non-zero.
    */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * For crash tests only: called with the name of every crash point the node reaches (the WAL's,
+   * the snapshotter's and the runtime's, see src/node/runtime-crash-points.ts). `nexus serve`
+   * sets it from NEXUS_CRASH_POINT. Default: none (a point then costs one property test).
+   */
+  readonly crash?: (point: string) => void;
 }
 
 /** Options after validation: every field present. */
@@ -154,6 +160,7 @@ export interface NormalizedOptions {
   readonly maxSnapshotBytes: number;
   readonly logger: NexusLogger;
   readonly onFatal: ((err: Error) => void) | undefined;
+  readonly crash: ((point: string) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
   readonly initialMember: boolean;
 }
@@ -308,6 +315,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     maxSnapshotBytes: int("maxSnapshotBytes", o.maxSnapshotBytes, 8 * 1024 ** 3, 1),
     logger: o.logger ?? SILENT,
     onFatal: o.onFatal,
+    crash: o.crash,
     initialMember: nodeState !== "new" && listed,
   });
 }

@@ -138,6 +138,10 @@ export interface WalClusterOptions {
   readonly clockFor?: (id: string) => () => number;
   readonly leaseBasedReads?: boolean;
   readonly onDivergence?: "report" | "stop";
+  /** Each node's transport. Default: the LocalNetwork's endpoint. */
+  readonly transportFor?: (id: string, net: LocalNetwork) => PeerTransport;
+  /** Snapshot every that many applied entries. Default 10,000. */
+  readonly snapshotCount?: number;
 }
 
 /**
@@ -161,12 +165,12 @@ export async function walCluster(o: WalClusterOptions = {}) {
       walDir: join(root, id),
       walOptions: { fs: o.fsFor?.(id) ?? createNodeFs(), segmentBytes: 1024 * 1024 },
       store: stores.get(id)!,
-      transport: net.endpoint(id),
+      transport: o.transportFor?.(id, net) ?? net.endpoint(id),
       heartbeatTickMs: 10,
       electionTick: 10,
       replTimeoutMs: 3000,
       snapDir: join(root, `${id}-snap`),
-      snapshotCount: 10_000,
+      snapshotCount: o.snapshotCount ?? 10_000,
       snapshotCatchUpEntries: 100,
       onFatal: (e) => fatal.push(`${id}: ${e.message}`),
       ...(o.clockFor === undefined ? {} : { clock: o.clockFor(id) }),
@@ -187,5 +191,6 @@ export async function walCluster(o: WalClusterOptions = {}) {
     for (const n of nodes.values()) await n.stop();
   };
   const snapDirOf = (id: string): string => join(root, `${id}-snap`);
-  return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf };
+  const walDirOf = (id: string): string => join(root, id);
+  return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf, walDirOf, root };
 }

@@ -352,12 +352,34 @@ describe("flow control: probe, replicate and snapshot states", () => {
     );
   });
 
-  it("a stale rejection (of an index already matched) is ignored", () => {
+  it("a stale rejection (of an index below the match) is ignored", () => {
     const s = replicating();
+    s.node.propose(enc("x"));
+    s.stepAll(ackOf(ofType(s.drain().msgs, "app", "2")[0]!));
+    assert.equal(s.raft.trk.progress.get("2")!.match, 2);
     s.stepAll(
       msg({ type: "app-resp", from: "2", to: "1", term: 1, index: 1, reject: true, rejectHint: 0 }),
     );
     assert.equal(s.raft.trk.progress.get("2")!.state, "replicate");
+    assert.equal(s.raft.trk.progress.get("2")!.match, 2);
+  });
+
+  it("a follower refusing the very entry it matched, its log ending before it, lost entries: the leader resends from its hint", () => {
+    // A follower whose WAL was repaired (issue 14): without this the leader would probe it at
+    // its old match forever (a refusal at or below the match counts as stale).
+    const s = replicating();
+    s.node.propose(enc("x"));
+    s.stepAll(ackOf(ofType(s.drain().msgs, "app", "2")[0]!));
+    const out = s.stepAll(
+      msg({ type: "app-resp", from: "2", to: "1", term: 1, index: 2, reject: true, rejectHint: 1 }),
+    ).msgs;
+    const pr = s.raft.trk.progress.get("2")!;
+    assert.equal(pr.state, "probe");
+    assert.equal(pr.match, 1);
+    assert.deepEqual(
+      ofType(out, "app", "2").map((m) => [m.index, m.entries.map((e) => e.index)]),
+      [[1, [2]]],
+    );
   });
 
   it("an unreachable report stops pipelining: replicate goes back to probe", () => {
