@@ -48,6 +48,32 @@ const RECEIVE_POINTS = new Set([
   "node.restore-after-store",
 ]);
 
+/**
+ * Points a SIGKILL of a node of this sweep does not reach: the torn-tail cut, the seal and the
+ * leftover removals at open follow only a power loss (the page cache keeps what a killed process
+ * wrote); segment preparation, rolls, preambles and retention need 64 MiB segments to fill. The
+ * power-loss sweep of test/storage (crash-sweep.test.ts) crashes at each of them. Swept here only
+ * when asked for with --point or --all (then reported as not reached).
+ */
+export const NOT_REACHED_BY_SIGKILL = new Set([
+  "wal.open-after-tmp-unlink",
+  "wal.open-after-tail-cut-write",
+  "wal.open-after-tail-cut-sync",
+  "wal.open-after-seal-write",
+  "wal.open-after-seal-sync",
+  "wal.prepare-after-write",
+  "wal.prepare-after-sync",
+  "wal.roll-before-rename",
+  "wal.roll-after-rename",
+  "wal.roll-after-dir-sync",
+  "wal.preamble-after-write",
+  "wal.preamble-after-sync",
+  "wal.retention-before-unlink",
+  "wal.retention-after-unlink",
+  "wal.retention-after-dir-sync",
+  "snap.load-after-tmp-unlink",
+]);
+
 /** Points reached many times in a run: the nth occurrence is drawn in [1, 5]. */
 const FREQUENT_POINTS = new Set([
   "wal.batch-before-write",
@@ -136,8 +162,13 @@ class Node {
     return new Promise((resolve, reject) => {
       let out = "";
       const timer = setTimeout(
-        () => reject(new Error(`${this.url} did not start in 60 s: ${this.stderr.slice(-2000)}`)),
-        60_000,
+        () =>
+          reject(
+            new Error(
+              `${this.url} did not start in 120 s (a loaded machine?): ${this.stderr.slice(-2000)}`,
+            ),
+          ),
+        120_000,
       );
       p.stdout!.on("data", (b: Buffer) => {
         out += b.toString();
@@ -408,9 +439,11 @@ export function describeSweep(results: readonly CycleResult[]): string {
 
 function usage(): string {
   return (
-    "usage: npm run crash-sweep -- [--cycles N] [--point P[,P...]] [--seed S] [--reach-ms MS]\n\n" +
+    "usage: npm run crash-sweep -- [--cycles N] [--point P[,P...] | --all] [--seed S] [--reach-ms MS]\n\n" +
     "Kills a node of a real 3-node cluster at each crash point, restarts it, and checks that it\n" +
     "starts, catches up, holds every acknowledged write and applies every index once.\n" +
+    "By default every point a SIGKILL reaches here; --all adds those only a power loss or full\n" +
+    `segments reach (${[...NOT_REACHED_BY_SIGKILL].join(", ")}).\n` +
     `points: ${ALL_CRASH_POINTS.map((p) => p.name).join(", ")}\n`
   );
 }
@@ -418,7 +451,7 @@ function usage(): string {
 async function main(argv: readonly string[]): Promise<number> {
   let cycles = 1;
   let seed = Math.floor(Math.random() * 2 ** 31);
-  let points = ALL_CRASH_POINTS.map((p) => p.name);
+  let points = ALL_CRASH_POINTS.map((p) => p.name).filter((p) => !NOT_REACHED_BY_SIGKILL.has(p));
   let reachMs = 12_000;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -437,6 +470,7 @@ async function main(argv: readonly string[]): Promise<number> {
     } else if (a === "--cycles") cycles = Math.max(1, num(a));
     else if (a === "--seed") seed = num(a);
     else if (a === "--reach-ms") reachMs = num(a);
+    else if (a === "--all") points = ALL_CRASH_POINTS.map((p) => p.name);
     else if (a === "--point") {
       if (v === undefined)
         throw new Error("--point takes a point name (or several, comma-separated)");
