@@ -350,6 +350,13 @@ export class RaftNode {
       random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
       // Leases are kept here on a monotonic clock; the core's tick-based lease is not used.
       readOnlyOption: "safe",
+      // The core's warnings (a heartbeat committing past a repaired log, a follower that lost
+      // entries) say what recovery did; its info lines are debug here.
+      logger: {
+        debug: () => undefined,
+        info: (msg) => logger.debug({ from: "raft" }, msg),
+        warn: (msg) => logger.warn({ from: "raft" }, msg),
+      },
     });
     const holder: { node?: RaftNode } = {};
     const applier = new Applier(

@@ -13,6 +13,7 @@ import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
 import type { PeerTransport } from "../../src/node/raft-node.js";
+import type { NexusLogger } from "../../src/node/options.js";
 import type {
   AppliedPosition,
   ApplyEntry,
@@ -142,6 +143,8 @@ export interface WalClusterOptions {
   readonly transportFor?: (id: string, net: LocalNetwork) => PeerTransport;
   /** Snapshot every that many applied entries. Default 10,000. */
   readonly snapshotCount?: number;
+  /** Each node's logger. Default: none. */
+  readonly loggerFor?: (id: string) => NexusLogger;
 }
 
 /**
@@ -173,6 +176,7 @@ export async function walCluster(o: WalClusterOptions = {}) {
       snapshotCount: o.snapshotCount ?? 10_000,
       snapshotCatchUpEntries: 100,
       onFatal: (e) => fatal.push(`${id}: ${e.message}`),
+      ...(o.loggerFor === undefined ? {} : { logger: o.loggerFor(id) }),
       ...(o.clockFor === undefined ? {} : { clock: o.clockFor(id) }),
       ...(o.leaseBasedReads === undefined ? {} : { leaseBasedReads: o.leaseBasedReads }),
       ...(o.onDivergence === undefined ? {} : { onDivergence: o.onDivergence }),

@@ -277,7 +277,15 @@ describe("every restart succeeds", () => {
   it("after `wal repair` cut a damaged WAL, the follower starts, catches up from the leader what it lost, and applies nothing twice", async () => {
     // Before: the leader's heartbeat committed past the repaired log (invariant, the node died),
     // and the leader kept probing at the follower's old match forever.
-    const c = await walCluster();
+    const warnings: string[] = [];
+    const c = await walCluster({
+      loggerFor: () => ({
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (_fields: unknown, msg?: string) => void warnings.push(msg ?? ""),
+        error: () => undefined,
+      }),
+    });
     try {
       await writes(c.leader, 0, 20);
       const f = c.ids.find((id) => c.nodes.get(id) !== c.leader())!;
@@ -306,6 +314,11 @@ describe("every restart succeeds", () => {
       assert.equal(c.stores.get(f)!.applyCount, applyCount + 5);
       await writes(c.leader, 25, 27);
       await until(() => c.stores.get(f)!.data.size === 27, 10_000, "still replicating");
+      // What recovery did is logged: the WAL's clamped commit, the core's catch-up from the hint.
+      assert.ok(
+        warnings.some((w) => /lost entries it had acknowledged/.test(w)),
+        warnings.join("\n"),
+      );
       assert.equal(node.fatalError(), undefined);
       assert.deepEqual(c.fatal, []);
     } finally {
