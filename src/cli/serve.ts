@@ -11,7 +11,7 @@ import type { ApiServer } from "../api/server.js";
 import { isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
-import { ALL_CRASH_POINTS } from "../node/runtime-crash-points.js";
+import { ALL_CRASH_POINTS } from "../node/crash-points.js";
 import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
 import type { CrashHook } from "../storage/crash-points.js";
 import type { Replicator } from "../node/replicator.js";
@@ -116,7 +116,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   }
   const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl });
   // Crash tests (test/crash-sweep): NEXUS_CRASH_POINT=<point>[:<nth>] kills this process with
-  // SIGKILL the nth time the node reaches that point (src/node/runtime-crash-points.ts).
+  // SIGKILL the nth time the node reaches that point (src/node/crash-points.ts).
   let crash: CrashHook | undefined;
   const crashSpec = process.env["NEXUS_CRASH_POINT"];
   if (crashSpec !== undefined && crashSpec !== "") {

@@ -84,7 +84,7 @@ export class Applier {
   private readonly chunk = 256;
   /** Outcomes of the entries applied since the last check entry. */
   private readonly outcomes: OutcomeHash;
-  /** Called at the runtime's apply crash points (runtime-crash-points.ts); tests only. */
+  /** Called at the runtime's apply crash points (crash-points.ts); tests only. */
   crash: CrashHook | undefined;
   /** Why applying was halted for good (a diverged replica), if it was. */
   private haltedFor: string | undefined;

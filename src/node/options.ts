@@ -124,7 +124,7 @@ export interface ReplicatorOptions {
   readonly onFatal?: (err: Error) => void;
   /**
    * For crash tests only: called with the name of every crash point the node reaches (the WAL's,
-   * the snapshotter's and the runtime's, see src/node/runtime-crash-points.ts). `nexus serve`
+   * the snapshotter's and the runtime's, see src/node/crash-points.ts). `nexus serve`
    * sets it from NEXUS_CRASH_POINT. Default: none (a point then costs one property test).
    */
   readonly crash?: (point: string) => void;

@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { createNexusClient } from "../../src/api/client.js";
 import type { NexusClient } from "../../src/api/client.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { ALL_CRASH_POINTS } from "../../src/node/runtime-crash-points.js";
+import { ALL_CRASH_POINTS } from "../../src/node/crash-points.js";
 import { SeededRng } from "../chaos/seeded-rng.js";
 import { freePort } from "../free-port.js";
 
