@@ -88,7 +88,7 @@ export interface SweepOptions {
   readonly points: readonly string[];
   readonly cycles: number;
   readonly seed: number;
-  /** How long writes go on waiting for the victim to reach its point, ms. Default 12,000. */
+  /** How long writes go on waiting for the victim to reach its point, ms. Default 30,000. */
   readonly reachMs?: number;
   readonly log?: (line: string) => void;
 }
@@ -319,7 +319,18 @@ export async function runCycle(
     while (victim.running && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
     }
-    if (!victim.running) {
+    if (victim.running) {
+      // Not reached in the window: a plain SIGKILL instead (it could still reach its point later,
+      // in the middle of the checks), and a clean restart like any other.
+      await victim.kill();
+      const r = await victim.start(undefined);
+      if (r === "exited") {
+        const how2 = await victim.exit;
+        throw new Error(
+          `(a) the node restarted after a plain SIGKILL exited (${how2.code ?? how2.signal}): ${victim.stderr.slice(-3000)}`,
+        );
+      }
+    } else {
       const how = await victim.exit;
       if (how.signal !== "SIGKILL") {
         throw new Error(
@@ -403,7 +414,7 @@ export async function runSweep(o: SweepOptions): Promise<CycleResult[]> {
   const out: CycleResult[] = [];
   for (const point of o.points) {
     for (let c = 1; c <= o.cycles; c++) {
-      const r = await runCycle(point, c, rng, o.reachMs ?? 12_000);
+      const r = await runCycle(point, c, rng, o.reachMs ?? 30_000);
       out.push(r);
       log(
         `${point} #${c} (nth ${r.nth}): ${r.failure !== undefined ? `FAIL ${r.failure.slice(0, 400)}` : r.reached ? "ok" : "not reached"} ` +
@@ -452,7 +463,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let cycles = 1;
   let seed = Math.floor(Math.random() * 2 ** 31);
   let points = ALL_CRASH_POINTS.map((p) => p.name).filter((p) => !NOT_REACHED_BY_SIGKILL.has(p));
-  let reachMs = 12_000;
+  let reachMs = 30_000;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
