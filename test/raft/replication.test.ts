@@ -227,6 +227,17 @@ describe("§5.3 log replication", () => {
   });
 });
 
+describe("§5.3 commit on a heartbeat past the follower's log", () => {
+  it("commits only up to the follower's last index (a repaired log), never trips an invariant", () => {
+    // The leader sends min(match, committed); a follower that lost acknowledged entries (issue 14)
+    // can be sent more. Before: "tocommit(9) is out of range [lastIndex(0)]" thrown from step().
+    const s = Solo.of("2", ids(3), PLAIN);
+    s.stepAll(msg({ type: "heartbeat", from: "1", to: "2", term: 1, commit: 9 }));
+    assert.equal(s.raft.raftLog.committed, s.raft.raftLog.lastIndex());
+    assert.equal(s.raft.lead, "1");
+  });
+});
+
 describe("flow control: probe, replicate and snapshot states", () => {
   /** A 3-voter leader "1" whose followers have not answered yet. */
   function leader(opts: Parameters<typeof Solo.of>[2] = {}): { s: Solo; first: Message[] } {
