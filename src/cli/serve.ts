@@ -12,6 +12,9 @@ import { isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
 import { createOperations } from "../ops/operations.js";
+import { ALL_CRASH_POINTS } from "../node/crash-points.js";
+import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
+import type { CrashHook } from "../storage/crash-points.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
@@ -172,6 +175,20 @@ async function serveLocked(
       snapDir: node.dataPaths.snapDir,
     },
   };
+  // Crash tests (test/crash-sweep): NEXUS_CRASH_POINT=<point>[:<nth>] kills this process with
+  // SIGKILL the nth time the node reaches that point (src/node/crash-points.ts).
+  let crash: CrashHook | undefined;
+  const crashSpec = process.env["NEXUS_CRASH_POINT"];
+  if (crashSpec !== undefined && crashSpec !== "") {
+    try {
+      const spec = parseCrashSpec(crashSpec, ALL_CRASH_POINTS);
+      crash = crashAt(spec);
+      logger.warn({ point: spec.point, nth: spec.nth }, "crash test: SIGKILL at a crash point");
+    } catch (err) {
+      io.err(`${p.name}: NEXUS_CRASH_POINT: ${(err as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
   let early: NodeJS.Signals | undefined;
@@ -213,6 +230,7 @@ async function serveLocked(
           store: ops.store(made.store),
           ...(ops.metrics === undefined ? {} : { metrics: ops.metrics }),
           logger,
+          ...(crash === undefined ? {} : { crash }),
           onFatal: (e) => fatal(e),
         });
       } catch (err) {

@@ -10,6 +10,7 @@
  * with that reason in `nexus status`. Aborting by time would end the entry differently on each
  * replica (src/store/DESIGN.md).
  */
+import type { CrashHook } from "../storage/crash-points.js";
 import type { Entry } from "../raft/types.js";
 import { NexusError, isNexusError } from "../errors/index.js";
 import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/store.js";
@@ -83,6 +84,8 @@ export class Applier {
   private readonly chunk = 256;
   /** Outcomes of the entries applied since the last check entry. */
   private readonly outcomes: OutcomeHash;
+  /** Called at the runtime's apply crash points (crash-points.ts); tests only. */
+  crash: CrashHook | undefined;
   /** Why applying was halted for good (a diverged replica), if it was. */
   private haltedFor: string | undefined;
 
@@ -250,6 +253,7 @@ export class Applier {
         { what: "snapshot", first: snap.position.index, last: snap.position.index },
         () => this.store.restore(snap.position, snap.open()),
       );
+      this.crash?.("node.restore-after-store");
       this.applied = batch.snapshot.position;
       this.logger.info(
         { index: snap.position.index, term: snap.position.term, ms: Date.now() - started },
@@ -271,6 +275,7 @@ export class Applier {
         j++;
         if (d.payload?.kind === "check") break;
       }
+      this.crash?.("node.apply-before-store");
       const results = await this.watch(
         {
           what: "entries",
@@ -279,6 +284,7 @@ export class Applier {
         },
         () => this.store.apply(decoded.map((d) => d.apply)),
       );
+      this.crash?.("node.apply-after-store");
       const last = decoded[decoded.length - 1]!.apply;
       this.applied = { index: last.index, term: last.term };
       for (let k = 0; k < decoded.length; k++) {

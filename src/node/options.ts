@@ -126,6 +126,12 @@ export interface ReplicatorOptions {
    * failed). Every pending request has been rejected; a service should exit non-zero.
    */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * For crash tests only: called with the name of every crash point the node reaches (the WAL's,
+   * the snapshotter's and the runtime's, see src/node/crash-points.ts). `nexus serve`
+   * sets it from NEXUS_CRASH_POINT. Default: none (a point then costs one property test).
+   */
+  readonly crash?: (point: string) => void;
 }
 
 /** Options after validation: every field present. */
@@ -159,6 +165,7 @@ export interface NormalizedOptions {
   readonly logger: NexusLogger;
   readonly metrics: NodeMetrics;
   readonly onFatal: ((err: Error) => void) | undefined;
+  readonly crash: ((point: string) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
   readonly initialMember: boolean;
 }
@@ -314,6 +321,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     logger: o.logger ?? SILENT,
     metrics: o.metrics ?? NOOP_NODE_METRICS,
     onFatal: o.onFatal,
+    crash: o.crash,
     initialMember: nodeState !== "new" && listed,
   });
 }

@@ -310,6 +310,7 @@ class ReplicatorImpl implements Replicator {
       consistencyCheckIntervalMs: o.consistencyCheckIntervalMs,
       onDivergence: o.onDivergence,
       logger: o.logger,
+      ...(o.crash === undefined ? {} : { crash: o.crash }),
       onFatal: (err) => {
         o.logger.error({ error: err.message }, "replicator stopped");
         o.onFatal?.(err);
