@@ -23,8 +23,9 @@ const ALLOWED: Record<string, { rooms: string[]; external: (spec: string) => boo
     rooms: ["storage", "raft", "errors"],
     external: (s) => s.startsWith("node:"),
   },
+  security: { rooms: ["security", "errors"], external: (s) => s.startsWith("node:") },
   transport: {
-    rooms: ["transport", "raft", "errors"],
+    rooms: ["transport", "raft", "errors", "security"],
     external: (s) => s.startsWith("node:") || !s.startsWith("."),
   },
   store: { rooms: ["store", "errors"], external: () => true },
@@ -32,9 +33,9 @@ const ALLOWED: Record<string, { rooms: string[]; external: (spec: string) => boo
     rooms: ["node", "raft", "storage", "transport", "store", "errors"],
     external: () => true,
   },
-  api: { rooms: ["api", "node", "errors", "store"], external: () => true },
+  api: { rooms: ["api", "node", "errors", "store", "security"], external: () => true },
   cli: {
-    rooms: ["cli", "api", "node", "store", "storage", "errors", "raft"],
+    rooms: ["cli", "api", "node", "store", "storage", "errors", "raft", "security"],
     external: () => true,
   },
   errors: { rooms: ["errors"], external: () => false },

@@ -3,6 +3,7 @@
  */
 import { createNexusClient } from "../api/client.js";
 import { isNexusError } from "../errors/index.js";
+import { CLIENT_SECURITY_FLAGS, clientSecurityOf } from "./client-security-flags.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, describeFlags, int, parseFlags } from "./flags.js";
@@ -10,6 +11,7 @@ import type { Io } from "./serve.js";
 
 const FLAGS: readonly FlagSpec[] = [
   { name: "timeout", kind: "int", min: 1, default: 10, help: "seconds to wait for an answer" },
+  ...CLIENT_SECURITY_FLAGS,
 ];
 
 export const STATUS_USAGE =
@@ -37,7 +39,10 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
   }
   let client;
   try {
-    client = createNexusClient(flags.positionals[0]!, { timeoutMs: int(flags, "timeout")! * 1000 });
+    client = createNexusClient(flags.positionals[0]!, {
+      timeoutMs: int(flags, "timeout")! * 1000,
+      ...clientSecurityOf(flags),
+    });
   } catch (err) {
     io.err(`nexus status: ${(err as Error).message}\n`);
     return EXIT.USAGE;
