@@ -8,7 +8,7 @@
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { gunzipSync } from "node:zlib";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
@@ -71,6 +71,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     // Refuse messages far larger than the request limit before decoding them.
     readMaxBytes,
     acceptCompression: [compressionGzip, compressionBrotli],
+    // Deadlines past what a timer can hold are refused (INVALID_ARGUMENT), not overflowed.
+    maxTimeoutMs: MAX_TIMEOUT_MS,
   });
   nexusRoutes(o.replicator, { maxRequestBytes: o.maxRequestBytes })(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
@@ -104,6 +106,15 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         );
         return;
       }
+    }
+    const timeout = req.headers["grpc-timeout"];
+    if (typeof timeout === "string" && tooLong(timeout)) {
+      refuse(
+        res,
+        Code.InvalidArgument,
+        `grpc-timeout ${timeout} is longer than the ~24 days allowed`,
+      );
+      return;
     }
     respondWithSpecMessages(res);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
@@ -179,6 +190,22 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         }, graceMs);
       }),
   };
+}
+
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const TIMEOUT_UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 1e-3,
+  n: 1e-6,
+};
+
+/** Whether a grpc-timeout header asks for more than a timer can hold (left to the library otherwise). */
+function tooLong(v: string): boolean {
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  return m !== null && Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! > MAX_TIMEOUT_MS;
 }
 
 /** Limits of every gRPC connection: concurrent calls, header sizes. */
@@ -268,7 +295,12 @@ async function* validated(
   }
 }
 
-/** Throws INVALID_ARGUMENT when a complete gRPC message in `buf` does not decode as `schema`. */
+/**
+ * Throws INVALID_ARGUMENT when a complete gRPC message in `buf` does not decode as `schema`, or
+ * is flagged compressed without an encoding or does not decompress with it (gzip, br);
+ * RESOURCE_EXHAUSTED when it decompresses to more than `limit` bytes. Messages in an encoding it
+ * does not know are left to the library (which refuses the encoding as UNIMPLEMENTED).
+ */
 export function checkMessages(
   buf: Buffer,
   schema: DescMessage,
@@ -277,19 +309,36 @@ export function checkMessages(
 ): void {
   let at = 0;
   while (at + 5 <= buf.length) {
-    const flags = buf[at]!;
+    const compressed = (buf[at]! & 1) === 1;
     const len = buf.readUInt32BE(at + 1);
     if (at + 5 + len > buf.length) return;
     let data: Uint8Array = buf.subarray(at + 5, at + 5 + len);
     at += 5 + len;
-    if ((flags & 1) === 1) {
-      if (encoding !== "gzip") continue;
-      try {
-        data = gunzipSync(data, { maxOutputLength: limit });
-      } catch {
-        continue;
+    if (compressed) {
+      const inflate =
+        encoding === "gzip" ? gunzipSync : encoding === "br" ? brotliDecompressSync : undefined;
+      if (encoding === "" || encoding === "identity") {
+        throw new ConnectError(
+          "the request message is flagged compressed but the call names no grpc-encoding",
+          Code.InvalidArgument,
+        );
       }
-    } else if (flags !== 0) return;
+      if (inflate === undefined) continue;
+      try {
+        data = inflate(data, { maxOutputLength: limit });
+      } catch (err) {
+        if ((err as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+          throw new ConnectError(
+            `the request message decompresses to more than ${limit} bytes`,
+            Code.ResourceExhausted,
+          );
+        }
+        throw new ConnectError(
+          `the request message does not decompress as ${encoding}`,
+          Code.InvalidArgument,
+        );
+      }
+    }
     try {
       fromBinary(schema, data);
     } catch {

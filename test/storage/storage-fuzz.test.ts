@@ -14,7 +14,7 @@ const inputs = Number(process.env["NEXUS_FUZZ_INPUTS"] ?? 0);
 describe(`storage input fuzzing (seed ${seed}; replay with NEXUS_FUZZ_SEED=${seed})`, () => {
   for (const [target, short] of [
     ["records", 20_000],
-    ["snapshots", 3_000],
+    ["snapshots", 1_500],
   ] as const) {
     it(`${target}: no crash, no hang, damaged input refused, nothing accepted without its CRC`, async (t) => {
       const r = await fuzzStorage(target, seed, inputs > 0 ? inputs : short);
