@@ -1,6 +1,7 @@
 /**
  * The `nexus` command: serve, repl, status, local-cluster and wal repair.
  */
+import { AUTH_USAGE, runAuth } from "./auth-command.js";
 import { EXIT } from "./exit-codes.js";
 import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
 import { replUsage, runRepl } from "./repl.js";
@@ -18,6 +19,7 @@ commands:
   status <addr>      whether a node serves, and the members it sees
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
+  auth new-token     a client token and its -auth-file line (also auth hash-token)
   version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
@@ -53,6 +55,8 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runStatus(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
+    case "auth":
+      return runAuth(rest, io);
     case "wal": {
       const [sub, ...args] = rest;
       if (sub === "repair") return runWalRepair(args, io.out, io.err);
@@ -76,4 +80,5 @@ export const USAGES = {
   status: STATUS_USAGE,
   localCluster: LOCAL_CLUSTER_USAGE,
   walRepair: WAL_REPAIR_USAGE,
+  auth: AUTH_USAGE,
 } as const;

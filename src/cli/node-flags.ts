@@ -31,8 +31,8 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
   {
     name: "grpcHost",
     kind: "string",
-    default: "0.0.0.0",
-    help: "address the gRPC service binds (ours; the original binds every interface)",
+    default: "127.0.0.1",
+    help: "address the gRPC service binds; 0.0.0.0 for every interface, as the original (ours; see docs/security.md)",
   },
   {
     name: "nexus-cluster-name",
@@ -147,6 +147,22 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "the CA certificate(s) (PEM) every peer's certificate must be signed by",
   },
   {
+    name: "grpc-cert-file",
+    kind: "string",
+    help: "certificate (PEM) of the gRPC service: clients connect with TLS; with -grpc-key-file (reloaded on SIGHUP or change)",
+  },
+  { name: "grpc-key-file", kind: "string", help: "the private key of -grpc-cert-file (PEM)" },
+  {
+    name: "grpc-trusted-ca-file",
+    kind: "string",
+    help: "CA certificate(s) (PEM): gRPC clients must present a certificate signed by one (needs -grpc-cert-file)",
+  },
+  {
+    name: "auth-file",
+    kind: "string",
+    help: 'tokens of gRPC clients, lines "<name> <sha256 hex of token> <read,write,admin>"; re-read on SIGHUP (see nexus auth)',
+  },
+  {
     name: "nexus-max-snapshot-bytes",
     kind: "int",
     min: 1,
@@ -189,6 +205,10 @@ export interface NodeConfig {
   readonly replicator: Omit<ReplicatorOptions, "store" | "logger" | "onFatal">;
   /** -data-dir, when given. */
   readonly dataDir?: string;
+  /** The gRPC service's TLS files (trustedCaFile: client certificates required), if any. */
+  readonly grpcTls?: { certFile: string; keyFile: string; trustedCaFile?: string };
+  /** The gRPC service's token file, if any. */
+  readonly authFile?: string;
   readonly grpcHost: string;
   readonly grpcPort: number;
   readonly logLevel: LogLevel;
@@ -278,6 +298,24 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       `flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`,
     );
   }
+  const given = (name: string): string | undefined => {
+    const v = str(f, name)?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const [grpcCert, grpcKey, grpcCa] = [
+    given("grpc-cert-file"),
+    given("grpc-key-file"),
+    given("grpc-trusted-ca-file"),
+  ];
+  if (
+    (grpcCert === undefined) !== (grpcKey === undefined) ||
+    (grpcCa !== undefined && grpcCert === undefined)
+  ) {
+    throw new FlagError(
+      "gRPC TLS needs both -grpc-cert-file and -grpc-key-file (and -grpc-trusted-ca-file only with them)",
+    );
+  }
+  const authFile = given("auth-file");
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new FlagError(
@@ -320,6 +358,16 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       onDivergence,
     },
     ...(str(f, "data-dir") === undefined ? {} : { dataDir: str(f, "data-dir")! }),
+    ...(grpcCert === undefined
+      ? {}
+      : {
+          grpcTls: {
+            certFile: grpcCert,
+            keyFile: grpcKey!,
+            ...(grpcCa === undefined ? {} : { trustedCaFile: grpcCa }),
+          },
+        }),
+    ...(authFile === undefined ? {} : { authFile }),
     grpcHost: str(f, "grpcHost")!,
     grpcPort,
     logLevel: logLevel as LogLevel,

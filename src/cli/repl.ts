@@ -7,6 +7,7 @@ import { createNexusClient } from "../api/client.js";
 import type { NexusClient } from "../api/client.js";
 import type { NexusError } from "../errors/index.js";
 import { isNexusError } from "../errors/index.js";
+import { CLIENT_SECURITY_FLAGS, clientSecurityOf } from "./client-security-flags.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
@@ -33,6 +34,7 @@ const FLAGS: readonly FlagSpec[] = [
     help: "for sqlite and mysql: statement parameters as a JSON array or object, e.g. '[\"a\", 1]'",
   },
   OUTPUT_FLAG,
+  ...CLIENT_SECURITY_FLAGS,
   VERSION_FLAG,
 ];
 
@@ -243,7 +245,10 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
   }
   let client: NexusClient;
   try {
-    client = createNexusClient(address, { timeoutMs: int(flags, "timeout")! * 1000 });
+    client = createNexusClient(address, {
+      timeoutMs: int(flags, "timeout")! * 1000,
+      ...clientSecurityOf(flags),
+    });
   } catch (err) {
     io.err(`${name}: ${(err as Error).message}\n`);
     return EXIT.USAGE;

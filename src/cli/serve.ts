@@ -9,6 +9,9 @@
 import { startApiServer } from "../api/server.js";
 import type { ApiServer } from "../api/server.js";
 import { isNexusError } from "../errors/index.js";
+import { TokenAuth } from "../security/auth.js";
+import { loadGrpcTls } from "../security/tls.js";
+import type { ReloadableTls } from "../security/tls.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
 import { createOperations } from "../ops/operations.js";
@@ -81,6 +84,15 @@ export function serveUsage(p: ServeProgram): string {
   );
 }
 
+/** Whether a bind address reaches this machine only. */
+export function isLoopback(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 /** Runs the service until a signal; resolves with the exit code. */
 export async function runServe(argv: readonly string[], p: ServeProgram, io: Io): Promise<number> {
   const specs = specsOf(p);
@@ -118,6 +130,18 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     throw err;
   }
 
+  // The gRPC service's TLS and tokens: checked before the node starts.
+  let grpcTls: ReloadableTls | undefined;
+  let auth: TokenAuth | undefined;
+  try {
+    if (cfg.grpcTls !== undefined) grpcTls = loadGrpcTls(cfg.grpcTls);
+    if (cfg.authFile !== undefined) auth = TokenAuth.load(cfg.authFile);
+  } catch (err) {
+    if (!isNexusError(err, "BAD_CONFIG")) throw err;
+    io.err(`${p.name}: ${err.message}\n`);
+    return EXIT.USAGE;
+  }
+
   let nodeDir: string;
   let idHex: string;
   try {
@@ -151,7 +175,10 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     return EXIT.FAILED;
   }
   try {
-    return await serveLocked(p, io, flags, kind, { ...cfg, dataPaths: paths }, nodeDir, logger);
+    return await serveLocked(p, io, flags, kind, { ...cfg, dataPaths: paths }, nodeDir, logger, {
+      grpcTls,
+      auth,
+    });
   } finally {
     lock.release();
   }
@@ -166,7 +193,9 @@ async function serveLocked(
   node: NodeConfig & { dataPaths: DataPaths },
   nodeDir: string,
   logger: NexusLogger,
+  security: { grpcTls: ReloadableTls | undefined; auth: TokenAuth | undefined },
 ): Promise<number> {
+  const { grpcTls, auth } = security;
   const cfg: NodeConfig = {
     ...node,
     replicator: {
@@ -270,6 +299,9 @@ async function serveLocked(
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
+      ...(grpcTls === undefined ? {} : { tls: grpcTls }),
+      ...(auth === undefined ? {} : { auth }),
+      logger,
     });
   } catch (err) {
     const e = err as Error & { code?: string };
@@ -309,19 +341,43 @@ async function serveLocked(
   };
   // Installed before the "serving" line: whoever reads it may signal at once.
   for (const s of signals) process.on(s, handler);
-  // SIGHUP reloads the peer certificates (they are also reloaded when their files change).
+  // SIGHUP reloads the peer and gRPC certificates (also reloaded when their files change) and the
+  // auth file. What does not load is kept as it was, and the log says why.
+  const reloads: [string, () => boolean | number][] = [];
+  if (cfg.replicator.peerTls !== undefined)
+    reloads.push(["peer TLS certificates", () => rep.reloadPeerTls()]);
+  if (grpcTls !== undefined) reloads.push(["gRPC TLS certificates", () => grpcTls.reload()]);
+  if (auth !== undefined) reloads.push(["auth file", () => auth.reload()]);
   const onHangup = (): void => {
-    try {
-      const changed = rep.reloadPeerTls();
-      logger.info(changed ? "peer TLS certificates reloaded" : "peer TLS certificates unchanged");
-    } catch (err) {
-      logger.error(
-        { error: (err as Error).message },
-        "peer TLS certificates not reloaded; keeping those in use",
-      );
+    for (const [what, reload] of reloads) {
+      try {
+        const r = reload();
+        if (typeof r === "number") logger.info({ tokens: r }, `${what} reloaded`);
+        else logger.info(r ? `${what} reloaded` : `${what} unchanged`);
+      } catch (err) {
+        logger.error(
+          { error: (err as Error).message },
+          `${what} not reloaded; keeping those in use`,
+        );
+      }
     }
   };
-  if (cfg.replicator.peerTls !== undefined) process.on("SIGHUP", onHangup);
+  if (reloads.length > 0) process.on("SIGHUP", onHangup);
+  grpcTls?.watch(2000, logger);
+  if (!isLoopback(cfg.grpcHost) && (grpcTls === undefined || auth === undefined)) {
+    logger.warn(
+      { grpcHost: cfg.grpcHost, tls: grpcTls !== undefined, auth: auth !== undefined },
+      "the gRPC service is bound beyond loopback without " +
+        (grpcTls === undefined && auth === undefined
+          ? "TLS and tokens"
+          : grpcTls === undefined
+            ? "TLS"
+            : "tokens") +
+        ": anyone who reaches the port can read" +
+        (auth === undefined ? ", write and change the membership" : " the traffic") +
+        "; give -grpc-cert-file/-grpc-key-file and -auth-file (docs/security.md)",
+    );
+  }
   const st = rep.status();
   io.out(
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +

@@ -3,6 +3,7 @@
  */
 import { createNexusClient } from "../api/client.js";
 import { isNexusError } from "../errors/index.js";
+import { CLIENT_SECURITY_FLAGS, clientSecurityOf } from "./client-security-flags.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags } from "./flags.js";
@@ -14,6 +15,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: "timeout", kind: "int", min: 1, default: 10, help: "seconds to wait for an answer" },
   OUTPUT_FLAG,
   VERSION_FLAG,
+  ...CLIENT_SECURITY_FLAGS,
 ];
 
 export const STATUS_USAGE =
@@ -54,7 +56,10 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
   }
   let client;
   try {
-    client = createNexusClient(flags.positionals[0]!, { timeoutMs: int(flags, "timeout")! * 1000 });
+    client = createNexusClient(flags.positionals[0]!, {
+      timeoutMs: int(flags, "timeout")! * 1000,
+      ...clientSecurityOf(flags),
+    });
   } catch (err) {
     io.err(`nexus status: ${(err as Error).message}\n`);
     return EXIT.USAGE;

@@ -555,8 +555,12 @@ export class Http2Transport {
           return err as Error;
         }
         if (certificateNamesUrl(x, url)) return undefined;
-        return new Error(
-          `the peer at ${url} presented a certificate that does not name it (${describeCertificateNames(x)})`,
+        // Node's code for a certificate not naming the host: isTlsFailure decides by it.
+        return Object.assign(
+          new Error(
+            `the peer at ${url} presented a certificate that does not name it (${describeCertificateNames(x)})`,
+          ),
+          { code: "ERR_TLS_CERT_ALTNAME_INVALID" },
         );
       },
     };
