@@ -23,6 +23,18 @@ import { probeUrl } from "./probe-url.js";
 import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
+import {
+  checkAddable,
+  checkCaughtUp,
+  checkPromotable,
+  checkQuorumAfter,
+  checkRemovable,
+  checkTransferTarget,
+  chooseTransferTarget,
+  planChanges,
+} from "./membership-policy.js";
+import type { MembershipView } from "./membership-policy.js";
+import { retryUnwritten } from "./retry.js";
 
 /** How a read is served. */
 export type ReadConsistency = "linearizable" | "lease" | "local";
@@ -366,18 +378,11 @@ class ReplicatorImpl implements Replicator {
     this.checkSize(data, args);
     this.checkStore();
     // A proposal refused for want of a leader wrote nothing: ride out a short election.
-    const deadline = Date.now() + this.o.replTimeoutMs;
-    for (;;) {
-      try {
-        const r = await this.running().propose(data, args);
-        if (!r.ok) throw new StoreError(r.error);
-        return r.data;
-      } catch (err) {
-        const retriable = isNexusError(err, "NO_LEADER") || isNexusError(err, "PROPOSAL_DROPPED");
-        if (!retriable || Date.now() >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
-      }
-    }
+    return this.retryUnwritten(async () => {
+      const r = await this.running().propose(data, args);
+      if (!r.ok) throw new StoreError(r.error);
+      return r.data;
+    });
   }
 
   async load(input: Uint8Array | string, opts: LoadOptions = {}): Promise<Uint8Array> {
@@ -497,167 +502,71 @@ class ReplicatorImpl implements Replicator {
     }
   }
 
-  /** The leader's URL as this node knows it, for NOT_LEADER messages. */
-  private leaderHint(): string {
+  /** What this node knows about the membership now, for the membership policy. */
+  private membershipView(): MembershipView {
     const node = this.running();
-    const lead = node.status().softState.lead;
-    return lead === ""
-      ? "no leader is known now"
-      : `the leader is ${node.members.get(lead) ?? lead}`;
+    const st = node.status();
+    return {
+      self: this.o.nodeId,
+      leader: st.softState.lead,
+      leaderUrl: st.softState.lead === "" ? "" : (node.members.get(st.softState.lead) ?? ""),
+      lastIndex: st.lastIndex,
+      config: st.config,
+      progress: st.progress,
+      heardRecently: (id) => node.heardRecently(id),
+      describe: (id) => {
+        const url = node.members.get(id);
+        return url === undefined ? id : `${url} (${id})`;
+      },
+    };
   }
 
-  private describeMember(id: NodeId): string {
-    const url = this.running().members.get(id);
-    return url === undefined ? id : `${url} (${id})`;
-  }
-
-  /**
-   * Refuses a change after which the voters that answer would not form a quorum: the cluster
-   * could then commit nothing, not even the change back. On the leader "answers" means it heard
-   * from the voter within the last election timeout; elsewhere, where no progress is known, each
-   * voter's URL is probed. This node, the leader it follows, and `fresh` (new members whose URL
-   * was just probed) count as answering. MEMBERSHIP_REFUSED names the silent voters.
-   */
+  /** checkQuorumAfter with this node's view; off the leader a voter's URL is probed. */
   private async checkQuorumAfter(
     voters: ReadonlySet<NodeId>,
     fresh: ReadonlySet<NodeId>,
   ): Promise<void> {
     const node = this.running();
-    const st = node.status();
-    const answers = async (id: NodeId): Promise<boolean> => {
-      if (id === this.o.nodeId || fresh.has(id)) return true;
-      if (st.progress !== undefined) return st.progress.has(id) && node.heardRecently(id);
-      if (id === st.softState.lead) return true;
+    await checkQuorumAfter(this.membershipView(), voters, fresh, async (id) => {
       const url = node.members.get(id);
       if (url === undefined) return false;
       return probeUrl(url, 1000).then(
         () => true,
         () => false,
       );
-    };
-    const ids = [...voters];
-    const ok = await Promise.all(ids.map(answers));
-    const silent = ids.filter((_, i) => !ok[i]);
-    const reachable = ids.length - silent.length;
-    const need = Math.floor(ids.length / 2) + 1;
-    if (reachable < need) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `after this change only ${reachable} of ${ids.length} voters would answer, fewer than the ${need} a quorum needs ` +
-          `(not answering: ${silent.map((id) => this.describeMember(id)).join(", ")}); ` +
-          "the cluster could not commit anything after it; bring members back first. Nothing changed",
-      );
-    }
-  }
-
-  /** Refuses a change while a joint configuration or another change is not finished. */
-  private checkNoChangeInProgress(): void {
-    const cfg = this.running().status().config;
-    if (cfg.votersOutgoing.length > 0) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        "a joint membership change is in progress (it is left automatically once committed); " +
-          "retry when listNodes shows it finished. Nothing changed",
-      );
-    }
-  }
-
-  /** Refuses to promote a learner that the leader does not hear from or that lags too far. */
-  private checkCaughtUp(id: NodeId, url: string, maxLagEntries: number | undefined): void {
-    const st = this.running().status();
-    if (st.progress === undefined) {
-      throw new NexusError(
-        "NOT_LEADER",
-        `only the leader knows whether ${url} has caught up; send the promotion to the leader (${this.leaderHint()})`,
-      );
-    }
-    const pr = st.progress.get(id);
-    const max = maxLagEntries ?? 1000;
-    if (!Number.isSafeInteger(max) || max < 0) {
-      throw new NexusError("INVALID_ARGUMENT", `maxLagEntries must be an integer >= 0, got ${max}`);
-    }
-    const lag = pr === undefined ? Number.POSITIVE_INFINITY : Math.max(0, st.lastIndex - pr.match);
-    const silent = pr === undefined || !this.running().heardRecently(id);
-    if (silent || lag > max) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${url} ${silent ? "does not answer the leader and " : ""}is ${Number.isFinite(lag) ? `${lag} entries` : "too far"} ` +
-          `behind the leader (at most ${max} allowed); wait for it to catch up (listNodes shows its lag), then promote it. Nothing changed`,
-      );
-    }
+    });
   }
 
   async promoteLearner(url: string, opts: { maxLagEntries?: number } = {}): Promise<void> {
     const node = this.running();
     const u = parseNodeUrl(url);
     const id = nodeIdOf(u);
-    const st = node.status();
-    if (!st.config.learners.includes(id)) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${u.url} (${id}) is not a learner` +
-          (st.config.voters.includes(id) ? " (it is already a voter)" : " (it is not a member)") +
-          "; nothing changed",
-      );
-    }
-    this.checkNoChangeInProgress();
-    this.checkCaughtUp(id, u.url, opts.maxLagEntries);
-    await this.checkQuorumAfter(new Set([...st.config.voters, id]), new Set());
-    await this.retryNoLeader(() => node.changeMember("add-node", id, u.url));
+    const view = this.membershipView();
+    checkPromotable(view, id, u.url);
+    checkCaughtUp(view, id, u.url, opts.maxLagEntries);
+    await this.checkQuorumAfter(new Set([...view.config.voters, id]), new Set());
+    await this.retryUnwritten(() => node.changeMember("add-node", id, u.url));
   }
 
   async changeMembers(changes: MembershipChanges): Promise<void> {
     const node = this.running();
-    const st = node.status();
-    const members = new Set([...st.config.voters, ...st.config.learners]);
-    const list: { type: "add-node" | "remove-node"; nodeId: NodeId; url: string }[] = [];
-    const seen = new Set<NodeId>();
-    for (const raw of changes.add ?? []) {
+    const view = this.membershipView();
+    const add = (changes.add ?? []).map((raw) => {
       const u = parseNodeUrl(raw);
       checkMemberScheme(this.o.nodeUrl, u);
-      const id = nodeIdOf(u);
-      if (st.config.voters.includes(id)) {
-        throw new NexusError(
-          "MEMBERSHIP_REFUSED",
-          `${u.url} (${id}) is already a voter; nothing changed`,
-        );
-      }
-      if (seen.has(id)) throw new NexusError("INVALID_ARGUMENT", `${u.url} is named twice`);
-      seen.add(id);
-      list.push({ type: "add-node", nodeId: id, url: u.url });
-    }
-    for (const raw of changes.remove ?? []) {
+      return { id: nodeIdOf(u), url: u.url };
+    });
+    const remove = (changes.remove ?? []).map((raw) => {
       const u = parseNodeUrl(raw);
-      const id = nodeIdOf(u);
-      if (!members.has(id)) {
-        throw new NexusError(
-          "MEMBERSHIP_REFUSED",
-          `${u.url} (${id}) is not a member; nothing changed`,
-        );
-      }
-      if (seen.has(id)) throw new NexusError("INVALID_ARGUMENT", `${u.url} is named twice`);
-      seen.add(id);
-      list.push({ type: "remove-node", nodeId: id, url: u.url });
-    }
-    if (list.length === 0) throw new NexusError("INVALID_ARGUMENT", "no membership change given");
-    this.checkNoChangeInProgress();
-    const voters = new Set(st.config.voters);
-    for (const c of list) {
-      if (c.type === "add-node") voters.add(c.nodeId);
-      else voters.delete(c.nodeId);
-    }
-    if (voters.size === 0) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        "the change would leave no voter; nothing changed",
-      );
-    }
+      return { id: nodeIdOf(u), url: u.url };
+    });
+    const plan = planChanges(view, add, remove);
     const fresh = new Set<NodeId>();
-    for (const c of list) {
+    for (const c of plan.changes) {
       if (c.type !== "add-node") continue;
-      if (st.config.learners.includes(c.nodeId)) {
+      if (view.config.learners.includes(c.nodeId)) {
         // A learner that has caught up, promoted as part of the change.
-        this.checkCaughtUp(c.nodeId, c.url, changes.maxLagEntries);
+        checkCaughtUp(view, c.nodeId, c.url, changes.maxLagEntries);
       } else if (changes.probe !== false) {
         await probeUrl(c.url);
         fresh.add(c.nodeId);
@@ -665,60 +574,27 @@ class ReplicatorImpl implements Replicator {
     }
     // Until the joint configuration is left, decisions need a quorum of the old voters and one
     // of the new.
-    await this.checkQuorumAfter(new Set(st.config.voters), fresh);
-    await this.checkQuorumAfter(voters, fresh);
-    for (const c of list) if (c.type === "add-node") this.transport?.addPeer(c.nodeId, c.url);
-    await this.retryNoLeader(() => node.changeMembers(list));
+    await this.checkQuorumAfter(new Set(view.config.voters), fresh);
+    await this.checkQuorumAfter(plan.votersAfter, fresh);
+    for (const c of plan.changes) {
+      if (c.type === "add-node") this.transport?.addPeer(c.nodeId, c.url);
+    }
+    await this.retryUnwritten(() => node.changeMembers(plan.changes));
   }
 
   async transferLeadership(url?: string): Promise<NodeId> {
     const node = this.running();
-    const st = node.status();
+    const view = this.membershipView();
     let target: NodeId;
     if (url === undefined || url.trim() === "") {
-      if (st.progress === undefined) {
-        throw new NexusError(
-          "NOT_LEADER",
-          `choosing the most up-to-date voter needs the leader; ask the leader or name a node (${this.leaderHint()})`,
-        );
-      }
-      let best: { id: NodeId; match: number } | undefined;
-      for (const id of [...st.config.voters].sort()) {
-        const pr = st.progress.get(id);
-        if (id === this.o.nodeId || pr === undefined || !node.heardRecently(id)) continue;
-        if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
-      }
-      if (best === undefined) {
-        throw new NexusError(
-          "MEMBERSHIP_REFUSED",
-          "there is no other voter that answers to hand leadership to; nothing changed",
-        );
-      }
-      target = best.id;
+      target = chooseTransferTarget(view);
     } else {
       const u = parseNodeUrl(url);
       target = nodeIdOf(u);
-      if (!st.config.voters.includes(target)) {
-        throw new NexusError(
-          "MEMBERSHIP_REFUSED",
-          `${u.url} (${target}) ` +
-            (st.config.learners.includes(target)
-              ? "is a learner; only a voter can lead (promote it first)"
-              : "is not a member; only a voter can lead") +
-            "; nothing changed",
-        );
-      }
-      const pr = st.progress?.get(target);
-      if (target !== this.o.nodeId && pr !== undefined && !node.heardRecently(target)) {
-        throw new NexusError(
-          "MEMBERSHIP_REFUSED",
-          `${u.url} (${target}) does not answer the leader; it cannot take over now. Nothing changed`,
-        );
-      }
+      checkTransferTarget(view, target, u.url);
     }
-    if (st.softState.lead === target) return target;
-    if (st.softState.lead === "")
-      throw new NexusError("NO_LEADER", "no leader is known now; retry");
+    if (view.leader === target) return target;
+    if (view.leader === "") throw new NexusError("NO_LEADER", "no leader is known now; retry");
     node.transferLeadership(target);
     const deadline = Date.now() + 2 * this.o.electionTickMs + this.o.replTimeoutMs;
     for (;;) {
@@ -739,31 +615,17 @@ class ReplicatorImpl implements Replicator {
     const u = parseNodeUrl(url);
     checkMemberScheme(this.o.nodeUrl, u);
     const id = nodeIdOf(u);
-    const st = node.status();
-    if (st.config.voters.includes(id) || st.config.votersOutgoing.includes(id)) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${u.url} (${id}) is already a member; nothing changed`,
-      );
-    }
-    if (st.config.learners.includes(id)) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${u.url} (${id}) is already a member (a learner` +
-          (opts.learner === true ? ")" : "; make it a voter with promoteNode)") +
-          "; nothing changed",
-      );
-    }
-    this.checkNoChangeInProgress();
+    const view = this.membershipView();
+    checkAddable(view, id, u.url, opts.learner === true);
     if (opts.probe !== false) await probeUrl(u.url);
     if (opts.learner !== true) {
       await this.checkQuorumAfter(
-        new Set([...st.config.voters, id]),
+        new Set([...view.config.voters, id]),
         new Set(opts.probe !== false ? [id] : []),
       );
     }
     this.transport?.addPeer(id, u.url);
-    await this.retryNoLeader(() =>
+    await this.retryUnwritten(() =>
       node.changeMember(opts.learner === true ? "add-learner" : "add-node", id, u.url),
     );
   }
@@ -772,33 +634,26 @@ class ReplicatorImpl implements Replicator {
     const node = this.running();
     const u = parseNodeUrl(url);
     const id = nodeIdOf(u);
-    const st = node.status();
-    if (![...st.config.voters, ...st.config.learners].includes(id)) {
-      throw new NexusError(
-        "MEMBERSHIP_REFUSED",
-        `${u.url} (${id}) is not a member; nothing changed`,
-      );
+    const view = this.membershipView();
+    checkRemovable(view, id, u.url);
+    if (view.config.voters.includes(id)) {
+      await this.checkQuorumAfter(new Set(view.config.voters.filter((v) => v !== id)), new Set());
     }
-    if (st.config.voters.length === 1 && st.config.voters[0] === id) {
-      throw new NexusError("MEMBERSHIP_REFUSED", "cannot remove the last voter; nothing changed");
-    }
-    this.checkNoChangeInProgress();
-    if (st.config.voters.includes(id)) {
-      await this.checkQuorumAfter(new Set(st.config.voters.filter((v) => v !== id)), new Set());
-    }
-    await this.retryNoLeader(() => node.changeMember("remove-node", id, u.url));
+    await this.retryUnwritten(() => node.changeMember("remove-node", id, u.url));
   }
 
-  private async retryNoLeader<T>(f: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.o.replTimeoutMs;
-    for (;;) {
-      try {
-        return await f();
-      } catch (err) {
-        if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
-      }
-    }
+  /**
+   * Runs `attempt` again while it fails with a refusal that wrote nothing (NO_LEADER,
+   * PROPOSAL_DROPPED), until `timeoutMs` (default replTimeoutMs) passes.
+   */
+  private retryUnwritten<T>(
+    attempt: (remainingMs: number) => Promise<T>,
+    timeoutMs = this.o.replTimeoutMs,
+  ): Promise<T> {
+    return retryUnwritten(attempt, {
+      deadline: Date.now() + timeoutMs,
+      intervalMs: Math.min(50, this.o.heartbeatTickMs),
+    });
   }
 
   status(): ReplicatorStatus {
@@ -833,17 +688,7 @@ class ReplicatorImpl implements Replicator {
     const node = this.running();
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
-    let index: number;
-    for (;;) {
-      try {
-        index = await node.proposeCheck();
-        break;
-      } catch (err) {
-        const retriable = isNexusError(err, "NO_LEADER") || isNexusError(err, "PROPOSAL_DROPPED");
-        if (!retriable || Date.now() >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(50, this.o.heartbeatTickMs)));
-      }
-    }
+    const index = await this.retryUnwritten(() => node.proposeCheck(), timeoutMs);
     const round = await node.waitCheck(index, Math.max(1, deadline - Date.now()));
     if (round === undefined) {
       throw new NexusError("INTERNAL", `the consistency check at index ${index} is not known here`);

@@ -14,7 +14,7 @@ import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
 import type { NodeState } from "../../src/node/options.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
-import { isNexusError } from "../../src/errors/index.js";
+import { NotLeaderError, isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
@@ -590,9 +590,19 @@ describe("refused membership changes (library)", () => {
         c.rep(lead).addMember(l),
         refusal(/already a member \(a learner; make it a voter with promoteNode\)/),
       );
-      await assert.rejects(c.rep(f1).promoteLearner(l), (e: unknown) =>
-        isNexusError(e, "NOT_LEADER"),
-      );
+      // Only the leader knows a learner's lag: a follower refuses with the leader's URL, which
+      // the gRPC server passes on to clients (NotLeaderError.leaderUrl).
+      for (const call of [
+        () => c.rep(f1).promoteLearner(l),
+        () => c.rep(f1).transferLeadership(),
+      ]) {
+        await assert.rejects(call(), (e: unknown) => {
+          assert.ok(e instanceof NotLeaderError, String(e));
+          assert.equal(e.code, "NOT_LEADER");
+          assert.equal(e.leaderUrl, lead);
+          return true;
+        });
+      }
       await assert.rejects(
         c.rep(lead).promoteLearner(f1),
         refusal(/is not a learner \(it is already a voter\)/),
