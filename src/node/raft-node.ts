@@ -36,6 +36,8 @@ import { ConsistencyChecker } from "./consistency-checker.js";
 import type { DivergenceAction, Divergence } from "./consistency-checker.js";
 import type { CheckRound } from "./consistency.js";
 import type { PayloadKind } from "./entry-payload.js";
+import { NodeEvents, membershipChangeOf } from "./node-events.js";
+import { mostUpToDateVoter } from "./membership-policy.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -130,6 +132,8 @@ export class RaftNode {
   private appliedWaiters: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   /** Membership changes waiting to be applied, by the node id they change. */
   private readonly confWaiters = new Waiters<ConfState>();
+  /** What the Ready loop reports: leader change, membership change, divergence. */
+  readonly events: NodeEvents;
   private timer: NodeJS.Timeout | undefined;
   private processing = false;
   private scheduled = false;
@@ -176,6 +180,7 @@ export class RaftNode {
     this.storage = storage;
     this.applier = applier;
     this.logger = opts.logger ?? SILENT;
+    this.events = new NodeEvents(this.logger);
     this.clock = opts.clock ?? (() => performance.now());
     this.lease = new LeaderLease({
       durationMs: Math.max(
@@ -196,6 +201,7 @@ export class RaftNode {
       propose: (kind, data, requestId) => this.proposeInternal(kind, data, requestId),
       halt: (reason) => this.applier.halt(reason),
       stepAside: () => this.stepAside(),
+      onDiverged: (div) => this.events.emit("divergence", div),
     });
   }
 
@@ -223,13 +229,8 @@ export class RaftNode {
   private stepAside(): void {
     if (this.stopped || this.raw.basicStatus().leadTransferee !== "") return;
     const st = this.raw.status();
-    if (st.progress === undefined) return;
-    let best: { id: NodeId; match: number } | undefined;
-    for (const id of st.config.voters) {
-      const m = st.progress.get(id)?.match ?? 0;
-      if (id !== this.id && (best === undefined || m > best.match)) best = { id, match: m };
-    }
-    if (best !== undefined) this.transferLeadership(best.id);
+    const best = mostUpToDateVoter({ self: this.id, config: st.config, progress: st.progress });
+    if (best !== undefined) this.transferLeadership(best);
   }
 
   /**
@@ -813,17 +814,18 @@ export class RaftNode {
     const cs = await done;
     if (changes.length === 1) return cs;
     // Joint consensus: wait until the leader has proposed, and this node applied, the leave.
-    for (;;) {
-      const now = this.raw.status().config;
-      if (now.votersOutgoing.length === 0) return now;
-      if (this.stopped) throw this.fatal ?? new StoppedError();
-      if (Date.now() > deadline) {
-        throw new UnknownOutcomeError(
-          "the joint configuration was entered but not yet left; it will be left automatically once the leader commits it; list the members",
-        );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await this.events.waitFor(
+      "membership-change",
+      () => this.raw.status().config.votersOutgoing.length === 0,
+      {
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        onTimeout: () =>
+          new UnknownOutcomeError(
+            "the joint configuration was entered but not yet left; it will be left automatically once the leader commits it; list the members",
+          ),
+      },
+    );
+    return this.raw.status().config;
   }
 
   /**
@@ -936,6 +938,7 @@ export class RaftNode {
         if (id !== this.id) this.opts.transport.removePeer(id);
       }
       this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
+      this.events.emit("membership-change", membershipChangeOf(e.index, cs));
       if (cc.changes.length > 0) {
         this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
       }
@@ -952,6 +955,10 @@ export class RaftNode {
         this.members.set(id, url);
         if (id !== this.id) this.opts.transport.addPeer(id, url);
       }
+      this.events.emit(
+        "membership-change",
+        membershipChangeOf(file.meta.index, file.meta.confState),
+      );
       this.applier.enqueue({
         entries: [],
         snapshot: {
@@ -977,6 +984,11 @@ export class RaftNode {
         );
       }
       this.knownLead = rd.softState.lead;
+      this.events.emit("leader-change", {
+        leader: this.knownLead,
+        leaderUrl: this.members.get(this.knownLead) ?? "",
+        term: bs.term,
+      });
     }
     this.raw.advance(rd);
   }
@@ -1017,6 +1029,7 @@ export class RaftNode {
     this.appliedWaiters = [];
     for (const w of waiting) w.reject(new StoppedError());
     this.confWaiters.rejectAll(() => new StoppedError());
+    this.events.close(why ?? new StoppedError());
     this.saves.rejectAll(() =>
       why !== undefined
         ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })

@@ -12,7 +12,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { NexusError, StoreError, isNexusError } from "../errors/index.js";
+import { NexusError, StoreError } from "../errors/index.js";
 import type { Message, NodeId } from "../raft/types.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
@@ -402,22 +402,23 @@ class ReplicatorImpl implements Replicator {
       }
     }
     if (consistency !== "local") {
-      const deadline = Date.now() + this.o.replTimeoutMs;
       // A read request that never reached a leader, or went to one that lost its leadership, is
-      // retried until the deadline (nothing was written).
-      for (;;) {
-        // Without a known leader a read request would be dropped: wait for one first.
-        while (node.leader() === "" && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, Math.min(20, this.o.heartbeatTickMs)));
-        }
-        try {
-          await node.readBarrier(Math.max(1, deadline - Date.now()));
-          break;
-        } catch (err) {
-          if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
-          await new Promise((r) => setTimeout(r, Math.min(10, this.o.heartbeatTickMs)));
-        }
-      }
+      // retried until the deadline (nothing was written). Without a known leader a read request
+      // would be dropped: wait for one first.
+      await retryUnwritten(
+        async (remainingMs) => {
+          await node.events.waitFor("leader-change", () => node.leader() !== "", {
+            timeoutMs: remainingMs,
+            onTimeout: () =>
+              new NexusError("NO_LEADER", "no leader is known to confirm the read; retry"),
+          });
+          await node.readBarrier(remainingMs);
+        },
+        {
+          deadline: Date.now() + this.o.replTimeoutMs,
+          intervalMs: Math.min(10, this.o.heartbeatTickMs),
+        },
+      );
     }
     return this.o.store.load({ data, args });
   }
@@ -596,18 +597,17 @@ class ReplicatorImpl implements Replicator {
     if (view.leader === target) return target;
     if (view.leader === "") throw new NexusError("NO_LEADER", "no leader is known now; retry");
     node.transferLeadership(target);
-    const deadline = Date.now() + 2 * this.o.electionTickMs + this.o.replTimeoutMs;
-    for (;;) {
-      const lead = node.status().softState.lead;
-      if (lead === target) return target;
-      if (Date.now() > deadline) {
-        throw new NexusError(
+    await node.events.waitFor("leader-change", () => node.leader() === target, {
+      timeoutMs: 2 * this.o.electionTickMs + this.o.replTimeoutMs,
+      onTimeout: () => {
+        const lead = node.leader();
+        return new NexusError(
           "TIMEOUT",
           `leadership did not move to ${node.members.get(target) ?? target} in time (the leader is ${lead === "" ? "unknown" : (node.members.get(lead) ?? lead)}); it may be behind or unreachable`,
         );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+      },
+    });
+    return target;
   }
 
   async addMember(url: string, opts: AddMemberOptions = {}): Promise<void> {
