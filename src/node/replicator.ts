@@ -34,12 +34,28 @@ import {
   planChanges,
 } from "./membership-policy.js";
 import type { MembershipView } from "./membership-policy.js";
-import { retryUnwritten } from "./retry.js";
+import { abortable, retryUnwritten } from "./retry.js";
+import { NodeEvents } from "./node-events.js";
+import type { NodeEventMap } from "./node-events.js";
 
 /** How a read is served. */
 export type ReadConsistency = "linearizable" | "lease" | "local";
 
-export interface SaveOptions {
+/**
+ * What every call takes. `signal` ends the call's waiting: it rejects with the signal's reason
+ * (an AbortError unless another reason was given). Aborted before the call, nothing is done. A
+ * save or membership change aborted after it was proposed may still take effect, as after a
+ * timeout: read or list the members before retrying. A leadership transfer already asked for
+ * may still happen.
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Events a Replicator emits (see Replicator.on). */
+export type ReplicatorEvents = NodeEventMap;
+
+export interface SaveOptions extends CallOptions {
   /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
   readonly args?: Readonly<Record<string, string>>;
 }
@@ -95,8 +111,35 @@ export interface MembershipChanges {
   readonly maxLagEntries?: number;
 }
 
+/** What listMembers() returns. */
+export interface MemberList {
+  /** The leader's id ("" if unknown). */
+  readonly leader: NodeId;
+  readonly members: MemberInfo[];
+  /** A joint configuration is in effect. */
+  readonly joint: boolean;
+}
+
+/** Options of listMembersWithProgress(). */
+export interface ListMembersOptions extends CallOptions {
+  /** How long to wait for the leader's answer, in ms. Default 1000. */
+  readonly timeoutMs?: number;
+}
+
+/** Options of checkConsistency(). */
+export interface CheckConsistencyOptions extends CallOptions {
+  /** How long to wait for every member's report, in ms. Default 10 000. */
+  readonly timeoutMs?: number;
+}
+
+/** Options of promoteLearner() and of a learner promoted through changeMembers(). */
+export interface PromoteLearnerOptions extends CallOptions {
+  /** The largest lag allowed, in entries. Default 1000. */
+  readonly maxLagEntries?: number;
+}
+
 /** How a member is added. */
-export interface AddMemberOptions {
+export interface AddMemberOptions extends CallOptions {
   /** Add a learner: it receives every entry but never votes and never counts toward a commit. */
   readonly learner?: boolean;
   /**
@@ -171,14 +214,14 @@ export interface Replicator {
    * The current members with their roles, and the leader's id ("" if unknown). During a joint
    * change (`joint`), members of the outgoing configuration are listed until it is left.
    */
-  listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean };
+  listMembers(): MemberList;
   /**
    * listMembers() with every member's progress, which only the leader tracks: on the leader, its
    * own; on another node, the leader's answer over the peer connection (`fromLeader` true). When
    * no leader is known or it does not answer within `timeoutMs` (default 1000), this node's own
    * view without progress (`fromLeader` false, `lastIndex` -1).
    */
-  listMembersWithProgress(opts?: { timeoutMs?: number }): Promise<MembersWithProgress>;
+  listMembersWithProgress(opts?: ListMembersOptions): Promise<MembersWithProgress>;
   status(): ReplicatorStatus;
   /**
    * Adds a member: a voter, or a learner with `{ learner: true }`. Its URL must answer unless
@@ -194,14 +237,14 @@ export interface Replicator {
    * (MEMBERSHIP_REFUSED, nothing changed) for an unknown URL, the last voter, while another
    * change is in progress, or when the voters that answer would be fewer than a quorum.
    */
-  removeMember(url: string): Promise<void>;
+  removeMember(url: string, opts?: CallOptions): Promise<void>;
   /**
    * Makes a learner a voter. Only the leader knows how far the learner is behind: elsewhere this
    * fails with NOT_LEADER naming the leader. Refused (MEMBERSHIP_REFUSED) for a non-learner,
    * while the learner does not answer the leader, or while it lags more than `maxLagEntries`
    * (default 1000) behind the leader's last index.
    */
-  promoteLearner(url: string, opts?: { maxLagEntries?: number }): Promise<void>;
+  promoteLearner(url: string, opts?: PromoteLearnerOptions): Promise<void>;
   /**
    * Several changes at once through joint consensus (Raft thesis §4.3), e.g. moving a replica
    * between data centres (add the new one, remove the old one) without ever passing through a
@@ -209,26 +252,39 @@ export interface Replicator {
    * joint configuration is left, which the leader does automatically (a new leader finishes it if
    * the old one fails). Resolves once the final configuration is applied on this node.
    */
-  changeMembers(changes: MembershipChanges): Promise<void>;
+  changeMembers(changes: MembershipChanges, opts?: CallOptions): Promise<void>;
   /**
    * Hands leadership to `url`, or to the most up-to-date voter that answers when omitted (then
    * only on the leader). Resolves with the new leader's id once it leads; TIMEOUT if it did not
    * happen within two election timeouts. Refused (MEMBERSHIP_REFUSED) for a learner, a
    * non-member, or (on the leader) a voter that does not answer.
    */
-  transferLeadership(url?: string): Promise<NodeId>;
+  transferLeadership(url?: string, opts?: CallOptions): Promise<NodeId>;
   /**
    * Runs a consistency check now: proposes a CHECK entry, then waits (at most `timeoutMs`,
    * default 10 s) until every member reported the digest of its store at that entry's index.
    * NO_LEADER when no leader takes the check (nothing proposed).
    */
-  checkConsistency(opts?: { timeoutMs?: number }): Promise<ConsistencyCheckResult>;
+  checkConsistency(opts?: CheckConsistencyOptions): Promise<ConsistencyCheckResult>;
   /**
    * Reads the peer TLS files again (the node also does when they change): new peer connections use
    * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the
    * certificates in use, when the files are unusable or the node has no peer TLS.
    */
   reloadPeerTls(): boolean;
+  /**
+   * Calls `listener` on every `event` this node sees, until the returned function is called;
+   * listeners stay across stop() and start(). "leader-change": the leader this node follows
+   * changed ("" while none is known); "membership-change": a configuration took effect here;
+   * "divergence": a consistency check found this replica diverged (see status().diverged).
+   * Listeners run in the node's event loop turn: keep them short; one that throws is logged.
+   */
+  on<K extends keyof ReplicatorEvents>(
+    event: K,
+    listener: (e: ReplicatorEvents[K]) => void,
+  ): () => void;
+  /** Stops calling `listener`. */
+  off<K extends keyof ReplicatorEvents>(event: K, listener: (e: ReplicatorEvents[K]) => void): void;
 }
 
 const utf8 = new TextEncoder();
@@ -247,9 +303,25 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
+  private readonly events: NodeEvents<ReplicatorEvents>;
 
   constructor(options: ReplicatorOptions) {
     this.o = normalizeOptions(options);
+    this.events = new NodeEvents<ReplicatorEvents>(this.o.logger);
+  }
+
+  on<K extends keyof ReplicatorEvents>(
+    event: K,
+    listener: (e: ReplicatorEvents[K]) => void,
+  ): () => void {
+    return this.events.on(event, listener);
+  }
+
+  off<K extends keyof ReplicatorEvents>(
+    event: K,
+    listener: (e: ReplicatorEvents[K]) => void,
+  ): void {
+    this.events.off(event, listener);
   }
 
   async start(): Promise<void> {
@@ -330,6 +402,9 @@ class ReplicatorImpl implements Replicator {
       const id = nodeIdOf(u);
       if (id !== o.nodeId) transport.addPeer(id, u.url);
     }
+    node.events.on("leader-change", (e) => this.events.emit("leader-change", e));
+    node.events.on("membership-change", (e) => this.events.emit("membership-change", e));
+    node.events.on("divergence", (e) => this.events.emit("divergence", e));
     this.node = node;
     holder.node = node;
     for (const m of pending) node.step(m);
@@ -373,6 +448,7 @@ class ReplicatorImpl implements Replicator {
   }
 
   async save(input: Uint8Array | string, opts: SaveOptions = {}): Promise<Uint8Array> {
+    opts.signal?.throwIfAborted();
     const data = bytesOf(input, "save");
     const args = opts.args ?? {};
     this.checkSize(data, args);
@@ -382,10 +458,12 @@ class ReplicatorImpl implements Replicator {
       const r = await this.running().propose(data, args);
       if (!r.ok) throw new StoreError(r.error);
       return r.data;
-    });
+    }, opts.signal);
   }
 
   async load(input: Uint8Array | string, opts: LoadOptions = {}): Promise<Uint8Array> {
+    const signal = opts.signal;
+    signal?.throwIfAborted();
     const data = bytesOf(input, "load");
     const args = opts.args ?? {};
     this.checkSize(data, args);
@@ -397,8 +475,8 @@ class ReplicatorImpl implements Replicator {
       // (just elected, paused past it, transferring leadership): the ReadIndex path below.
       const at = node.leaseReadIndex();
       if (at !== undefined) {
-        await node.waitApplied(at, this.o.replTimeoutMs);
-        return this.o.store.load({ data, args });
+        await abortable(node.waitApplied(at, this.o.replTimeoutMs), signal);
+        return abortable(this.o.store.load({ data, args }), signal);
       }
     }
     if (consistency !== "local") {
@@ -411,19 +489,21 @@ class ReplicatorImpl implements Replicator {
             timeoutMs: remainingMs,
             onTimeout: () =>
               new NexusError("NO_LEADER", "no leader is known to confirm the read; retry"),
+            signal,
           });
           await node.readBarrier(remainingMs);
         },
         {
           deadline: Date.now() + this.o.replTimeoutMs,
           intervalMs: Math.min(10, this.o.heartbeatTickMs),
+          signal,
         },
       );
     }
-    return this.o.store.load({ data, args });
+    return abortable(this.o.store.load({ data, args }), signal);
   }
 
-  listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean } {
+  listMembers(): MemberList {
     const node = this.running();
     const st = node.status();
     const joint = st.config.votersOutgoing.length > 0;
@@ -469,7 +549,8 @@ class ReplicatorImpl implements Replicator {
     });
   }
 
-  async listMembersWithProgress(opts: { timeoutMs?: number } = {}): Promise<MembersWithProgress> {
+  async listMembersWithProgress(opts: ListMembersOptions = {}): Promise<MembersWithProgress> {
+    opts.signal?.throwIfAborted();
     const local = this.listMembers();
     const st = this.running().status();
     if (st.progress !== undefined && local.leader === this.o.nodeId) {
@@ -480,7 +561,10 @@ class ReplicatorImpl implements Replicator {
     if (local.leader === "" || transport === undefined) return own;
     try {
       const view = decodeMemberProgress(
-        await transport.requestProgress(local.leader, opts.timeoutMs ?? 1000),
+        await abortable(
+          transport.requestProgress(local.leader, opts.timeoutMs ?? 1000),
+          opts.signal,
+        ),
       );
       // Only an answer from the leader this node follows, in its term or later, is used.
       if (view.leader !== local.leader || view.term < st.hardState.term) return own;
@@ -492,6 +576,7 @@ class ReplicatorImpl implements Replicator {
         lastIndex: view.lastIndex,
       };
     } catch (err) {
+      if (opts.signal?.aborted === true) throw err;
       this.o.logger?.warn(
         {
           leader: local.leader,
@@ -526,9 +611,10 @@ class ReplicatorImpl implements Replicator {
   private async checkQuorumAfter(
     voters: ReadonlySet<NodeId>,
     fresh: ReadonlySet<NodeId>,
+    signal: AbortSignal | undefined,
   ): Promise<void> {
     const node = this.running();
-    await checkQuorumAfter(this.membershipView(), voters, fresh, async (id) => {
+    const check = checkQuorumAfter(this.membershipView(), voters, fresh, async (id) => {
       const url = node.members.get(id);
       if (url === undefined) return false;
       return probeUrl(url, 1000).then(
@@ -536,20 +622,24 @@ class ReplicatorImpl implements Replicator {
         () => false,
       );
     });
+    await abortable(check, signal);
   }
 
-  async promoteLearner(url: string, opts: { maxLagEntries?: number } = {}): Promise<void> {
+  async promoteLearner(url: string, opts: PromoteLearnerOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
     const node = this.running();
     const u = parseNodeUrl(url);
     const id = nodeIdOf(u);
     const view = this.membershipView();
     checkPromotable(view, id, u.url);
     checkCaughtUp(view, id, u.url, opts.maxLagEntries);
-    await this.checkQuorumAfter(new Set([...view.config.voters, id]), new Set());
-    await this.retryUnwritten(() => node.changeMember("add-node", id, u.url));
+    await this.checkQuorumAfter(new Set([...view.config.voters, id]), new Set(), opts.signal);
+    await this.retryUnwritten(() => node.changeMember("add-node", id, u.url), opts.signal);
   }
 
-  async changeMembers(changes: MembershipChanges): Promise<void> {
+  async changeMembers(changes: MembershipChanges, opts: CallOptions = {}): Promise<void> {
+    const signal = opts.signal;
+    signal?.throwIfAborted();
     const node = this.running();
     const view = this.membershipView();
     const add = (changes.add ?? []).map((raw) => {
@@ -569,21 +659,22 @@ class ReplicatorImpl implements Replicator {
         // A learner that has caught up, promoted as part of the change.
         checkCaughtUp(view, c.nodeId, c.url, changes.maxLagEntries);
       } else if (changes.probe !== false) {
-        await probeUrl(c.url);
+        await abortable(probeUrl(c.url), signal);
         fresh.add(c.nodeId);
       }
     }
     // Until the joint configuration is left, decisions need a quorum of the old voters and one
     // of the new.
-    await this.checkQuorumAfter(new Set(view.config.voters), fresh);
-    await this.checkQuorumAfter(plan.votersAfter, fresh);
+    await this.checkQuorumAfter(new Set(view.config.voters), fresh, signal);
+    await this.checkQuorumAfter(plan.votersAfter, fresh, signal);
     for (const c of plan.changes) {
       if (c.type === "add-node") this.transport?.addPeer(c.nodeId, c.url);
     }
-    await this.retryUnwritten(() => node.changeMembers(plan.changes));
+    await this.retryUnwritten(() => node.changeMembers(plan.changes), signal);
   }
 
-  async transferLeadership(url?: string): Promise<NodeId> {
+  async transferLeadership(url?: string, opts: CallOptions = {}): Promise<NodeId> {
+    opts.signal?.throwIfAborted();
     const node = this.running();
     const view = this.membershipView();
     let target: NodeId;
@@ -606,53 +697,61 @@ class ReplicatorImpl implements Replicator {
           `leadership did not move to ${node.members.get(target) ?? target} in time (the leader is ${lead === "" ? "unknown" : (node.members.get(lead) ?? lead)}); it may be behind or unreachable`,
         );
       },
+      signal: opts.signal,
     });
     return target;
   }
 
   async addMember(url: string, opts: AddMemberOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
     const node = this.running();
     const u = parseNodeUrl(url);
     checkMemberScheme(this.o.nodeUrl, u);
     const id = nodeIdOf(u);
     const view = this.membershipView();
     checkAddable(view, id, u.url, opts.learner === true);
-    if (opts.probe !== false) await probeUrl(u.url);
+    if (opts.probe !== false) await abortable(probeUrl(u.url), opts.signal);
     if (opts.learner !== true) {
       await this.checkQuorumAfter(
         new Set([...view.config.voters, id]),
         new Set(opts.probe !== false ? [id] : []),
+        opts.signal,
       );
     }
     this.transport?.addPeer(id, u.url);
-    await this.retryUnwritten(() =>
-      node.changeMember(opts.learner === true ? "add-learner" : "add-node", id, u.url),
+    await this.retryUnwritten(
+      () => node.changeMember(opts.learner === true ? "add-learner" : "add-node", id, u.url),
+      opts.signal,
     );
   }
 
-  async removeMember(url: string): Promise<void> {
+  async removeMember(url: string, opts: CallOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted();
     const node = this.running();
     const u = parseNodeUrl(url);
     const id = nodeIdOf(u);
     const view = this.membershipView();
     checkRemovable(view, id, u.url);
     if (view.config.voters.includes(id)) {
-      await this.checkQuorumAfter(new Set(view.config.voters.filter((v) => v !== id)), new Set());
+      const after = new Set(view.config.voters.filter((v) => v !== id));
+      await this.checkQuorumAfter(after, new Set(), opts.signal);
     }
-    await this.retryUnwritten(() => node.changeMember("remove-node", id, u.url));
+    await this.retryUnwritten(() => node.changeMember("remove-node", id, u.url), opts.signal);
   }
 
   /**
    * Runs `attempt` again while it fails with a refusal that wrote nothing (NO_LEADER,
-   * PROPOSAL_DROPPED), until `timeoutMs` (default replTimeoutMs) passes.
+   * PROPOSAL_DROPPED), until `timeoutMs` (default replTimeoutMs) passes or `signal` aborts.
    */
   private retryUnwritten<T>(
     attempt: (remainingMs: number) => Promise<T>,
+    signal: AbortSignal | undefined,
     timeoutMs = this.o.replTimeoutMs,
   ): Promise<T> {
     return retryUnwritten(attempt, {
       deadline: Date.now() + timeoutMs,
       intervalMs: Math.min(50, this.o.heartbeatTickMs),
+      signal,
     });
   }
 
@@ -684,12 +783,16 @@ class ReplicatorImpl implements Replicator {
     };
   }
 
-  async checkConsistency(opts: { timeoutMs?: number } = {}): Promise<ConsistencyCheckResult> {
+  async checkConsistency(opts: CheckConsistencyOptions = {}): Promise<ConsistencyCheckResult> {
+    opts.signal?.throwIfAborted();
     const node = this.running();
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
-    const index = await this.retryUnwritten(() => node.proposeCheck(), timeoutMs);
-    const round = await node.waitCheck(index, Math.max(1, deadline - Date.now()));
+    const index = await this.retryUnwritten(() => node.proposeCheck(), opts.signal, timeoutMs);
+    const round = await abortable(
+      node.waitCheck(index, Math.max(1, deadline - Date.now())),
+      opts.signal,
+    );
     if (round === undefined) {
       throw new NexusError("INTERNAL", `the consistency check at index ${index} is not known here`);
     }
