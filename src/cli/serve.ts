@@ -11,6 +11,7 @@ import type { ApiServer } from "../api/server.js";
 import { isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { createReplicator } from "../node/replicator.js";
+import { testHooksFromEnv } from "../node/test-hooks.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
@@ -140,12 +141,16 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
       }
       describe = made.describe;
       try {
-        rep = createReplicator({
-          ...cfg.replicator,
-          store: made.store,
-          logger,
-          onFatal: (e) => fatal(e),
-        });
+        rep = createReplicator(
+          {
+            ...cfg.replicator,
+            store: made.store,
+            logger,
+            onFatal: (e) => fatal(e),
+          },
+          // Test hooks are read once here, never on the Ready path.
+          { testHooks: testHooksFromEnv(process.env) },
+        );
       } catch (err) {
         if (isNexusError(err, "BAD_CONFIG")) {
           io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);

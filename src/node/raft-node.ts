@@ -38,6 +38,7 @@ import type { CheckRound } from "./consistency.js";
 import type { PayloadKind } from "./entry-payload.js";
 import { NodeEvents, membershipChangeOf } from "./node-events.js";
 import { mostUpToDateVoter } from "./membership-policy.js";
+import type { TestHooks } from "./test-hooks.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -83,6 +84,8 @@ export interface RaftNodeOptions {
   readonly logger?: NexusLogger;
   /** Called once when the node stops because of an error it cannot recover from. */
   readonly onFatal?: (err: Error) => void;
+  /** Test hooks (test-hooks.ts); none by default. */
+  readonly testHooks?: TestHooks;
 }
 
 const URL_CONTEXT = new TextEncoder();
@@ -994,14 +997,14 @@ export class RaftNode {
   }
 
   /**
-   * A test hook for crashing a leader in the middle of a joint change: with the environment
-   * variable NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS set, a leader that has just appended the entry
+   * A test hook for crashing a leader in the middle of a joint change: with the injected hook
+   * pauseBeforeLeaveJointMs (test-hooks.ts) above 0, a leader that has just appended the entry
    * leaving a joint configuration freezes for that long before it sends or persists it (it logs
    * "test hook: paused before leaving the joint configuration"), so a test can kill it there.
    * Resolves true when the node was stopped meanwhile (the Ready is dropped, as in a crash).
    */
   private async pausedForTest(): Promise<boolean> {
-    const ms = Number(process.env["NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS"] ?? "0");
+    const ms = this.opts.testHooks?.pauseBeforeLeaveJointMs?.() ?? 0;
     if (!(ms > 0) || this.raw.basicStatus().state !== "leader") return false;
     this.logger.warn({ ms }, "test hook: paused before leaving the joint configuration");
     const until = Date.now() + ms;

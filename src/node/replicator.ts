@@ -36,6 +36,7 @@ import {
 import type { MembershipView } from "./membership-policy.js";
 import { abortable, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
+import type { TestHooks } from "./test-hooks.js";
 
 export type {
   ReadConsistency,
@@ -92,9 +93,11 @@ class ReplicatorImpl implements Replicator {
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
+  private readonly testHooks: TestHooks | undefined;
 
-  constructor(options: ReplicatorOptions) {
+  constructor(options: ReplicatorOptions, testHooks: TestHooks | undefined) {
     this.o = normalizeOptions(options);
+    this.testHooks = testHooks;
     this.events = new NodeEvents<ReplicatorEvents>(this.o.logger);
   }
 
@@ -180,6 +183,7 @@ class ReplicatorImpl implements Replicator {
       consistencyCheckIntervalMs: o.consistencyCheckIntervalMs,
       onDivergence: o.onDivergence,
       logger: o.logger,
+      ...(this.testHooks === undefined ? {} : { testHooks: this.testHooks }),
       onFatal: (err) => {
         o.logger.error({ error: err.message }, "replicator stopped");
         o.onFatal?.(err);
@@ -612,7 +616,13 @@ class ReplicatorImpl implements Replicator {
   }
 }
 
-/** Creates a replicator; validates the options at once (NexusError BAD_CONFIG). */
-export function createReplicator(options: ReplicatorOptions): Replicator {
-  return new ReplicatorImpl(options);
+/**
+ * Creates a replicator; validates the options at once (NexusError BAD_CONFIG). `internal` is for
+ * the project's own programs and tests (test hooks), not part of the library API.
+ */
+export function createReplicator(
+  options: ReplicatorOptions,
+  internal: { readonly testHooks?: TestHooks } = {},
+): Replicator {
+  return new ReplicatorImpl(options, internal.testHooks);
 }
