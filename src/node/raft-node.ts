@@ -29,7 +29,7 @@ import { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
-import { Waiters } from "./waiters.js";
+import { IndexWaiters, Waiters } from "./waiters.js";
 import { LeaderLease, leaseDurationMs } from "./leader-lease.js";
 import type { MonotonicClock } from "./leader-lease.js";
 import { ConsistencyChecker } from "./consistency-checker.js";
@@ -132,7 +132,7 @@ export class RaftNode {
   private readonly saves = new Waiters<ApplyResult>();
   private readonly reads = new Waiters<number>();
   /** Reads waiting for the store to apply an index. */
-  private appliedWaiters: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly appliedWaiters = new IndexWaiters();
   /** Membership changes waiting to be applied, by the node id they change. */
   private readonly confWaiters = new Waiters<ConfState>();
   /** What the Ready loop reports: leader change, membership change, divergence. */
@@ -491,31 +491,14 @@ export class RaftNode {
   async waitApplied(index: number, timeoutMs: number): Promise<void> {
     if (this.applier.position().index >= index) return;
     if (this.stopped) throw this.fatal ?? new StoppedError();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.appliedWaiters = this.appliedWaiters.filter((w) => w !== waiter);
-        const why = this.applier.storeError();
-        reject(
-          new NexusError(
-            "TIMEOUT",
-            `this node's store did not reach index ${index} within ${timeoutMs} ms` +
-              (why === undefined ? "" : ` (${why.message})`) +
-              "; retry, or read from another node",
-          ),
-        );
-      }, timeoutMs);
-      const waiter = {
-        index,
-        resolve: (): void => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (e: Error): void => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.appliedWaiters.push(waiter);
+    await this.appliedWaiters.wait(index, timeoutMs, () => {
+      const why = this.applier.storeError();
+      return new NexusError(
+        "TIMEOUT",
+        `this node's store did not reach index ${index} within ${timeoutMs} ms` +
+          (why === undefined ? "" : ` (${why.message})`) +
+          "; retry, or read from another node",
+      );
     });
   }
 
@@ -863,10 +846,7 @@ export class RaftNode {
 
   /** Wakes reads waiting for the store to reach an index. */
   private notifyApplied(index: number): void {
-    if (this.appliedWaiters.length === 0) return;
-    const ready = this.appliedWaiters.filter((w) => w.index <= index);
-    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > index);
-    for (const w of ready) w.resolve();
+    this.appliedWaiters.reached(index);
   }
 
   private schedule(): void {
@@ -1028,9 +1008,7 @@ export class RaftNode {
     this.checker.stop();
     const why = this.fatal;
     this.reads.rejectAll(() => new StoppedError());
-    const waiting = this.appliedWaiters;
-    this.appliedWaiters = [];
-    for (const w of waiting) w.reject(new StoppedError());
+    this.appliedWaiters.rejectAll(() => new StoppedError());
     this.confWaiters.rejectAll(() => new StoppedError());
     this.events.close(why ?? new StoppedError());
     this.saves.rejectAll(() =>
