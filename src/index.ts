@@ -18,7 +18,14 @@ export type {
   ReadConsistency,
   ConsistencyCheckResult,
   MemberConsistency,
+  MemberList,
+  CallOptions,
+  ListMembersOptions,
+  CheckConsistencyOptions,
+  PromoteLearnerOptions,
+  ReplicatorEvents,
 } from "./node/replicator.js";
+export type { LeaderChange, MembershipChange, DivergenceEvent } from "./node/node-events.js";
 export type { ReplicatorOptions, NodeState, NexusLogger, NexusLogFn } from "./node/options.js";
 export type {
   NodeMetrics,

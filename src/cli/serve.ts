@@ -18,6 +18,7 @@ import { createOperations } from "../ops/operations.js";
 import { ALL_CRASH_POINTS } from "../node/crash-points.js";
 import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
 import type { CrashHook } from "../storage/crash-points.js";
+import { testHooksFromEnv } from "../node/test-hooks.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
@@ -254,14 +255,18 @@ async function serveLocked(
       }
       describe = made.describe;
       try {
-        rep = createReplicator({
-          ...cfg.replicator,
-          store: ops.store(made.store),
-          ...(ops.metrics === undefined ? {} : { metrics: ops.metrics }),
-          logger,
-          ...(crash === undefined ? {} : { crash }),
-          onFatal: (e) => fatal(e),
-        });
+        rep = createReplicator(
+          {
+            ...cfg.replicator,
+            store: ops.store(made.store),
+            ...(ops.metrics === undefined ? {} : { metrics: ops.metrics }),
+            logger,
+            ...(crash === undefined ? {} : { crash }),
+            onFatal: (e) => fatal(e),
+          },
+          // Test hooks are read once here, never on the Ready path.
+          { testHooks: testHooksFromEnv(process.env) },
+        );
       } catch (err) {
         if (isNexusError(err, "BAD_CONFIG")) {
           io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);

@@ -47,6 +47,8 @@ export interface ConsistencyCheckerDeps {
   halt(reason: string): void;
   /** Hands leadership to another voter if this node leads. */
   stepAside(): void;
+  /** Told once when this replica learns it diverged (after the marker write is started). */
+  onDiverged?(div: Divergence): void;
 }
 
 const MARKER = "DIVERGED";
@@ -280,6 +282,7 @@ export class ConsistencyChecker {
         "could not write the DIVERGED marker",
       ),
     );
+    this.d.onDiverged?.(div);
     // A replica that refuses requests should not lead the others.
     this.d.stepAside();
     if (this.d.onDivergence === "stop") this.d.halt(this.describe(div));

@@ -30,13 +30,16 @@ import { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
-import { Waiters } from "./waiters.js";
+import { IndexWaiters, Waiters } from "./waiters.js";
 import { LeaderLease, leaseDurationMs } from "./leader-lease.js";
 import type { MonotonicClock } from "./leader-lease.js";
 import { ConsistencyChecker } from "./consistency-checker.js";
 import type { DivergenceAction, Divergence } from "./consistency-checker.js";
 import type { CheckRound } from "./consistency.js";
 import type { PayloadKind } from "./entry-payload.js";
+import { NodeEvents, membershipChangeOf } from "./node-events.js";
+import { mostUpToDateVoter } from "./membership-policy.js";
+import type { TestHooks } from "./test-hooks.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -87,6 +90,8 @@ export interface RaftNodeOptions {
    * tests. Default: none (a point then costs one property test).
    */
   readonly crash?: CrashHook;
+  /** Test hooks (test-hooks.ts); none by default. */
+  readonly testHooks?: TestHooks;
 }
 
 const URL_CONTEXT = new TextEncoder();
@@ -133,9 +138,11 @@ export class RaftNode {
   private readonly saves = new Waiters<ApplyResult>();
   private readonly reads = new Waiters<number>();
   /** Reads waiting for the store to apply an index. */
-  private appliedWaiters: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly appliedWaiters = new IndexWaiters();
   /** Membership changes waiting to be applied, by the node id they change. */
   private readonly confWaiters = new Waiters<ConfState>();
+  /** What the Ready loop reports: leader change, membership change, divergence. */
+  readonly events: NodeEvents;
   private timer: NodeJS.Timeout | undefined;
   private processing = false;
   private scheduled = false;
@@ -182,6 +189,7 @@ export class RaftNode {
     this.storage = storage;
     this.applier = applier;
     this.logger = opts.logger ?? SILENT;
+    this.events = new NodeEvents(this.logger);
     this.clock = opts.clock ?? (() => performance.now());
     this.lease = new LeaderLease({
       durationMs: Math.max(
@@ -202,6 +210,7 @@ export class RaftNode {
       propose: (kind, data, requestId) => this.proposeInternal(kind, data, requestId),
       halt: (reason) => this.applier.halt(reason),
       stepAside: () => this.stepAside(),
+      onDiverged: (div) => this.events.emit("divergence", div),
     });
   }
 
@@ -229,13 +238,8 @@ export class RaftNode {
   private stepAside(): void {
     if (this.stopped || this.raw.basicStatus().leadTransferee !== "") return;
     const st = this.raw.status();
-    if (st.progress === undefined) return;
-    let best: { id: NodeId; match: number } | undefined;
-    for (const id of st.config.voters) {
-      const m = st.progress.get(id)?.match ?? 0;
-      if (id !== this.id && (best === undefined || m > best.match)) best = { id, match: m };
-    }
-    if (best !== undefined) this.transferLeadership(best.id);
+    const best = mostUpToDateVoter({ self: this.id, config: st.config, progress: st.progress });
+    if (best !== undefined) this.transferLeadership(best);
   }
 
   /**
@@ -541,31 +545,14 @@ export class RaftNode {
   async waitApplied(index: number, timeoutMs: number): Promise<void> {
     if (this.applier.position().index >= index) return;
     if (this.stopped) throw this.fatal ?? new StoppedError();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.appliedWaiters = this.appliedWaiters.filter((w) => w !== waiter);
-        const why = this.applier.storeError();
-        reject(
-          new NexusError(
-            "TIMEOUT",
-            `this node's store did not reach index ${index} within ${timeoutMs} ms` +
-              (why === undefined ? "" : ` (${why.message})`) +
-              "; retry, or read from another node",
-          ),
-        );
-      }, timeoutMs);
-      const waiter = {
-        index,
-        resolve: (): void => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (e: Error): void => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.appliedWaiters.push(waiter);
+    await this.appliedWaiters.wait(index, timeoutMs, () => {
+      const why = this.applier.storeError();
+      return new NexusError(
+        "TIMEOUT",
+        `this node's store did not reach index ${index} within ${timeoutMs} ms` +
+          (why === undefined ? "" : ` (${why.message})`) +
+          "; retry, or read from another node",
+      );
     });
   }
 
@@ -882,17 +869,18 @@ export class RaftNode {
     const cs = await done;
     if (changes.length === 1) return cs;
     // Joint consensus: wait until the leader has proposed, and this node applied, the leave.
-    for (;;) {
-      const now = this.raw.status().config;
-      if (now.votersOutgoing.length === 0) return now;
-      if (this.stopped) throw this.fatal ?? new StoppedError();
-      if (Date.now() > deadline) {
-        throw new UnknownOutcomeError(
-          "the joint configuration was entered but not yet left; it will be left automatically once the leader commits it; list the members",
-        );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await this.events.waitFor(
+      "membership-change",
+      () => this.raw.status().config.votersOutgoing.length === 0,
+      {
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        onTimeout: () =>
+          new UnknownOutcomeError(
+            "the joint configuration was entered but not yet left; it will be left automatically once the leader commits it; list the members",
+          ),
+      },
+    );
+    return this.raw.status().config;
   }
 
   /**
@@ -927,10 +915,7 @@ export class RaftNode {
 
   /** Wakes reads waiting for the store to reach an index. */
   private notifyApplied(index: number): void {
-    if (this.appliedWaiters.length === 0) return;
-    const ready = this.appliedWaiters.filter((w) => w.index <= index);
-    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > index);
-    for (const w of ready) w.resolve();
+    this.appliedWaiters.reached(index);
   }
 
   private schedule(): void {
@@ -1020,6 +1005,7 @@ export class RaftNode {
         if (id !== this.id) this.opts.transport.removePeer(id);
       }
       this.confHistory.push({ index: e.index, cs, members: Object.fromEntries(this.members) });
+      this.events.emit("membership-change", membershipChangeOf(e.index, cs));
       if (cc.changes.length > 0) {
         this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
       }
@@ -1049,6 +1035,10 @@ export class RaftNode {
         this.members.set(id, url);
         if (id !== this.id) this.opts.transport.addPeer(id, url);
       }
+      this.events.emit(
+        "membership-change",
+        membershipChangeOf(file.meta.index, file.meta.confState),
+      );
       this.applier.enqueue({
         entries: [],
         snapshot: {
@@ -1074,19 +1064,24 @@ export class RaftNode {
         );
       }
       this.knownLead = rd.softState.lead;
+      this.events.emit("leader-change", {
+        leader: this.knownLead,
+        leaderUrl: this.members.get(this.knownLead) ?? "",
+        term: bs.term,
+      });
     }
     this.raw.advance(rd);
   }
 
   /**
-   * A test hook for crashing a leader in the middle of a joint change: with the environment
-   * variable NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS set, a leader that has just appended the entry
+   * A test hook for crashing a leader in the middle of a joint change: with the injected hook
+   * pauseBeforeLeaveJointMs (test-hooks.ts) above 0, a leader that has just appended the entry
    * leaving a joint configuration freezes for that long before it sends or persists it (it logs
    * "test hook: paused before leaving the joint configuration"), so a test can kill it there.
    * Resolves true when the node was stopped meanwhile (the Ready is dropped, as in a crash).
    */
   private async pausedForTest(): Promise<boolean> {
-    const ms = Number(process.env["NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS"] ?? "0");
+    const ms = this.opts.testHooks?.pauseBeforeLeaveJointMs?.() ?? 0;
     if (!(ms > 0) || this.raw.basicStatus().state !== "leader") return false;
     this.logger.warn({ ms }, "test hook: paused before leaving the joint configuration");
     const until = Date.now() + ms;
@@ -1110,10 +1105,9 @@ export class RaftNode {
     this.checker.stop();
     const why = this.fatal;
     this.reads.rejectAll(() => new StoppedError());
-    const waiting = this.appliedWaiters;
-    this.appliedWaiters = [];
-    for (const w of waiting) w.reject(new StoppedError());
+    this.appliedWaiters.rejectAll(() => new StoppedError());
     this.confWaiters.rejectAll(() => new StoppedError());
+    this.events.close(why ?? new StoppedError());
     this.saves.rejectAll(() =>
       why !== undefined
         ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })

@@ -67,3 +67,61 @@ export class Waiters<T> {
     return this.waiters.size;
   }
 }
+
+interface IndexWaiter {
+  readonly index: number;
+  resolve(): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Waiters for a position to be reached (e.g. the store's applied index): every waiter at or below
+ * the position is resolved when it is reached. Settled exactly once, like Waiters: by reaching the
+ * index, by its timeout, or by rejectAll().
+ */
+export class IndexWaiters {
+  private waiters: IndexWaiter[] = [];
+
+  /** Resolves once reached(i) is called with i >= index; rejects with onTimeout() after timeoutMs. */
+  wait(index: number, timeoutMs: number, onTimeout: () => Error): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w: IndexWaiter = {
+        index,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(onTimeout());
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** The position reached `index`: resolves every waiter at or below it. */
+  reached(index: number): void {
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => w.index <= index);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => w.index > index);
+    for (const w of ready) {
+      clearTimeout(w.timer);
+      w.resolve();
+    }
+  }
+
+  /** Rejects every waiter (node stopping or failed). */
+  rejectAll(make: () => Error): void {
+    const all = this.waiters;
+    this.waiters = [];
+    for (const w of all) {
+      clearTimeout(w.timer);
+      w.reject(make());
+    }
+  }
+
+  get size(): number {
+    return this.waiters.length;
+  }
+}

@@ -165,6 +165,11 @@ describe("consistency checks in the runtime", () => {
       const victim = c.ids.find((id) => c.nodes.get(id) !== c.leader())!;
       await until(() => c.stores.get(victim)!.data.get("k4") === "v4", 5000, "the victim applied");
       c.stores.get(victim)!.data.set("k1", "tampered");
+      // Each node reports its own divergence as an event, once.
+      const events: { id: string; index: number }[] = [];
+      for (const id of c.ids) {
+        c.nodes.get(id)!.events.on("divergence", (e) => events.push({ id, index: e.index }));
+      }
       const second = await c.leader()!.proposeCheck();
       const bad = await c.leader()!.waitCheck(second, 10_000);
       assert.deepEqual(
@@ -177,6 +182,7 @@ describe("consistency checks in the runtime", () => {
         "the victim to know",
       );
       assert.equal(c.nodes.get(victim)!.divergence()!.index, second);
+      assert.deepEqual(events, [{ id: victim, index: second }]);
       for (const id of c.ids)
         if (id !== victim) assert.equal(c.nodes.get(id)!.divergence(), undefined);
       // Report mode: it keeps applying.

@@ -14,7 +14,7 @@ import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
 import type { NodeState } from "../../src/node/options.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
-import { isNexusError } from "../../src/errors/index.js";
+import { NotLeaderError, isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
@@ -26,7 +26,11 @@ after(() => {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const HOOK = "NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS";
+/**
+ * The leave-joint pause (src/node/test-hooks.ts) every node of these tests is given: a leader
+ * that appended the entry leaving a joint configuration freezes this long (0: not at all).
+ */
+const hook = { pauseMs: 0 };
 
 interface NodeOptions {
   readonly clusterUrls: readonly string[];
@@ -73,29 +77,32 @@ class Cluster {
     if (!this.stores.has(url)) this.stores.set(url, new MemoryStore());
     const warnings = this.warnings.get(url) ?? [];
     this.warnings.set(url, warnings);
-    const r = createReplicator({
-      nodeUrl: url,
-      clusterUrls: o.clusterUrls,
-      ...(o.nodeState === undefined ? {} : { nodeState: o.nodeState }),
-      store: this.stores.get(url)!,
-      logDir: join(this.root, "logs"),
-      snapDir: join(this.root, "snap"),
-      // Short enough for quick tests, long enough that a busy CI machine does not cause elections.
-      heartbeatTickMs: 50,
-      electionTickMs: 500,
-      replTimeoutMs: 5000,
-      snapshotCount: this.extra.snapshotCount ?? 10_000,
-      snapshotCatchUpEntries: this.extra.snapshotCatchUpEntries ?? 5_000,
-      logger: {
-        debug() {},
-        info() {},
-        // A NexusLogger level: (fields, msg) or (msg); the message is what the tests look for.
-        warn: (a: string | Readonly<Record<string, unknown>>, msg?: string) =>
-          warnings.push(typeof a === "string" ? a : (msg ?? "")),
-        error() {},
+    const r = createReplicator(
+      {
+        nodeUrl: url,
+        clusterUrls: o.clusterUrls,
+        ...(o.nodeState === undefined ? {} : { nodeState: o.nodeState }),
+        store: this.stores.get(url)!,
+        logDir: join(this.root, "logs"),
+        snapDir: join(this.root, "snap"),
+        // Short enough for quick tests, long enough that a busy CI machine does not cause elections.
+        heartbeatTickMs: 50,
+        electionTickMs: 500,
+        replTimeoutMs: 5000,
+        snapshotCount: this.extra.snapshotCount ?? 10_000,
+        snapshotCatchUpEntries: this.extra.snapshotCatchUpEntries ?? 5_000,
+        logger: {
+          debug() {},
+          info() {},
+          // A NexusLogger level: (fields, msg) or (msg); the message is what the tests look for.
+          warn: (a: string | Readonly<Record<string, unknown>>, msg?: string) =>
+            warnings.push(typeof a === "string" ? a : (msg ?? "")),
+          error() {},
+        },
+        onFatal: (e) => this.fatal.set(url, e),
       },
-      onFatal: (e) => this.fatal.set(url, e),
-    });
+      { testHooks: { pauseBeforeLeaveJointMs: () => hook.pauseMs } },
+    );
     this.reps.set(url, r);
     await r.start();
     return r;
@@ -246,7 +253,7 @@ describe("joint membership changes (library)", () => {
       await c.start(fresh);
       // Freeze the leader for a moment right after it appended the entry leaving the joint
       // configuration, to look at the cluster while it is joint.
-      process.env[HOOK] = "400";
+      hook.pauseMs = 400;
       const change = c.rep(lead).changeMembers({ add: [fresh], remove: [old] });
       try {
         await until(
@@ -255,7 +262,7 @@ describe("joint membership changes (library)", () => {
           "the leader to reach the leave-joint entry",
         );
       } finally {
-        delete process.env[HOOK];
+        hook.pauseMs = 0;
       }
       const during = c.rep(lead).listMembers();
       assert.equal(during.joint, true);
@@ -277,7 +284,7 @@ describe("joint membership changes (library)", () => {
       await c.stop(old);
       assert.equal(dec.decode(await c.rep(fresh).save(enc.encode("set after 2"))), "OK");
     } finally {
-      delete process.env[HOOK];
+      hook.pauseMs = 0;
       await c.stopAll();
     }
   });
@@ -296,7 +303,7 @@ describe("joint membership changes (library)", () => {
       const w = startWriter(c, removed);
       writer = w;
       await until(() => w.acked.length >= 20, 10_000, "writes before the change");
-      process.env[HOOK] = "60000";
+      hook.pauseMs = 60_000;
       const change = c.rep(lead).changeMembers({ add: [fresh], remove: [old] });
       change.catch(() => undefined);
       try {
@@ -306,7 +313,7 @@ describe("joint membership changes (library)", () => {
           "the leader to reach the leave-joint entry",
         );
       } finally {
-        delete process.env[HOOK];
+        hook.pauseMs = 0;
       }
       assert.equal(c.rep(lead).listMembers().joint, true);
       // The leader dies there: the leave-joint entry was neither persisted nor sent.
@@ -332,7 +339,7 @@ describe("joint membership changes (library)", () => {
       const acked = await w.stop();
       await assertAllPresent(c, [lead, b, fresh], acked);
     } finally {
-      delete process.env[HOOK];
+      hook.pauseMs = 0;
       await writer?.stop();
       await c.stopAll();
     }
@@ -590,9 +597,19 @@ describe("refused membership changes (library)", () => {
         c.rep(lead).addMember(l),
         refusal(/already a member \(a learner; make it a voter with promoteNode\)/),
       );
-      await assert.rejects(c.rep(f1).promoteLearner(l), (e: unknown) =>
-        isNexusError(e, "NOT_LEADER"),
-      );
+      // Only the leader knows a learner's lag: a follower refuses with the leader's URL, which
+      // the gRPC server passes on to clients (NotLeaderError.leaderUrl).
+      for (const call of [
+        () => c.rep(f1).promoteLearner(l),
+        () => c.rep(f1).transferLeadership(),
+      ]) {
+        await assert.rejects(call(), (e: unknown) => {
+          assert.ok(e instanceof NotLeaderError, String(e));
+          assert.equal(e.code, "NOT_LEADER");
+          assert.equal(e.leaderUrl, lead);
+          return true;
+        });
+      }
       await assert.rejects(
         c.rep(lead).promoteLearner(f1),
         refusal(/is not a learner \(it is already a voter\)/),

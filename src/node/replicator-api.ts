@@ -1,0 +1,255 @@
+/**
+ * The library API's contract: the Replicator interface, the options its calls take, what they
+ * return, and the events it emits. createReplicator() (replicator.ts) implements it.
+ */
+import type { NodeId } from "../raft/types.js";
+import type { NodeEventMap } from "./node-events.js";
+
+/** How a read is served. */
+export type ReadConsistency = "linearizable" | "lease" | "local";
+
+/**
+ * What every call takes. `signal` ends the call's waiting: it rejects with the signal's reason
+ * (an AbortError unless another reason was given). Aborted before the call, nothing is done. A
+ * save or membership change aborted after it was proposed may still take effect, as after a
+ * timeout: read or list the members before retrying. A leadership transfer already asked for
+ * may still happen.
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Events a Replicator emits (see Replicator.on). */
+export type ReplicatorEvents = NodeEventMap;
+
+export interface SaveOptions extends CallOptions {
+  /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
+  readonly args?: Readonly<Record<string, string>>;
+}
+
+export interface LoadOptions extends SaveOptions {
+  /** Default "linearizable" (or "lease" when the replicator was started with leaseBasedReads). */
+  readonly consistency?: ReadConsistency;
+}
+
+/** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */
+export type NodeRole = "follower" | "pre-candidate" | "candidate" | "leader";
+
+/** A member's role as listMembers() reports it: a learner receives entries but never votes. */
+export type MemberRole = "leader" | "follower" | "learner";
+
+/** A member as listMembers() reports it. */
+export interface MemberInfo {
+  readonly id: NodeId;
+  readonly url: string;
+  readonly role: MemberRole;
+  /**
+   * Progress, which only the leader tracks: whether the member answered the leader within the
+   * last election timeout, the last index known replicated to it, and how far it lags the
+   * leader's last index. Set by listMembers() on the leader, and by listMembersWithProgress()
+   * when the leader's view was had (`fromLeader`); undefined otherwise.
+   */
+  readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
+}
+
+/** What listMembersWithProgress() returns. */
+export interface MembersWithProgress {
+  readonly leader: NodeId;
+  readonly members: readonly MemberInfo[];
+  readonly joint: boolean;
+  /** Whether `members` carry the leader's progress (false: no leader answered). */
+  readonly fromLeader: boolean;
+  /** The leader's last index when `fromLeader`, else -1. */
+  readonly lastIndex: number;
+}
+
+/** Several membership changes made at once through joint consensus. */
+export interface MembershipChanges {
+  /**
+   * Voters to add. A new member's URL must answer (unless `probe` is false); a learner named here
+   * is promoted, which needs the leader and is refused while it lags (see promoteLearner).
+   */
+  readonly add?: readonly string[];
+  /** Members to remove. */
+  readonly remove?: readonly string[];
+  /** Check that each new member's URL answers first. Default true. */
+  readonly probe?: boolean;
+  /** For a learner promoted here: the largest lag allowed, in entries. Default 1000. */
+  readonly maxLagEntries?: number;
+}
+
+/** What listMembers() returns. */
+export interface MemberList {
+  /** The leader's id ("" if unknown). */
+  readonly leader: NodeId;
+  readonly members: MemberInfo[];
+  /** A joint configuration is in effect. */
+  readonly joint: boolean;
+}
+
+/** Options of listMembersWithProgress(). */
+export interface ListMembersOptions extends CallOptions {
+  /** How long to wait for the leader's answer, in ms. Default 1000. */
+  readonly timeoutMs?: number;
+}
+
+/** Options of checkConsistency(). */
+export interface CheckConsistencyOptions extends CallOptions {
+  /** How long to wait for every member's report, in ms. Default 10 000. */
+  readonly timeoutMs?: number;
+}
+
+/** Options of promoteLearner() and of a learner promoted through changeMembers(). */
+export interface PromoteLearnerOptions extends CallOptions {
+  /** The largest lag allowed, in entries. Default 1000. */
+  readonly maxLagEntries?: number;
+}
+
+/** How a member is added. */
+export interface AddMemberOptions extends CallOptions {
+  /** Add a learner: it receives every entry but never votes and never counts toward a commit. */
+  readonly learner?: boolean;
+  /**
+   * Check first that something answers at the URL (a TCP connection within 2 s). Default true.
+   * False adds a node that is not running yet (launch it afterwards); until it answers it
+   * counts as unreachable, so a voter is refused when the voters that answer would then be
+   * fewer than a quorum.
+   */
+  readonly probe?: boolean;
+}
+
+export interface ReplicatorStatus {
+  readonly id: NodeId;
+  readonly url: string;
+  readonly role: NodeRole;
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly commit: number;
+  /** The last index in this node's log. */
+  readonly lastIndex: number;
+  readonly applied: number;
+  /** Whether this node can serve requests now: a leader is known and the store is healthy. */
+  readonly serving: boolean;
+  /** Why it cannot serve, when it cannot. */
+  readonly notServingReason: string;
+  /** Set when a consistency check found that this replica diverged from the majority. */
+  readonly diverged: { readonly index: number; readonly reason: string } | undefined;
+}
+
+/** One member's standing in a consistency check. */
+export interface MemberConsistency {
+  readonly id: NodeId;
+  readonly url: string;
+  /**
+   * ok: agrees with the majority; diverged: differs from it; pending: no report (yet);
+   * undecided: reported, but no value has a majority.
+   */
+  readonly verdict: "ok" | "diverged" | "pending" | "undecided";
+  /** The store digest it reported ("" when none). */
+  readonly digest: string;
+  /** Why it diverged ("" otherwise). */
+  readonly reason: string;
+}
+
+/** The result of a consistency check. */
+export interface ConsistencyCheckResult {
+  /** The log index at which every replica digested its store. */
+  readonly index: number;
+  /** Every member reported. */
+  readonly complete: boolean;
+  readonly members: readonly MemberConsistency[];
+}
+
+export interface Replicator {
+  /** Opens the WAL and the store, starts listening for peers and joins the cluster. */
+  start(): Promise<void>;
+  /** Stops taking requests, fails pending ones with STOPPED, closes everything. */
+  stop(): Promise<void>;
+  /**
+   * Replicates a write and resolves with the store's result once it is applied on this node.
+   * `data` is bytes or a string (sent as UTF-8), e.g. an SQL statement for SqliteStore.
+   * Throws StoreError when the statement failed (on every replica alike), UnknownOutcomeError
+   * after replTimeoutMs (the write may still be applied), NO_LEADER, STOPPED, TOO_LARGE.
+   */
+  save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /**
+   * Reads from the store; linearizable unless asked otherwise. `data`, like save()'s, is bytes or
+   * a string (sent as UTF-8); the result is the store's bytes (`new TextDecoder().decode(r)`).
+   */
+  load(data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array>;
+  /**
+   * The current members with their roles, and the leader's id ("" if unknown). During a joint
+   * change (`joint`), members of the outgoing configuration are listed until it is left.
+   */
+  listMembers(): MemberList;
+  /**
+   * listMembers() with every member's progress, which only the leader tracks: on the leader, its
+   * own; on another node, the leader's answer over the peer connection (`fromLeader` true). When
+   * no leader is known or it does not answer within `timeoutMs` (default 1000), this node's own
+   * view without progress (`fromLeader` false, `lastIndex` -1).
+   */
+  listMembersWithProgress(opts?: ListMembersOptions): Promise<MembersWithProgress>;
+  status(): ReplicatorStatus;
+  /**
+   * Adds a member: a voter, or a learner with `{ learner: true }`. Its URL must answer unless
+   * `probe` is false. Resolves once the change is applied on this node. MEMBERSHIP_REFUSED, with
+   * nothing changed: the URL is already a member, it does not answer, another change is in
+   * progress, or the voters that answer would be fewer than a quorum afterwards. UNKNOWN_OUTCOME
+   * when it was proposed but not applied in time (list the members before retrying).
+   */
+  addMember(url: string, opts?: AddMemberOptions): Promise<void>;
+  /**
+   * Removes a member. Removing the leader works: it commits the change, steps down, and the
+   * others elect a leader (the removed node then hears from no one: stop it). Refused
+   * (MEMBERSHIP_REFUSED, nothing changed) for an unknown URL, the last voter, while another
+   * change is in progress, or when the voters that answer would be fewer than a quorum.
+   */
+  removeMember(url: string, opts?: CallOptions): Promise<void>;
+  /**
+   * Makes a learner a voter. Only the leader knows how far the learner is behind: elsewhere this
+   * fails with NOT_LEADER naming the leader. Refused (MEMBERSHIP_REFUSED) for a non-learner,
+   * while the learner does not answer the leader, or while it lags more than `maxLagEntries`
+   * (default 1000) behind the leader's last index.
+   */
+  promoteLearner(url: string, opts?: PromoteLearnerOptions): Promise<void>;
+  /**
+   * Several changes at once through joint consensus (Raft thesis §4.3), e.g. moving a replica
+   * between data centres (add the new one, remove the old one) without ever passing through a
+   * weaker quorum: every decision needs a quorum of the old voters and one of the new until the
+   * joint configuration is left, which the leader does automatically (a new leader finishes it if
+   * the old one fails). Resolves once the final configuration is applied on this node.
+   */
+  changeMembers(changes: MembershipChanges, opts?: CallOptions): Promise<void>;
+  /**
+   * Hands leadership to `url`, or to the most up-to-date voter that answers when omitted (then
+   * only on the leader). Resolves with the new leader's id once it leads; TIMEOUT if it did not
+   * happen within two election timeouts. Refused (MEMBERSHIP_REFUSED) for a learner, a
+   * non-member, or (on the leader) a voter that does not answer.
+   */
+  transferLeadership(url?: string, opts?: CallOptions): Promise<NodeId>;
+  /**
+   * Runs a consistency check now: proposes a CHECK entry, then waits (at most `timeoutMs`,
+   * default 10 s) until every member reported the digest of its store at that entry's index.
+   * NO_LEADER when no leader takes the check (nothing proposed).
+   */
+  checkConsistency(opts?: CheckConsistencyOptions): Promise<ConsistencyCheckResult>;
+  /**
+   * Reads the peer TLS files again (the node also does when they change): new peer connections use
+   * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the
+   * certificates in use, when the files are unusable or the node has no peer TLS.
+   */
+  reloadPeerTls(): boolean;
+  /**
+   * Calls `listener` on every `event` this node sees, until the returned function is called;
+   * listeners stay across stop() and start(). "leader-change": the leader this node follows
+   * changed ("" while none is known); "membership-change": a configuration took effect here;
+   * "divergence": a consistency check found this replica diverged (see status().diverged).
+   * Listeners run in the node's event loop turn: keep them short; one that throws is logged.
+   */
+  on<K extends keyof ReplicatorEvents>(
+    event: K,
+    listener: (e: ReplicatorEvents[K]) => void,
+  ): () => void;
+  /** Stops calling `listener`. */
+  off<K extends keyof ReplicatorEvents>(event: K, listener: (e: ReplicatorEvents[K]) => void): void;
+}
