@@ -33,8 +33,9 @@ const ALLOWED: Record<string, { rooms: string[]; external: (spec: string) => boo
     external: () => true,
   },
   api: { rooms: ["api", "node", "errors", "store"], external: () => true },
+  backup: { rooms: ["backup", "storage", "errors"], external: (s) => s.startsWith("node:") },
   cli: {
-    rooms: ["cli", "api", "node", "store", "storage", "errors", "raft"],
+    rooms: ["cli", "api", "node", "store", "storage", "errors", "raft", "backup"],
     external: () => true,
   },
   errors: { rooms: ["errors"], external: () => false },
