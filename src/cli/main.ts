@@ -1,6 +1,7 @@
 /**
- * The `nexus` command: serve, repl, status, local-cluster and wal repair.
+ * The `nexus` command: serve, repl, status, local-cluster, wal repair, backup and restore.
  */
+import { BACKUP_USAGE, runBackup } from "./backup.js";
 import { EXIT } from "./exit-codes.js";
 import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
 import { replUsage, runRepl } from "./repl.js";
@@ -18,6 +19,7 @@ commands:
   status <addr>      whether a node serves, and the members it sees
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
+  backup <addr> <file>  a consistent backup of the replicated state (also backup verify|info)
   version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
@@ -51,6 +53,8 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runRepl(rest, io, "nexus repl");
     case "status":
       return runStatus(rest, io);
+    case "backup":
+      return runBackup(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
     case "wal": {
@@ -76,4 +80,5 @@ export const USAGES = {
   status: STATUS_USAGE,
   localCluster: LOCAL_CLUSTER_USAGE,
   walRepair: WAL_REPAIR_USAGE,
+  backup: BACKUP_USAGE,
 } as const;

@@ -138,6 +138,19 @@ export interface ConsistencyCheckResult {
   readonly members: readonly MemberConsistency[];
 }
 
+/** A backup being streamed from a node (Replicator.backup). */
+export interface ReplicatedBackup {
+  readonly storeKind: string;
+  readonly clusterName: string;
+  /** The index and term of the last entry the data includes. */
+  readonly index: number;
+  readonly term: number;
+  /** The members at that index. */
+  readonly members: readonly { id: NodeId; url: string; role: "voter" | "learner" }[];
+  /** The store's backup data. */
+  readonly stream: AsyncIterable<Uint8Array>;
+}
+
 export interface Replicator {
   /** Opens the WAL and the store, starts listening for peers and joins the cluster. */
   start(): Promise<void>;
@@ -211,6 +224,12 @@ export interface Replicator {
    * NO_LEADER when no leader takes the check (nothing proposed).
    */
   checkConsistency(opts?: { timeoutMs?: number }): Promise<ConsistencyCheckResult>;
+  /**
+   * A consistent copy of the replicated state at one log index, streamed: by default after a
+   * read barrier (linearizable: it holds every save acknowledged before the call); "local" backs
+   * up this node's store as it is. Consume `stream` fully or call `return()` on its iterator.
+   */
+  backup(opts?: { consistency?: "linearizable" | "local" }): Promise<ReplicatedBackup>;
   /**
    * Reads the peer TLS files again (the node also does when they change): new peer connections use
    * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the
@@ -396,25 +415,54 @@ class ReplicatorImpl implements Replicator {
         return this.o.store.load({ data, args });
       }
     }
-    if (consistency !== "local") {
-      const deadline = Date.now() + this.o.replTimeoutMs;
-      // A read request that never reached a leader, or went to one that lost its leadership, is
-      // retried until the deadline (nothing was written).
-      for (;;) {
-        // Without a known leader a read request would be dropped: wait for one first.
-        while (node.leader() === "" && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, Math.min(20, this.o.heartbeatTickMs)));
-        }
-        try {
-          await node.readBarrier(Math.max(1, deadline - Date.now()));
-          break;
-        } catch (err) {
-          if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
-          await new Promise((r) => setTimeout(r, Math.min(10, this.o.heartbeatTickMs)));
-        }
+    if (consistency !== "local") await this.readBarrier(node);
+    return this.o.store.load({ data, args });
+  }
+
+  /**
+   * Waits until this node has applied everything committed when it was called (ReadIndex),
+   * retrying a read request that never reached a leader until the replication timeout.
+   */
+  private async readBarrier(node: RaftNode): Promise<void> {
+    const deadline = Date.now() + this.o.replTimeoutMs;
+    // A read request that never reached a leader, or went to one that lost its leadership, is
+    // retried until the deadline (nothing was written).
+    for (;;) {
+      // Without a known leader a read request would be dropped: wait for one first.
+      while (node.leader() === "" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(20, this.o.heartbeatTickMs)));
+      }
+      try {
+        await node.readBarrier(Math.max(1, deadline - Date.now()));
+        return;
+      } catch (err) {
+        if (!isNexusError(err, "NO_LEADER") || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(10, this.o.heartbeatTickMs)));
       }
     }
-    return this.o.store.load({ data, args });
+  }
+
+  async backup(opts: { consistency?: "linearizable" | "local" } = {}): Promise<ReplicatedBackup> {
+    const node = this.running();
+    this.checkStore();
+    if ((opts.consistency ?? "linearizable") !== "local") await this.readBarrier(node);
+    const b = await node.backup();
+    const cs = b.confState;
+    const members: { id: NodeId; url: string; role: "voter" | "learner" }[] = [];
+    const voters = new Set([...cs.voters, ...cs.votersOutgoing]);
+    for (const id of [...voters].sort())
+      members.push({ id, url: b.members[id] ?? "", role: "voter" });
+    for (const id of [...new Set([...cs.learners, ...cs.learnersNext])].sort()) {
+      if (!voters.has(id)) members.push({ id, url: b.members[id] ?? "", role: "learner" });
+    }
+    return {
+      storeKind: this.o.store.kind,
+      clusterName: this.o.clusterName,
+      index: b.position.index,
+      term: b.position.term,
+      members,
+      stream: b.stream,
+    };
   }
 
   listMembers(): { leader: NodeId; members: MemberInfo[]; joint: boolean } {
