@@ -3,6 +3,7 @@
  */
 import { BACKUP_USAGE, runBackup } from "./backup.js";
 import { EXIT } from "./exit-codes.js";
+import { RESTORE_USAGE, runRestore } from "./restore.js";
 import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
 import { replUsage, runRepl } from "./repl.js";
 import { runServe } from "./serve.js";
@@ -20,6 +21,7 @@ commands:
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
   backup <addr> <file>  a consistent backup of the replicated state (also backup verify|info)
+  restore <file> ...    prepare one node of a new cluster from a backup
   version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
@@ -55,6 +57,8 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runStatus(rest, io);
     case "backup":
       return runBackup(rest, io);
+    case "restore":
+      return runRestore(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
     case "wal": {
@@ -81,4 +85,5 @@ export const USAGES = {
   localCluster: LOCAL_CLUSTER_USAGE,
   walRepair: WAL_REPAIR_USAGE,
   backup: BACKUP_USAGE,
+  restore: RESTORE_USAGE,
 } as const;
