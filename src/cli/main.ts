@@ -4,6 +4,7 @@
 import { BACKUP_USAGE, runBackup } from "./backup.js";
 import { EXIT } from "./exit-codes.js";
 import { RESTORE_USAGE, runRestore } from "./restore.js";
+import { RECOVER_USAGE, runRecover } from "./recover.js";
 import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
 import { replUsage, runRepl } from "./repl.js";
 import { runServe } from "./serve.js";
@@ -22,6 +23,7 @@ commands:
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
   backup <addr> <file>  a consistent backup of the replicated state (also backup verify|info)
   restore <file> ...    prepare one node of a new cluster from a backup
+  recover ...           after losing a majority: a survivor as a one-member cluster (--inspect)
   version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
@@ -59,6 +61,8 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runBackup(rest, io);
     case "restore":
       return runRestore(rest, io);
+    case "recover":
+      return runRecover(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
     case "wal": {
@@ -86,4 +90,5 @@ export const USAGES = {
   walRepair: WAL_REPAIR_USAGE,
   backup: BACKUP_USAGE,
   restore: RESTORE_USAGE,
+  recover: RECOVER_USAGE,
 } as const;

@@ -118,4 +118,85 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
       }
     },
   );
+
+  it(
+    "nexus recover --inspect, then nexus recover: the stopped survivor's own data as a one-member cluster, members added back",
+    { timeout: 300_000 },
+    async () => {
+      const nodes = await sqliteCluster(3);
+      await Promise.all(nodes.map((n) => n.start()));
+      await until(
+        "a leader",
+        () => leaderUrl(nodes[0]!.addr),
+        (u) => u !== "",
+      );
+      const save = async (addr: string, sql: string): Promise<void> => {
+        const r = await repl(addr, "sqlite", "save", sql);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      await save(nodes[0]!.addr, "create table t (i integer primary key)");
+      for (let i = 1; i <= 8; i++) await save(nodes[i % 3]!.addr, `insert into t values (${i})`);
+      const survivor = nodes[1]!;
+      await until(
+        "the survivor applied every write",
+        () => rows(survivor.addr),
+        (r) => r.length === 8,
+      );
+      await nodes[0]!.stop("SIGKILL");
+      await nodes[2]!.stop("SIGKILL");
+      await survivor.stop();
+      const dataFlags = [
+        "-nexus-node-url",
+        survivor.url,
+        `-nexus-log-dir=${join(survivor.dir, "logs")}`,
+        `-nexus-snap-dir=${join(survivor.dir, "snap")}`,
+        "-sqlitePath",
+        join(survivor.dir, "store.db"),
+      ];
+      const inspect = await run("nexus", ["recover", "--inspect", ...dataFlags]);
+      assert.equal(inspect.code, 0, inspect.stderr);
+      const last = /last index: +(\d+)/.exec(inspect.stdout);
+      assert.ok(last !== null && Number(last[1]) >= 10, inspect.stdout);
+      assert.match(inspect.stdout, /store applied: \d+ \(term \d+\)/);
+      const rec = await run("nexus", ["recover", ...dataFlags]);
+      assert.equal(rec.code, 0, rec.stderr);
+      assert.match(rec.stdout, /is now the only member of a new cluster/);
+
+      // The same node, folders and store, started as the only member.
+      const one = new SqliteNode(survivor.raftPort, survivor.grpcPort, survivor.dir, [
+        survivor.url,
+      ]);
+      await one.start();
+      await until(
+        "the survivor leads alone",
+        () => leaderUrl(one.addr),
+        (u) => u === one.url,
+      );
+      assert.deepEqual(await rows(one.addr), [1, 2, 3, 4, 5, 6, 7, 8]);
+      // Recovering a running node is refused.
+      const running = await run("nexus", ["recover", ...dataFlags]);
+      assert.equal(running.code, 2);
+      assert.match(running.stderr, /stop the node before recovering it/);
+      await save(one.addr, "insert into t values (9)");
+      const added: SqliteNode[] = [];
+      for (let k = 0; k < 2; k++) {
+        const n = new SqliteNode(await freePort(), await freePort(), join(tempDir(), `new${k}`), [
+          one.url,
+        ]);
+        await n.start();
+        const a = await repl(one.addr, "addNode", n.url);
+        assert.equal(a.code, 0, a.stderr);
+        added.push(n);
+      }
+      await save(added[1]!.addr, "insert into t values (10)");
+      for (const n of [one, ...added]) {
+        await until(
+          "every write on every member",
+          () => rows(n.addr, "local"),
+          (v) => v.length === 10,
+        );
+        assert.deepEqual(await rows(n.addr, "local"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      }
+    },
+  );
 });
