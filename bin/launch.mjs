@@ -51,6 +51,17 @@ export async function launch(name) {
     mod = await import(pathToFileURL(built).href);
   }
   const code = await mod.main(process.argv.slice(2));
+  // Output to a pipe is written asynchronously: exiting at once would cut it (at 64 KiB).
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   // Exit now: an idle client connection or pending timer must not keep a finished command alive.
   process.exit(code);
+}
+
+/** Resolves once everything written to the stream so far is flushed (or the stream failed). */
+function flushed(stream) {
+  return new Promise((resolve) => {
+    if (stream.destroyed || !stream.writable) return resolve();
+    stream.once("error", resolve);
+    stream.write("", () => resolve());
+  });
 }

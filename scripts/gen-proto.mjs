@@ -15,6 +15,7 @@ const TARGETS = [
       "nexus_backup.proto",
       "models/internal.proto",
       "google/rpc/error_details.proto",
+      "grpc/health/v1/health.proto",
     ],
     out: "src/api/gen",
   },

@@ -4,8 +4,10 @@
  * NexusErrors whose code says what happened (UNREACHABLE, UNKNOWN_OUTCOME, or the server's code).
  */
 import { ConnectError, createClient } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { NexusError, NotLeaderError } from "../errors/index.js";
+import { isTlsFailure } from "../security/tls.js";
 import { callFailureOf } from "./errors.js";
 import type { CallKind } from "./errors.js";
 import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
@@ -99,12 +101,23 @@ export interface ConsistencyCheckInfo {
 export interface ClientOptions {
   /** Deadline of each call, ms. Default 30,000. */
   readonly timeoutMs?: number;
+  /**
+   * Connect with TLS: `ca` the CA certificate(s) (PEM) the server's certificate must be signed by
+   * (default: the system's), `cert` and `key` a client certificate for servers that require one.
+   * An `https://` address uses TLS too.
+   */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  /** Sent as `authorization: Bearer <token>` with every call. */
+  readonly token?: string;
 }
 
-/** Parses `host:port`, `[v6]:port` or `http://host:port`. Throws INVALID_ARGUMENT. */
-export function parseServiceAddress(address: string): string {
+/**
+ * Parses `host:port`, `[v6]:port`, `http://host:port` or `https://host:port` into a base URL,
+ * https with `tls`. Throws INVALID_ARGUMENT.
+ */
+export function parseServiceAddress(address: string, tls = false): string {
   const a = address.trim();
-  const withScheme = /^[a-z]+:\/\//i.test(a) ? a : `http://${a}`;
+  const withScheme = /^[a-z]+:\/\//i.test(a) ? a : `${tls ? "https" : "http"}://${a}`;
   let u: URL;
   try {
     u = new URL(withScheme);
@@ -114,10 +127,16 @@ export function parseServiceAddress(address: string): string {
       `"${address}" is not an address; use host:port, e.g. 127.0.0.1:9121`,
     );
   }
-  if (u.protocol !== "http:") {
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
     throw new NexusError(
       "INVALID_ARGUMENT",
-      `"${address}": only plaintext http (h2c) is supported; use host:port`,
+      `"${address}": use host:port (https://host:port or TLS options for TLS)`,
+    );
+  }
+  if (u.protocol === "http:" && tls) {
+    throw new NexusError(
+      "INVALID_ARGUMENT",
+      `"${address}" says http:// but TLS options are given; use host:port or https://host:port`,
     );
   }
   const port = Number(u.port);
@@ -130,26 +149,42 @@ export function parseServiceAddress(address: string): string {
   if (u.pathname !== "/" || u.search !== "" || u.username !== "") {
     throw new NexusError("INVALID_ARGUMENT", `"${address}": give only host:port`);
   }
-  return `http://${u.host}`;
+  return `${u.protocol}//${u.host}`;
 }
 
 const hex = (id: bigint): string => id.toString(16).padStart(16, "0");
 
 /** Connects lazily to the service at `address` (`host:port`). */
 export function createNexusClient(address: string, opts: ClientOptions = {}): NexusClient {
-  const baseUrl = parseServiceAddress(address);
+  const baseUrl = parseServiceAddress(address, opts.tls !== undefined);
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const sessions = new Http2SessionManager(baseUrl);
-  const client = createClient(Nexus, createGrpcTransport({ baseUrl, sessionManager: sessions }));
-  const admin = createClient(
-    NexusAdmin,
-    createGrpcTransport({ baseUrl, sessionManager: sessions }),
+  const t = opts.tls;
+  const sessions = new Http2SessionManager(
+    baseUrl,
+    undefined,
+    t === undefined
+      ? undefined
+      : {
+          ...(t.ca === undefined ? {} : { ca: t.ca }),
+          ...(t.cert === undefined ? {} : { cert: t.cert }),
+          ...(t.key === undefined ? {} : { key: t.key }),
+        },
   );
-  const checks = createClient(
-    NexusChecks,
-    createGrpcTransport({ baseUrl, sessionManager: sessions }),
-  );
-  const where = baseUrl.slice("http://".length);
+  const token = opts.token;
+  const interceptors: Interceptor[] =
+    token === undefined
+      ? []
+      : [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+        ];
+  const transport = createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors });
+  const client = createClient(Nexus, transport);
+  const admin = createClient(NexusAdmin, transport);
+  const checks = createClient(NexusChecks, transport);
+  const where = baseUrl.replace(/^https?:\/\//, "");
 
   /**
    * A failure as a NexusError, with the code src/api/errors.ts reads from it (the server's
@@ -166,6 +201,15 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
       return f.code === "NOT_LEADER"
         ? new NotLeaderError(err.rawMessage, f.leaderUrl, cause)
         : new NexusError(f.code, err.rawMessage, cause);
+    }
+    if (f.from === "not-connected" && isTlsFailure(err.cause)) {
+      return new NexusError(
+        "UNREACHABLE",
+        `the TLS handshake with ${where} failed (${err.rawMessage}); check that the server's ` +
+          "certificate is signed by the CA given (-cacert) and names this address, and whether " +
+          "the server requires a client certificate (-cert, -key)",
+        cause,
+      );
     }
     if (f.from === "not-connected") {
       const port = baseUrl.split(":").pop();

@@ -11,6 +11,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NEXUS_ERROR_CODES, NotLeaderError, isNexusError } from "../errors/index.js";
 import type { NexusErrorCode } from "../errors/index.js";
+import { isTlsFailure } from "../security/tls.js";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "./gen/nexus_pb.js";
 
@@ -38,6 +39,8 @@ const GRPC_CODE_OF: Readonly<Record<NexusErrorCode, Code>> = {
   CORRUPTED: Code.DataLoss,
   BAD_CONFIG: Code.InvalidArgument,
   UNREACHABLE: Code.Unavailable,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  PERMISSION_DENIED: Code.PermissionDenied,
   INTERNAL: Code.Internal,
 };
 
@@ -115,6 +118,11 @@ export function nexusCodeOfGrpc(code: Code, kind: CallKind): NexusErrorCode {
       return kind === "membership" ? "MEMBERSHIP_REFUSED" : "NOT_LEADER";
     case Code.DataLoss:
       return "CORRUPTED";
+    // Refused before the call ran (the server checks credentials first).
+    case Code.Unauthenticated:
+      return "UNAUTHENTICATED";
+    case Code.PermissionDenied:
+      return "PERMISSION_DENIED";
     case Code.DeadlineExceeded:
       return changes ? "UNKNOWN_OUTCOME" : "TIMEOUT";
     case Code.Unavailable:
@@ -162,7 +170,8 @@ export function callFailureOf(err: ConnectError, kind: CallKind): CallFailure {
     return { code: nexusCodeOfGrpc(err.code, kind), from: "status", leaderUrl: undefined };
   }
   const cause = (err.cause as { code?: unknown } | undefined)?.code;
-  if (typeof cause === "string" && UNREACHABLE_CAUSES.has(cause)) {
+  // A failed TLS handshake: the call was never sent.
+  if ((typeof cause === "string" && UNREACHABLE_CAUSES.has(cause)) || isTlsFailure(err.cause)) {
     return { code: "UNREACHABLE", from: "not-connected", leaderUrl: undefined };
   }
   const code: NexusErrorCode =

@@ -21,5 +21,10 @@ export type {
   NodeStatusInfo,
 } from "./client.js";
 export { startApiServer } from "./server.js";
-export type { ApiServer, ApiServerOptions } from "./server.js";
+export type { ApiServer, ApiServerLog, ApiServerOptions } from "./server.js";
 export { Nexus } from "./gen/nexus_pb.js";
+// Security of the service: tokens (-auth-file) and TLS files (-grpc-*-file), for startApiServer.
+export { TokenAuth, hashToken, newToken, permissionNeeded } from "../security/auth.js";
+export type { AuthDecision, Permission } from "../security/auth.js";
+export { ReloadableTls, loadGrpcTls } from "../security/tls.js";
+export type { TlsFiles, TlsLog, TlsMaterial } from "../security/tls.js";

@@ -1,11 +1,33 @@
 /**
- * The gRPC server of a node: `nexus.api.Nexus` over HTTP/2 (h2c), on its own port.
+ * The gRPC server of a node: `nexus.api.Nexus` (with NexusAdmin and NexusChecks) over HTTP/2, on
+ * its own port: h2c, or TLS with `tls` (then, when it has a trusted CA, clients must present a
+ * certificate that CA signed). With `auth`, every call needs a bearer token with the permission
+ * of its method (src/security/auth.ts); a refusal is UNAUTHENTICATED or PERMISSION_DENIED and
+ * says nothing about which tokens exist. A request body that is not a valid protobuf message of
+ * its method is refused with INVALID_ARGUMENT before any handler runs.
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { Replicator } from "../node/replicator.js";
+import type { TokenAuth } from "../security/auth.js";
+import type { ReloadableTls } from "../security/tls.js";
 import { nexusRoutes } from "./service.js";
+
+/** Where the server reports refusals and reloads (a pino logger fits). */
+export interface ApiServerLog {
+  info(f: Readonly<Record<string, unknown>>, m?: string): void;
+  warn(f: Readonly<Record<string, unknown>>, m: string): void;
+}
 
 export interface ApiServerOptions {
   readonly replicator: Replicator;
@@ -14,6 +36,14 @@ export interface ApiServerOptions {
   readonly port: number;
   /** Largest request accepted, bytes (data plus args); larger ones are refused. */
   readonly maxRequestBytes: number;
+  /**
+   * TLS for clients: the server's certificate and key, and optionally the CA(s) whose client
+   * certificates are required. Reloads (SIGHUP, file changes) apply to new connections.
+   */
+  readonly tls?: ReloadableTls;
+  /** Tokens and permissions; without it every call is allowed (the original's behaviour). */
+  readonly auth?: TokenAuth;
+  readonly logger?: ApiServerLog;
 }
 
 export interface ApiServer {
@@ -25,20 +55,110 @@ export interface ApiServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Status messages of refusals: the same for every way of failing, nothing to learn from. */
+const UNAUTHENTICATED_MESSAGE =
+  "unauthenticated: send a valid token as authorization: Bearer <token>";
+const PERMISSION_DENIED_MESSAGE = "permission denied";
+
 /** Starts the gRPC server. */
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
-  const handler = connectNodeAdapter({
-    routes: nexusRoutes(o.replicator, { maxRequestBytes: o.maxRequestBytes }),
+  const log = o.logger ?? { info() {}, warn() {} };
+  const readMaxBytes = o.maxRequestBytes + 64 * 1024;
+  const router = createConnectRouter({
     grpc: true,
     grpcWeb: false,
     connect: false,
     // Refuse messages far larger than the request limit before decoding them.
-    readMaxBytes: o.maxRequestBytes + 64 * 1024,
+    readMaxBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
+    // Deadlines past what a timer can hold are refused (INVALID_ARGUMENT), not overflowed.
+    maxTimeoutMs: MAX_TIMEOUT_MS,
   });
-  const server = http2.createServer((req, res) => {
+  nexusRoutes(o.replicator, { maxRequestBytes: o.maxRequestBytes })(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const refusals = refusalLog(log);
+
+  const onRequest = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
+    const h = handlers.get((req.url ?? "").split("?", 1)[0]!);
+    if (h === undefined) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    if (o.auth !== undefined) {
+      const auth = req.headers["authorization"];
+      const d = o.auth.decide(
+        typeof auth === "string" ? auth : undefined,
+        h.service.typeName,
+        h.method.name,
+      );
+      if (!d.ok) {
+        refusals({
+          code: d.code,
+          method: `${h.service.typeName}/${h.method.name}`,
+          ...(d.code === "PERMISSION_DENIED" ? { token: d.name } : {}),
+          remote: req.socket?.remoteAddress,
+        });
+        refuse(
+          res,
+          d.code === "UNAUTHENTICATED" ? Code.Unauthenticated : Code.PermissionDenied,
+          d.code === "UNAUTHENTICATED" ? UNAUTHENTICATED_MESSAGE : PERMISSION_DENIED_MESSAGE,
+        );
+        return;
+      }
+    }
+    const timeout = req.headers["grpc-timeout"];
+    if (typeof timeout === "string" && tooLong(timeout)) {
+      refuse(
+        res,
+        Code.InvalidArgument,
+        `grpc-timeout ${timeout} is longer than the ~24 days allowed`,
+      );
+      return;
+    }
     respondWithSpecMessages(res);
-    handler(req, res);
-  });
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    const enc = req.headers["grpc-encoding"];
+    const body = uReq.body as AsyncIterable<Uint8Array>;
+    h({
+      ...uReq,
+      body: validated(body, h.method.input, typeof enc === "string" ? enc : "", readMaxBytes),
+    })
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((err: unknown) => {
+        // The connection went away while answering: nothing to answer to.
+        if (!res.writableEnded && !res.stream.destroyed) {
+          res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
+        if (ConnectError.from(err).code !== Code.Aborted) {
+          log.warn({ error: String(err) }, "a gRPC call failed while answering");
+        }
+      });
+  };
+
+  const server =
+    o.tls === undefined
+      ? http2.createServer(SERVER_LIMITS, onRequest)
+      : http2.createSecureServer(
+          {
+            ...SERVER_LIMITS,
+            ...secureOptions(o.tls.material),
+            allowHTTP1: false,
+            minVersion: "TLSv1.2",
+            handshakeTimeout: 10_000,
+          },
+          onRequest,
+        );
+  if (o.tls !== undefined) {
+    const tls = o.tls;
+    const secure = server as http2.Http2SecureServer;
+    tls.onChange((m) => secure.setSecureContext(secureOptions(m)));
+    secure.on("tlsClientError", (err: Error & { code?: string }) =>
+      refusals({ code: "TLS", error: err.code ?? err.message }),
+    );
+  }
+  // A session that fails (a client resetting, a protocol error) must never crash the node.
+  server.on("sessionError", () => undefined);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => {
@@ -46,16 +166,19 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       resolve();
     });
   });
+  server.on("error", (err) => log.warn({ error: err.message }, "gRPC server error"));
   const port = (server.address() as AddressInfo).port;
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
+    s.on("error", () => undefined);
     s.on("close", () => sessions.delete(s));
   });
   return {
     port,
     close: (graceMs = 2000) =>
       new Promise<void>((resolve) => {
+        o.tls?.close();
         server.close(() => {
           clearTimeout(timer);
           resolve();
@@ -67,6 +190,164 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         }, graceMs);
       }),
   };
+}
+
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const TIMEOUT_UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 1e-3,
+  n: 1e-6,
+};
+
+/** Whether a grpc-timeout header asks for more than a timer can hold (left to the library otherwise). */
+function tooLong(v: string): boolean {
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  return m !== null && Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! > MAX_TIMEOUT_MS;
+}
+
+/** Limits of every gRPC connection: concurrent calls, header sizes. */
+const SERVER_LIMITS = {
+  settings: { maxConcurrentStreams: 1000, maxHeaderListSize: 64 * 1024 },
+  maxSessionInvalidFrames: 100,
+  maxSessionRejectedStreams: 100,
+} satisfies http2.ServerOptions;
+
+function secureOptions(m: ReloadableTls["material"]): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
+  return m.ca === undefined
+    ? { cert: m.cert, key: m.key, requestCert: false, rejectUnauthorized: false }
+    : { cert: m.cert, key: m.key, ca: m.ca, requestCert: true, rejectUnauthorized: true };
+}
+
+/** Answers a call with a gRPC status only (a trailers-only response), without running it. */
+function refuse(res: http2.Http2ServerResponse, code: Code, message: string): void {
+  res.writeHead(200, {
+    "content-type": "application/grpc+proto",
+    "grpc-status": String(code),
+    "grpc-message": encodeGrpcMessage(message),
+  });
+  res.end();
+}
+
+/**
+ * Logs refusals (bad credentials, failed TLS handshakes) at most once a second, with the number
+ * left out since the last line: a client retrying in a loop cannot flood the log.
+ */
+function refusalLog(log: ApiServerLog): (f: Record<string, unknown>) => void {
+  let last = 0;
+  let skipped = 0;
+  return (f) => {
+    const now = Date.now();
+    if (now - last < 1000) {
+      skipped++;
+      return;
+    }
+    last = now;
+    log.warn(
+      { ...f, ...(skipped > 0 ? { alsoRefusedSinceLastLine: skipped } : {}) },
+      "refused a gRPC call",
+    );
+    skipped = 0;
+  };
+}
+
+/**
+ * The request body, checked before the handler reads it: every complete message in it must be a
+ * valid protobuf encoding of the method's input type, or the call fails with INVALID_ARGUMENT
+ * (the library would call a decoding failure INTERNAL). Bodies over `limit` bytes, and framing
+ * errors, are passed on unchecked: the library refuses them with its own clear statuses.
+ */
+async function* validated(
+  body: AsyncIterable<Uint8Array>,
+  schema: DescMessage,
+  encoding: string,
+  limit: number,
+): AsyncGenerator<Uint8Array> {
+  const it = body[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  let over = false;
+  for (;;) {
+    const r = await it.next();
+    if (r.done === true) break;
+    chunks.push(r.value);
+    n += r.value.byteLength;
+    if (n > limit + 5) {
+      over = true;
+      break;
+    }
+  }
+  if (!over) checkMessages(Buffer.concat(chunks), schema, encoding, limit);
+  yield* chunks;
+  if (!over) return;
+  for (;;) {
+    const r = await it.next();
+    if (r.done === true) return;
+    yield r.value;
+  }
+}
+
+/**
+ * Throws INVALID_ARGUMENT when a complete gRPC message in `buf` does not decode as `schema`, or
+ * is flagged compressed without an encoding or does not decompress with it (gzip, br);
+ * RESOURCE_EXHAUSTED when it decompresses to more than `limit` bytes. Messages in an encoding it
+ * does not know are left to the library (which refuses the encoding as UNIMPLEMENTED).
+ */
+export function checkMessages(
+  buf: Buffer,
+  schema: DescMessage,
+  encoding: string,
+  limit: number,
+): void {
+  let at = 0;
+  while (at + 5 <= buf.length) {
+    const compressed = (buf[at]! & 1) === 1;
+    const len = buf.readUInt32BE(at + 1);
+    if (at + 5 + len > buf.length) return;
+    let data: Uint8Array = buf.subarray(at + 5, at + 5 + len);
+    at += 5 + len;
+    if (compressed) {
+      const inflate =
+        encoding === "gzip" ? gunzipSync : encoding === "br" ? brotliDecompressSync : undefined;
+      if (encoding === "" || encoding === "identity") {
+        throw new ConnectError(
+          "the request message is flagged compressed but the call names no grpc-encoding",
+          Code.InvalidArgument,
+        );
+      }
+      if (inflate === undefined) continue;
+      try {
+        data = inflate(data, { maxOutputLength: limit });
+      } catch (err) {
+        if ((err as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+          throw new ConnectError(
+            `the request message decompresses to more than ${limit} bytes`,
+            Code.ResourceExhausted,
+          );
+        }
+        throw new ConnectError(
+          `the request message does not decompress as ${encoding}`,
+          Code.InvalidArgument,
+        );
+      }
+    }
+    try {
+      fromBinary(schema, data);
+    } catch {
+      throw new ConnectError(
+        `the request is not a valid ${schema.typeName} message (protobuf encoding)`,
+        Code.InvalidArgument,
+      );
+    }
+  }
 }
 
 /**

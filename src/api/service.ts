@@ -11,6 +11,7 @@ import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
 import { checksRoutes } from "./checks-service.js";
 import { backupRoutes } from "./backup-service.js";
+import { healthRoutes } from "./health-service.js";
 
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
@@ -119,12 +120,12 @@ function adminRoutes(r: Replicator, router: ConnectRouter): void {
   });
 }
 
-/** Registers the Nexus service, NexusAdmin, NexusChecks and NexusBackup on a Connect router. */
+/** Registers Nexus, NexusAdmin, NexusChecks, NexusBackup and grpc.health.v1.Health on a router. */
 export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectRouter) => void {
   return (router) =>
     adminRoutes(
       r,
-      backupRoutes(r, checksRoutes(r, router)).service(Nexus, {
+      backupRoutes(r, checksRoutes(r, healthRoutes(r, router))).service(Nexus, {
         check() {
           let serving = false;
           try {

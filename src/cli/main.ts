@@ -2,6 +2,7 @@
  * The `nexus` command: serve, repl, status, local-cluster, wal repair, backup and restore.
  */
 import { BACKUP_USAGE, runBackup } from "./backup.js";
+import { AUTH_USAGE, runAuth } from "./auth-command.js";
 import { EXIT } from "./exit-codes.js";
 import { RESTORE_USAGE, runRestore } from "./restore.js";
 import { RECOVER_USAGE, runRecover } from "./recover.js";
@@ -24,6 +25,7 @@ commands:
   backup <addr> <file>  a consistent backup of the replicated state (also backup verify|info)
   restore <file> ...    prepare one node of a new cluster from a backup
   recover ...           after losing a majority: a survivor as a one-member cluster (--inspect)
+  auth new-token     a client token and its -auth-file line (also auth hash-token)
   version            the version of nexus-raft (also --version)
 
 Run "nexus <command> --help" for a command's flags.
@@ -65,6 +67,8 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runRecover(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
+    case "auth":
+      return runAuth(rest, io);
     case "wal": {
       const [sub, ...args] = rest;
       if (sub === "repair") return runWalRepair(args, io.out, io.err);
@@ -91,4 +95,5 @@ export const USAGES = {
   backup: BACKUP_USAGE,
   restore: RESTORE_USAGE,
   recover: RECOVER_USAGE,
+  auth: AUTH_USAGE,
 } as const;

@@ -4,10 +4,11 @@
  * ReplicatorOptions and the gRPC listen address.
  */
 import type { NodeState, ReplicatorOptions } from "../node/options.js";
+import { DATA_DIR_FLAG } from "./data-dir.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, int, str } from "./flags.js";
-import { LOG_LEVELS } from "./logger.js";
-import type { LogLevel } from "./logger.js";
+import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat } from "./logger.js";
+import type { LogFormat, LogLevel } from "./logger.js";
 
 export const NODE_FLAGS: readonly FlagSpec[] = [
   {
@@ -30,8 +31,8 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
   {
     name: "grpcHost",
     kind: "string",
-    default: "0.0.0.0",
-    help: "address the gRPC service binds (ours; the original binds every interface)",
+    default: "127.0.0.1",
+    help: "address the gRPC service binds; 0.0.0.0 for every interface, as the original (ours; see docs/security.md)",
   },
   {
     name: "nexus-cluster-name",
@@ -39,12 +40,16 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     default: "nexus",
     help: "name shared by the cluster's nodes; traffic from another cluster is refused",
   },
-  { name: "nexus-log-dir", kind: "string", default: "/tmp/logs", help: "dir for the raft WAL" },
+  DATA_DIR_FLAG,
+  {
+    name: "nexus-log-dir",
+    kind: "string",
+    help: "dir for the raft WAL; the node uses node_<id> in it (default <data-dir>/wal; the original's /tmp/logs)",
+  },
   {
     name: "nexus-snap-dir",
     kind: "string",
-    default: "/tmp/snap",
-    help: "dir for raft snapshots",
+    help: "dir for raft snapshots; the node uses node_<id> in it (default <data-dir>/snap; the original's /tmp/snap)",
   },
   {
     name: "nexus-repl-timeout",
@@ -142,6 +147,22 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "the CA certificate(s) (PEM) every peer's certificate must be signed by",
   },
   {
+    name: "grpc-cert-file",
+    kind: "string",
+    help: "certificate (PEM) of the gRPC service: clients connect with TLS; with -grpc-key-file (reloaded on SIGHUP or change)",
+  },
+  { name: "grpc-key-file", kind: "string", help: "the private key of -grpc-cert-file (PEM)" },
+  {
+    name: "grpc-trusted-ca-file",
+    kind: "string",
+    help: "CA certificate(s) (PEM): gRPC clients must present a certificate signed by one (needs -grpc-cert-file)",
+  },
+  {
+    name: "auth-file",
+    kind: "string",
+    help: 'tokens of gRPC clients, lines "<name> <sha256 hex of token> <read,write,admin>"; re-read on SIGHUP (see nexus auth)',
+  },
+  {
     name: "nexus-max-snapshot-bytes",
     kind: "int",
     min: 1,
@@ -149,19 +170,54 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "largest snapshot accepted from a peer, bytes (ours; default 8 GiB)",
   },
   {
+    name: "http-port",
+    kind: "int",
+    min: 0,
+    max: 65535,
+    help: "port of the operations HTTP server: /metrics (Prometheus), /livez, /readyz, /status and a status page at / (ours; default none)",
+  },
+  {
+    name: "http-host",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "address the operations HTTP server binds (ours; loopback unless you mean to expose it)",
+  },
+  {
+    name: "statsd-addr",
+    kind: "string",
+    help: "host:port of a StatsD server to push metrics to over UDP, e.g. 127.0.0.1:8125 (the original's names: save.latency.ms, ...)",
+  },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
-    help: "debug, info, warn, error or silent; logs are JSON lines on stderr (ours)",
+    help: "debug, info, warn, error or silent; logs go to stderr (ours)",
+  },
+  {
+    name: "log-format",
+    kind: "string",
+    help: "text (time, level, message, fields) or json (one object a line); default text when stderr is a terminal, json otherwise (ours)",
   },
 ];
 
 /** What the node flags say, validated. */
 export interface NodeConfig {
   readonly replicator: Omit<ReplicatorOptions, "store" | "logger" | "onFatal">;
+  /** -data-dir, when given. */
+  readonly dataDir?: string;
+  /** The gRPC service's TLS files (trustedCaFile: client certificates required), if any. */
+  readonly grpcTls?: { certFile: string; keyFile: string; trustedCaFile?: string };
+  /** The gRPC service's token file, if any. */
+  readonly authFile?: string;
   readonly grpcHost: string;
   readonly grpcPort: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** The operations HTTP port, undefined for none. */
+  readonly httpPort: number | undefined;
+  readonly httpHost: string;
+  /** host:port of a StatsD server, undefined for none. */
+  readonly statsdAddr: string | undefined;
 }
 
 function required(f: ParsedFlags, name: string, example: string): string {
@@ -236,19 +292,48 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       "peer TLS needs all three of -peer-cert-file, -peer-key-file and -peer-trusted-ca-file",
     );
   }
+  const statsdAddr = str(f, "statsd-addr");
+  if (statsdAddr !== undefined && !/^(\[[^\]]+\]|[^:]+):\d{1,5}$/.test(statsdAddr.trim())) {
+    throw new FlagError(
+      `flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`,
+    );
+  }
+  const given = (name: string): string | undefined => {
+    const v = str(f, name)?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const [grpcCert, grpcKey, grpcCa] = [
+    given("grpc-cert-file"),
+    given("grpc-key-file"),
+    given("grpc-trusted-ca-file"),
+  ];
+  if (
+    (grpcCert === undefined) !== (grpcKey === undefined) ||
+    (grpcCa !== undefined && grpcCert === undefined)
+  ) {
+    throw new FlagError(
+      "gRPC TLS needs both -grpc-cert-file and -grpc-key-file (and -grpc-trusted-ca-file only with them)",
+    );
+  }
+  const authFile = given("auth-file");
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new FlagError(
       `flag -log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
     );
   }
+  const logFormat = str(f, "log-format") ?? defaultLogFormat();
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new FlagError(`flag -log-format must be text or json, got "${logFormat}"`);
+  }
   return {
     replicator: {
       nodeUrl,
       clusterUrls,
       clusterName: str(f, "nexus-cluster-name")!,
-      logDir: str(f, "nexus-log-dir")!,
-      snapDir: str(f, "nexus-snap-dir")!,
+      // Absent: in the data folder (serve.ts resolves them with -data-dir).
+      ...(str(f, "nexus-log-dir") === undefined ? {} : { logDir: str(f, "nexus-log-dir")! }),
+      ...(str(f, "nexus-snap-dir") === undefined ? {} : { snapDir: str(f, "nexus-snap-dir")! }),
       replTimeoutMs: int(f, "nexus-repl-timeout")! * 1000,
       leaseBasedReads: bool(f, "nexusLeaseBasedReads"),
       nodeState: nodeState as NodeState,
@@ -272,8 +357,23 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       consistencyCheckIntervalMs: checkEveryMs,
       onDivergence,
     },
+    ...(str(f, "data-dir") === undefined ? {} : { dataDir: str(f, "data-dir")! }),
+    ...(grpcCert === undefined
+      ? {}
+      : {
+          grpcTls: {
+            certFile: grpcCert,
+            keyFile: grpcKey!,
+            ...(grpcCa === undefined ? {} : { trustedCaFile: grpcCa }),
+          },
+        }),
+    ...(authFile === undefined ? {} : { authFile }),
     grpcHost: str(f, "grpcHost")!,
     grpcPort,
     logLevel: logLevel as LogLevel,
+    logFormat: logFormat as LogFormat,
+    httpPort: int(f, "http-port"),
+    httpHost: str(f, "http-host")!,
+    statsdAddr: statsdAddr?.trim(),
   };
 }

@@ -23,6 +23,8 @@ import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
 import { NODE_FLAGS } from "./node-flags.js";
+import { DATA_DIR_FLAG, LockedError, acquireLock, dataPaths } from "./data-dir.js";
+import type { DirLock } from "./data-dir.js";
 import { STORE_KINDS } from "./stores.js";
 
 function specs(): FlagSpec[] {
@@ -30,6 +32,7 @@ function specs(): FlagSpec[] {
     ["nexus-node-url", "nexus-log-dir", "nexus-snap-dir"].includes(s.name),
   );
   out.push(
+    DATA_DIR_FLAG,
     { name: "inspect", kind: "bool", help: "print the last log index and term; change nothing" },
     { name: "store", kind: "string", default: "sqlite", help: "the node's store kind" },
   );
@@ -114,8 +117,17 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
   }
   const id = nodeIdOf(url);
   const nodeDir = `node_${BigInt(`0x${id}`).toString()}`;
-  const walDir = join(str(f, "nexus-log-dir")!, nodeDir);
-  const snapDir = join(str(f, "nexus-snap-dir")!, nodeDir);
+  const paths = dataPaths(
+    {
+      dataDir: str(f, "data-dir"),
+      logDir: str(f, "nexus-log-dir"),
+      snapDir: str(f, "nexus-snap-dir"),
+    },
+    id,
+  );
+  const walDir = join(paths.logDir, nodeDir);
+  const snapDir = join(paths.snapDir, nodeDir);
+  let lock: DirLock | undefined;
   try {
     if (!existsSync(walDir) || readdirSync(walDir).length === 0) {
       throw new NexusError(
@@ -129,6 +141,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
         `something answers at ${url.url}: stop the node before recovering it; nothing was changed`,
       );
     }
+    lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
     const { wal, state } = await Wal.open(walDir);
     let lastTerm: number;
     try {
@@ -138,7 +151,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
     } finally {
       await wal.close();
     }
-    const made = await kind.create(f, nodeDir);
+    const made = await kind.create(f, nodeDir, paths.dataDir);
     const store = made.store;
     let applied: { index: number; term: number };
     try {
@@ -202,7 +215,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       await store.close();
     }
   } catch (err) {
-    if (err instanceof FlagError) {
+    if (err instanceof FlagError || err instanceof LockedError) {
       io.err(`nexus recover: ${err.message}\n`);
       return EXIT.USAGE;
     }
@@ -211,5 +224,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       return exitCodeOf(err.code);
     }
     throw err;
+  } finally {
+    lock?.release();
   }
 }

@@ -23,12 +23,15 @@ import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, describeFlags, parseFlags, str } from "./flags.js";
 import { NODE_FLAGS } from "./node-flags.js";
-import { STORE_KINDS } from "./stores.js";
+import { DATA_DIR_FLAG, LockedError, acquireLock, dataPaths } from "./data-dir.js";
+import type { DirLock } from "./data-dir.js";
+import { STORE_KINDS, sqlitePathOf } from "./stores.js";
 
 const OWN_NODE_FLAGS = ["nexus-node-url", "nexus-cluster-url", "nexus-log-dir", "nexus-snap-dir"];
 
 function specs(): FlagSpec[] {
   const out: FlagSpec[] = NODE_FLAGS.filter((s) => OWN_NODE_FLAGS.includes(s.name));
+  out.push(DATA_DIR_FLAG);
   out.push({
     name: "store",
     kind: "string",
@@ -126,9 +129,18 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
   }
   const nodeId = nodeIdOf(nodeUrl);
   const nodeDir = `node_${BigInt(`0x${nodeId}`).toString()}`;
-  const walDir = join(str(f, "nexus-log-dir")!, nodeDir);
-  const snapDir = join(str(f, "nexus-snap-dir")!, nodeDir);
+  const paths = dataPaths(
+    {
+      dataDir: str(f, "data-dir"),
+      logDir: str(f, "nexus-log-dir"),
+      snapDir: str(f, "nexus-snap-dir"),
+    },
+    nodeId,
+  );
+  const walDir = join(paths.logDir, nodeDir);
+  const snapDir = join(paths.snapDir, nodeDir);
   let wrote = false;
+  let lock: DirLock | undefined;
   try {
     // 1. The whole file, before anything is changed.
     const v = await verifyBackupFile(file);
@@ -145,7 +157,8 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
         `${file} holds no log position (index ${h.index}); nothing was changed`,
       );
     }
-    // 2. The node's folders and its store must be empty.
+    // 2. No process on the node's data, and its folders and store empty.
+    lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
     for (const [dir, flag] of [
       [walDir, "-nexus-log-dir"],
       [snapDir, "-nexus-snap-dir"],
@@ -157,11 +170,8 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
         );
       }
     }
-    const made = await kind.create(f, nodeDir);
-    const sqlitePath =
-      kind.name === "sqlite"
-        ? (str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`))
-        : undefined;
+    const made = await kind.create(f, nodeDir, paths.dataDir);
+    const sqlitePath = kind.name === "sqlite" ? sqlitePathOf(f, paths.dataDir) : undefined;
     if (sqlitePath !== undefined) {
       if (existsSync(sqlitePath) && statSync(sqlitePath).size > 0) {
         throw new NexusError(
@@ -199,7 +209,7 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
       { index: h.index, term: h.term, confState, members },
       opened.data,
     );
-    await mkdir(str(f, "nexus-log-dir")!, { recursive: true });
+    await mkdir(paths.logDir, { recursive: true });
     const { wal } = await Wal.open(walDir);
     try {
       await wal.save({ term: h.term, vote: "", commit: h.index }, [], {
@@ -222,7 +232,7 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
       await rm(walDir, { recursive: true, force: true });
       await rm(snapDir, { recursive: true, force: true });
     }
-    if (err instanceof FlagError) {
+    if (err instanceof FlagError || err instanceof LockedError) {
       io.err(`nexus restore: ${err.message}\n`);
       return EXIT.USAGE;
     }
@@ -236,5 +246,7 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
       return EXIT.FAILED;
     }
     throw err;
+  } finally {
+    lock?.release();
   }
 }

@@ -40,6 +40,10 @@ export type NexusErrorCode =
   | "BAD_CONFIG"
   /** A peer or address could not be reached. */
   | "UNREACHABLE"
+  /** The call carried no valid credentials (gRPC UNAUTHENTICATED); nothing was done. */
+  | "UNAUTHENTICATED"
+  /** The credentials do not allow this call (gRPC PERMISSION_DENIED); nothing was done. */
+  | "PERMISSION_DENIED"
   /** A bug: an internal invariant did not hold. */
   | "INTERNAL";
 
@@ -61,6 +65,8 @@ export const NEXUS_ERROR_CODES: readonly NexusErrorCode[] = [
   "CORRUPTED",
   "BAD_CONFIG",
   "UNREACHABLE",
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
   "INTERNAL",
 ];
 

@@ -10,6 +10,7 @@
  * with that reason in `nexus status`. Aborting by time would end the entry differently on each
  * replica (src/store/DESIGN.md).
  */
+import type { CrashHook } from "../storage/crash-points.js";
 import type { Entry } from "../raft/types.js";
 import { NexusError, isNexusError } from "../errors/index.js";
 import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/store.js";
@@ -83,6 +84,8 @@ export class Applier {
   private readonly chunk = 256;
   /** Outcomes of the entries applied since the last check entry. */
   private readonly outcomes: OutcomeHash;
+  /** Called at the runtime's apply crash points (crash-points.ts); tests only. */
+  crash: CrashHook | undefined;
   /** Why applying was halted for good (a diverged replica), if it was. */
   private haltedFor: string | undefined;
 
@@ -146,11 +149,14 @@ export class Applier {
     const c: StoreCall = { ...call, startedAt: Date.now() };
     this.inFlight = c;
     const timer = setTimeout(() => {
-      this.logger.warn({
-        reason: stuckMessage(c, Date.now() - c.startedAt),
-        first: c.first,
-        last: c.last,
-      }, "applying is stuck: a store call has not returned");
+      this.logger.warn(
+        {
+          reason: stuckMessage(c, Date.now() - c.startedAt),
+          first: c.first,
+          last: c.last,
+        },
+        "applying is stuck: a store call has not returned",
+      );
     }, this.stuckAfterMs);
     timer.unref();
     try {
@@ -204,7 +210,7 @@ export class Applier {
           await this.applyBatch(batch);
           if (this.unavailable !== undefined) {
             this.unavailable = undefined;
-            this.logger.info("store is available again; applying resumed");
+            this.logger.info("store up again; applying resumed");
             this.events.onStoreHealth(undefined);
           }
           break;
@@ -216,7 +222,7 @@ export class Applier {
                 error: e.message,
                 code: isNexusError(e) ? e.code : undefined,
               },
-              "store failed; applying stopped and will be retried",
+              "store down; applying paused and retried until it answers",
             );
             this.unavailable = e;
             this.events.onStoreHealth(e);
@@ -242,11 +248,17 @@ export class Applier {
   private async applyBatch(batch: ApplyBatch): Promise<void> {
     if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
       const snap = batch.snapshot;
+      const started = Date.now();
       await this.watch(
         { what: "snapshot", first: snap.position.index, last: snap.position.index },
         () => this.store.restore(snap.position, snap.open()),
       );
+      this.crash?.("node.restore-after-store");
       this.applied = batch.snapshot.position;
+      this.logger.info(
+        { index: snap.position.index, term: snap.position.term, ms: Date.now() - started },
+        "snapshot restored into the store",
+      );
       this.outcomes.invalidate();
       this.events.onApplied(this.applied);
     }
@@ -263,6 +275,7 @@ export class Applier {
         j++;
         if (d.payload?.kind === "check") break;
       }
+      this.crash?.("node.apply-before-store");
       const results = await this.watch(
         {
           what: "entries",
@@ -271,6 +284,7 @@ export class Applier {
         },
         () => this.store.apply(decoded.map((d) => d.apply)),
       );
+      this.crash?.("node.apply-after-store");
       const last = decoded[decoded.length - 1]!.apply;
       this.applied = { index: last.index, term: last.term };
       for (let k = 0; k < decoded.length; k++) {

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
+import type { NodeMetrics } from "./node-metrics.js";
+import { NOOP_NODE_METRICS } from "./node-metrics.js";
 import type { NodeIdHex, NodeUrl } from "./node-id.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 
@@ -117,11 +119,19 @@ export interface ReplicatorOptions {
   /** Largest snapshot this node accepts from a peer, in bytes. Default 8 GiB. */
   readonly maxSnapshotBytes?: number;
   readonly logger?: NexusLogger;
+  /** Where the runtime reports WAL syncs, snapshots and its counters (src/ops). Default: nowhere. */
+  readonly metrics?: NodeMetrics;
   /**
    * Called once if the node stops on its own because of a fatal error (a WAL write or fsync
    * failed). Every pending request has been rejected; a service should exit non-zero.
    */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * For crash tests only: called with the name of every crash point the node reaches (the WAL's,
+   * the snapshotter's and the runtime's, see src/node/crash-points.ts). `nexus serve`
+   * sets it from NEXUS_CRASH_POINT. Default: none (a point then costs one property test).
+   */
+  readonly crash?: (point: string) => void;
 }
 
 /** Options after validation: every field present. */
@@ -153,7 +163,9 @@ export interface NormalizedOptions {
     | undefined;
   readonly maxSnapshotBytes: number;
   readonly logger: NexusLogger;
+  readonly metrics: NodeMetrics;
   readonly onFatal: ((err: Error) => void) | undefined;
+  readonly crash: ((point: string) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
   readonly initialMember: boolean;
 }
@@ -307,7 +319,9 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     peerTls,
     maxSnapshotBytes: int("maxSnapshotBytes", o.maxSnapshotBytes, 8 * 1024 ** 3, 1),
     logger: o.logger ?? SILENT,
+    metrics: o.metrics ?? NOOP_NODE_METRICS,
     onFatal: o.onFatal,
+    crash: o.crash,
     initialMember: nodeState !== "new" && listed,
   });
 }

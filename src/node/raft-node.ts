@@ -24,6 +24,7 @@ import { DiskStorage } from "../storage/disk-storage.js";
 import { Wal } from "../storage/wal.js";
 import { Snapshotter, snapshotName } from "../storage/snapshotter.js";
 import type { WalOptions } from "../storage/wal.js";
+import type { CrashHook } from "../storage/crash-points.js";
 import type { ApplyResult, Store } from "../store/store.js";
 import { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
@@ -81,6 +82,11 @@ export interface RaftNodeOptions {
   readonly logger?: NexusLogger;
   /** Called once when the node stops because of an error it cannot recover from. */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * Called at every crash point (RUNTIME_CRASH_POINTS, and the WAL's and snapshotter's), for crash
+   * tests. Default: none (a point then costs one property test).
+   */
+  readonly crash?: CrashHook;
 }
 
 const URL_CONTEXT = new TextEncoder();
@@ -267,15 +273,20 @@ export class RaftNode {
    */
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {
     const logger = opts.logger ?? SILENT;
+    const crash = opts.crash;
     const { wal, state } = await Wal.open(opts.walDir, {
       ...opts.walOptions,
       logger,
+      ...(crash === undefined ? {} : { crash }),
     });
     const snapshotter = new Snapshotter(opts.snapDir, {
       maxSnapshots: opts.maxSnapshots ?? 5,
       logger,
+      ...(crash === undefined ? {} : { crash }),
     });
-    const newest = await snapshotter.loadNewest();
+    // Only a snapshot the WAL records: a file written (received or taken) whose marker never
+    // became durable, or one the core ignored, is newer than the marker and is skipped (kept).
+    const newest = await snapshotter.loadNewest(wal.snapshotMarker());
     const snap: Snapshot | undefined =
       newest === undefined
         ? undefined
@@ -287,7 +298,32 @@ export class RaftNode {
             },
             data: enc.encode(newest.name),
           };
-    const storage = new DiskStorage(wal, state, snap);
+    let storage: DiskStorage;
+    try {
+      storage = new DiskStorage(wal, state, snap, { logger });
+    } catch (err) {
+      await wal.close().catch(() => undefined);
+      throw err;
+    }
+    const walEmpty = state.lastIndex === 0 && state.snapshot.index === 0;
+    let position = await opts.store.open();
+    if (walEmpty && position.index > 0) {
+      // The log was lost (its directory emptied or replaced) but the store was not: bootstrapping
+      // a fresh log at term 1 with no vote could vote twice in a term and forget entries a
+      // majority relied on. Refuse.
+      await wal.close().catch(() => undefined);
+      await opts.store.close().catch(() => undefined);
+      throw new NexusError(
+        "BAD_CONFIG",
+        `the write-ahead log in ${opts.walDir} is empty but the store has applied entries up to ` +
+          `index ${position.index}: this node's log was lost, and it must not rejoin with a fresh ` +
+          "one (it could vote twice in a term and forget entries the cluster relies on). To " +
+          "bring it back safely, remove it from the cluster (nexus repl <a running member>, then " +
+          "removeNode <its URL>) and add it again (addNode) with an empty data directory (both " +
+          "the log and the store), or start it as a new member with a new node URL and a new " +
+          "data directory.",
+      );
+    }
     if (state.lastIndex === 0 && opts.bootstrap.length > 0) {
       const boot = bootstrapEntries(
         opts.bootstrap.map((p) => ({ id: p.id, context: URL_CONTEXT.encode(p.url) })),
@@ -296,7 +332,6 @@ export class RaftNode {
       storage.append(boot.entries);
       storage.setHardState(boot.hardState);
     }
-    let position = await opts.store.open();
     if (newest !== undefined && position.index < newest.meta.index) {
       // The store is behind the newest snapshot (it was received but not yet restored).
       await opts.store.restore(
@@ -315,6 +350,13 @@ export class RaftNode {
       random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
       // Leases are kept here on a monotonic clock; the core's tick-based lease is not used.
       readOnlyOption: "safe",
+      // The core's warnings (a heartbeat committing past a repaired log, a follower that lost
+      // entries) say what recovery did; its info lines are debug here.
+      logger: {
+        debug: () => undefined,
+        info: (msg) => logger.debug({ from: "raft" }, msg),
+        warn: (msg) => logger.warn({ from: "raft" }, msg),
+      },
     });
     const holder: { node?: RaftNode } = {};
     const applier = new Applier(
@@ -330,13 +372,13 @@ export class RaftNode {
           holder.node?.notifyApplied(pos.index);
           holder.node?.maybeSnapshot(pos.index);
         },
-        onStoreHealth: (err) => {
-          if (err !== undefined) logger.error({ error: err.message }, "store unavailable");
-        },
+        // The applier logs the store going down and coming back, once each.
+        onStoreHealth: () => undefined,
       },
       logger,
       position,
     );
+    applier.crash = crash;
     const node = new RaftNode(opts, raw, wal, storage, applier);
     node.snapshotter = snapshotter;
     if (newest !== undefined) {
@@ -392,7 +434,19 @@ export class RaftNode {
       try {
         this.raw.step(m);
       } catch (err) {
-        if (!(err instanceof RaftError)) throw err;
+        if (err instanceof RaftError) continue;
+        // Not a refusal: a bug (a tripped invariant) or a storage failure inside the core, which
+        // may have left it half-updated. It is not the sender's fault (the transport would report
+        // a malformed frame) and the core must not take another message: stop the node.
+        const e = err instanceof Error ? err : new Error(String(err));
+        this.fail(
+          new NexusError(
+            "INTERNAL",
+            `the raft core failed on a ${m.type} message from ${m.from}: ${e.message}`,
+            { cause: e },
+          ),
+        );
+        return;
       }
     }
     this.noteTransfer();
@@ -692,6 +746,7 @@ export class RaftNode {
   }
 
   private async takeSnapshot(): Promise<void> {
+    const started = Date.now();
     const backup = await this.opts.store.backup();
     const p = backup.position;
     if (p.index <= this.lastSnapshotIndex || p.index > this.storage.lastIndex()) {
@@ -706,17 +761,29 @@ export class RaftNode {
       { index: p.index, term: p.term, confState: conf.cs, members: conf.members },
       backup.stream,
     );
+    this.opts.crash?.("node.snapshot-after-file");
     if (this.stopped) return;
     this.storage.createSnapshot(p.index, conf.cs, enc.encode(file.name));
     await this.wal.saveSnapshotMarker({ index: p.index, term: p.term });
+    this.opts.crash?.("node.snapshot-after-marker");
+    this.snapshotter.covered({ index: p.index, term: p.term });
     this.lastSnapshotIndex = p.index;
     this.confHistory = this.confHistory.filter((c) => c.index >= p.index || c === conf);
     const compactTo = p.index - this.opts.snapshotCatchUpEntries;
     if (compactTo > this.storage.firstIndex()) {
       this.storage.compact(compactTo);
       await this.wal.releaseTo(compactTo);
+      this.opts.crash?.("node.snapshot-after-compact");
     }
-    this.logger.info({ index: p.index, compactedTo: compactTo }, "snapshot taken");
+    this.logger.info(
+      {
+        index: p.index,
+        bytes: file.dataLength,
+        ms: Date.now() - started,
+        ...(compactTo > 0 ? { compactedTo: compactTo } : {}),
+      },
+      "snapshot taken",
+    );
   }
 
   /**
@@ -764,6 +831,8 @@ export class RaftNode {
       throw new NexusError("INVALID_ARGUMENT", "snap message without a snapshot");
     const name = snapshotName(m.snapshot.metadata.term, m.snapshot.metadata.index);
     await this.snapshotter.saveRaw(name, body);
+    // The file is durable and not recorded by the WAL: a restart now skips it (open()).
+    this.opts.crash?.("node.receive-after-snapshot-file");
     this.step([{ ...m, snapshot: { ...m.snapshot, data: enc.encode(name) } }]);
   }
 
@@ -916,21 +985,36 @@ export class RaftNode {
 
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== undefined) {
-      this.logger.info({ state: rd.softState.raftState, leader: rd.softState.lead }, "raft state");
+      const { raftState: state, lead } = rd.softState;
+      const term = rd.hardState?.term ?? this.raw.status().hardState.term;
+      const fields = { state, leader: lead, term };
+      if (state === "leader") this.logger.info(fields, "became leader");
+      else if (state === "follower") {
+        this.logger.info(
+          fields,
+          lead === "" ? "became follower; no leader known yet" : "became follower",
+        );
+      } else this.logger.debug(fields, "campaigning");
     }
     if (rd.entries.some(isLeaveJoint) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
     this.opts.transport.send(rd.messages);
-    if (rd.snapshot !== undefined) {
-      // The snapshot file arrived and was stored before the core saw the message.
-      await this.wal.saveSnapshotMarker({
-        index: rd.snapshot.metadata.index,
-        term: rd.snapshot.metadata.term,
-      });
-      this.storage.applySnapshot(rd.snapshot);
+    // A received snapshot's file is durable already (receiveSnapshot); its marker goes in the same
+    // write batch as the entries and hard state after it ([marker][entries][hard state]): a crash
+    // before that batch leaves a file the WAL does not record, which open() skips.
+    const marker =
+      rd.snapshot === undefined
+        ? undefined
+        : { index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term };
+    if (rd.hardState !== undefined || rd.entries.length > 0 || marker !== undefined) {
+      await this.wal.save(rd.hardState, rd.entries, marker);
+      this.opts.crash?.(
+        marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
+      );
     }
-    if (rd.hardState !== undefined || rd.entries.length > 0) {
-      await this.wal.save(rd.hardState, rd.entries);
+    if (rd.snapshot !== undefined && marker !== undefined) {
+      this.snapshotter.covered(marker);
+      this.storage.applySnapshot(rd.snapshot);
     }
     this.storage.append(rd.entries);
     if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
@@ -966,6 +1050,12 @@ export class RaftNode {
         this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
       }
       if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
+      for (const ch of cc.changes) {
+        const fields = { member: ch.nodeId, url: urls.get(ch.nodeId), index: e.index };
+        if (ch.type === "remove-node") this.logger.info(fields, "member removed");
+        else if (ch.type === "add-learner") this.logger.info(fields, "learner added");
+        else this.logger.info(fields, "voter added or promoted");
+      }
       this.logger.debug({ voters: cs.voters, learners: cs.learners }, "configuration changed");
     }
     if (rd.snapshot !== undefined) {
@@ -974,6 +1064,13 @@ export class RaftNode {
       this.confHistory = [
         { index: file.meta.index, cs: file.meta.confState, members: { ...file.meta.members } },
       ];
+      // The snapshot's membership replaces ours: members it no longer names leave (and their
+      // transport peers with them).
+      for (const id of [...this.members.keys()]) {
+        if (id in file.meta.members) continue;
+        this.members.delete(id);
+        if (id !== this.id) this.opts.transport.removePeer(id);
+      }
       for (const [id, url] of Object.entries(file.meta.members)) {
         this.members.set(id, url);
         if (id !== this.id) this.opts.transport.addPeer(id, url);

@@ -829,7 +829,17 @@ export class Raft {
   }
 
   handleHeartbeat(m: Message): void {
-    this.raftLog.commitTo(m.commit);
+    // The leader sends min(match, committed), so a commit beyond our last index means this node
+    // lost entries it had acknowledged (a repaired or torn log). What it still holds is a prefix
+    // of what matched, so commit = min(leaderCommit, lastIndex) (Raft §5.3, "index of last new
+    // entry"); the leader sends the rest once it learns our log is shorter.
+    const last = this.raftLog.lastIndex();
+    if (m.commit > last) {
+      this.logger.warn(
+        `${this.id} heartbeat from ${m.from} commits ${m.commit} beyond the last index ${last}: entries were lost here; committing up to ${last}`,
+      );
+    }
+    this.raftLog.commitTo(Math.min(m.commit, last));
     this.send({ type: "heartbeat-resp", to: m.from, context: m.context });
   }
 
@@ -1129,6 +1139,19 @@ function stepLeader(r: Raft, m: Message): void {
         return;
       }
       if (m.reject) {
+        if (m.index === pr.match && m.rejectHint < pr.match && pr.state !== "snapshot") {
+          // The follower refuses an entry it acknowledged and says its log ends before it: it
+          // lost acknowledged entries (a repaired or torn log). Without this it would be probed
+          // at its old match forever. Start again from what it holds (a stale rejection only
+          // costs a resend: match grows back on the next acknowledgement).
+          r.logger.warn(
+            `${r.id} ${m.from} lost entries it had acknowledged (match ${pr.match}, its log ends at ${m.rejectHint}); resending from ${m.rejectHint + 1}`,
+          );
+          pr.match = m.rejectHint;
+          pr.becomeProbe();
+          r.sendAppend(m.from);
+          return;
+        }
         let nextProbeIdx = m.rejectHint;
         if (m.logTerm > 0) {
           // Skip every entry of a term the follower cannot have at that index.

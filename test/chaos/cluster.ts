@@ -87,16 +87,21 @@ export class ChaosNode {
       `-nexus-heartbeat-ms=${o.heartbeatMs}`,
       `-nexus-election-ms=${o.electionMs}`,
       // Snapshots happen during the run, and a re-added node can be caught up from one.
-      "-nexus-snapshot-count=2000",
-      "-nexus-snapshot-catchup-entries=500",
+      // (often enough that a node re-added in a short run is sent one: kill-receiving-snapshot).
+      "-nexus-snapshot-count=300",
+      "-nexus-snapshot-catchup-entries=100",
       `-log-level=${o.logLevel}`,
       ...(this.joinAsNew ? ["-nexus-node-state=new"] : []),
       ...o.extraFlags,
     ];
   }
 
-  /** Spawns the process (it is not waited for: see waitAnswering). */
-  start(): void {
+  /**
+   * Spawns the process (it is not waited for: see waitAnswering). With `expectExit`, its exit is
+   * the fault's own (a crash point, a refusal to start): not counted as a crash, and `exited()`
+   * resolves with how it ended. `env` is added to the process's environment.
+   */
+  start(o: { env?: Record<string, string>; expectExit?: boolean } = {}): void {
     if (this.state !== "stopped") throw new Error(`node ${this.index} is already ${this.state}`);
     mkdirSync(this.dir, { recursive: true });
     const log = openSync(join(this.cluster.o.logDir, `node-${this.index}.log`), "a");
@@ -105,13 +110,16 @@ export class ChaosNode {
       process.execPath,
       [SQLITE_REPL, ...this.flags()],
       ["ignore", log, log],
+      { ...process.env, ...o.env },
     );
+    if (o.expectExit === true) this.stopping = true;
     closeSync(log);
     this.proc = p;
     this.state = "running";
     this.exited = new Promise<void>((resolve) => {
       p.once("exit", (code, signal) => {
         const how = signal ?? `exit ${String(code)}`;
+        this.lastExit = { code, signal };
         this.exits.push(how);
         if (!this.stopping) this.crashes.push(`node ${this.index} exited by itself (${how})`);
         this.stopping = false;
@@ -122,6 +130,14 @@ export class ChaosNode {
         resolve();
       });
     });
+  }
+
+  /** How the process last ended. */
+  lastExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  /** Resolves once the current process has exited (at once when none runs). */
+  async exitedNow(): Promise<void> {
+    await this.exited;
   }
 
   /** Resolves once the gRPC service answers a health check (any status), or throws. */

@@ -24,6 +24,8 @@ const COST: Record<FaultKind, number> = {
   "pause-isolated": 1,
   isolate: 1,
   membership: 1,
+  "kill-receiving-snapshot": 1,
+  "wiped-log": 1,
   split: 2,
   bridge: 2,
 };
@@ -78,7 +80,17 @@ describe("chaos: nemesis plan", () => {
         }
       }
     }
-    const kinds = ["kill", "pause", "pause-isolated", "isolate", "split", "bridge", "membership"];
+    const kinds = [
+      "kill",
+      "pause",
+      "pause-isolated",
+      "isolate",
+      "split",
+      "bridge",
+      "membership",
+      "kill-receiving-snapshot",
+      "wiped-log",
+    ];
     for (const k of kinds as FaultKind[]) {
       assert.ok((seen.get(k) ?? 0) > 10, `${k}: ${seen.get(k) ?? 0}`);
     }

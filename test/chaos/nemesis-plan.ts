@@ -29,7 +29,13 @@ export type FaultKind =
   /** Two halves that cannot see each other, both seeing the first target (the bridge). */
   | "bridge"
   /** Remove a node from the cluster, wipe it; restart it as a new node and add it back at heal. */
-  | "membership";
+  | "membership"
+  /** As membership, but the re-added node is SIGKILLed in the middle of receiving the leader's
+   * snapshot (NEXUS_CRASH_POINT), then restarted: it must start and catch up. */
+  | "kill-receiving-snapshot"
+  /** Kill a node and empty its log directory (its store kept), restart it as it was: it must
+   * refuse to start. Then restore it properly: remove it, wipe it, re-add it as a new member. */
+  | "wiped-log";
 
 /** How a fault chooses a node when it starts. */
 export interface TargetRule {
@@ -104,6 +110,8 @@ const COMBOS: Readonly<Record<string, readonly FaultKind[]>> = {
   "membership+isolate": ["membership", "isolate"],
   "pause-isolated": ["pause-isolated"],
   "pause-isolated+kill": ["pause-isolated", "kill"],
+  "kill-receiving-snapshot": ["kill-receiving-snapshot"],
+  "wiped-log": ["wiped-log"],
 };
 const WEIGHTS: Readonly<Record<keyof typeof COMBOS, number>> = {
   kill: 10,
@@ -121,6 +129,8 @@ const WEIGHTS: Readonly<Record<keyof typeof COMBOS, number>> = {
   "membership+isolate": 3,
   "pause-isolated": 6,
   "pause-isolated+kill": 2,
+  "kill-receiving-snapshot": 4,
+  "wiped-log": 4,
 };
 
 /** The shortest round, ms (a pause must outlast an election with a margin). */
@@ -144,6 +154,8 @@ function ruleFor(kind: FaultKind, slot: number, rng: SeededRng): TargetRule {
     case "bridge":
       return { prefer: slot === 1 && rng.chance(0.5) ? "leader" : "any", pick };
     case "membership":
+    case "kill-receiving-snapshot":
+    case "wiped-log":
       // Removing the leader works too (it steps down).
       return { prefer: rng.chance(0.2) ? "leader" : "follower", pick };
   }

@@ -4,6 +4,8 @@
  * and after every round waits for the cluster to be whole again (every member back, reachable and
  * caught up) before the quiet gap.
  */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { isNexusError } from "../../src/errors/index.js";
 import type { ChaosCluster } from "./cluster.js";
 import type { ChaosNetwork } from "./netns.js";
@@ -42,6 +44,9 @@ export interface NemesisOptions {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Where a node re-added by kill-receiving-snapshot kills itself: the file half received. */
+const RECEIVE_CRASH_POINT = "snap.receive-after-write";
 
 /** Reads fired at a paused node just before it resumes, and again just after. */
 const PROBES = 3;
@@ -187,8 +192,17 @@ export class Nemesis {
         this.partitionIds.set(f, id);
         return held;
       }
-      case "membership": {
-        const removed = await this.removeAndWipe(round, nodes[0]!);
+      case "membership":
+      case "kill-receiving-snapshot": {
+        const removed = await this.removeAndWipe(round, nodes[0]!, f.kind);
+        if (!removed) {
+          for (const n of held) this.faulty.delete(n);
+          return [];
+        }
+        return held;
+      }
+      case "wiped-log": {
+        const removed = await this.wipedLog(round, nodes[0]!);
         if (!removed) {
           for (const n of held) this.faulty.delete(n);
           return [];
@@ -196,6 +210,45 @@ export class Nemesis {
         return held;
       }
     }
+  }
+
+  /**
+   * The wiped-log fault: removes node i (confirmed), kills it, empties only its log directory and
+   * restarts it with its original flags: it must refuse to start (exit 2, BAD_CONFIG: its store
+   * has applied entries). A node that starts instead is a finding (it counts as a crash, failing
+   * the run). Then it is wiped whole and re-added as a new member at heal. The removal comes
+   * first so that a node that wrongly starts cannot vote in the cluster.
+   */
+  private async wipedLog(round: number, i: number): Promise<boolean> {
+    const node = this.o.cluster.node(i);
+    if (!(await this.remove(round, i, "wiped-log"))) return false;
+    await node.kill();
+    rmSync(join(node.dir, "logs"), { recursive: true, force: true });
+    node.start({ expectExit: true });
+    const refused = await Promise.race([
+      node.exitedNow().then(() => true),
+      sleep(60_000).then(() => false),
+    ]);
+    let detail: string;
+    if (!refused) {
+      await node.kill();
+      const msg = `node ${i} started with an emptied log directory instead of refusing`;
+      this.problems.push(msg);
+      node.crashes.push(msg);
+      detail = msg;
+    } else if (node.lastExit?.code !== 2) {
+      const msg = `node ${i} with an emptied log directory exited with ${node.lastExit?.code ?? node.lastExit?.signal}, not 2 (BAD_CONFIG)`;
+      this.problems.push(msg);
+      node.crashes.push(msg);
+      detail = msg;
+    } else {
+      detail = "restarted with its log directory emptied: refused to start (exit 2) as it must";
+    }
+    node.wipe();
+    node.joinAsNew = true;
+    this.suspectUntil.delete(i);
+    this.log({ round, kind: "wiped-log", action: "start", nodes: [i], detail });
+    return true;
   }
 
   private readonly partitionIds = new Map<PlannedFault, number>();
@@ -300,8 +353,13 @@ export class Nemesis {
         this.log({ round, kind: f.kind, action: "heal", nodes: held, detail: "partition removed" });
         break;
       }
-      case "membership": {
-        await this.rejoin(round, held[0]!);
+      case "membership":
+      case "wiped-log": {
+        await this.rejoin(round, held[0]!, f.kind);
+        break;
+      }
+      case "kill-receiving-snapshot": {
+        await this.rejoin(round, held[0]!, f.kind, RECEIVE_CRASH_POINT);
         break;
       }
     }
@@ -355,7 +413,30 @@ export class Nemesis {
    * then kills it and wipes its data. Returns false (and changes nothing more) when the removal
    * was refused or could not be confirmed.
    */
-  private async removeAndWipe(round: number, i: number): Promise<boolean> {
+  private async removeAndWipe(round: number, i: number, kind: FaultKind): Promise<boolean> {
+    const node = this.o.cluster.node(i);
+    const outcome = await this.remove(round, i, kind);
+    if (outcome === false) return false;
+    await node.kill();
+    node.wipe();
+    node.joinAsNew = true;
+    this.suspectUntil.delete(i);
+    const leader = (await this.o.cluster.leader()) ?? i;
+    this.log({
+      round,
+      kind,
+      action: "start",
+      nodes: [i],
+      detail: `removeNode via ${leader} (${outcome}); killed and wiped`,
+    });
+    return true;
+  }
+
+  /**
+   * Removes node i through the leader and confirms it from the others' member list. Resolves the
+   * outcome of the call, or false (nothing changed, a skip logged) when refused or unconfirmed.
+   */
+  private async remove(round: number, i: number, kind: FaultKind): Promise<string | false> {
     const node = this.o.cluster.node(i);
     const leader = (await this.o.cluster.leader()) ?? i;
     let outcome = "removed";
@@ -365,7 +446,7 @@ export class Nemesis {
       if (isNexusError(err, "MEMBERSHIP_REFUSED")) {
         this.log({
           round,
-          kind: "membership",
+          kind,
           action: "skip",
           nodes: [i],
           detail: `removeNode refused: ${err.message}`,
@@ -382,7 +463,7 @@ export class Nemesis {
       if (this.o.now() > deadline) {
         this.log({
           round,
-          kind: "membership",
+          kind,
           action: "skip",
           nodes: [i],
           detail: `removal not confirmed (${outcome}); node left as is`,
@@ -391,24 +472,19 @@ export class Nemesis {
       }
       await sleep(250);
     }
-    await node.kill();
-    node.wipe();
-    node.joinAsNew = true;
-    this.suspectUntil.delete(i);
-    this.log({
-      round,
-      kind: "membership",
-      action: "start",
-      nodes: [i],
-      detail: `removeNode via ${leader} (${outcome}); killed and wiped`,
-    });
-    return true;
+    return outcome;
   }
 
   /** Restarts a removed node as a new member and adds it back (retrying until it is a member). */
-  private async rejoin(round: number, i: number): Promise<void> {
+  private async rejoin(
+    round: number,
+    i: number,
+    kind: FaultKind,
+    crashPoint?: string,
+  ): Promise<void> {
     const node = this.o.cluster.node(i);
-    node.start();
+    if (crashPoint === undefined) node.start();
+    else node.start({ env: { NEXUS_CRASH_POINT: crashPoint }, expectExit: true });
     await this.waitAnswering(round, i);
     const deadline = this.o.now() + 60_000;
     let tries = 0;
@@ -419,7 +495,7 @@ export class Nemesis {
       if (this.o.now() > deadline) {
         const msg = `node ${i} could not be added back within 60 s (${tries} addNode calls; last: ${last})`;
         this.problems.push(msg);
-        this.log({ round, kind: "membership", action: "note", nodes: [i], detail: msg });
+        this.log({ round, kind, action: "note", nodes: [i], detail: msg });
         return;
       }
       const leader = await this.o.cluster.leader();
@@ -433,13 +509,33 @@ export class Nemesis {
       }
       await sleep(300);
     }
+    let crashed = "";
+    if (crashPoint !== undefined) {
+      // The leader sends the new member a snapshot: the node kills itself in the middle of
+      // receiving it, then is restarted as it was and must catch up.
+      const hit = await Promise.race([
+        node.exitedNow().then(() => true),
+        sleep(20_000).then(() => false),
+      ]);
+      if (hit && node.lastExit?.signal !== "SIGKILL") {
+        const msg = `node ${i} exited (${node.lastExit?.code ?? "?"}) instead of reaching ${crashPoint}`;
+        this.problems.push(msg);
+        node.crashes.push(msg);
+      }
+      await node.kill();
+      crashed = hit
+        ? `; SIGKILLed at ${crashPoint} while receiving the snapshot, restarted`
+        : `; ${crashPoint} not reached within 20 s (no snapshot sent), restarted`;
+      node.start();
+      await this.waitAnswering(round, i);
+    }
     this.suspectUntil.set(i, this.o.now() + STALE_AFTER_MS);
     this.log({
       round,
-      kind: "membership",
+      kind,
       action: "heal",
       nodes: [i],
-      detail: `restarted as new and added back (${tries} addNode calls)`,
+      detail: `restarted as new and added back (${tries} addNode calls)${crashed}`,
     });
   }
 

@@ -214,6 +214,7 @@ export function spawnInNamespace(
   cmd: string,
   args: readonly string[],
   stdio: [number | "ignore", number, number],
+  env: NodeJS.ProcessEnv = process.env,
 ): ReturnType<typeof spawn> {
-  return spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio, detached: true });
+  return spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio, detached: true, env });
 }

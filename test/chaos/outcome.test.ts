@@ -42,6 +42,8 @@ const EXPECTED: Record<NexusErrorCode, "failed" | "unknown"> = {
   CORRUPTED: "unknown",
   BAD_CONFIG: "failed",
   UNREACHABLE: "failed",
+  UNAUTHENTICATED: "failed",
+  PERMISSION_DENIED: "failed",
   INTERNAL: "unknown",
 };
 

@@ -22,6 +22,8 @@
  * | INVALID_ARGUMENT,    | failed  | refused while validating the request                             |
  * | TOO_LARGE, BAD_CONFIG|         |                                                                  |
  * | MEMBERSHIP_REFUSED   | failed  | (membership calls only) nothing changed                          |
+ * | UNAUTHENTICATED,     | failed  | refused before the call ran: credentials are checked first       |
+ * | PERMISSION_DENIED    |         |                                                                  |
  * | UNKNOWN_OUTCOME      | unknown | proposed (or sent) and no answer: it may still be applied        |
  * | TIMEOUT              | unknown | no answer in time                                                |
  * | STOPPED              | unknown | thrown both before proposing and to proposals pending when the   |
@@ -51,6 +53,8 @@ export const FAILED_CODES: ReadonlySet<NexusErrorCode> = new Set<NexusErrorCode>
   "TOO_LARGE",
   "BAD_CONFIG",
   "MEMBERSHIP_REFUSED",
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
 ]);
 
 /** The outcome an error proves, and a short message for the history ("CODE: message"). */

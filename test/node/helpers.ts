@@ -13,6 +13,7 @@ import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
 import type { PeerTransport } from "../../src/node/raft-node.js";
+import type { NexusLogger } from "../../src/node/options.js";
 import type {
   AppliedPosition,
   ApplyEntry,
@@ -138,6 +139,12 @@ export interface WalClusterOptions {
   readonly clockFor?: (id: string) => () => number;
   readonly leaseBasedReads?: boolean;
   readonly onDivergence?: "report" | "stop";
+  /** Each node's transport. Default: the LocalNetwork's endpoint. */
+  readonly transportFor?: (id: string, net: LocalNetwork) => PeerTransport;
+  /** Snapshot every that many applied entries. Default 10,000. */
+  readonly snapshotCount?: number;
+  /** Each node's logger. Default: none. */
+  readonly loggerFor?: (id: string) => NexusLogger;
 }
 
 /**
@@ -161,14 +168,15 @@ export async function walCluster(o: WalClusterOptions = {}) {
       walDir: join(root, id),
       walOptions: { fs: o.fsFor?.(id) ?? createNodeFs(), segmentBytes: 1024 * 1024 },
       store: stores.get(id)!,
-      transport: net.endpoint(id),
+      transport: o.transportFor?.(id, net) ?? net.endpoint(id),
       heartbeatTickMs: 10,
       electionTick: 10,
       replTimeoutMs: 3000,
       snapDir: join(root, `${id}-snap`),
-      snapshotCount: 10_000,
+      snapshotCount: o.snapshotCount ?? 10_000,
       snapshotCatchUpEntries: 100,
       onFatal: (e) => fatal.push(`${id}: ${e.message}`),
+      ...(o.loggerFor === undefined ? {} : { logger: o.loggerFor(id) }),
       ...(o.clockFor === undefined ? {} : { clock: o.clockFor(id) }),
       ...(o.leaseBasedReads === undefined ? {} : { leaseBasedReads: o.leaseBasedReads }),
       ...(o.onDivergence === undefined ? {} : { onDivergence: o.onDivergence }),
@@ -187,5 +195,6 @@ export async function walCluster(o: WalClusterOptions = {}) {
     for (const n of nodes.values()) await n.stop();
   };
   const snapDirOf = (id: string): string => join(root, `${id}-snap`);
-  return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf };
+  const walDirOf = (id: string): string => join(root, id);
+  return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf, walDirOf, root };
 }

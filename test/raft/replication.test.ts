@@ -227,6 +227,17 @@ describe("§5.3 log replication", () => {
   });
 });
 
+describe("§5.3 commit on a heartbeat past the follower's log", () => {
+  it("commits only up to the follower's last index (a repaired log), never trips an invariant", () => {
+    // The leader sends min(match, committed); a follower that lost acknowledged entries (issue 14)
+    // can be sent more. Before: "tocommit(9) is out of range [lastIndex(0)]" thrown from step().
+    const s = Solo.of("2", ids(3), PLAIN);
+    s.stepAll(msg({ type: "heartbeat", from: "1", to: "2", term: 1, commit: 9 }));
+    assert.equal(s.raft.raftLog.committed, s.raft.raftLog.lastIndex());
+    assert.equal(s.raft.lead, "1");
+  });
+});
+
 describe("flow control: probe, replicate and snapshot states", () => {
   /** A 3-voter leader "1" whose followers have not answered yet. */
   function leader(opts: Parameters<typeof Solo.of>[2] = {}): { s: Solo; first: Message[] } {
@@ -352,12 +363,34 @@ describe("flow control: probe, replicate and snapshot states", () => {
     );
   });
 
-  it("a stale rejection (of an index already matched) is ignored", () => {
+  it("a stale rejection (of an index below the match) is ignored", () => {
     const s = replicating();
+    s.node.propose(enc("x"));
+    s.stepAll(ackOf(ofType(s.drain().msgs, "app", "2")[0]!));
+    assert.equal(s.raft.trk.progress.get("2")!.match, 2);
     s.stepAll(
       msg({ type: "app-resp", from: "2", to: "1", term: 1, index: 1, reject: true, rejectHint: 0 }),
     );
     assert.equal(s.raft.trk.progress.get("2")!.state, "replicate");
+    assert.equal(s.raft.trk.progress.get("2")!.match, 2);
+  });
+
+  it("a follower refusing the very entry it matched, its log ending before it, lost entries: the leader resends from its hint", () => {
+    // A follower whose WAL was repaired (issue 14): without this the leader would probe it at
+    // its old match forever (a refusal at or below the match counts as stale).
+    const s = replicating();
+    s.node.propose(enc("x"));
+    s.stepAll(ackOf(ofType(s.drain().msgs, "app", "2")[0]!));
+    const out = s.stepAll(
+      msg({ type: "app-resp", from: "2", to: "1", term: 1, index: 2, reject: true, rejectHint: 1 }),
+    ).msgs;
+    const pr = s.raft.trk.progress.get("2")!;
+    assert.equal(pr.state, "probe");
+    assert.equal(pr.match, 1);
+    assert.deepEqual(
+      ofType(out, "app", "2").map((m) => [m.index, m.entries.map((e) => e.index)]),
+      [[1, [2]]],
+    );
   });
 
   it("an unreachable report stops pipelining: replicate goes back to probe", () => {
