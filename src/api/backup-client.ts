@@ -3,9 +3,11 @@
  * failures as NexusErrors decided as the other calls' are (src/api/errors.ts).
  */
 import { ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Interceptor } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { NexusError } from "../errors/index.js";
 import { parseServiceAddress } from "./client.js";
+import type { ClientOptions } from "./client.js";
 import { callFailureOf } from "./errors.js";
 import { NexusBackup } from "./gen/nexus_backup_pb.js";
 
@@ -38,11 +40,36 @@ function safe(v: bigint, what: string): number {
  */
 export async function* streamBackup(
   address: string,
-  opts: { local?: boolean; signal?: AbortSignal } = {},
+  opts: { local?: boolean; signal?: AbortSignal } & Pick<ClientOptions, "tls" | "token"> = {},
 ): AsyncGenerator<BackupEvent> {
-  const baseUrl = parseServiceAddress(address);
-  const client = createClient(NexusBackup, createGrpcTransport({ baseUrl }));
-  const where = baseUrl.slice("http://".length);
+  const t = opts.tls;
+  const baseUrl = parseServiceAddress(address, t !== undefined);
+  const sessions = new Http2SessionManager(
+    baseUrl,
+    undefined,
+    t === undefined
+      ? undefined
+      : {
+          ...(t.ca === undefined ? {} : { ca: t.ca }),
+          ...(t.cert === undefined ? {} : { cert: t.cert }),
+          ...(t.key === undefined ? {} : { key: t.key }),
+        },
+  );
+  const token = opts.token;
+  const interceptors: Interceptor[] =
+    token === undefined
+      ? []
+      : [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+        ];
+  const client = createClient(
+    NexusBackup,
+    createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }),
+  );
+  const where = baseUrl.replace(/^https?:\/\//, "");
   let sawHeader = false;
   try {
     for await (const c of client.backup(

@@ -17,8 +17,9 @@ import { NexusError, isNexusError } from "../errors/index.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import { FlagError, bool, parseFlags, str } from "./flags.js";
 import type { FlagSpec } from "./flags.js";
+import { CLIENT_SECURITY_FLAGS, clientSecurityOf } from "./client-security-flags.js";
 
-export const BACKUP_USAGE = `usage: nexus backup [-local] <host:grpcPort> <file>
+export const BACKUP_USAGE = `usage: nexus backup [-local] [-cacert f -cert f -key f -token t] <host:grpcPort> <file>
        nexus backup verify <file>
        nexus backup info [-o text|json] <file>
 
@@ -28,6 +29,8 @@ backup   takes a consistent backup of the replicated state at one log index from
          waits until the node applied it, so the backup holds every save acknowledged before it
          began. A progress line (bytes, rate) goes to stderr.
          -local: skip that barrier (the node's store as it is, perhaps behind the leader).
+         -cacert, -cert, -key, -token (or NEXUS_TOKEN): TLS and a token with the admin
+         permission, for a node with TLS or -auth-file (as repl takes them).
 verify   checks a backup file: header, every chunk's checksum, the SHA-256 and the end marker.
          Exit 0 when it is whole, 1 when it is damaged, truncated or from a newer version.
 info     prints a backup file's header (-o json for JSON).
@@ -46,8 +49,12 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
   const [sub, ...rest] = argv;
   if (sub === "verify") return runVerify(rest, io);
   if (sub === "info") return runInfo(rest, io);
-  const specs: FlagSpec[] = [{ name: "local", kind: "bool", help: "skip the read barrier" }];
+  const specs: FlagSpec[] = [
+    { name: "local", kind: "bool", help: "skip the read barrier" },
+    ...CLIENT_SECURITY_FLAGS,
+  ];
   let local: boolean;
+  let security: ReturnType<typeof clientSecurityOf>;
   let addr: string;
   let file: string;
   try {
@@ -60,6 +67,7 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
       throw new FlagError(`expected <host:grpcPort> <file>, got ${f.positionals.length} arguments`);
     }
     local = bool(f, "local");
+    security = clientSecurityOf(f);
     addr = f.positionals[0]!;
     file = resolve(f.positionals[1]!);
   } catch (err) {
@@ -84,7 +92,7 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
   };
   try {
     let complete = false;
-    for await (const ev of streamBackup(addr, { local })) {
+    for await (const ev of streamBackup(addr, { local, ...security })) {
       if (ev.kind === "header") {
         header = {
           ...ev.header,

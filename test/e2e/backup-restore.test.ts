@@ -166,6 +166,10 @@ describe("nexus backup and nexus restore (SQLite, real processes)", () => {
     const c = await repl(dst[0]!.addr, "checkConsistency");
     assert.equal(c.code, 0, `${c.stdout}${c.stderr}`);
     // Refusals change nothing.
+    const running = await run("nexus", restoreArgs(file, dst[0]!));
+    assert.equal(running.code, 2);
+    assert.match(running.stderr, /is in use by another process/);
+    await dst[0]!.stop();
     const again = await run("nexus", restoreArgs(file, dst[0]!));
     assert.equal(again.code, 2);
     assert.match(again.stderr, /is not empty: this node already has data/);
