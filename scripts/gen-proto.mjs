@@ -12,6 +12,7 @@ const TARGETS = [
       "nexus.proto",
       "nexus_admin.proto",
       "nexus_checks.proto",
+      "nexus_backup.proto",
       "models/internal.proto",
       "google/rpc/error_details.proto",
       "grpc/health/v1/health.proto",

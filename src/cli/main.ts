@@ -1,8 +1,11 @@
 /**
- * The `nexus` command: serve, repl, status, local-cluster and wal repair.
+ * The `nexus` command: serve, repl, status, local-cluster, wal repair, backup and restore.
  */
+import { BACKUP_USAGE, runBackup } from "./backup.js";
 import { AUTH_USAGE, runAuth } from "./auth-command.js";
 import { EXIT } from "./exit-codes.js";
+import { RESTORE_USAGE, runRestore } from "./restore.js";
+import { RECOVER_USAGE, runRecover } from "./recover.js";
 import { LOCAL_CLUSTER_USAGE, runLocalCluster } from "./local-cluster.js";
 import { replUsage, runRepl } from "./repl.js";
 import { runServe } from "./serve.js";
@@ -19,6 +22,9 @@ commands:
   status <addr>      whether a node serves, and the members it sees
   local-cluster      a 3-node cluster on SQLite on this machine (npm start)
   wal repair <dir>   keep a corrupted write-ahead log up to its last good record
+  backup <addr> <file>  a consistent backup of the replicated state (also backup verify|info)
+  restore <file> ...    prepare one node of a new cluster from a backup
+  recover ...           after losing a majority: a survivor as a one-member cluster (--inspect)
   auth new-token     a client token and its -auth-file line (also auth hash-token)
   version            the version of nexus-raft (also --version)
 
@@ -53,6 +59,12 @@ export async function main(argv: readonly string[], io: Io = stdio): Promise<num
       return runRepl(rest, io, "nexus repl");
     case "status":
       return runStatus(rest, io);
+    case "backup":
+      return runBackup(rest, io);
+    case "restore":
+      return runRestore(rest, io);
+    case "recover":
+      return runRecover(rest, io);
     case "local-cluster":
       return runLocalCluster(rest, io);
     case "auth":
@@ -80,5 +92,8 @@ export const USAGES = {
   status: STATUS_USAGE,
   localCluster: LOCAL_CLUSTER_USAGE,
   walRepair: WAL_REPAIR_USAGE,
+  backup: BACKUP_USAGE,
+  restore: RESTORE_USAGE,
+  recover: RECOVER_USAGE,
   auth: AUTH_USAGE,
 } as const;

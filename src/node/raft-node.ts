@@ -773,6 +773,32 @@ export class RaftNode {
     );
   }
 
+  /**
+   * A consistent copy of the store at its applied position, with the configuration and member
+   * URLs in effect at that index (for `nexus backup`). Taken as a snapshot's is, without writing
+   * a snapshot file. NOT_SERVING when the configuration at that index is not known here (the
+   * store is still restoring a snapshot it received): retry.
+   */
+  async backup(): Promise<{
+    position: { index: number; term: number };
+    confState: ConfState;
+    members: Record<NodeId, string>;
+    stream: AsyncIterable<Uint8Array>;
+  }> {
+    const backup = await this.opts.store.backup();
+    const p = backup.position;
+    let conf: (typeof this.confHistory)[number] | undefined;
+    for (const c of this.confHistory) if (c.index <= p.index) conf = c;
+    if (conf === undefined) {
+      await backup.stream[Symbol.asyncIterator]().return?.();
+      throw new NexusError(
+        "NOT_SERVING",
+        `the membership at applied index ${p.index} is not known on this node yet (it is restoring a snapshot); retry`,
+      );
+    }
+    return { position: p, confState: conf.cs, members: { ...conf.members }, stream: backup.stream };
+  }
+
   /** The whole snapshot file named by a `snap` message, to stream to a follower. */
   openSnapshot(m: Message): AsyncIterable<Uint8Array> {
     const name = new TextDecoder().decode(m.snapshot?.data ?? new Uint8Array(0));

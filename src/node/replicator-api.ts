@@ -160,6 +160,19 @@ export interface ConsistencyCheckResult {
   readonly members: readonly MemberConsistency[];
 }
 
+/** A backup being streamed from a node (Replicator.backup). */
+export interface ReplicatedBackup {
+  readonly storeKind: string;
+  readonly clusterName: string;
+  /** The index and term of the last entry the data includes. */
+  readonly index: number;
+  readonly term: number;
+  /** The members at that index. */
+  readonly members: readonly { id: NodeId; url: string; role: "voter" | "learner" }[];
+  /** The store's backup data. */
+  readonly stream: AsyncIterable<Uint8Array>;
+}
+
 export interface Replicator {
   /** Opens the WAL and the store, starts listening for peers and joins the cluster. */
   start(): Promise<void>;
@@ -233,6 +246,12 @@ export interface Replicator {
    * NO_LEADER when no leader takes the check (nothing proposed).
    */
   checkConsistency(opts?: CheckConsistencyOptions): Promise<ConsistencyCheckResult>;
+  /**
+   * A consistent copy of the replicated state at one log index, streamed: by default after a
+   * read barrier (linearizable: it holds every save acknowledged before the call); "local" backs
+   * up this node's store as it is. Consume `stream` fully or call `return()` on its iterator.
+   */
+  backup(opts?: { consistency?: "linearizable" | "local" }): Promise<ReplicatedBackup>;
   /**
    * Reads the peer TLS files again (the node also does when they change): new peer connections use
    * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the

@@ -58,6 +58,7 @@ export type {
   ReplicatorStatus,
   MemberConsistency,
   ConsistencyCheckResult,
+  ReplicatedBackup,
   Replicator,
 } from "./replicator-api.js";
 import type {
@@ -74,6 +75,7 @@ import type {
   AddMemberOptions,
   ReplicatorStatus,
   ConsistencyCheckResult,
+  ReplicatedBackup,
   Replicator,
 } from "./replicator-api.js";
 
@@ -276,28 +278,56 @@ class ReplicatorImpl implements Replicator {
         return abortable(this.o.store.load({ data, args }), signal);
       }
     }
-    if (consistency !== "local") {
-      // A read request that never reached a leader, or went to one that lost its leadership, is
-      // retried until the deadline (nothing was written). Without a known leader a read request
-      // would be dropped: wait for one first.
-      await retryUnwritten(
-        async (remainingMs) => {
-          await node.events.waitFor("leader-change", () => node.leader() !== "", {
-            timeoutMs: remainingMs,
-            onTimeout: () =>
-              new NexusError("NO_LEADER", "no leader is known to confirm the read; retry"),
-            signal,
-          });
-          await node.readBarrier(remainingMs);
-        },
-        {
-          deadline: Date.now() + this.o.replTimeoutMs,
-          intervalMs: Math.min(10, this.o.heartbeatTickMs),
-          signal,
-        },
-      );
-    }
+    if (consistency !== "local") await this.readBarrier(node, signal);
     return abortable(this.o.store.load({ data, args }), signal);
+  }
+
+  /**
+   * Waits until this node has applied everything committed when it was called (ReadIndex). A read
+   * request that never reached a leader, or went to one that lost its leadership, is retried until
+   * the replication timeout (nothing was written). Without a known leader a read request would be
+   * dropped: wait for one first.
+   */
+  private async readBarrier(node: RaftNode, signal?: AbortSignal): Promise<void> {
+    await retryUnwritten(
+      async (remainingMs) => {
+        await node.events.waitFor("leader-change", () => node.leader() !== "", {
+          timeoutMs: remainingMs,
+          onTimeout: () =>
+            new NexusError("NO_LEADER", "no leader is known to confirm the read; retry"),
+          signal,
+        });
+        await node.readBarrier(remainingMs);
+      },
+      {
+        deadline: Date.now() + this.o.replTimeoutMs,
+        intervalMs: Math.min(10, this.o.heartbeatTickMs),
+        signal,
+      },
+    );
+  }
+
+  async backup(opts: { consistency?: "linearizable" | "local" } = {}): Promise<ReplicatedBackup> {
+    const node = this.running();
+    this.checkStore();
+    if ((opts.consistency ?? "linearizable") !== "local") await this.readBarrier(node);
+    const b = await node.backup();
+    const cs = b.confState;
+    const members: { id: NodeId; url: string; role: "voter" | "learner" }[] = [];
+    const voters = new Set([...cs.voters, ...cs.votersOutgoing]);
+    for (const id of [...voters].sort())
+      members.push({ id, url: b.members[id] ?? "", role: "voter" });
+    for (const id of [...new Set([...cs.learners, ...cs.learnersNext])].sort()) {
+      if (!voters.has(id)) members.push({ id, url: b.members[id] ?? "", role: "learner" });
+    }
+    return {
+      storeKind: this.o.store.kind,
+      clusterName: this.o.clusterName,
+      index: b.position.index,
+      term: b.position.term,
+      members,
+      stream: b.stream,
+    };
   }
 
   listMembers(): MemberList {

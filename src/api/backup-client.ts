@@ -1,0 +1,121 @@
+/**
+ * The client side of NexusBackup: a node's backup stream as header, data and trailer events, with
+ * failures as NexusErrors decided as the other calls' are (src/api/errors.ts).
+ */
+import { ConnectError, createClient } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { NexusError } from "../errors/index.js";
+import { parseServiceAddress } from "./client.js";
+import type { ClientOptions } from "./client.js";
+import { callFailureOf } from "./errors.js";
+import { NexusBackup } from "./gen/nexus_backup_pb.js";
+
+/** The header of a backup stream, as numbers. */
+export interface StreamedBackupHeader {
+  readonly storeKind: string;
+  readonly clusterName: string;
+  readonly index: number;
+  readonly term: number;
+  readonly members: readonly { id: string; url: string; role: "voter" | "learner" }[];
+  readonly nexusVersion: string;
+}
+
+export type BackupEvent =
+  | { readonly kind: "header"; readonly header: StreamedBackupHeader }
+  | { readonly kind: "data"; readonly data: Uint8Array }
+  | { readonly kind: "trailer"; readonly dataBytes: number; readonly sha256: Uint8Array };
+
+function safe(v: bigint, what: string): number {
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new NexusError("INTERNAL", `the node sent an invalid ${what} (${v})`);
+  }
+  return Number(v);
+}
+
+/**
+ * Streams a backup from the node at `address` (host:port). `local` skips the read barrier.
+ * Rejects with UNREACHABLE when nothing answers there, or the node's own error (NOT_SERVING,
+ * NO_LEADER, TIMEOUT...), or INTERNAL for a malformed stream.
+ */
+export async function* streamBackup(
+  address: string,
+  opts: { local?: boolean; signal?: AbortSignal } & Pick<ClientOptions, "tls" | "token"> = {},
+): AsyncGenerator<BackupEvent> {
+  const t = opts.tls;
+  const baseUrl = parseServiceAddress(address, t !== undefined);
+  const sessions = new Http2SessionManager(
+    baseUrl,
+    undefined,
+    t === undefined
+      ? undefined
+      : {
+          ...(t.ca === undefined ? {} : { ca: t.ca }),
+          ...(t.cert === undefined ? {} : { cert: t.cert }),
+          ...(t.key === undefined ? {} : { key: t.key }),
+        },
+  );
+  const token = opts.token;
+  const interceptors: Interceptor[] =
+    token === undefined
+      ? []
+      : [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+        ];
+  const client = createClient(
+    NexusBackup,
+    createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }),
+  );
+  const where = baseUrl.replace(/^https?:\/\//, "");
+  let sawHeader = false;
+  try {
+    for await (const c of client.backup(
+      { local: opts.local ?? false },
+      opts.signal === undefined ? {} : { signal: opts.signal },
+    )) {
+      const k = c.kind;
+      if (k.case === "header") {
+        sawHeader = true;
+        const h = k.value;
+        yield {
+          kind: "header",
+          header: {
+            storeKind: h.storeKind,
+            clusterName: h.clusterName,
+            index: safe(h.index, "index"),
+            term: safe(h.term, "term"),
+            members: h.members.map((m) => ({
+              id: m.id,
+              url: m.url,
+              role: m.role === "learner" ? "learner" : "voter",
+            })),
+            nexusVersion: h.nexusVersion,
+          },
+        };
+      } else if (k.case === "data") {
+        if (!sawHeader) throw new NexusError("INTERNAL", `${where} sent data before a header`);
+        yield { kind: "data", data: k.value };
+      } else if (k.case === "trailer") {
+        yield {
+          kind: "trailer",
+          dataBytes: safe(k.value.dataBytes, "length"),
+          sha256: k.value.sha256,
+        };
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof ConnectError)) throw err;
+    const f = callFailureOf(err, "read");
+    if (f.from === "not-connected") {
+      throw new NexusError(
+        "UNREACHABLE",
+        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${baseUrl.split(":").pop()}?`,
+        { cause: err },
+      );
+    }
+    throw new NexusError(f.code, `backup from ${where} failed: ${err.rawMessage}`, { cause: err });
+  }
+}

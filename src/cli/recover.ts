@@ -1,0 +1,230 @@
+/**
+ * `nexus recover`: after a majority of a cluster is lost for good, turns one survivor's data into
+ * a new one-member cluster, to which members are then added back with addNode.
+ * `nexus recover --inspect` prints a node's last log index and term, and what its store applied,
+ * so the operator can choose the most up-to-date survivor.
+ *
+ * What recover does, with the node stopped: its store keeps every write it applied (at index A,
+ * term T); the store's consistent copy becomes the node's Raft snapshot at (A, T) whose
+ * configuration is this node alone, in a new WAL (the marker and a hard state at the old WAL's
+ * term). The old WAL and snapshot folders are renamed aside (`<dir>.before-recover-<time>`),
+ * never deleted. Committed entries the store had not applied yet are not kept (the survivor
+ * never applied them).
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { rename } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { join } from "node:path";
+import { NexusError, isNexusError } from "../errors/index.js";
+import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
+import { Snapshotter } from "../storage/snapshotter.js";
+import { Wal } from "../storage/wal.js";
+import { EXIT, exitCodeOf } from "./exit-codes.js";
+import type { FlagSpec, ParsedFlags } from "./flags.js";
+import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
+import { NODE_FLAGS } from "./node-flags.js";
+import { DATA_DIR_FLAG, LockedError, acquireLock, dataPaths } from "./data-dir.js";
+import type { DirLock } from "./data-dir.js";
+import { STORE_KINDS } from "./stores.js";
+
+function specs(): FlagSpec[] {
+  const out: FlagSpec[] = NODE_FLAGS.filter((s) =>
+    ["nexus-node-url", "nexus-log-dir", "nexus-snap-dir"].includes(s.name),
+  );
+  out.push(
+    DATA_DIR_FLAG,
+    { name: "inspect", kind: "bool", help: "print the last log index and term; change nothing" },
+    { name: "store", kind: "string", default: "sqlite", help: "the node's store kind" },
+  );
+  const seen = new Set<string>();
+  for (const k of STORE_KINDS) {
+    for (const s of k.flags) {
+      if (!seen.has(s.name)) out.push({ ...s, help: `${s.help} [-store ${k.name}]` });
+      seen.add(s.name);
+    }
+  }
+  return out;
+}
+
+export const RECOVER_USAGE = `usage: nexus recover -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [store flags]
+       nexus recover --inspect -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [store flags]
+
+After a majority of a cluster is lost for good: turns this (stopped) node's data into a new
+cluster whose only member is this node, keeping every write its store applied. Start it again
+with -nexus-cluster-url set to its own URL alone, then add members back with addNode (new nodes
+started with -nexus-node-state new). The old WAL and snapshot folders are renamed aside, not
+deleted. Never start the lost nodes again with their old data.
+
+--inspect prints the node's last log index and term, its commit and what its store applied:
+run it on every survivor and recover the one with the highest (last term, last index).
+
+flags:
+${describeFlags(specs())}`;
+
+interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
+
+/** Whether something accepts connections at the node's own URL (the node still runs). */
+function answers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host, port });
+    const done = (v: boolean): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/** Runs `nexus recover`; resolves with the exit code. */
+export async function runRecover(argv: readonly string[], io: Io): Promise<number> {
+  let f: ParsedFlags;
+  let url: ReturnType<typeof parseNodeUrl>;
+  try {
+    f = parseFlags(argv, specs());
+    if (f.help) {
+      io.out(RECOVER_USAGE);
+      return EXIT.OK;
+    }
+    const u = str(f, "nexus-node-url");
+    if (u === undefined || u.trim() === "") {
+      throw new FlagError(
+        "flag -nexus-node-url is required, e.g. -nexus-node-url http://127.0.0.1:9021",
+      );
+    }
+    url = parseNodeUrl(u.trim());
+  } catch (err) {
+    if (
+      err instanceof FlagError ||
+      isNexusError(err, "INVALID_ARGUMENT") ||
+      isNexusError(err, "BAD_CONFIG")
+    ) {
+      io.err(`nexus recover: ${(err as Error).message}\n\n${RECOVER_USAGE}`);
+      return EXIT.USAGE;
+    }
+    throw err;
+  }
+  const kind = STORE_KINDS.find((k) => k.name === str(f, "store"));
+  if (kind === undefined) {
+    io.err(
+      `nexus recover: flag -store must be one of ${STORE_KINDS.map((k) => k.name).join(", ")}\n`,
+    );
+    return EXIT.USAGE;
+  }
+  const id = nodeIdOf(url);
+  const nodeDir = `node_${BigInt(`0x${id}`).toString()}`;
+  const paths = dataPaths(
+    {
+      dataDir: str(f, "data-dir"),
+      logDir: str(f, "nexus-log-dir"),
+      snapDir: str(f, "nexus-snap-dir"),
+    },
+    id,
+  );
+  const walDir = join(paths.logDir, nodeDir);
+  const snapDir = join(paths.snapDir, nodeDir);
+  let lock: DirLock | undefined;
+  try {
+    if (!existsSync(walDir) || readdirSync(walDir).length === 0) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `${walDir} holds no write-ahead log: check -nexus-node-url and -nexus-log-dir (the node's folder is named after its URL's id)`,
+      );
+    }
+    if (await answers(url.hostname, url.port)) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `something answers at ${url.url}: stop the node before recovering it; nothing was changed`,
+      );
+    }
+    lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
+    const { wal, state } = await Wal.open(walDir);
+    let lastTerm: number;
+    try {
+      lastTerm = wal.hasEntry(state.lastIndex)
+        ? wal.readEntrySync(state.lastIndex).term
+        : state.snapshot.term;
+    } finally {
+      await wal.close();
+    }
+    const made = await kind.create(f, nodeDir, paths.dataDir);
+    const store = made.store;
+    let applied: { index: number; term: number };
+    try {
+      applied = await store.open();
+      if (bool(f, "inspect")) {
+        io.out(
+          `node ${id} (${url.url})\n` +
+            `last index:    ${state.lastIndex}\n` +
+            `last term:     ${lastTerm}\n` +
+            `commit:        ${state.hardState.commit}\n` +
+            `term:          ${state.hardState.term}\n` +
+            `store applied: ${applied.index} (term ${applied.term}), ${made.describe}\n`,
+        );
+        return EXIT.OK;
+      }
+      if (applied.index < 1) {
+        throw new NexusError(
+          "BAD_CONFIG",
+          `the store (${made.describe}) has applied nothing: there is nothing to recover`,
+        );
+      }
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      const oldWal = `${walDir}.before-recover-${stamp}`;
+      const oldSnap = `${snapDir}.before-recover-${stamp}`;
+      await rename(walDir, oldWal);
+      if (existsSync(snapDir)) await rename(snapDir, oldSnap);
+      const backup = await store.backup();
+      const p = backup.position;
+      const snap = await new Snapshotter(snapDir).save(
+        {
+          index: p.index,
+          term: p.term,
+          confState: {
+            voters: [id],
+            learners: [],
+            votersOutgoing: [],
+            learnersNext: [],
+            autoLeave: false,
+          },
+          members: { [id]: url.url },
+        },
+        backup.stream,
+      );
+      const { wal: fresh } = await Wal.open(walDir);
+      try {
+        await fresh.save(
+          { term: Math.max(state.hardState.term, p.term), vote: "", commit: p.index },
+          [],
+          { index: p.index, term: p.term },
+        );
+      } finally {
+        await fresh.close();
+      }
+      io.out(
+        `node ${id} (${url.url}) is now the only member of a new cluster at index ${p.index} (term ${p.term}); ` +
+          `snapshot ${snap.name}\nthe old data was moved to ${oldWal}${existsSync(oldSnap) ? ` and ${oldSnap}` : ""}\n` +
+          `start it with -nexus-cluster-url ${url.url}, then add members back with addNode\n`,
+      );
+      return EXIT.OK;
+    } finally {
+      await store.close();
+    }
+  } catch (err) {
+    if (err instanceof FlagError || err instanceof LockedError) {
+      io.err(`nexus recover: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof NexusError) {
+      io.err(`nexus recover: ${err.message}\n`);
+      return exitCodeOf(err.code);
+    }
+    throw err;
+  } finally {
+    lock?.release();
+  }
+}

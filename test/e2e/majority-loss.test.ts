@@ -1,0 +1,202 @@
+/**
+ * After losing a majority, with real processes: 2 of 3 SQLite nodes killed, the survivor's state
+ * taken with `nexus backup -local` (no quorum needed), restored as a one-member cluster at the
+ * survivor's own address, then two new members added back with addNode. Every write the survivor
+ * had applied is kept.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePort } from "../free-port.js";
+import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
+
+const RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
+
+async function rows(addr: string, consistency = "linearizable"): Promise<number[]> {
+  const r = await repl(
+    `-consistency=${consistency}`,
+    addr,
+    "sqlite",
+    "load",
+    "select group_concat(i) as rows from (select i from t order by i)",
+  );
+  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
+  const m = RESPONSE.exec(r.stdout);
+  if (m === null) throw new Error(`unexpected output: ${r.stdout}`);
+  const v = (JSON.parse(m[1]!) as { rows: string | null }[])[0]!.rows;
+  return v === null ? [] : v.split(",").map(Number);
+}
+
+describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", () => {
+  it(
+    "keeps every write the survivor applied: backup -local, restore as one member, add members back",
+    { timeout: 300_000 },
+    async () => {
+      const nodes = await sqliteCluster(3);
+      await Promise.all(nodes.map((n) => n.start()));
+      await until(
+        "a leader",
+        () => leaderUrl(nodes[0]!.addr),
+        (u) => u !== "",
+      );
+      const save = async (addr: string, sql: string): Promise<void> => {
+        const r = await repl(addr, "sqlite", "save", sql);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      await save(nodes[0]!.addr, "create table t (i integer primary key)");
+      for (let i = 1; i <= 8; i++) await save(nodes[i % 3]!.addr, `insert into t values (${i})`);
+      const survivor = nodes[2]!;
+      await until(
+        "the survivor applied every write",
+        () => rows(survivor.addr),
+        (r) => r.length === 8,
+      );
+
+      // Lose two: the survivor cannot commit any more.
+      await nodes[0]!.stop("SIGKILL");
+      await nodes[1]!.stop("SIGKILL");
+      const refused = await repl(
+        "-timeout=2",
+        survivor.addr,
+        "sqlite",
+        "save",
+        "insert into t values (99)",
+      );
+      assert.notEqual(refused.code, 0);
+
+      // 1. The survivor's state, as it applied it (no read barrier: there is no quorum).
+      const file = join(tempDir("nexus-recover-"), "survivor.nexus-backup");
+      const b = await run("nexus", ["backup", "-local", survivor.addr, file]);
+      assert.equal(b.code, 0, b.stderr);
+      await survivor.stop();
+
+      // 2. A one-member cluster at the survivor's address, from fresh folders.
+      const one = new SqliteNode(survivor.raftPort, survivor.grpcPort, join(tempDir(), "one"), [
+        survivor.url,
+      ]);
+      const r = await run("nexus", [
+        "restore",
+        file,
+        "-nexus-node-url",
+        one.url,
+        "-nexus-cluster-url",
+        one.url,
+        `-nexus-log-dir=${join(one.dir, "logs")}`,
+        `-nexus-snap-dir=${join(one.dir, "snap")}`,
+        "-sqlitePath",
+        join(one.dir, "store.db"),
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      await one.start();
+      await until(
+        "the survivor leads alone",
+        () => leaderUrl(one.addr),
+        (u) => u === one.url,
+      );
+      assert.deepEqual(await rows(one.addr), [1, 2, 3, 4, 5, 6, 7, 8]);
+      await save(one.addr, "insert into t values (9)");
+
+      // 3. Two new members added back, one at a time.
+      const added: SqliteNode[] = [];
+      for (let k = 0; k < 2; k++) {
+        const n = new SqliteNode(await freePort(), await freePort(), join(tempDir(), `new${k}`), [
+          one.url,
+        ]);
+        await n.start();
+        const a = await repl(one.addr, "addNode", n.url);
+        assert.equal(a.code, 0, a.stderr);
+        added.push(n);
+      }
+      await save(added[0]!.addr, "insert into t values (10)");
+      for (const n of [one, ...added]) {
+        await until(
+          "every write on every member",
+          () => rows(n.addr, "local"),
+          (v) => v.length === 10,
+        );
+        assert.deepEqual(await rows(n.addr, "local"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      }
+    },
+  );
+
+  it(
+    "nexus recover --inspect, then nexus recover: the stopped survivor's own data as a one-member cluster, members added back",
+    { timeout: 300_000 },
+    async () => {
+      const nodes = await sqliteCluster(3);
+      await Promise.all(nodes.map((n) => n.start()));
+      await until(
+        "a leader",
+        () => leaderUrl(nodes[0]!.addr),
+        (u) => u !== "",
+      );
+      const save = async (addr: string, sql: string): Promise<void> => {
+        const r = await repl(addr, "sqlite", "save", sql);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      await save(nodes[0]!.addr, "create table t (i integer primary key)");
+      for (let i = 1; i <= 8; i++) await save(nodes[i % 3]!.addr, `insert into t values (${i})`);
+      const survivor = nodes[1]!;
+      await until(
+        "the survivor applied every write",
+        () => rows(survivor.addr),
+        (r) => r.length === 8,
+      );
+      await nodes[0]!.stop("SIGKILL");
+      await nodes[2]!.stop("SIGKILL");
+      await survivor.stop();
+      const dataFlags = [
+        "-nexus-node-url",
+        survivor.url,
+        `-nexus-log-dir=${join(survivor.dir, "logs")}`,
+        `-nexus-snap-dir=${join(survivor.dir, "snap")}`,
+        "-sqlitePath",
+        join(survivor.dir, "store.db"),
+      ];
+      const inspect = await run("nexus", ["recover", "--inspect", ...dataFlags]);
+      assert.equal(inspect.code, 0, inspect.stderr);
+      const last = /last index: +(\d+)/.exec(inspect.stdout);
+      assert.ok(last !== null && Number(last[1]) >= 10, inspect.stdout);
+      assert.match(inspect.stdout, /store applied: \d+ \(term \d+\)/);
+      const rec = await run("nexus", ["recover", ...dataFlags]);
+      assert.equal(rec.code, 0, rec.stderr);
+      assert.match(rec.stdout, /is now the only member of a new cluster/);
+
+      // The same node, folders and store, started as the only member.
+      const one = new SqliteNode(survivor.raftPort, survivor.grpcPort, survivor.dir, [
+        survivor.url,
+      ]);
+      await one.start();
+      await until(
+        "the survivor leads alone",
+        () => leaderUrl(one.addr),
+        (u) => u === one.url,
+      );
+      assert.deepEqual(await rows(one.addr), [1, 2, 3, 4, 5, 6, 7, 8]);
+      // Recovering a running node is refused.
+      const running = await run("nexus", ["recover", ...dataFlags]);
+      assert.equal(running.code, 2);
+      assert.match(running.stderr, /stop the node before recovering it/);
+      await save(one.addr, "insert into t values (9)");
+      const added: SqliteNode[] = [];
+      for (let k = 0; k < 2; k++) {
+        const n = new SqliteNode(await freePort(), await freePort(), join(tempDir(), `new${k}`), [
+          one.url,
+        ]);
+        await n.start();
+        const a = await repl(one.addr, "addNode", n.url);
+        assert.equal(a.code, 0, a.stderr);
+        added.push(n);
+      }
+      await save(added[1]!.addr, "insert into t values (10)");
+      for (const n of [one, ...added]) {
+        await until(
+          "every write on every member",
+          () => rows(n.addr, "local"),
+          (v) => v.length === 10,
+        );
+        assert.deepEqual(await rows(n.addr, "local"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      }
+    },
+  );
+});
