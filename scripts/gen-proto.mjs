@@ -14,6 +14,7 @@ const TARGETS = [
       "nexus_checks.proto",
       "models/internal.proto",
       "google/rpc/error_details.proto",
+      "grpc/health/v1/health.proto",
     ],
     out: "src/api/gen",
   },

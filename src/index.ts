@@ -20,6 +20,13 @@ export type {
   MemberConsistency,
 } from "./node/replicator.js";
 export type { ReplicatorOptions, NodeState, NexusLogger, NexusLogFn } from "./node/options.js";
+export type {
+  NodeMetrics,
+  NodeMetricsView,
+  PeerCounters,
+  SnapshotTransfer,
+} from "./node/node-metrics.js";
+export type { CheckRound, MemberCheck, CheckReport, MemberVerdict } from "./node/consistency.js";
 export { nodeIdOf } from "./node/node-id.js";
 export type { NodeId } from "./raft/types.js";
 export { MemoryStore } from "./store/memory/memory-store.js";

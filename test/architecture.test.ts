@@ -33,8 +33,9 @@ const ALLOWED: Record<string, { rooms: string[]; external: (spec: string) => boo
     external: () => true,
   },
   api: { rooms: ["api", "node", "errors", "store"], external: () => true },
+  ops: { rooms: ["ops", "node", "errors", "store"], external: () => true },
   cli: {
-    rooms: ["cli", "api", "node", "store", "storage", "errors", "raft"],
+    rooms: ["cli", "api", "node", "ops", "store", "storage", "errors", "raft"],
     external: () => true,
   },
   errors: { rooms: ["errors"], external: () => false },

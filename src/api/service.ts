@@ -10,6 +10,7 @@ import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
 import { checksRoutes } from "./checks-service.js";
+import { healthRoutes } from "./health-service.js";
 
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
@@ -118,12 +119,12 @@ function adminRoutes(r: Replicator, router: ConnectRouter): void {
   });
 }
 
-/** Registers the Nexus service and NexusAdmin on a Connect router. */
+/** Registers the Nexus service, NexusAdmin, NexusChecks and grpc.health.v1.Health on a router. */
 export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectRouter) => void {
   return (router) =>
     adminRoutes(
       r,
-      checksRoutes(r, router).service(Nexus, {
+      checksRoutes(r, healthRoutes(r, router)).service(Nexus, {
         check() {
           let serving = false;
           try {

@@ -40,6 +40,8 @@ export interface ParsedFlags {
   readonly positionals: readonly string[];
   /** Whether -h, -help or --help was given. */
   readonly help: boolean;
+  /** The canonical names of the flags given on the command line (not defaulted). */
+  readonly given?: ReadonlySet<string>;
 }
 
 /** A flag error: the message says which flag and what is expected. */
@@ -145,6 +147,7 @@ export function parseFlags(
     }
     values.set(spec.name, readValue(spec, list[0]!));
   }
+  const given = new Set(values.keys());
   for (const s of specs) {
     if (!values.has(s.name) && s.kind !== "bool" && s.default !== undefined) {
       values.set(s.name, s.default);
@@ -154,10 +157,11 @@ export function parseFlags(
   if (opts.allowPositionals !== true && positionals.length > 0) {
     throw new FlagError(`unexpected argument "${positionals[0]!}"`);
   }
-  return { values, positionals, help };
+  return { values, positionals, help, given };
 }
 
-function readValue(spec: FlagSpec, raw: string): FlagValue {
+/** A flag's value from text (a command line, an environment variable, a config file). */
+export function readValue(spec: FlagSpec, raw: string): FlagValue {
   if (spec.kind === "string") return raw;
   if (spec.kind === "int") {
     const v = raw.trim() === "" ? NaN : Number(raw);
@@ -172,8 +176,14 @@ function readValue(spec: FlagSpec, raw: string): FlagValue {
   return raw === "true";
 }
 
-/** The flags section of a usage text, one flag per line with its default. */
-export function describeFlags(specs: readonly FlagSpec[]): string {
+/**
+ * The flags section of a usage text, one flag per line with its default; with `envName`, also
+ * the environment variable that gives it.
+ */
+export function describeFlags(
+  specs: readonly FlagSpec[],
+  envName?: (flag: string) => string,
+): string {
   const lines = specs.map((s) => {
     const names = [s.name, ...(s.aliases ?? [])].map((n) => `-${n}`).join(", ");
     const arg = s.kind === "string" ? " <string>" : s.kind === "int" ? " <int>" : "";
@@ -181,7 +191,8 @@ export function describeFlags(specs: readonly FlagSpec[]): string {
       s.kind !== "bool" && s.default !== undefined && s.default !== ""
         ? ` (default ${String(s.default)})`
         : "";
-    return `  ${names}${arg}\n      ${s.help}${def}`;
+    const env = envName === undefined ? "" : ` [env ${envName(s.name)}]`;
+    return `  ${names}${arg}\n      ${s.help}${def}${env}`;
   });
   return lines.join("\n") + "\n";
 }

@@ -4,10 +4,11 @@
  * ReplicatorOptions and the gRPC listen address.
  */
 import type { NodeState, ReplicatorOptions } from "../node/options.js";
+import { DATA_DIR_FLAG } from "./data-dir.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, int, str } from "./flags.js";
-import { LOG_LEVELS } from "./logger.js";
-import type { LogLevel } from "./logger.js";
+import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat } from "./logger.js";
+import type { LogFormat, LogLevel } from "./logger.js";
 
 export const NODE_FLAGS: readonly FlagSpec[] = [
   {
@@ -39,12 +40,16 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     default: "nexus",
     help: "name shared by the cluster's nodes; traffic from another cluster is refused",
   },
-  { name: "nexus-log-dir", kind: "string", default: "/tmp/logs", help: "dir for the raft WAL" },
+  DATA_DIR_FLAG,
+  {
+    name: "nexus-log-dir",
+    kind: "string",
+    help: "dir for the raft WAL; the node uses node_<id> in it (default <data-dir>/wal; the original's /tmp/logs)",
+  },
   {
     name: "nexus-snap-dir",
     kind: "string",
-    default: "/tmp/snap",
-    help: "dir for raft snapshots",
+    help: "dir for raft snapshots; the node uses node_<id> in it (default <data-dir>/snap; the original's /tmp/snap)",
   },
   {
     name: "nexus-repl-timeout",
@@ -149,19 +154,50 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "largest snapshot accepted from a peer, bytes (ours; default 8 GiB)",
   },
   {
+    name: "http-port",
+    kind: "int",
+    min: 0,
+    max: 65535,
+    help: "port of the operations HTTP server: /metrics (Prometheus), /livez, /readyz, /status and a status page at / (ours; default none)",
+  },
+  {
+    name: "http-host",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "address the operations HTTP server binds (ours; loopback unless you mean to expose it)",
+  },
+  {
+    name: "statsd-addr",
+    kind: "string",
+    help: "host:port of a StatsD server to push metrics to over UDP, e.g. 127.0.0.1:8125 (the original's names: save.latency.ms, ...)",
+  },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
-    help: "debug, info, warn, error or silent; logs are JSON lines on stderr (ours)",
+    help: "debug, info, warn, error or silent; logs go to stderr (ours)",
+  },
+  {
+    name: "log-format",
+    kind: "string",
+    help: "text (time, level, message, fields) or json (one object a line); default text when stderr is a terminal, json otherwise (ours)",
   },
 ];
 
 /** What the node flags say, validated. */
 export interface NodeConfig {
   readonly replicator: Omit<ReplicatorOptions, "store" | "logger" | "onFatal">;
+  /** -data-dir, when given. */
+  readonly dataDir?: string;
   readonly grpcHost: string;
   readonly grpcPort: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** The operations HTTP port, undefined for none. */
+  readonly httpPort: number | undefined;
+  readonly httpHost: string;
+  /** host:port of a StatsD server, undefined for none. */
+  readonly statsdAddr: string | undefined;
 }
 
 function required(f: ParsedFlags, name: string, example: string): string {
@@ -236,19 +272,30 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       "peer TLS needs all three of -peer-cert-file, -peer-key-file and -peer-trusted-ca-file",
     );
   }
+  const statsdAddr = str(f, "statsd-addr");
+  if (statsdAddr !== undefined && !/^(\[[^\]]+\]|[^:]+):\d{1,5}$/.test(statsdAddr.trim())) {
+    throw new FlagError(
+      `flag -statsd-addr must be host:port, e.g. 127.0.0.1:8125, got "${statsdAddr}"`,
+    );
+  }
   const logLevel = str(f, "log-level")!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new FlagError(
       `flag -log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
     );
   }
+  const logFormat = str(f, "log-format") ?? defaultLogFormat();
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new FlagError(`flag -log-format must be text or json, got "${logFormat}"`);
+  }
   return {
     replicator: {
       nodeUrl,
       clusterUrls,
       clusterName: str(f, "nexus-cluster-name")!,
-      logDir: str(f, "nexus-log-dir")!,
-      snapDir: str(f, "nexus-snap-dir")!,
+      // Absent: in the data folder (serve.ts resolves them with -data-dir).
+      ...(str(f, "nexus-log-dir") === undefined ? {} : { logDir: str(f, "nexus-log-dir")! }),
+      ...(str(f, "nexus-snap-dir") === undefined ? {} : { snapDir: str(f, "nexus-snap-dir")! }),
       replTimeoutMs: int(f, "nexus-repl-timeout")! * 1000,
       leaseBasedReads: bool(f, "nexusLeaseBasedReads"),
       nodeState: nodeState as NodeState,
@@ -272,8 +319,13 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       consistencyCheckIntervalMs: checkEveryMs,
       onDivergence,
     },
+    ...(str(f, "data-dir") === undefined ? {} : { dataDir: str(f, "data-dir")! }),
     grpcHost: str(f, "grpcHost")!,
     grpcPort,
     logLevel: logLevel as LogLevel,
+    logFormat: logFormat as LogFormat,
+    httpPort: int(f, "http-port"),
+    httpHost: str(f, "http-host")!,
+    statsdAddr: statsdAddr?.trim(),
   };
 }

@@ -10,6 +10,7 @@ import { isNexusError } from "../errors/index.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
+import { OUTPUT_FLAG, outputFormat } from "./output.js";
 import type { Io } from "./serve.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 
@@ -31,6 +32,7 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "string",
     help: "for sqlite and mysql: statement parameters as a JSON array or object, e.g. '[\"a\", 1]'",
   },
+  OUTPUT_FLAG,
   VERSION_FLAG,
 ];
 
@@ -38,7 +40,7 @@ export function replUsage(name: string): string {
   return (
     `Usage: ${name} [flags] <nexus_url> <command> [<options>]\n` +
     "Following commands are supported:\n" +
-    "listNodes\n" +
+    "listNodes [-o json]                           (json: one document for scripts)\n" +
     "addNode <nodeAddr> [--learner] [--no-probe]\n" +
     "removeNode <nodeAddr>\n" +
     "promoteNode <nodeAddr> [--max-lag <entries>]  (a learner becomes a voter; ask the leader)\n" +
@@ -111,6 +113,52 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
 }
 
 /**
+ * `repl listNodes -o json`: field names are stable (documented in docs/configuration.md); new
+ * fields may be added, none renamed or removed.
+ */
+export interface ListNodesJson {
+  /** The leader's id, null when the answering node knows none. */
+  readonly leader: string | null;
+  /** The answering node's id. */
+  readonly self: string;
+  /** A joint membership change is under way. */
+  readonly joint: boolean;
+  /** Whether reachable, match and lag come from the leader (null in each member otherwise). */
+  readonly fromLeader: boolean;
+  readonly members: readonly {
+    readonly id: string;
+    readonly url: string;
+    /** "leader", "follower" or "learner". */
+    readonly role: string;
+    readonly isLeader: boolean;
+    readonly reachable: boolean | null;
+    readonly match: number | null;
+    readonly lag: number | null;
+  }[];
+}
+
+async function printMembersJson(c: NexusClient, io: Io): Promise<void> {
+  const d = await c.listMembers();
+  const known = d.fromLeader;
+  const doc: ListNodesJson = {
+    leader: d.leader === "" ? null : d.leader,
+    self: d.self,
+    joint: d.joint,
+    fromLeader: known,
+    members: d.members.map((m) => ({
+      id: m.id,
+      url: m.url,
+      role: m.role,
+      isLeader: m.id === d.leader,
+      reachable: known ? m.reachable : null,
+      match: known ? m.match : null,
+      lag: known ? m.lag : null,
+    })),
+  };
+  io.out(`${JSON.stringify(doc, null, 2)}\n`);
+}
+
+/**
  * Splits a membership command's arguments into its options (`--name` or `-name`, `--name value`
  * or `--name=value` for those in `withValue`) and the rest. Unknown options are usage errors.
  */
@@ -168,6 +216,14 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
     io.err(`${name}: give an address and a command\n\n${replUsage(name)}`);
     return EXIT.USAGE;
   }
+  let json: boolean;
+  try {
+    json = outputFormat(flags) === "json";
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    io.err(`${name}: ${err.message}\n\n${replUsage(name)}`);
+    return EXIT.USAGE;
+  }
   const consistency = str(flags, "consistency");
   if (consistency !== undefined && !["linearizable", "lease", "local"].includes(consistency)) {
     io.err(
@@ -195,9 +251,17 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
   try {
     const cmd = rawCmd.toLowerCase();
     switch (cmd) {
-      case "listnodes":
-        await printMembers(client, io);
+      case "listnodes": {
+        // -o json also after the command, as `repl <addr> listNodes -o json`.
+        const o = membershipOptions(args, [], ["o", "output"]);
+        const fmt = o.values.get("o") ?? o.values.get("output");
+        if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
+          throw new UsageError(`-o must be text or json, got "${fmt}"`);
+        }
+        if (fmt === "json" || (fmt === undefined && json)) await printMembersJson(client, io);
+        else await printMembers(client, io);
         return EXIT.OK;
+      }
       case "addnode":
       case "removenode":
       case "promotenode": {

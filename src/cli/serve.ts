@@ -14,15 +14,22 @@ import { createReplicator } from "../node/replicator.js";
 import { ALL_CRASH_POINTS } from "../node/crash-points.js";
 import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
 import type { CrashHook } from "../storage/crash-points.js";
+import { createOperations } from "../ops/operations.js";
 import type { Replicator } from "../node/replicator.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec } from "./flags.js";
+import type { ParsedFlags } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
+import type { DataPaths, DirLock } from "./data-dir.js";
+import { LockedError, acquireLock, dataPaths, tempDataWarning } from "./data-dir.js";
+import type { NexusLogger } from "../node/options.js";
+import { CONFIG_FLAG, envNameOf, withEnvAndFile } from "./config-sources.js";
 import { createCliLogger } from "./logger.js";
 import { NODE_FLAGS, nodeConfigOf } from "./node-flags.js";
+import type { NodeConfig } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
-import { STORE_KINDS } from "./stores.js";
-import { VERSION_FLAG, versionLine } from "./version.js";
+import { STORE_KINDS, sqlitePathOf } from "./stores.js";
+import { VERSION_FLAG, packageInfo, versionLine } from "./version.js";
 
 export interface ServeProgram {
   /** The name in messages and usage, e.g. "sqlite_repl" or "nexus serve". */
@@ -57,7 +64,7 @@ function specsOf(p: ServeProgram): FlagSpec[] {
   } else {
     specs.push(...p.store.flags);
   }
-  specs.push(VERSION_FLAG);
+  specs.push(CONFIG_FLAG, VERSION_FLAG);
   return specs;
 }
 
@@ -67,7 +74,10 @@ export function serveUsage(p: ServeProgram): string {
     `usage: ${p.name} -nexus-node-url <url> -nexus-cluster-url <url,url,...> -grpcPort <port> [flags]\n\n` +
     `Runs a Nexus node${p.store === undefined ? "" : ` replicating onto ${p.store.display}`} ` +
     "with the gRPC service nexus.api.Nexus. Flags take one dash or two, and -flag value or -flag=value.\n\n" +
-    `flags:\n${describeFlags(specsOf(p))}`
+    "Every flag can also be given as the environment variable shown with it, or in a JSON or YAML\n" +
+    "file named by -config whose keys are the flag names (grpcPort: 9121). The command line wins\n" +
+    "over the environment, which wins over the file. See docs/configuration.md.\n\n" +
+    `flags:\n${describeFlags(specsOf(p), envNameOf)}`
   );
 }
 
@@ -87,6 +97,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
       io.out(versionLine());
       return EXIT.OK;
     }
+    flags = withEnvAndFile(flags, specs);
     cfg = nodeConfigOf(flags);
     if (p.store !== undefined) kind = p.store;
     else {
@@ -108,13 +119,62 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   }
 
   let nodeDir: string;
+  let idHex: string;
   try {
-    nodeDir = `node_${BigInt(`0x${nodeIdOf(parseNodeUrl(cfg.replicator.nodeUrl))}`).toString()}`;
+    idHex = nodeIdOf(parseNodeUrl(cfg.replicator.nodeUrl));
+    nodeDir = `node_${BigInt(`0x${idHex}`).toString()}`;
   } catch (err) {
     io.err(`${p.name}: -nexus-node-url: ${(err as Error).message}\n`);
     return EXIT.USAGE;
   }
-  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl });
+  const paths = dataPaths(
+    { dataDir: cfg.dataDir, logDir: cfg.replicator.logDir, snapDir: cfg.replicator.snapDir },
+    idHex,
+  );
+  const logger = createCliLogger(cfg.logLevel, { node: cfg.replicator.nodeUrl }, cfg.logFormat);
+  const warning = tempDataWarning({
+    WAL: paths.logDir,
+    snapshots: paths.snapDir,
+    ...(kind.name === "sqlite" ? { store: sqlitePathOf(flags, paths.dataDir) } : {}),
+  });
+  if (warning !== undefined) {
+    io.err(`${p.name}: ${warning}\n`);
+    logger.warn({ logDir: paths.logDir, snapDir: paths.snapDir }, warning);
+  }
+  // One process per data folder: a second one would interleave writes to the same WAL.
+  let lock: DirLock;
+  try {
+    lock = acquireLock(paths.lockFile, `the data of node ${idHex} (WAL in ${paths.logDir})`);
+  } catch (err) {
+    if (!(err instanceof LockedError)) throw err;
+    io.err(`${p.name}: ${err.message}\n`);
+    return EXIT.FAILED;
+  }
+  try {
+    return await serveLocked(p, io, flags, kind, { ...cfg, dataPaths: paths }, nodeDir, logger);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The rest of runServe, with the data folder locked. */
+async function serveLocked(
+  p: ServeProgram,
+  io: Io,
+  flags: ParsedFlags,
+  kind: StoreKind,
+  node: NodeConfig & { dataPaths: DataPaths },
+  nodeDir: string,
+  logger: NexusLogger,
+): Promise<number> {
+  const cfg: NodeConfig = {
+    ...node,
+    replicator: {
+      ...node.replicator,
+      logDir: node.dataPaths.logDir,
+      snapDir: node.dataPaths.snapDir,
+    },
+  };
   // Crash tests (test/crash-sweep): NEXUS_CRASH_POINT=<point>[:<nth>] kills this process with
   // SIGKILL the nth time the node reaches that point (src/node/crash-points.ts).
   let crash: CrashHook | undefined;
@@ -135,6 +195,14 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   const onEarlySignal = (s: NodeJS.Signals): void => void (early = s);
   process.on("SIGINT", onEarlySignal);
   process.on("SIGTERM", onEarlySignal);
+  const ops = createOperations({
+    version: packageInfo().version,
+    httpPort: cfg.httpPort,
+    httpHost: cfg.httpHost,
+    statsdAddr: cfg.statsdAddr,
+    statsdNode: new URL(cfg.replicator.nodeUrl).host,
+    defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
+  });
   let rep: Replicator;
   let describe: string;
   try {
@@ -142,7 +210,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     for (let attempt = 1; ; attempt++) {
       let made: Awaited<ReturnType<StoreKind["create"]>>;
       try {
-        made = await kind.create(flags, nodeDir);
+        made = await kind.create(flags, nodeDir, node.dataPaths.dataDir);
       } catch (err) {
         if (err instanceof FlagError) {
           io.err(`${p.name}: ${err.message}\n\n${serveUsage(p)}`);
@@ -159,7 +227,8 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
       try {
         rep = createReplicator({
           ...cfg.replicator,
-          store: made.store,
+          store: ops.store(made.store),
+          ...(ops.metrics === undefined ? {} : { metrics: ops.metrics }),
           logger,
           ...(crash === undefined ? {} : { crash }),
           onFatal: (e) => fatal(e),
@@ -197,7 +266,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   let api: ApiServer;
   try {
     api = await startApiServer({
-      replicator: rep,
+      replicator: ops.replicator(rep),
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
@@ -209,6 +278,20 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
         ? `${p.name}: gRPC port ${cfg.grpcPort} on ${cfg.grpcHost} is in use; choose another -grpcPort\n`
         : `${p.name}: the gRPC service could not start: ${e.message}\n`,
     );
+    await rep.stop().catch(() => undefined);
+    return EXIT.FAILED;
+  }
+  let httpPort: number | undefined;
+  try {
+    ({ httpPort } = await ops.start(rep, `${cfg.grpcHost}:${api.port}`));
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    io.err(
+      e.code === "EADDRINUSE"
+        ? `${p.name}: HTTP port ${cfg.httpPort} on ${cfg.httpHost} is in use; choose another -http-port\n`
+        : `${p.name}: the operations HTTP server could not start: ${e.message}\n`,
+    );
+    await api.close(1000).catch(() => undefined);
     await rep.stop().catch(() => undefined);
     return EXIT.FAILED;
   }
@@ -242,7 +325,8 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   const st = rep.status();
   io.out(
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
-      `store ${describe}; WAL in ${cfg.replicator.logDir}\n`,
+      `store ${describe}; WAL in ${cfg.replicator.logDir}` +
+      `${httpPort === undefined ? "" : `; metrics and status on http://${cfg.httpHost}:${httpPort}/`}\n`,
   );
   logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
   // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher
@@ -259,6 +343,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   if (why instanceof Error) {
     io.err(`${p.name}: the node stopped: ${why.message}\n`);
     await api.close(1000).catch(() => undefined);
+    await ops.close().catch(() => undefined);
     await rep.stop().catch(() => undefined);
     for (const s of signals) process.off(s, handler);
     process.off("SIGHUP", onHangup);
@@ -267,6 +352,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   logger.info({ signal: why }, "shutting down");
   io.err(`${p.name}: ${why}: finishing in-flight requests and stopping\n`);
   await api.close(GRACE_MS);
+  await ops.close();
   await rep.stop();
   io.err(`${p.name}: stopped\n`);
   for (const s of signals) process.off(s, handler);

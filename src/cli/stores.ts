@@ -25,11 +25,16 @@ export interface StoreKind {
   readonly display: string;
   readonly flags: readonly FlagSpec[];
   /**
-   * Opens the store from its flags; `nodeDir` is `node_<decimal id>` for default paths. Imports
+   * Opens the store from its flags; `nodeDir` is `node_<decimal id>`, `dataDir` the node's data
+   * folder (-data-dir), for default paths. Imports
    * the store's module (and its driver) now. FlagError for a bad flag; NexusError BAD_CONFIG when
    * the store's driver package is not installed (the message names the package to install).
    */
-  create(f: ParsedFlags, nodeDir: string): Promise<{ store: Store; describe: string }>;
+  create(
+    f: ParsedFlags,
+    nodeDir: string,
+    dataDir: string,
+  ): Promise<{ store: Store; describe: string }>;
 }
 
 /**
@@ -65,6 +70,11 @@ function resolves(pkg: string): boolean {
   }
 }
 
+/** The SQLite file: -sqlitePath, or store.db in the data folder. */
+export function sqlitePathOf(f: ParsedFlags, dataDir: string): string {
+  return str(f, "sqlitePath") ?? join(dataDir, "store.db");
+}
+
 export const SQLITE: StoreKind = {
   name: "sqlite",
   display: "SQLite",
@@ -72,12 +82,12 @@ export const SQLITE: StoreKind = {
     {
       name: "sqlitePath",
       kind: "string",
-      help: "SQLite database file (default /tmp/sqlite/node_<id>.db)",
+      help: "SQLite database file (default <data-dir>/store.db; the original's /tmp/sqlite/node_<id>.db)",
     },
     ...SQLITE_GUARD_FLAGS,
   ],
-  async create(f, nodeDir) {
-    const path = str(f, "sqlitePath") ?? join("/tmp/sqlite", `${nodeDir}.db`);
+  async create(f, _nodeDir, dataDir) {
+    const path = sqlitePathOf(f, dataDir);
     const { SqliteStore } = await import("../store/sqlite/index.js");
     return {
       store: new SqliteStore({ path, ...sqliteGuardOptions(f) }),

@@ -210,7 +210,7 @@ export class Applier {
           await this.applyBatch(batch);
           if (this.unavailable !== undefined) {
             this.unavailable = undefined;
-            this.logger.info("store is available again; applying resumed");
+            this.logger.info("store up again; applying resumed");
             this.events.onStoreHealth(undefined);
           }
           break;
@@ -222,7 +222,7 @@ export class Applier {
                 error: e.message,
                 code: isNexusError(e) ? e.code : undefined,
               },
-              "store failed; applying stopped and will be retried",
+              "store down; applying paused and retried until it answers",
             );
             this.unavailable = e;
             this.events.onStoreHealth(e);
@@ -248,12 +248,17 @@ export class Applier {
   private async applyBatch(batch: ApplyBatch): Promise<void> {
     if (batch.snapshot !== undefined && batch.snapshot.position.index > this.applied.index) {
       const snap = batch.snapshot;
+      const started = Date.now();
       await this.watch(
         { what: "snapshot", first: snap.position.index, last: snap.position.index },
         () => this.store.restore(snap.position, snap.open()),
       );
       this.crash?.("node.restore-after-store");
       this.applied = batch.snapshot.position;
+      this.logger.info(
+        { index: snap.position.index, term: snap.position.term, ms: Date.now() - started },
+        "snapshot restored into the store",
+      );
       this.outcomes.invalidate();
       this.events.onApplied(this.applied);
     }

@@ -17,7 +17,7 @@ export interface NodeUrl {
   readonly protocol: "http:" | "https:";
   readonly hostname: string;
   readonly port: number;
-  /** `host:port` as used for the id (IPv6 hosts in brackets). */
+  /** `host:port` (IPv6 hosts in brackets), as in `url`; the id hashes the whole `url`. */
   readonly hostPort: string;
 }
 

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
+import type { NodeMetrics } from "./node-metrics.js";
+import { NOOP_NODE_METRICS } from "./node-metrics.js";
 import type { NodeIdHex, NodeUrl } from "./node-id.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 
@@ -62,7 +64,7 @@ export interface ReplicatorOptions {
   /**
    * Reads default to lease reads: the leader serves from its lease, kept on a monotonic clock,
    * without a round trip (reads sent to a follower still ask the leader for a read index).
-   * Default false (linearizable ReadIndex reads). See the README for what leases assume.
+   * Default false (linearizable ReadIndex reads). What leases assume: docs/reads-and-checks.md#lease.
    */
   readonly leaseBasedReads?: boolean;
   /**
@@ -117,6 +119,8 @@ export interface ReplicatorOptions {
   /** Largest snapshot this node accepts from a peer, in bytes. Default 8 GiB. */
   readonly maxSnapshotBytes?: number;
   readonly logger?: NexusLogger;
+  /** Where the runtime reports WAL syncs, snapshots and its counters (src/ops). Default: nowhere. */
+  readonly metrics?: NodeMetrics;
   /**
    * Called once if the node stops on its own because of a fatal error (a WAL write or fsync
    * failed). Every pending request has been rejected; a service should exit non-zero.
@@ -159,6 +163,7 @@ export interface NormalizedOptions {
     | undefined;
   readonly maxSnapshotBytes: number;
   readonly logger: NexusLogger;
+  readonly metrics: NodeMetrics;
   readonly onFatal: ((err: Error) => void) | undefined;
   readonly crash: ((point: string) => void) | undefined;
   /** Whether this node is a member of the initial cluster (it bootstraps when new). */
@@ -314,6 +319,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     peerTls,
     maxSnapshotBytes: int("maxSnapshotBytes", o.maxSnapshotBytes, 8 * 1024 ** 3, 1),
     logger: o.logger ?? SILENT,
+    metrics: o.metrics ?? NOOP_NODE_METRICS,
     onFatal: o.onFatal,
     crash: o.crash,
     initialMember: nodeState !== "new" && listed,

@@ -372,9 +372,8 @@ export class RaftNode {
           holder.node?.notifyApplied(pos.index);
           holder.node?.maybeSnapshot(pos.index);
         },
-        onStoreHealth: (err) => {
-          if (err !== undefined) logger.error({ error: err.message }, "store unavailable");
-        },
+        // The applier logs the store going down and coming back, once each.
+        onStoreHealth: () => undefined,
       },
       logger,
       position,
@@ -747,6 +746,7 @@ export class RaftNode {
   }
 
   private async takeSnapshot(): Promise<void> {
+    const started = Date.now();
     const backup = await this.opts.store.backup();
     const p = backup.position;
     if (p.index <= this.lastSnapshotIndex || p.index > this.storage.lastIndex()) {
@@ -775,7 +775,15 @@ export class RaftNode {
       await this.wal.releaseTo(compactTo);
       this.opts.crash?.("node.snapshot-after-compact");
     }
-    this.logger.info({ index: p.index, compactedTo: compactTo }, "snapshot taken");
+    this.logger.info(
+      {
+        index: p.index,
+        bytes: file.dataLength,
+        ms: Date.now() - started,
+        ...(compactTo > 0 ? { compactedTo: compactTo } : {}),
+      },
+      "snapshot taken",
+    );
   }
 
   /** The whole snapshot file named by a `snap` message, to stream to a follower. */
@@ -951,7 +959,16 @@ export class RaftNode {
 
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== undefined) {
-      this.logger.info({ state: rd.softState.raftState, leader: rd.softState.lead }, "raft state");
+      const { raftState: state, lead } = rd.softState;
+      const term = rd.hardState?.term ?? this.raw.status().hardState.term;
+      const fields = { state, leader: lead, term };
+      if (state === "leader") this.logger.info(fields, "became leader");
+      else if (state === "follower") {
+        this.logger.info(
+          fields,
+          lead === "" ? "became follower; no leader known yet" : "became follower",
+        );
+      } else this.logger.debug(fields, "campaigning");
     }
     if (rd.entries.some(isLeaveJoint) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
@@ -1007,6 +1024,12 @@ export class RaftNode {
         this.confWaiters.resolve(cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(","), cs);
       }
       if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshotWantedAt = e.index;
+      for (const ch of cc.changes) {
+        const fields = { member: ch.nodeId, url: urls.get(ch.nodeId), index: e.index };
+        if (ch.type === "remove-node") this.logger.info(fields, "member removed");
+        else if (ch.type === "add-learner") this.logger.info(fields, "learner added");
+        else this.logger.info(fields, "voter added or promoted");
+      }
       this.logger.debug({ voters: cs.voters, learners: cs.learners }, "configuration changed");
     }
     if (rd.snapshot !== undefined) {

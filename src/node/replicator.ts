@@ -21,6 +21,7 @@ import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
 import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
+import { SnapshotTransfers } from "./node-metrics.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
 
@@ -249,6 +250,7 @@ class ReplicatorImpl implements Replicator {
     const holder: { node?: RaftNode } = {};
     const pending: Message[][] = [];
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
+    const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
@@ -270,7 +272,7 @@ class ReplicatorImpl implements Replicator {
             body.destroy();
             throw new NexusError("STOPPED", "the node is starting; retry");
           }
-          await holder.node.receiveSnapshot(m, body);
+          await holder.node.receiveSnapshot(m, transfers.track("receive", m, body));
         },
         onSnapshotStatus: (peer, status) => holder.node?.reportSnapshot(peer, status),
         onProgressRequest: () => (holder.node === undefined ? undefined : this.progressView()),
@@ -279,7 +281,7 @@ class ReplicatorImpl implements Replicator {
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
-        return holder.node.openSnapshot(m);
+        return transfers.track("send", m, holder.node.openSnapshot(m));
       },
       // Dead peer connections are found within about two election timeouts.
       connectTimeoutMs: Math.max(2000, o.electionTickMs),
@@ -293,7 +295,7 @@ class ReplicatorImpl implements Replicator {
       id: o.nodeId,
       bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
       walDir: o.logDir,
-      walOptions: { maxWals: o.maxWals },
+      walOptions: { maxWals: o.maxWals, onSync: (ms, bytes) => o.metrics.walSynced(ms, bytes) },
       snapDir: o.snapDir,
       snapshotCount: o.snapshotCount,
       snapshotCatchUpEntries: o.snapshotCatchUpEntries,
@@ -321,6 +323,8 @@ class ReplicatorImpl implements Replicator {
     }
     this.node = node;
     holder.node = node;
+    const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
+    o.metrics.attach({ ...view, transfers: () => transfers.list() });
     for (const m of pending) node.step(m);
     node.start();
   }

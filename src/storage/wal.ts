@@ -165,6 +165,8 @@ export interface WalOptions {
    * so the bound holds as long as snapshots are taken.
    */
   readonly maxWals?: number;
+  /** Told after each batch write and its fdatasync: how long it took (ms) and its bytes. */
+  readonly onSync?: (ms: number, bytes: number) => void;
   /** Where warnings go, called as pino is: `(fields, msg)` (a NexusLogger fits). */
   readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
   /** Called at each crash point (WAL_CRASH_POINTS), for crash tests. Default: none. */
@@ -304,6 +306,7 @@ export class Wal {
   private nextSegment: Promise<FsFile> | undefined;
   private readonly logger: WalOptions["logger"];
   private readonly crash: CrashHook | undefined;
+  private readonly onSync: ((ms: number, bytes: number) => void) | undefined;
   private releaseIndex = 0;
   private readonly readHandles = new Map<number, FsFile>();
   /**
@@ -332,6 +335,7 @@ export class Wal {
     this.batchTag = rec.lastRecord?.batch ?? 0;
     this.logger = opts.logger;
     this.crash = opts.crash;
+    this.onSync = opts.onSync;
     // Entries at or below the marker that the segments no longer hold are below any snapshot
     // the log view may start from (DiskStorage checks); only a log that starts right after the
     // marker makes the marker itself the newest entry gone.
@@ -793,9 +797,11 @@ export class Wal {
       }
     }
     this.crash?.("wal.batch-before-write");
+    const startedAt = performance.now();
     await seg.file!.write(buf, this.writeOffset);
     this.crash?.("wal.batch-after-write");
     await seg.file!.datasync();
+    this.onSync?.(performance.now() - startedAt, size);
     this.crash?.("wal.batch-after-sync");
     this.batchTag = batchTag;
     this.writeOffset += size;

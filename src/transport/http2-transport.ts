@@ -152,6 +152,8 @@ export interface PeerStats {
   reconnects: number;
   /** Connections destroyed because they did not connect or answer a PING in time. */
   deadConnections: number;
+  /** Round-trip time of the last answered HTTP/2 PING, ms; -1 before one is answered. */
+  rttMs: number;
 }
 
 /** Counters of what this node refused or dropped from others. */
@@ -414,6 +416,7 @@ export class Http2Transport {
         dropped: 0,
         reconnects: 0,
         deadConnections: 0,
+        rttMs: -1,
       },
     });
   }
@@ -429,9 +432,10 @@ export class Http2Transport {
     return this.peers.has(id);
   }
 
-  stats(): Record<NodeId, PeerStats> {
-    const out: Record<NodeId, PeerStats> = {};
-    for (const p of this.peers.values()) out[p.id] = { ...p.stats };
+  /** Counters per peer, with the messages queued for it now. */
+  stats(): Record<NodeId, PeerStats & { queued: number }> {
+    const out: Record<NodeId, PeerStats & { queued: number }> = {};
+    for (const p of this.peers.values()) out[p.id] = { ...p.stats, queued: p.queue.length };
     return out;
   }
 
@@ -637,7 +641,10 @@ export class Http2Transport {
       }
       pingSentAt = now;
       try {
-        s.ping(() => (pingSentAt = 0));
+        s.ping((err, ms) => {
+          pingSentAt = 0;
+          if (err === null) p.stats.rttMs = ms;
+        });
       } catch {
         // Too many PINGs in flight or the session is closing: the next round decides.
       }
@@ -748,9 +755,14 @@ export class Http2Transport {
           st.once("drain", onDrain);
           st.once("close", onClose);
         });
+      const started = Date.now();
+      let sent = 0;
       try {
         await write(frameOf(encodeMessage(m)));
-        for await (const chunk of this.opts.openSnapshot(m)) await write(chunk);
+        for await (const chunk of this.opts.openSnapshot(m)) {
+          await write(chunk);
+          sent += chunk.byteLength;
+        }
         st.end();
       } catch (err) {
         // A refusal ends the stream early: report what the peer said, not the broken write.
@@ -766,6 +778,11 @@ export class Http2Transport {
             answer: answer.trim(),
           },
           "a peer refused the snapshot we sent",
+        );
+      } else {
+        this.opts.logger?.info?.(
+          { peer: p.id, index: m.snapshot?.metadata.index, bytes: sent, ms: Date.now() - started },
+          "snapshot sent",
         );
       }
       this.opts.handler.onSnapshotStatus(p.id, got === 200 ? "finish" : "failure");
@@ -1117,6 +1134,7 @@ export class Http2Transport {
     release: () => void,
   ): void {
     let received = 0;
+    const started = Date.now();
     let ended = false;
     const body = new Readable({ read: () => stream.resume() });
     // A handler that has not started reading when the stream is cut must not crash the process
@@ -1183,6 +1201,15 @@ export class Http2Transport {
     handled.then(
       () => {
         release();
+        this.opts.logger?.info?.(
+          {
+            from: who.id,
+            index: m.snapshot?.metadata.index,
+            bytes: received,
+            ms: Date.now() - started,
+          },
+          "snapshot received",
+        );
         this.answer(stream, 200);
       },
       (err: unknown) => {

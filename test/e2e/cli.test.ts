@@ -199,7 +199,63 @@ describe("command lines", () => {
       st.stdout,
       new RegExp(`^${other.addr}: SERVING\nleader: [0-9a-f]{16}\nmembers:\n`),
     );
-    assert.equal(st.stdout.trimEnd().split("\n").length, 6);
+    assert.equal(st.stdout.trimEnd().split("\n").length, 7);
+    assert.match(st.stdout, /\nclient: nexus-raft \d+\.\d+\.\d+\S*\n$/);
+
+    // The same as one JSON document for scripts, with the documented field names.
+    const js = await run("nexus", ["status", "-o", "json", other.addr]);
+    assert.equal(js.code, 0, js.stderr);
+    const doc = JSON.parse(js.stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(doc), [
+      "address",
+      "health",
+      "serving",
+      "reason",
+      "leader",
+      "node",
+      "members",
+      "client",
+    ]);
+    assert.equal(doc["health"], "SERVING");
+    assert.equal(doc["serving"], true);
+    assert.match(String(doc["leader"]), /^[0-9a-f]{16}$/);
+    assert.equal((doc["members"] as unknown[]).length, 3);
+    assert.deepEqual(Object.keys((doc["members"] as Record<string, unknown>[])[0]!), [
+      "id",
+      "url",
+      "status",
+    ]);
+    assert.equal((doc["client"] as { name: string }).name, "nexus-raft");
+    assert.equal(typeof (doc["node"] as { term: unknown }).term, "number");
+
+    // repl listNodes -o json, the flag before the address or after the command.
+    for (const args of [
+      ["-o", "json", other.addr, "listNodes"],
+      [other.addr, "listNodes", "-o", "json"],
+    ]) {
+      const ln = await repl(...args);
+      assert.equal(ln.code, 0, ln.stderr);
+      const list = JSON.parse(ln.stdout) as {
+        leader: string;
+        self: string;
+        members: { id: string; url: string; role: string; isLeader: boolean }[];
+      };
+      assert.equal(list.leader, doc["leader"]);
+      assert.equal(list.members.length, 3);
+      assert.equal(list.members.filter((m) => m.isLeader).length, 1);
+      assert.deepEqual(Object.keys(list.members[0]!), [
+        "id",
+        "url",
+        "role",
+        "isLeader",
+        "reachable",
+        "match",
+        "lag",
+      ]);
+    }
+    const bad = await repl(other.addr, "listNodes", "-o", "yaml");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /-o must be text or json, got "yaml"/);
     await Promise.all(nodes.map((n) => n.stop()));
   });
 

@@ -67,13 +67,29 @@ describe("the NexusLogger contract", () => {
     try {
       await until(() => rep.status().role === "leader", 10_000, "the single node to lead");
       await until(
-        () => lines.some((l) => l["msg"] === "raft state" && l["state"] === "leader"),
+        () => lines.some((l) => l["msg"] === "became leader" && l["state"] === "leader"),
         10_000,
-        "the 'raft state' line with its fields",
+        "the 'became leader' line with its fields",
       );
-      const line = lines.find((l) => l["msg"] === "raft state" && l["state"] === "leader")!;
+      const line = lines.find((l) => l["msg"] === "became leader" && l["state"] === "leader")!;
       assert.equal(line["leader"], rep.status().id);
       assert.equal(line["level"], 30);
+      // The state changes an operator cares about, once each, at info (30), with their figures.
+      await until(
+        () => lines.some((l) => l["msg"] === "snapshot taken"),
+        10_000,
+        "the snapshot taken after the first member joined",
+      );
+      const added = lines.filter((l) => l["msg"] === "voter added or promoted");
+      assert.equal(added.length, 1);
+      assert.equal(added[0]!["member"], rep.status().id);
+      assert.equal(added[0]!["url"], url);
+      const snap = lines.find((l) => l["msg"] === "snapshot taken")!;
+      assert.equal(snap["level"], 30);
+      assert.equal(typeof snap["bytes"], "number");
+      assert.ok((snap["bytes"] as number) > 0);
+      assert.equal(typeof snap["ms"], "number");
+      assert.equal(lines.filter((l) => l["msg"] === "became leader").length, 1);
     } finally {
       await rep.stop();
     }

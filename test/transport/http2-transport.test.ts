@@ -47,8 +47,24 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-function node(id: string, handler: Recorder, cluster = "test", snapBytes = 0): Http2Transport {
+type Logged = { fields: Readonly<Record<string, unknown>>; msg: string | undefined }[];
+
+function node(
+  id: string,
+  handler: Recorder,
+  cluster = "test",
+  snapBytes = 0,
+  logged?: Logged,
+): Http2Transport {
   return new Http2Transport({
+    ...(logged === undefined
+      ? {}
+      : {
+          logger: {
+            warn: (fields, msg) => void logged.push({ fields, msg }),
+            info: (fields, msg) => void logged.push({ fields, msg }),
+          },
+        }),
     id,
     clusterName: cluster,
     listenHost: "127.0.0.1",
@@ -324,6 +340,60 @@ describe("HTTP/2 peer transport", () => {
       assert.ok(rb.msgs.length > 0, "heartbeats arrived during the transfer");
       const grew = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
       assert.ok(grew < 200, `memory grew ${grew.toFixed(0)} MB for a 64 MB snapshot`);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it("logs a snapshot sent and received once at info, with its size and duration", async () => {
+    const sentLog: Logged = [];
+    const gotLog: Logged = [];
+    const size = 3 * 1024 * 1024 + 5;
+    const a = node("a", recorder(), "test", size, sentLog);
+    const rb = recorder();
+    const b = node("b", rb, "test", 0, gotLog);
+    const pb = await b.start();
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    try {
+      const cs = { voters: ["a", "b"], learners: [], votersOutgoing: [], learnersNext: [] };
+      a.send([
+        createMessage({
+          type: "snap",
+          from: "a",
+          to: "b",
+          term: 1,
+          snapshot: {
+            metadata: { index: 9, term: 1, confState: { ...cs, autoLeave: false } },
+            data: new TextEncoder().encode("handle"),
+          },
+        }),
+      ]);
+      await until(() => sentLog.some((l) => l.msg === "snapshot sent"));
+      await until(() => gotLog.some((l) => l.msg === "snapshot received"));
+      const sent = sentLog.filter((l) => l.msg === "snapshot sent");
+      const got = gotLog.filter((l) => l.msg === "snapshot received");
+      assert.equal(sent.length, 1);
+      assert.equal(got.length, 1);
+      assert.deepEqual(
+        {
+          peer: sent[0]!.fields["peer"],
+          index: sent[0]!.fields["index"],
+          bytes: sent[0]!.fields["bytes"],
+        },
+        { peer: "b", index: 9, bytes: size },
+      );
+      assert.deepEqual(
+        {
+          from: got[0]!.fields["from"],
+          index: got[0]!.fields["index"],
+          bytes: got[0]!.fields["bytes"],
+        },
+        { from: "a", index: 9, bytes: size },
+      );
+      assert.equal(typeof sent[0]!.fields["ms"], "number");
+      assert.equal(typeof got[0]!.fields["ms"], "number");
     } finally {
       await a.stop();
       await b.stop();
