@@ -21,6 +21,7 @@ import {
 import type { Replicator } from "../node/replicator.js";
 import type { TokenAuth } from "../security/auth.js";
 import type { ReloadableTls } from "../security/tls.js";
+import { serverSecureOptions } from "../security/tls.js";
 import { nexusRoutes } from "./service.js";
 
 /** Where the server reports refusals and reloads (a pino logger fits). */
@@ -142,7 +143,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       : http2.createSecureServer(
           {
             ...SERVER_LIMITS,
-            ...secureOptions(o.tls.material),
+            ...serverSecureOptions(o.tls.material),
             allowHTTP1: false,
             minVersion: "TLSv1.2",
             handshakeTimeout: 10_000,
@@ -152,7 +153,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   if (o.tls !== undefined) {
     const tls = o.tls;
     const secure = server as http2.Http2SecureServer;
-    tls.onChange((m) => secure.setSecureContext(secureOptions(m)));
+    tls.onChange((m) => secure.setSecureContext(serverSecureOptions(m)));
     secure.on("tlsClientError", (err: Error & { code?: string }) =>
       refusals({ code: "TLS", error: err.code ?? err.message }),
     );
@@ -215,17 +216,6 @@ const SERVER_LIMITS = {
   maxSessionRejectedStreams: 100,
 } satisfies http2.ServerOptions;
 
-function secureOptions(m: ReloadableTls["material"]): {
-  cert: Buffer;
-  key: Buffer;
-  ca?: Buffer;
-  requestCert: boolean;
-  rejectUnauthorized: boolean;
-} {
-  return m.ca === undefined
-    ? { cert: m.cert, key: m.key, requestCert: false, rejectUnauthorized: false }
-    : { cert: m.cert, key: m.key, ca: m.ca, requestCert: true, rejectUnauthorized: true };
-}
 
 /** Answers a call with a gRPC status only (a trailers-only response), without running it. */
 function refuse(res: http2.Http2ServerResponse, code: Code, message: string): void {

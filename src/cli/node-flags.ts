@@ -174,7 +174,7 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     kind: "int",
     min: 0,
     max: 65535,
-    help: "port of the operations HTTP server: /metrics (Prometheus), /livez, /readyz, /status and a status page at / (ours; default none)",
+    help: "port of the operations HTTP server: /metrics (Prometheus), /livez, /readyz, /status and a status page at /; HTTPS with the -grpc-* TLS flags (ours; default none)",
   },
   {
     name: "http-host",

@@ -232,6 +232,7 @@ async function serveLocked(
     statsdAddr: cfg.statsdAddr,
     statsdNode: new URL(cfg.replicator.nodeUrl).host,
     defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
+    tls: grpcTls,
   });
   let rep: Replicator;
   let describe: string;
@@ -387,7 +388,7 @@ async function serveLocked(
   io.out(
     `${p.name}: node ${st.id} (${st.url}) serving gRPC on ${cfg.grpcHost}:${api.port}; ` +
       `store ${describe}; WAL in ${cfg.replicator.logDir}` +
-      `${httpPort === undefined ? "" : `; metrics and status on http://${cfg.httpHost}:${httpPort}/`}\n`,
+      `${httpPort === undefined ? "" : `; metrics and status on ${grpcTls === undefined ? "http" : "https"}://${cfg.httpHost}:${httpPort}/`}\n`,
   );
   logger.info({ id: st.id, grpcPort: api.port, store: describe }, "serving");
   // A node of `nexus local-cluster`: its launcher holds the other end of stdin. When the launcher

@@ -9,6 +9,7 @@ import type { Store } from "../store/store.js";
 import { OpsMetrics } from "./metrics.js";
 import { measureReplicator, measureStore } from "./measured.js";
 import type { ReadinessOptions } from "./node-status.js";
+import type { ReloadableTls } from "../security/tls.js";
 import { startOpsServer } from "./ops-server.js";
 import type { OpsServer } from "./ops-server.js";
 import { StatsdPush } from "./statsd.js";
@@ -21,6 +22,8 @@ export interface OperationsOptions {
   readonly httpHost?: string;
   /** `host:port` of a StatsD server; undefined for none. */
   readonly statsdAddr?: string | undefined;
+  /** Serve the HTTP port with TLS (the gRPC service's material), undefined for plain HTTP. */
+  readonly tls?: ReloadableTls | undefined;
   /** The tag naming this node in StatsD (the original's nexusNode: host:port of its URL). */
   readonly statsdNode?: string;
   readonly readiness?: ReadinessOptions;
@@ -76,6 +79,7 @@ export function createOperations(o: OperationsOptions): Operations {
         metrics: m,
         host: o.httpHost ?? "127.0.0.1",
         port: o.httpPort,
+        ...(o.tls === undefined ? {} : { tls: o.tls }),
         version: o.version,
         grpcAddress,
         ...(o.readiness === undefined ? {} : { readiness: o.readiness }),

@@ -5,6 +5,9 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
+import type { ReloadableTls } from "../security/tls.js";
+import { serverSecureOptions } from "../security/tls.js";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Replicator } from "../node/replicator.js";
@@ -23,6 +26,11 @@ export interface OpsServerOptions {
   readonly grpcAddress?: string;
   /** When the process started, ms since the epoch. Default: now. */
   readonly startedAt?: number;
+  /**
+   * Serve HTTPS with this material (the gRPC service's: -grpc-cert-file and -grpc-key-file; with
+   * -grpc-trusted-ca-file clients must present a certificate). Reloads with it.
+   */
+  readonly tls?: ReloadableTls;
 }
 
 export interface OpsServer {
@@ -147,13 +155,24 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
         );
     }
   };
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) {
         send(res, 500, "text/plain; charset=utf-8", `error: ${(err as Error).message}\n`);
       } else res.destroy();
     });
-  });
+  };
+  const tls = o.tls;
+  let server: http.Server;
+  if (tls === undefined) server = http.createServer(onRequest);
+  else {
+    const secure = https.createServer(
+      { ...serverSecureOptions(tls.material), minVersion: "TLSv1.2", handshakeTimeout: 10_000 },
+      onRequest,
+    );
+    tls.onChange((m) => secure.setSecureContext(serverSecureOptions(m)));
+    server = secure;
+  }
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -289,3 +289,19 @@ export function isTlsFailure(err: unknown): boolean {
     code,
   );
 }
+
+/**
+ * Node's server options for serving with `m`: the certificate and key, and, when the material has
+ * a trusted CA, client certificates required and checked against it (mutual TLS).
+ */
+export function serverSecureOptions(m: TlsMaterial): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
+  return m.ca === undefined
+    ? { cert: m.cert, key: m.key, requestCert: false, rejectUnauthorized: false }
+    : { cert: m.cert, key: m.key, ca: m.ca, requestCert: true, rejectUnauthorized: true };
+}
