@@ -45,7 +45,8 @@ export function replUsage(name: string): string {
     "listNodes [-o json]                           (json: one document for scripts)\n" +
     "addNode <nodeAddr> [--learner] [--no-probe]\n" +
     "removeNode <nodeAddr>\n" +
-    "promoteNode <nodeAddr> [--max-lag <entries>]  (a learner becomes a voter; ask the leader)\n" +
+    "promoteNode <nodeAddr> [--max-lag <entries>] [--wait [--wait-timeout <s>]]  (a learner becomes a\n" +
+    "    voter; ask the leader; --wait first waits for it to catch up, showing its progress)\n" +
     "replaceNode <oldAddr> <newAddr> [--no-probe]  (one joint-consensus change)\n" +
     "transferLeader [<nodeAddr>]                   (to the given or the most up-to-date voter)\n" +
     "checkConsistency                              (digest every replica's store at one index now)\n" +
@@ -195,6 +196,76 @@ function membershipOptions(
 
 class UsageError extends Error {}
 
+/** How often `promoteNode --wait` asks the leader for the learner's progress. */
+const WAIT_POLL_MS = 500;
+
+/**
+ * `promoteNode --wait`: asks the answering node (the leader: only it knows the progress) every
+ * half second how far the learner is behind, and returns once it answers the leader and lags at
+ * most `maxLag` entries. Progress goes to stderr: one line rewritten in place on a terminal,
+ * otherwise a line every 5 s. FAILED when the member is not a learner, the answering node is not
+ * the leader, or the wait outlasts `timeoutMs`.
+ */
+async function waitForCatchUp(
+  client: NexusClient,
+  io: Io,
+  url: string,
+  maxLag: number,
+  timeoutMs: number,
+): Promise<number> {
+  const tty = process.stderr.isTTY === true;
+  const started = Date.now();
+  let first: { at: number; match: number } | undefined;
+  let lastLine = 0;
+  for (;;) {
+    const d = await client.listMembers();
+    const m = d.members.find((x) => x.url === url);
+    if (m === undefined) {
+      io.err(`repl: ${url} is not a member; add it first with addNode ${url} --learner\n`);
+      return EXIT.FAILED;
+    }
+    if (m.role !== "learner") {
+      io.err(`repl: ${url} is not a learner (it is a ${m.role}); nothing to promote\n`);
+      return EXIT.FAILED;
+    }
+    if (!d.fromLeader || d.leader !== d.self) {
+      io.err(
+        "repl: promoteNode --wait must be sent to the leader, which alone knows how far the " +
+          `learner is behind${d.leader === "" ? " (no leader is known now)" : ` (the leader is ${d.leader})`}\n`,
+      );
+      return EXIT.FAILED;
+    }
+    const now = Date.now();
+    first ??= { at: now, match: m.match };
+    const rate = now > first.at ? ((m.match - first.match) * 1000) / (now - first.at) : 0;
+    const eta =
+      rate > 0 && m.lag > maxLag ? ` (about ${Math.ceil((m.lag - maxLag) / rate)} s left)` : "";
+    const line =
+      `waiting for ${m.id} to catch up: ${m.reachable ? "answering" : "not answering"}, ` +
+      `match ${m.match}, ${m.lag} entries behind (at most ${maxLag}), ${rate.toFixed(0)} entries/s${eta}`;
+    const done = m.reachable && m.lag <= maxLag;
+    if (tty) process.stderr.write(`\r\x1b[K${line}${done ? "\n" : ""}`);
+    else if (done || now - lastLine >= 5000) {
+      io.err(`${line}\n`);
+      lastLine = now;
+    }
+    if (done) {
+      io.err(`${m.id} caught up after ${((now - started) / 1000).toFixed(1)} s; promoting\n`);
+      return EXIT.OK;
+    }
+    if (now - started >= timeoutMs) {
+      if (tty) process.stderr.write("\n");
+      io.err(
+        `repl: ${url} did not catch up within ${Math.round(timeoutMs / 1000)} s ` +
+          `(${m.lag} entries behind); not promoted. Check that it runs and reaches the leader, ` +
+          "or wait longer with --wait-timeout <seconds>\n",
+      );
+      return EXIT.FAILED;
+    }
+    await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+  }
+}
+
 /** Runs repl; resolves with the exit code. */
 export async function runRepl(argv: readonly string[], io: Io, name = "repl"): Promise<number> {
   let flags: ReturnType<typeof parseFlags>;
@@ -272,8 +343,8 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
       case "promotenode": {
         const o = membershipOptions(
           args,
-          cmd === "addnode" ? ["learner", "no-probe"] : [],
-          cmd === "promotenode" ? ["max-lag"] : [],
+          cmd === "addnode" ? ["learner", "no-probe"] : cmd === "promotenode" ? ["wait"] : [],
+          cmd === "promotenode" ? ["max-lag", "wait-timeout"] : [],
         );
         const url = o.rest[0];
         if (url === undefined || url === "") throw new UsageError("<nodeAddr> must be provided");
@@ -290,7 +361,18 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
           if (lag !== undefined && !/^\d+$/.test(lag)) {
             throw new UsageError(`--max-lag must be a number of entries, got "${lag}"`);
           }
-          await client.promoteMember(url, lag === undefined ? {} : { maxLagEntries: Number(lag) });
+          const maxLag = lag === undefined ? 1000 : Number(lag);
+          if (o.set.has("wait")) {
+            const wt = o.values.get("wait-timeout") ?? "600";
+            if (!/^\d+$/.test(wt) || Number(wt) < 1) {
+              throw new UsageError(`--wait-timeout must be a number of seconds, got "${wt}"`);
+            }
+            const code = await waitForCatchUp(client, io, url, maxLag, Number(wt) * 1000);
+            if (code !== EXIT.OK) return code;
+          } else if (o.values.has("wait-timeout")) {
+            throw new UsageError("--wait-timeout goes with --wait");
+          }
+          await client.promoteMember(url, lag === undefined ? {} : { maxLagEntries: maxLag });
         }
         await printMembers(client, io);
         return EXIT.OK;
