@@ -17,6 +17,7 @@ export type {
   LoadOptions,
   ReadConsistency,
   ConsistencyCheckResult,
+  ReplicatedBackup,
   MemberConsistency,
   MemberList,
   CallOptions,
