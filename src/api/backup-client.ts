@@ -3,10 +3,8 @@
  * failures as NexusErrors decided as the other calls' are (src/api/errors.ts).
  */
 import { ConnectError, createClient } from "@connectrpc/connect";
-import type { Interceptor } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { NexusError } from "../errors/index.js";
-import { parseServiceAddress } from "./client.js";
+import { grpcTransportOf, parseServiceAddress } from "./client.js";
 import type { ClientOptions } from "./client.js";
 import { callFailureOf } from "./errors.js";
 import { NexusBackup } from "./gen/nexus_backup_pb.js";
@@ -42,33 +40,9 @@ export async function* streamBackup(
   address: string,
   opts: { local?: boolean; signal?: AbortSignal } & Pick<ClientOptions, "tls" | "token"> = {},
 ): AsyncGenerator<BackupEvent> {
-  const t = opts.tls;
-  const baseUrl = parseServiceAddress(address, t !== undefined);
-  const sessions = new Http2SessionManager(
-    baseUrl,
-    undefined,
-    t === undefined
-      ? undefined
-      : {
-          ...(t.ca === undefined ? {} : { ca: t.ca }),
-          ...(t.cert === undefined ? {} : { cert: t.cert }),
-          ...(t.key === undefined ? {} : { key: t.key }),
-        },
-  );
-  const token = opts.token;
-  const interceptors: Interceptor[] =
-    token === undefined
-      ? []
-      : [
-          (next) => (req) => {
-            req.header.set("authorization", `Bearer ${token}`);
-            return next(req);
-          },
-        ];
-  const client = createClient(
-    NexusBackup,
-    createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }),
-  );
+  const baseUrl = parseServiceAddress(address, opts.tls !== undefined);
+  const { transport } = grpcTransportOf(baseUrl, opts);
+  const client = createClient(NexusBackup, transport);
   const where = baseUrl.replace(/^https?:\/\//, "");
   let sawHeader = false;
   try {

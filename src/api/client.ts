@@ -4,7 +4,7 @@
  * NexusErrors whose code says what happened (UNREACHABLE, UNKNOWN_OUTCOME, or the server's code).
  */
 import { ConnectError, createClient } from "@connectrpc/connect";
-import type { Interceptor } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { NexusError, NotLeaderError } from "../errors/index.js";
 import { isTlsFailure } from "../security/tls.js";
@@ -154,10 +154,14 @@ export function parseServiceAddress(address: string, tls = false): string {
 
 const hex = (id: bigint): string => id.toString(16).padStart(16, "0");
 
-/** Connects lazily to the service at `address` (`host:port`). */
-export function createNexusClient(address: string, opts: ClientOptions = {}): NexusClient {
-  const baseUrl = parseServiceAddress(address, opts.tls !== undefined);
-  const timeoutMs = opts.timeoutMs ?? 30_000;
+/**
+ * The gRPC transport every client of the service uses: one HTTP/2 session to `baseUrl` (TLS with
+ * `opts.tls`), and the bearer token on every call when `opts.token` is given.
+ */
+export function grpcTransportOf(
+  baseUrl: string,
+  opts: Pick<ClientOptions, "tls" | "token">,
+): { transport: Transport; sessions: Http2SessionManager } {
   const t = opts.tls;
   const sessions = new Http2SessionManager(
     baseUrl,
@@ -180,7 +184,17 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             return next(req);
           },
         ];
-  const transport = createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors });
+  return {
+    transport: createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }),
+    sessions,
+  };
+}
+
+/** Connects lazily to the service at `address` (`host:port`). */
+export function createNexusClient(address: string, opts: ClientOptions = {}): NexusClient {
+  const baseUrl = parseServiceAddress(address, opts.tls !== undefined);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const { transport, sessions } = grpcTransportOf(baseUrl, opts);
   const client = createClient(Nexus, transport);
   const admin = createClient(NexusAdmin, transport);
   const checks = createClient(NexusChecks, transport);
