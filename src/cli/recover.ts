@@ -12,6 +12,7 @@
  * never applied them).
  */
 import { existsSync, readdirSync } from "node:fs";
+import { nodeDirName } from "../node/options.js";
 import { rename } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { join } from "node:path";
@@ -116,7 +117,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
     return EXIT.USAGE;
   }
   const id = nodeIdOf(url);
-  const nodeDir = `node_${BigInt(`0x${id}`).toString()}`;
+  const nodeDir = nodeDirName(id);
   const paths = dataPaths(
     {
       dataDir: str(f, "data-dir"),

@@ -11,6 +11,7 @@
  * empty. A failure while writing removes what was written.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { nodeDirName } from "../node/options.js";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BackupFileError, openBackupFile, verifyBackupFile } from "../backup/backup-file.js";
@@ -128,7 +129,7 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
     return EXIT.USAGE;
   }
   const nodeId = nodeIdOf(nodeUrl);
-  const nodeDir = `node_${BigInt(`0x${nodeId}`).toString()}`;
+  const nodeDir = nodeDirName(nodeId);
   const paths = dataPaths(
     {
       dataDir: str(f, "data-dir"),

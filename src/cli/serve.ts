@@ -7,6 +7,7 @@
  * exits with status 1 after closing what can be closed.
  */
 import { startApiServer } from "../api/server.js";
+import { nodeDirName } from "../node/options.js";
 import type { ApiServer } from "../api/server.js";
 import { isNexusError } from "../errors/index.js";
 import { TokenAuth } from "../security/auth.js";
@@ -147,7 +148,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   let idHex: string;
   try {
     idHex = nodeIdOf(parseNodeUrl(cfg.replicator.nodeUrl));
-    nodeDir = `node_${BigInt(`0x${idHex}`).toString()}`;
+    nodeDir = nodeDirName(idHex);
   } catch (err) {
     io.err(`${p.name}: -nexus-node-url: ${(err as Error).message}\n`);
     return EXIT.USAGE;

@@ -231,6 +231,11 @@ function peerTlsOf(
 }
 
 /** Validates options. Throws NexusError BAD_CONFIG naming the option and what is expected. */
+/** A node's folder inside -nexus-log-dir and -nexus-snap-dir: the original's node_<id in decimal>. */
+export function nodeDirName(nodeId: string): string {
+  return `node_${BigInt(`0x${nodeId}`).toString()}`;
+}
+
 export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   if (typeof o.nodeUrl !== "string" || o.nodeUrl.trim() === "") {
     throw bad("option nodeUrl is required, e.g. http://127.0.0.1:9021");
@@ -293,9 +298,8 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     nodeId,
     clusterUrls: Object.freeze(clusterUrls),
     store: o.store,
-    // The original names the folders with the id in decimal: node_<uint64>.
-    logDir: join(logDir, `node_${BigInt(`0x${nodeId}`).toString()}`),
-    snapDir: join(snapDir, `node_${BigInt(`0x${nodeId}`).toString()}`),
+    logDir: join(logDir, nodeDirName(nodeId)),
+    snapDir: join(snapDir, nodeDirName(nodeId)),
     replTimeoutMs: int("replTimeoutMs", o.replTimeoutMs, 5000, 1),
     leaseBasedReads: o.leaseBasedReads ?? false,
     leaseDriftMargin,
