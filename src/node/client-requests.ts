@@ -10,6 +10,7 @@ import type { RawNode } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import type { Message } from "../raft/types.js";
 import type { ApplyResult } from "../store/store.js";
+import type { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
 import type { PayloadKind } from "./entry-payload.js";
 import { nexusErrorOfRaft } from "./raft-errors.js";
@@ -18,12 +19,8 @@ import { IndexWaiters, Waiters } from "./waiters.js";
 export interface ClientRequestsOptions {
   readonly raw: Pick<RawNode, "propose" | "readIndex" | "basicStatus">;
   readonly replTimeoutMs: number;
-  /** The store's applied index. */
-  readonly appliedIndex: () => number;
-  /** The store failure that stalls applying, if any. */
-  readonly storeError: () => Error | undefined;
-  /** Throws the reason when the node stopped. */
-  readonly running: () => void;
+  /** The apply pipeline: the store's applied index, and the store failure that stalls it. */
+  readonly applier: Pick<Applier, "position" | "storeError">;
   /** Asks the Ready loop to run. */
   readonly schedule: () => void;
 }
@@ -35,7 +32,11 @@ export class ClientRequests {
   /** Reads waiting for the store to apply an index. */
   private readonly appliedWaiters = new IndexWaiters();
 
-  constructor(o: ClientRequestsOptions) {
+  /** `running` throws the reason when the node stopped. */
+  constructor(
+    o: ClientRequestsOptions,
+    private readonly running: () => void,
+  ) {
     this.o = o;
   }
 
@@ -46,7 +47,7 @@ export class ClientRequests {
    * STOPPED.
    */
   async propose(data: Uint8Array, args: Readonly<Record<string, string>>): Promise<ApplyResult> {
-    this.o.running();
+    this.running();
     const { replTimeoutMs } = this.o;
     const requestId = new Uint8Array(randomBytes(16));
     const key = requestKey(requestId);
@@ -82,7 +83,7 @@ export class ClientRequests {
 
   /** Proposes an entry of the runtime's own (no caller waits on its result). */
   proposeInternal(kind: PayloadKind, data: Uint8Array, requestId: Uint8Array): void {
-    this.o.running();
+    this.running();
     const payload = encodeEntryPayload({
       kind,
       requestId,
@@ -112,7 +113,7 @@ export class ClientRequests {
    */
   async readBarrier(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    this.o.running();
+    this.running();
     // The core drops a read request when it knows no leader: say so now, not at the timeout.
     if (this.o.raw.basicStatus().lead === "") {
       throw new NexusError("NO_LEADER", "no leader is known to confirm the read; retry");
@@ -148,10 +149,10 @@ export class ClientRequests {
 
   /** Resolves once the store has applied `index` (or rejects when the node stops). */
   async waitApplied(index: number, timeoutMs: number): Promise<void> {
-    if (this.o.appliedIndex() >= index) return;
-    this.o.running();
+    if (this.o.applier.position().index >= index) return;
+    this.running();
     await this.appliedWaiters.wait(index, timeoutMs, () => {
-      const why = this.o.storeError();
+      const why = this.o.applier.storeError();
       return new NexusError(
         "TIMEOUT",
         `this node's store did not reach index ${index} within ${timeoutMs} ms` +

@@ -9,9 +9,11 @@
  *
  * A WAL failure is fatal: the node stops, rejects every pending request and reports the error.
  * Proposals are resolved when the entry is applied on this node, with the store's result.
+ *
+ * The parts it drives each live in their own file: durable-state.ts (open), member-directory.ts,
+ * snapshot-manager.ts, member-changes.ts, client-requests.ts (waiters), lease-upkeep.ts.
  */
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { NexusError, StoppedError } from "../errors/index.js";
 import { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
@@ -22,9 +24,7 @@ import { createSeededRandom } from "../raft/random.js";
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
 import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
-import type { WalOptions } from "../storage/wal.js";
-import type { CrashHook } from "../storage/crash-points.js";
-import type { ApplyResult, Store } from "../store/store.js";
+import type { ApplyResult } from "../store/store.js";
 import { Applier } from "./applier.js";
 import { requestKey } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
@@ -32,76 +32,21 @@ import { SILENT } from "./options.js";
 import type { MonotonicClock } from "./leader-lease.js";
 import { LeaseUpkeep } from "./lease-upkeep.js";
 import { ConsistencyChecker } from "./consistency-checker.js";
-import type { DivergenceAction, Divergence } from "./consistency-checker.js";
+import type { Divergence } from "./consistency-checker.js";
 import type { CheckRound } from "./consistency.js";
 import { NodeEvents, membershipChangeOf } from "./node-events.js";
 import { mostUpToDateVoter } from "./membership-policy.js";
-import type { TestHooks } from "./test-hooks.js";
 import { ClientRequests } from "./client-requests.js";
 import { MemberDirectory } from "./member-directory.js";
-import { MembershipProposals } from "./membership-proposals.js";
-import type { MemberChange } from "./membership-proposals.js";
+import { MemberChanges } from "./member-changes.js";
+import type { MemberChange } from "./member-changes.js";
 import { SnapshotManager } from "./snapshot-manager.js";
 import { committedConflict, leaderDisagreesError } from "./log-divergence.js";
 import { openDurableState } from "./durable-state.js";
+import { leavesJoint, pauseBeforeLeaveJoint } from "./test-hooks.js";
+import type { RaftNodeOptions } from "./raft-node-options.js";
 
-/** What the runtime needs from a peer transport (src/transport implements it). */
-export interface PeerTransport {
-  /** Sends messages to their `to` peers; never blocks; may drop (Raft tolerates loss). */
-  send(msgs: readonly Message[]): void;
-  addPeer(id: NodeId, url: string): void;
-  removePeer(id: NodeId): void;
-}
-
-export interface RaftNodeOptions {
-  readonly id: NodeId;
-  /** Initial members (id and URL) when this node bootstraps a new cluster; empty to join. */
-  readonly bootstrap: readonly { id: NodeId; url: string }[];
-  readonly walDir: string;
-  readonly walOptions?: WalOptions;
-  readonly store: Store;
-  readonly transport: PeerTransport;
-  readonly heartbeatTickMs: number;
-  /** Election timeout in ticks. */
-  readonly electionTick: number;
-  readonly replTimeoutMs: number;
-  /** Snapshot files live here. */
-  readonly snapDir: string;
-  /** Applied entries between snapshots. */
-  readonly snapshotCount: number;
-  /** Entries kept after a snapshot for slow followers. */
-  readonly snapshotCatchUpEntries: number;
-  readonly maxSnapshots?: number;
-  /**
-   * Keep the leader's read lease renewed all the time (reads default to lease reads). Without it a
-   * lease is renewed only while lease reads are asked for. The lease is measured on a monotonic
-   * clock, see leader-lease.ts.
-   */
-  readonly leaseBasedReads?: boolean;
-  /** Share of the lease given up for clock-rate drift between members. Default 0.1. */
-  readonly leaseDriftMargin?: number;
-  /** The monotonic clock (ms). Default `performance.now`; tests inject their own. */
-  readonly clock?: MonotonicClock;
-  /** Milliseconds between the leader's consistency checks; 0 (the default here) for none. */
-  readonly consistencyCheckIntervalMs?: number;
-  /** What a replica does when a check finds it diverged. Default "report". */
-  readonly onDivergence?: DivergenceAction;
-  readonly logger?: NexusLogger;
-  /** Called once when the node stops because of an error it cannot recover from. */
-  readonly onFatal?: (err: Error) => void;
-  /**
-   * Called at every crash point (RUNTIME_CRASH_POINTS, and the WAL's and snapshotter's), for crash
-   * tests. Default: none (a point then costs one property test).
-   */
-  readonly crash?: CrashHook;
-  /** Test hooks (test-hooks.ts); none by default. */
-  readonly testHooks?: TestHooks;
-}
-
-/** Whether an entry is the (empty) conf change that leaves a joint configuration. */
-function isLeaveJoint(e: Entry): boolean {
-  return e.type === "conf-change" && decodeConfChange(e.data).changes.length === 0;
-}
+export type { PeerTransport, RaftNodeOptions } from "./raft-node-options.js";
 
 export class RaftNode {
   readonly id: NodeId;
@@ -114,7 +59,7 @@ export class RaftNode {
   /** Writes and reads in flight on this node, and reads waiting for an applied index. */
   private readonly requests: ClientRequests;
   /** Membership changes proposed here, until they are applied. */
-  private readonly proposals: MembershipProposals;
+  private readonly memberChanges: MemberChanges;
   /** What the Ready loop reports: leader change, membership change, divergence. */
   readonly events: NodeEvents;
   private timer: NodeJS.Timeout | undefined;
@@ -161,45 +106,20 @@ export class RaftNode {
     this.events = new NodeEvents(this.logger);
     this.clock = opts.clock ?? (() => performance.now());
     const schedule = (): void => this.schedule();
-    this.lease = new LeaseUpkeep({
-      heartbeatTickMs: opts.heartbeatTickMs,
-      electionTick: opts.electionTick,
-      leaseBasedReads: opts.leaseBasedReads,
-      leaseDriftMargin: opts.leaseDriftMargin,
-      clock: this.clock,
-      raw,
-      schedule,
-    });
+    this.lease = new LeaseUpkeep({ ...opts, clock: this.clock, raw, schedule });
     this.directory = new MemberDirectory(opts.id, opts.transport, this.logger);
     this.members = this.directory.urls;
     this.snapshots = new SnapshotManager(
-      {
-        store: opts.store,
-        storage,
-        wal,
-        snapshotter,
-        members: this.directory,
-        snapshotCount: opts.snapshotCount,
-        snapshotCatchUpEntries: opts.snapshotCatchUpEntries,
-        logger: this.logger,
-        crash: opts.crash,
-        stopped: () => this.stopped,
-      },
+      { ...opts, storage, wal, snapshotter, members: this.directory, logger: this.logger },
+      () => this.stopped,
       newest,
     );
-    this.requests = new ClientRequests({
-      raw,
-      replTimeoutMs: opts.replTimeoutMs,
-      appliedIndex: () => this.applier.position().index,
-      storeError: () => this.applier.storeError(),
-      running: () => this.running(),
-      schedule,
-    });
-    this.proposals = new MembershipProposals({
+    this.requests = new ClientRequests({ ...opts, raw, applier, schedule }, () => this.running());
+    this.memberChanges = new MemberChanges({
+      ...opts,
       raw,
       storage,
       events: this.events,
-      replTimeoutMs: opts.replTimeoutMs,
       schedule,
     });
     this.checker = new ConsistencyChecker({
@@ -220,7 +140,7 @@ export class RaftNode {
 
   /** Throws why the node stopped, if it did. */
   private running(): void {
-    this.running();
+    if (this.stopped) throw this.fatal ?? new StoppedError();
   }
 
   /** Hands leadership to the most up-to-date other voter, if this node leads. */
@@ -391,9 +311,8 @@ export class RaftNode {
   }
 
   /**
-   * The index a lease read may be served at: this leader's commit index while its lease is
-   * valid, or undefined (not the leader, no valid lease: use readBarrier). Asking keeps the lease
-   * renewed for a while.
+   * The index a lease read may be served at now, or undefined (use readBarrier); asking keeps
+   * the lease renewed for a while (LeaseUpkeep.readIndex).
    */
   leaseReadIndex(): number | undefined {
     this.running();
@@ -413,10 +332,8 @@ export class RaftNode {
   }
 
   /**
-   * Messages the transport never delivered. A proposal or read request this node forwarded to a
-   * leader it cannot reach (it died, an election is under way) fails at once as not written,
-   * PROPOSAL_DROPPED / NO_LEADER, so the caller may retry it, instead of waiting for its timeout
-   * and an unknown outcome.
+   * Messages the transport never delivered: a write or read this node forwarded to a leader it
+   * cannot reach fails at once as not written (ClientRequests.dropped).
    */
   reportDropped(msgs: readonly Message[]): void {
     if (this.stopped) return;
@@ -462,30 +379,19 @@ export class RaftNode {
   }
 
   /**
-   * Proposes a write and resolves with the store's result once it is applied on this node.
-   * Rejects with UNKNOWN_OUTCOME if it does not complete within replTimeoutMs (it may still be
-   * applied), NO_LEADER / PROPOSAL_DROPPED if the core refused it (nothing was written), or
-   * STOPPED.
+   * Proposes a write; resolves with the store's result once applied here. UNKNOWN_OUTCOME at
+   * replTimeoutMs, NO_LEADER / PROPOSAL_DROPPED, STOPPED (ClientRequests.propose).
    */
   propose(data: Uint8Array, args: Readonly<Record<string, string>> = {}): Promise<ApplyResult> {
     return this.requests.propose(data, args);
   }
 
-  /**
-   * A linearizable read point (ReadIndex, thesis §6.4): resolves once this node has applied
-   * everything committed before the call, so a read of the local store is linearizable.
-   * Rejects with TIMEOUT when no leader confirms it in time (safe to retry: nothing was written).
-   */
+  /** A linearizable read point (ReadIndex, thesis §6.4; ClientRequests.readBarrier). */
   readBarrier(timeoutMs: number): Promise<void> {
     return this.requests.readBarrier(timeoutMs);
   }
 
-  /**
-   * A consistent copy of the store at its applied position, with the configuration and member
-   * URLs in effect at that index (for `nexus backup`). Taken as a snapshot's is, without writing
-   * a snapshot file. NOT_SERVING when the configuration at that index is not known here (the
-   * store is still restoring a snapshot it received): retry.
-   */
+  /** A consistent copy of the store with its membership, for `nexus backup` (SnapshotManager). */
   backup(): ReturnType<SnapshotManager["backup"]> {
     return this.snapshots.backup();
   }
@@ -504,10 +410,8 @@ export class RaftNode {
   }
 
   /**
-   * Proposes adding (as a voter or learner) or removing one member and resolves with the new
-   * configuration once the change is applied here. Refusals (another change pending, would remove
-   * the last voter) reject with MEMBERSHIP_REFUSED and change nothing; a timeout rejects with
-   * UNKNOWN_OUTCOME (the change may still happen: list the members before retrying).
+   * Proposes adding (as a voter or learner) or removing one member; resolves with the new
+   * configuration once applied here. Errors as MemberChanges.propose.
    */
   changeMember(
     type: "add-node" | "add-learner" | "remove-node",
@@ -517,14 +421,10 @@ export class RaftNode {
     return this.changeMembers([{ type, nodeId, url }]);
   }
 
-  /**
-   * Proposes several membership changes at once. One change uses the simple protocol; several go
-   * through joint consensus (Raft thesis §4.3) and the joint configuration is left automatically:
-   * the promise resolves once the final configuration is applied here. Errors as changeMember.
-   */
+  /** Several membership changes at once, through joint consensus (MemberChanges). */
   async changeMembers(changes: readonly MemberChange[]): Promise<ConfState> {
     this.running();
-    return this.proposals.propose(changes);
+    return this.memberChanges.propose(changes);
   }
 
   /** Asks the core to hand leadership to `to` (Raft thesis §3.10). Resolves at once. */
@@ -562,7 +462,7 @@ export class RaftNode {
   /** One Ready, in the fixed order of the file's header (src/raft/DESIGN.md). */
   private async handleReady(rd: Ready): Promise<void> {
     this.logRole(rd);
-    if (rd.entries.some(isLeaveJoint) && (await this.pausedForTest())) return;
+    if (leavesJoint(rd.entries) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
     this.opts.transport.send(rd.messages);
     await this.persist(rd);
@@ -621,7 +521,7 @@ export class RaftNode {
     const cs: ConfState = this.raw.applyConfChange(cc);
     this.directory.applyConfChange(e.index, cc, cs);
     this.events.emit("membership-change", membershipChangeOf(e.index, cs));
-    this.proposals.applied(cc, cs);
+    this.memberChanges.applied(cc, cs);
     if (cc.changes.some((c) => c.type !== "remove-node")) this.snapshots.wantAfter(e.index);
   }
 
@@ -661,19 +561,16 @@ export class RaftNode {
   }
 
   /**
-   * A test hook for crashing a leader in the middle of a joint change: with the injected hook
-   * pauseBeforeLeaveJointMs (test-hooks.ts) above 0, a leader that has just appended the entry
-   * leaving a joint configuration freezes for that long before it sends or persists it (it logs
-   * "test hook: paused before leaving the joint configuration"), so a test can kill it there.
-   * Resolves true when the node was stopped meanwhile (the Ready is dropped, as in a crash).
+   * The leave-joint test hook (test-hooks.ts): resolves true when the node was stopped during
+   * its pause (the Ready is then dropped, as in a crash).
    */
   private async pausedForTest(): Promise<boolean> {
-    const ms = this.opts.testHooks?.pauseBeforeLeaveJointMs?.() ?? 0;
-    if (!(ms > 0) || this.raw.basicStatus().state !== "leader") return false;
-    this.logger.warn({ ms }, "test hook: paused before leaving the joint configuration");
-    // Ends early when the node stops.
-    await sleep(ms, undefined, { signal: this.halt.signal }).catch(() => undefined);
-    return this.stopped;
+    const isLeader = this.raw.basicStatus().state === "leader";
+    const { testHooks } = this.opts;
+    return (
+      (await pauseBeforeLeaveJoint(testHooks, isLeader, this.logger, this.halt.signal)) &&
+      this.stopped
+    );
   }
 
   private fail(err: Error): void {
@@ -699,7 +596,7 @@ export class RaftNode {
           ? new NexusError("WAL_FAILED", `the node stopped: ${why.message}`, { cause: why })
           : new StoppedError(),
     );
-    this.proposals.rejectAll(() => new StoppedError());
+    this.memberChanges.rejectAll(() => new StoppedError());
     this.events.close(why ?? new StoppedError());
     await this.applier.stop();
     await this.loop;

@@ -37,8 +37,6 @@ export interface SnapshotManagerOptions {
   readonly snapshotCatchUpEntries: number;
   readonly logger: NexusLogger;
   readonly crash?: CrashHook | undefined;
-  /** Whether the node stopped (a snapshot under way then leaves the log alone). */
-  readonly stopped: () => boolean;
 }
 
 export class SnapshotManager {
@@ -48,8 +46,15 @@ export class SnapshotManager {
   /** A member was added after the newest snapshot: take one as soon as the store catches up. */
   private snapshotWantedAt = 0;
 
-  /** `newest`: the snapshot the node opened with, if any. */
-  constructor(o: SnapshotManagerOptions, newest: SnapshotFile | undefined) {
+  /**
+   * `stopped`: whether the node stopped (a snapshot under way then leaves the log alone);
+   * `newest`: the snapshot the node opened with, if any.
+   */
+  constructor(
+    o: SnapshotManagerOptions,
+    private readonly stopped: () => boolean,
+    newest: SnapshotFile | undefined,
+  ) {
     this.o = o;
     if (newest !== undefined) this.lastSnapshotIndex = newest.meta.index;
   }
@@ -64,7 +69,7 @@ export class SnapshotManager {
    * was added after it (a new member can only be sent a snapshot that contains it).
    */
   maybeSnapshot(applied: number): void {
-    if (this.snapshotting || this.o.stopped()) return;
+    if (this.snapshotting || this.stopped()) return;
     const due = applied - this.lastSnapshotIndex >= this.o.snapshotCount;
     const wanted =
       this.snapshotWantedAt > this.lastSnapshotIndex && applied >= this.snapshotWantedAt;
@@ -96,7 +101,7 @@ export class SnapshotManager {
       backup.stream,
     );
     crash?.("node.snapshot-after-file");
-    if (this.o.stopped()) return;
+    if (this.stopped()) return;
     storage.createSnapshot(p.index, conf.cs, enc.encode(file.name));
     await wal.saveSnapshotMarker({ index: p.index, term: p.term });
     crash?.("node.snapshot-after-marker");

@@ -20,7 +20,7 @@ export interface MemberChange {
   readonly url: string;
 }
 
-export interface MembershipProposalsOptions {
+export interface MemberChangesOptions {
   readonly raw: Pick<RawNode, "status" | "proposeConfChange">;
   readonly storage: Pick<DiskStorage, "firstIndex" | "lastIndex" | "entries">;
   readonly events: NodeEvents;
@@ -34,12 +34,12 @@ function keyOf(changes: readonly { type: string; nodeId: NodeId }[]): string {
   return changes.map((c) => `${c.type}:${c.nodeId}`).join(",");
 }
 
-export class MembershipProposals {
-  private readonly o: MembershipProposalsOptions;
+export class MemberChanges {
+  private readonly o: MemberChangesOptions;
   /** Membership changes waiting to be applied, by the node id they change. */
   private readonly confWaiters = new Waiters<ConfState>();
 
-  constructor(o: MembershipProposalsOptions) {
+  constructor(o: MemberChangesOptions) {
     this.o = o;
   }
 
