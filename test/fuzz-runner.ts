@@ -1,8 +1,8 @@
 /**
  * What every fuzz driver shares (test/storage/storage-fuzz.ts, test/api/grpc-fuzz.ts,
  * test/transport/peer-fuzz.ts): the run's seed, one generator per input (input i of a run with
- * seed s draws from its own, so one input replays alone), the loop over the inputs with its
- * counts, findings and inputs/s, and the command line
+ * seed s draws from its own, so one input replays alone), random bytes, the loop over the inputs
+ * with its counts, findings and inputs/s, and the command line
  *
  *   node --import tsx <driver> [--inputs N] [--seed S] [--only I] [--target T]
  *
@@ -58,6 +58,13 @@ export function fuzzSeed(): number {
 /** The generator of input `i` of a run with `seed`. */
 export function inputRandom(seed: number, i: number): RandomSource {
   return createSeededRandom((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+}
+
+/** `n` random bytes. */
+export function bytes(rnd: RandomSource, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = rnd(256);
+  return out;
 }
 
 /** An input's first 64 bytes, hex ("..." when there is more). */

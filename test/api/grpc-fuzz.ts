@@ -34,7 +34,7 @@ import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/index.js";
 import type { RandomSource } from "../../src/raft/random.js";
-import { fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
 import type { FuzzReport, InputOutcome } from "../fuzz-runner.js";
 import { freePort } from "../free-port.js";
 
@@ -58,12 +58,6 @@ const METHODS: readonly DescMethod[] = [
   ...NexusChecks.methods,
 ];
 const READ_ONLY = new Set(["Check", "Load", "ListNodes", "ListMembers", "NodeStatus", "Save"]);
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 function text(rnd: RandomSource): string {
   const words = [

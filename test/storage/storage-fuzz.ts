@@ -39,7 +39,7 @@ import type { SnapshotMeta } from "../../src/storage/snapshotter.js";
 import type { FsFile, FsLayer } from "../../src/storage/fs-layer.js";
 import { isNexusError } from "../../src/errors/index.js";
 import type { RandomSource } from "../../src/raft/random.js";
-import { fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
 import type { FuzzReport as RunReport } from "../fuzz-runner.js";
 
 export type StorageTarget = "records" | "snapshots";
@@ -55,12 +55,6 @@ export type Finding = FuzzReport["findings"][number];
 export type FuzzReport = RunReport<StorageTarget>;
 
 const SLOW_MS = 1000;
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 /** CRC-32C, bit by bit: the reference the table-driven implementation must agree with. */
 function refCrc(parts: readonly Uint8Array[]): number {

@@ -25,7 +25,7 @@ import { FrameReader, frameOf } from "../../src/transport/frame-reader.js";
 import { MessageBatchSchema, MessageSchema } from "../../src/transport/gen/raft_pb.js";
 import { isNexusError } from "../../src/errors/index.js";
 import type { RandomSource } from "../../src/raft/random.js";
-import { fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
 import type { FuzzReport as RunReport } from "../fuzz-runner.js";
 import { createMessage } from "../../src/raft/types.js";
 import type { Entry, Message, MessageType } from "../../src/raft/types.js";
@@ -57,12 +57,6 @@ const WIRE_TYPES: readonly MessageType[] = [
 ];
 const ID_RE = /^[\x21-\x7e]{1,64}$/;
 const SLOW_MS = 1000;
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts));
