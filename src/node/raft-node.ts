@@ -186,7 +186,6 @@ export class RaftNode {
    */
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {
     const logger = opts.logger ?? SILENT;
-    const crash = opts.crash;
     const { wal, storage, snapshotter, newest, position } = await openDurableState(opts);
     const raw = new RawNode({
       id: opts.id,
@@ -226,7 +225,7 @@ export class RaftNode {
       logger,
       position,
     );
-    applier.crash = crash;
+    applier.crash = opts.crash;
     const node = new RaftNode(opts, raw, wal, storage, applier, snapshotter, newest);
     if (newest !== undefined) {
       node.directory.install(newest.meta.index, newest.meta.confState, newest.meta.members);
@@ -478,6 +477,7 @@ export class RaftNode {
     this.raw.advance(rd);
   }
 
+  /** Logs a role change (info: leader, follower; debug: campaigning). */
   private logRole(rd: Ready): void {
     if (rd.softState === undefined) return;
     const { raftState: state, lead } = rd.softState;
