@@ -137,8 +137,8 @@ class ReplicatorImpl implements Replicator {
       maxSnapshotBytes: o.maxSnapshotBytes,
       // Room for the largest entry a request can make, and for batches of small ones.
       maxFrameBytes: Math.max(64 * 1024 * 1024, 2 * o.maxRequestBytes + 1024 * 1024),
-      listenHost: o.nodeUrl.hostname,
-      listenPort: o.nodeUrl.port,
+      listenHost: o.listenUrl.hostname,
+      listenPort: o.listenUrl.port,
       handler: {
         onMessages: (msgs) =>
           holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
