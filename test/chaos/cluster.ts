@@ -38,6 +38,11 @@ export interface ClusterOptions {
   readonly electionMs: number;
   /** The nodes' -log-level (their stderr goes to node-<i>.log). */
   readonly logLevel: string;
+  /**
+   * The address node i advertises to its peers when it differs from the one it binds (emulated
+   * regions: test/wan/wan-emulator.ts); absent, nodes advertise their own address.
+   */
+  readonly advertisedIp?: (i: number) => string;
 }
 
 /** One node process (restartable). */
@@ -64,7 +69,7 @@ export class ChaosNode {
     readonly index: number,
     private readonly cluster: ChaosCluster,
   ) {
-    this.url = `http://${nodeIp(index)}:${RAFT_PORT}`;
+    this.url = `http://${cluster.o.advertisedIp?.(index) ?? nodeIp(index)}:${RAFT_PORT}`;
     this.addr = `${nodeIp(index)}:${GRPC_PORT}`;
     this.dir = join(cluster.o.workDir, `node${index}`);
     this.id = nodeIdOf(this.url);
@@ -79,6 +84,9 @@ export class ChaosNode {
     return [
       `-nexus-cluster-url=${this.cluster.initialUrls.join(",")}`,
       `-nexus-node-url=${this.url}`,
+      ...(o.advertisedIp === undefined
+        ? []
+        : [`-nexus-listen-url=http://${nodeIp(this.index)}:${RAFT_PORT}`]),
       `-grpcPort=${GRPC_PORT}`,
       `-grpcHost=${nodeIp(this.index)}`,
       `-nexus-log-dir=${join(this.dir, "logs")}`,

@@ -38,7 +38,9 @@ export function sendControl(socketPath: string, req: RelayControl): Promise<void
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     const lines = createInterface({ input: sock });
-    sock.once("error", reject);
+    sock.on("error", reject);
+    // readline re-emits its input's errors; the socket's handler above already rejects.
+    lines.on("error", () => undefined);
     lines.once("line", (line) => {
       sock.end();
       const answer = JSON.parse(line) as { ok?: boolean; error?: string };
