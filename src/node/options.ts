@@ -3,6 +3,7 @@
  * normalized copy. Every default is chosen to work out of the box on one machine or a LAN; the
  * docs give WAN guidance for the tick settings.
  */
+import { MAX_LEADER_PRIORITY, isLeaderPriority } from "./leader-placement.js";
 import { join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
@@ -55,6 +56,13 @@ export interface ReplicatorOptions {
    * Default: `nodeUrl`.
    */
   readonly listenUrl?: string;
+  /**
+   * This node's leader priority, 0 to 1000 (default 0). The leader hands leadership to a
+   * reachable, caught-up voter whose priority is higher than its own (the highest), once that has
+   * held for a few election timeouts; equal priorities never move it. Put the highest where the
+   * writers are. See docs/wan.md.
+   */
+  readonly leaderPriority?: number;
   /**
    * The URLs of the initial cluster members (including this node when it is one). Required.
    * Used only when the node starts with no data; afterwards membership comes from the log.
@@ -145,6 +153,7 @@ export interface ReplicatorOptions {
 export interface NormalizedOptions {
   readonly nodeUrl: NodeUrl;
   readonly listenUrl: NodeUrl;
+  readonly leaderPriority: number;
   readonly nodeId: NodeIdHex;
   readonly clusterUrls: readonly NodeUrl[];
   readonly store: Store;
@@ -266,6 +275,12 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   }
   const nodeUrl = parseNodeUrl(o.nodeUrl);
   const listenUrl = listenUrlOf(o.listenUrl, nodeUrl);
+  const leaderPriority = o.leaderPriority ?? 0;
+  if (!isLeaderPriority(leaderPriority)) {
+    throw bad(
+      `option leaderPriority must be an integer from 0 to ${MAX_LEADER_PRIORITY}, got ${String(o.leaderPriority)}`,
+    );
+  }
   if (!Array.isArray(o.clusterUrls) || o.clusterUrls.length === 0) {
     throw bad("option clusterUrls is required: the URLs of the initial cluster members");
   }
@@ -321,6 +336,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   return Object.freeze({
     nodeUrl,
     listenUrl,
+    leaderPriority,
     nodeId,
     clusterUrls: Object.freeze(clusterUrls),
     store: o.store,
