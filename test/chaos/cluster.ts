@@ -43,6 +43,10 @@ export interface ClusterOptions {
    * regions: test/wan/wan-emulator.ts); absent, nodes advertise their own address.
    */
   readonly advertisedIp?: (i: number) => string;
+  /** Flags for node i only (after extraFlags). */
+  readonly nodeFlags?: (i: number) => readonly string[];
+  /** The nodes' -nexus-snapshot-count (default 300: snapshots happen during a run). */
+  readonly snapshotCount?: number;
 }
 
 /** One node process (restartable). */
@@ -96,11 +100,12 @@ export class ChaosNode {
       `-nexus-election-ms=${o.electionMs}`,
       // Snapshots happen during the run, and a re-added node can be caught up from one.
       // (often enough that a node re-added in a short run is sent one: kill-receiving-snapshot).
-      "-nexus-snapshot-count=300",
+      `-nexus-snapshot-count=${o.snapshotCount ?? 300}`,
       "-nexus-snapshot-catchup-entries=100",
       `-log-level=${o.logLevel}`,
       ...(this.joinAsNew ? ["-nexus-node-state=new"] : []),
       ...o.extraFlags,
+      ...(o.nodeFlags?.(this.index) ?? []),
     ];
   }
 

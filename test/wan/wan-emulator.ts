@@ -17,6 +17,7 @@ import type { ChaosNetwork } from "../chaos/netns.js";
 import { nodeIp, sh, spawnInNamespace } from "../chaos/netns.js";
 import { SeededRng } from "../chaos/seeded-rng.js";
 import { sendControl } from "./relay-control.js";
+import type { LinkProfile } from "./link-relay.js";
 
 const RELAY_MAIN = fileURLToPath(new URL("./relay-main.ts", import.meta.url));
 
@@ -59,6 +60,21 @@ export function regionMatrix(size: number, profile: WanProfile, rng: SeededRng):
   return m;
 }
 
+/** One-way delays (1-based, as regionMatrix) from a 0-based round-trip matrix; checks its shape. */
+function matrixOf(size: number, rtt: readonly (readonly number[])[]): number[][] {
+  const m = Array.from({ length: size + 1 }, () => new Array<number>(size + 1).fill(0));
+  for (let i = 1; i <= size; i++) {
+    for (let j = 1; j <= size; j++) {
+      const v = rtt[i - 1]?.[j - 1];
+      if (v === undefined || !(v >= 0) || v !== rtt[j - 1]?.[i - 1]) {
+        throw new Error(`the round-trip matrix must be ${size}x${size}, symmetric, >= 0`);
+      }
+      m[i]![j] = v / 2;
+    }
+  }
+  return m;
+}
+
 export class WanEmulator {
   private readonly relays: ChildProcess[] = [];
   private stallTimer: NodeJS.Timeout | undefined;
@@ -90,17 +106,14 @@ export class WanEmulator {
     seed: number;
     logDir: string;
     controlDir: string;
+    /** Round trips between nodes, ms, `rttMs[i-1][j-1]` (symmetric); default: drawn from `profile`. */
+    rttMs?: readonly (readonly number[])[];
   }): Promise<WanEmulator> {
     const rng = new SeededRng(o.seed);
     const size = o.network.size;
-    const wan = new WanEmulator(
-      o.network,
-      o.port,
-      o.profile,
-      rng,
-      o.controlDir,
-      regionMatrix(size, o.profile, rng),
-    );
+    const delays =
+      o.rttMs === undefined ? regionMatrix(size, o.profile, rng) : matrixOf(size, o.rttMs);
+    const wan = new WanEmulator(o.network, o.port, o.profile, rng, o.controlDir, delays);
     try {
       for (let i = 1; i <= size; i++) {
         const ns = o.network.ns(i);
@@ -198,6 +211,20 @@ export class WanEmulator {
       );
     };
     next();
+  }
+
+  /** Changes the links from node `from` to node `to` (both directions of its connections). */
+  async setLink(from: number, to: number, p: Partial<LinkProfile>): Promise<void> {
+    await sendControl(this.control(from), {
+      link: `${advertisedIp(to)}:${this.port}`,
+      out: p,
+      back: p,
+    });
+  }
+
+  /** The round trip between two nodes as emulated, ms. */
+  rtt(i: number, j: number): number {
+    return 2 * this.delays[i]![j]!;
   }
 
   /** No more stalls (the links keep their delays). */
