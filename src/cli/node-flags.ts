@@ -17,6 +17,19 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "URL of this node for peer traffic, http://<host>:<port>, or https:// with the -peer-* TLS flags (required)",
   },
   {
+    name: "nexus-listen-url",
+    kind: "string",
+    help: "where the peer server binds, e.g. http://0.0.0.0:9021, when it differs from -nexus-node-url (NAT, containers, relays); peers still dial -nexus-node-url (default: -nexus-node-url)",
+  },
+  {
+    name: "nexus-leader-priority",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1000,
+    help: "this node's leader priority, 0-1000: the leader hands leadership to a caught-up voter with a higher one (put the highest where the writers are; equal priorities never move it)",
+  },
+  {
     name: "nexus-cluster-url",
     kind: "string",
     help: "comma-separated URLs of the initial cluster's nodes (required)",
@@ -329,7 +342,11 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   return {
     replicator: {
       nodeUrl,
+      ...(str(f, "nexus-listen-url") === undefined
+        ? {}
+        : { listenUrl: str(f, "nexus-listen-url")! }),
       clusterUrls,
+      leaderPriority: int(f, "nexus-leader-priority")!,
       clusterName: str(f, "nexus-cluster-name")!,
       // Absent: in the data folder (serve.ts resolves them with -data-dir).
       ...(str(f, "nexus-log-dir") === undefined ? {} : { logDir: str(f, "nexus-log-dir")! }),

@@ -3,6 +3,7 @@
  * normalized copy. Every default is chosen to work out of the box on one machine or a LAN; the
  * docs give WAN guidance for the tick settings.
  */
+import { MAX_LEADER_PRIORITY, isLeaderPriority } from "./leader-placement.js";
 import { join } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
@@ -48,6 +49,20 @@ export type NodeState =
 export interface ReplicatorOptions {
   /** This node's URL, `http://host:port`: where peers reach it. Required. */
   readonly nodeUrl: string;
+  /**
+   * Where the peer server binds, `http://host:port`, when that differs from `nodeUrl` (behind NAT,
+   * in a container, behind a relay or load balancer): peers still dial `nodeUrl`, and the node's id
+   * still comes from `nodeUrl`. Same scheme as `nodeUrl`; `http://0.0.0.0:9021` binds every address.
+   * Default: `nodeUrl`.
+   */
+  readonly listenUrl?: string;
+  /**
+   * This node's leader priority, 0 to 1000 (default 0). The leader hands leadership to a
+   * reachable, caught-up voter whose priority is higher than its own (the highest), once that has
+   * held for a few election timeouts; equal priorities never move it. Put the highest where the
+   * writers are. See docs/wan.md.
+   */
+  readonly leaderPriority?: number;
   /**
    * The URLs of the initial cluster members (including this node when it is one). Required.
    * Used only when the node starts with no data; afterwards membership comes from the log.
@@ -137,6 +152,8 @@ export interface ReplicatorOptions {
 /** Options after validation: every field present. */
 export interface NormalizedOptions {
   readonly nodeUrl: NodeUrl;
+  readonly listenUrl: NodeUrl;
+  readonly leaderPriority: number;
   readonly nodeId: NodeIdHex;
   readonly clusterUrls: readonly NodeUrl[];
   readonly store: Store;
@@ -236,11 +253,34 @@ export function nodeDirName(nodeId: string): string {
   return `node_${BigInt(`0x${nodeId}`).toString()}`;
 }
 
+/** The peer server's bind address: `listenUrl` when given (same scheme as the node URL), else the node URL. */
+function listenUrlOf(raw: string | undefined, nodeUrl: NodeUrl): NodeUrl {
+  if (raw === undefined) return nodeUrl;
+  if (typeof raw !== "string" || raw.trim() === "") {
+    throw bad("option listenUrl must be a URL like http://0.0.0.0:9021 when given");
+  }
+  const listenUrl = parseNodeUrl(raw);
+  if (listenUrl.protocol !== nodeUrl.protocol) {
+    throw bad(
+      `listen URL ${listenUrl.url} and node URL ${nodeUrl.url} differ in scheme: ` +
+        "the peer server speaks the node URL's scheme; give both http:// or both https://",
+    );
+  }
+  return listenUrl;
+}
+
 export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   if (typeof o.nodeUrl !== "string" || o.nodeUrl.trim() === "") {
     throw bad("option nodeUrl is required, e.g. http://127.0.0.1:9021");
   }
   const nodeUrl = parseNodeUrl(o.nodeUrl);
+  const listenUrl = listenUrlOf(o.listenUrl, nodeUrl);
+  const leaderPriority = o.leaderPriority ?? 0;
+  if (!isLeaderPriority(leaderPriority)) {
+    throw bad(
+      `option leaderPriority must be an integer from 0 to ${MAX_LEADER_PRIORITY}, got ${String(o.leaderPriority)}`,
+    );
+  }
   if (!Array.isArray(o.clusterUrls) || o.clusterUrls.length === 0) {
     throw bad("option clusterUrls is required: the URLs of the initial cluster members");
   }
@@ -295,6 +335,8 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   }
   return Object.freeze({
     nodeUrl,
+    listenUrl,
+    leaderPriority,
     nodeId,
     clusterUrls: Object.freeze(clusterUrls),
     store: o.store,

@@ -10,6 +10,7 @@
  * await r.stop();
  * ```
  */
+import { startLeaderPlacement } from "./leader-placement.js";
 import { mkdir } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { NexusError, StoreError } from "../errors/index.js";
@@ -95,6 +96,7 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
+  private placement: { stop(): void } | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
   private readonly testHooks: TestHooks | undefined;
 
@@ -137,8 +139,9 @@ class ReplicatorImpl implements Replicator {
       maxSnapshotBytes: o.maxSnapshotBytes,
       // Room for the largest entry a request can make, and for batches of small ones.
       maxFrameBytes: Math.max(64 * 1024 * 1024, 2 * o.maxRequestBytes + 1024 * 1024),
-      listenHost: o.nodeUrl.hostname,
-      listenPort: o.nodeUrl.port,
+      leaderPriority: o.leaderPriority,
+      listenHost: o.listenUrl.hostname,
+      listenPort: o.listenUrl.port,
       handler: {
         onMessages: (msgs) =>
           holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
@@ -202,6 +205,7 @@ class ReplicatorImpl implements Replicator {
     node.events.on("leader-change", (e) => this.events.emit("leader-change", e));
     node.events.on("membership-change", (e) => this.events.emit("membership-change", e));
     node.events.on("divergence", (e) => this.events.emit("divergence", e));
+    this.placement = startLeaderPlacement(o, node, transport, () => this.listMembers().members);
     this.node = node;
     holder.node = node;
     const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
@@ -645,6 +649,8 @@ class ReplicatorImpl implements Replicator {
   async stop(): Promise<void> {
     const node = this.node;
     this.node = undefined;
+    this.placement?.stop();
+    this.placement = undefined;
     await node?.stop();
     await this.transport?.stop();
     this.transport = undefined;
