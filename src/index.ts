@@ -10,6 +10,7 @@ export type {
   NodeRole,
   MemberRole,
   MemberInfo,
+  MemberSnapshotProgress,
   MembersWithProgress,
   MembershipChanges,
   AddMemberOptions,

@@ -306,6 +306,7 @@ async function serveLocked(
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
+      version: packageInfo().version,
       ...(grpcTls === undefined ? {} : { tls: grpcTls }),
       ...(auth === undefined ? {} : { auth }),
       logger,

@@ -20,7 +20,11 @@ import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
 import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
-import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
+import {
+  decodeMemberProgress,
+  encodeMemberProgress,
+  snapshotProgressOf,
+} from "./member-progress.js";
 import { SnapshotTransfers } from "./node-metrics.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
@@ -38,6 +42,7 @@ import type { MembershipView } from "./membership-policy.js";
 import { abortable, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
+import { slowed } from "./test-hooks.js";
 
 export type {
   ReadConsistency,
@@ -48,6 +53,7 @@ export type {
   NodeRole,
   MemberRole,
   MemberInfo,
+  MemberSnapshotProgress,
   MembersWithProgress,
   MembershipChanges,
   MemberList,
@@ -95,6 +101,8 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
+  /** Snapshot streams in flight (set at start). */
+  private transfers: SnapshotTransfers | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
   private readonly testHooks: TestHooks | undefined;
 
@@ -128,6 +136,7 @@ class ReplicatorImpl implements Replicator {
     const pending: Message[][] = [];
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
     const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
+    this.transfers = transfers;
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
@@ -158,7 +167,9 @@ class ReplicatorImpl implements Replicator {
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
-        return transfers.track("send", m, holder.node.openSnapshot(m));
+        const body = holder.node.openSnapshot(m);
+        const slowMs = this.testHooks?.slowSnapshotSendMs?.() ?? 0;
+        return transfers.track("send", m, slowMs > 0 ? slowed(body, slowMs) : body);
       },
       // Dead peer connections are found within about two election timeouts.
       connectTimeoutMs: Math.max(2000, o.electionTickMs),
@@ -338,6 +349,7 @@ class ReplicatorImpl implements Replicator {
     const ids = [
       ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
     ].sort();
+    const sending = (this.transfers?.list() ?? []).filter((t) => t.direction === "send");
     return {
       leader: st.softState.lead,
       joint,
@@ -355,6 +367,7 @@ class ReplicatorImpl implements Replicator {
                   reachable: self || node.heardRecently(id),
                   match: self ? st.lastIndex : pr.match,
                   lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
+                  ...snapshotProgressOf(id, pr, sending),
                 },
               }),
         };

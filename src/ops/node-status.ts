@@ -4,6 +4,7 @@
  * snapshot streams in flight, the version and uptime; and whether it is ready, with the reason.
  */
 import type { Replicator, ReplicatorStatus } from "../node/replicator.js";
+import { snapshotPercent } from "../node/member-progress.js";
 import type { OpsMetrics } from "./metrics.js";
 
 /** What makes a node ready (besides a known leader, a healthy store and no divergence). */
@@ -117,6 +118,14 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         reachable: m.progress?.reachable ?? null,
         match: m.progress?.match ?? null,
         lag: m.progress?.lag ?? null,
+        snapshot:
+          m.progress?.snapshot === undefined
+            ? null
+            : {
+                ...m.progress.snapshot,
+                totalBytes: m.progress.snapshot.totalBytes ?? null,
+                percent: snapshotPercent(m.progress.snapshot) ?? null,
+              },
         rttMs: p === undefined || p.rttMs < 0 ? null : Math.round(p.rttMs * 100) / 100,
         queued: p?.queued ?? null,
       };
