@@ -231,6 +231,7 @@ async function serveLocked(
     httpPort: cfg.httpPort,
     httpHost: cfg.httpHost,
     statsdAddr: cfg.statsdAddr,
+    readiness: { maxApplyLagEntries: cfg.readyMaxLag },
     statsdNode: new URL(cfg.replicator.nodeUrl).host,
     defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
     tls: grpcTls,

@@ -7,6 +7,9 @@ import type { Replicator, ReplicatorStatus } from "../node/replicator.js";
 import { snapshotPercent } from "../node/member-progress.js";
 import type { OpsMetrics } from "./metrics.js";
 
+/** The default apply-lag bound of readiness, entries. */
+export const DEFAULT_READY_MAX_LAG = 1000;
+
 /** What makes a node ready (besides a known leader, a healthy store and no divergence). */
 export interface ReadinessOptions {
   /** Most committed entries not yet applied for the node to count as ready. Default 1000. */
@@ -35,7 +38,7 @@ export function readinessOf(st: ReplicatorStatus | undefined, o: ReadinessOption
     };
   }
   if (!st.serving) return { ready: false, reason: st.notServingReason };
-  const bound = o.maxApplyLagEntries ?? 1000;
+  const bound = o.maxApplyLagEntries ?? DEFAULT_READY_MAX_LAG;
   const lag = st.commit - st.applied;
   if (lag > bound) {
     return {
@@ -104,6 +107,7 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
     serving: st.serving,
     ready: readiness.ready,
     reason: readiness.reason,
+    readyMaxLag: c.readiness.maxApplyLagEntries ?? DEFAULT_READY_MAX_LAG,
     diverged: st.diverged ?? null,
     membersFromLeader: members?.fromLeader ?? false,
     leaderLastIndex: members?.lastIndex ?? -1,
