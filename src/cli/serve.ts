@@ -164,8 +164,8 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     ...(kind.name === "sqlite" ? { store: sqlitePathOf(flags, paths.dataDir) } : {}),
   });
   if (warning !== undefined) {
+    // The replicator logs its own warning at start; this one is for the person at the terminal.
     io.err(`${p.name}: ${warning}\n`);
-    logger.warn({ logDir: paths.logDir, snapDir: paths.snapDir }, warning);
   }
   // One process per data folder: a second one would interleave writes to the same WAL.
   let lock: DirLock;

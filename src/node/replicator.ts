@@ -43,6 +43,7 @@ import { abortable, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
 import { slowed } from "./test-hooks.js";
+import { tempFolders } from "./temp-dirs.js";
 
 export type {
   ReadConsistency,
@@ -130,6 +131,15 @@ class ReplicatorImpl implements Replicator {
     if (this.node !== undefined)
       throw new NexusError("INVALID_ARGUMENT", "the replicator is already started");
     const o = this.o;
+    const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
+    if (temp.length > 0) {
+      o.logger.warn(
+        { folders: Object.fromEntries(temp) },
+        `WARNING: this node's data is under a temporary folder (${temp.map(([k, p]) => `${k} ${p}`).join(", ")}), ` +
+          "which a reboot or a temp cleaner may empty: the node would lose its log and rejoin with nothing. " +
+          "Give a lasting folder: option dataDir (-data-dir), or logDir and snapDir (-nexus-log-dir, -nexus-snap-dir)",
+      );
+    }
     await mkdir(o.snapDir, { recursive: true });
     await mkdir(o.logDir.replace(/\/[^/]+$/, ""), { recursive: true });
     const holder: { node?: RaftNode } = {};
