@@ -10,6 +10,7 @@ import { basename, join } from "node:path";
 import type { Message, NodeId } from "../raft/types.js";
 import type { NexusLogger } from "./options.js";
 import type { CheckRound } from "./consistency.js";
+import type { LongTask } from "./progress-board.js";
 
 /** One peer's transport counters, as the transport keeps them. */
 export interface PeerCounters {
@@ -42,6 +43,8 @@ export interface NodeMetricsView {
   latestCheck(): CheckRound | undefined;
   /** Snapshot streams in flight now. */
   transfers(): readonly SnapshotTransfer[];
+  /** Snapshot restores and consistency digests running now (progress-board.ts). */
+  longTasks(): readonly LongTask[];
 }
 
 export interface NodeMetrics {

@@ -44,6 +44,8 @@ import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
 import { slowed } from "./test-hooks.js";
 import { tempFolders } from "./temp-dirs.js";
+import { ProgressBoard, storeWithProgress } from "./progress-board.js";
+import { CatchUpLog } from "./catch-up-log.js";
 
 export type {
   ReadConsistency,
@@ -86,6 +88,9 @@ import type {
   Replicator,
 } from "./replicator-api.js";
 
+/** How often the leader looks at how far members are behind, for its catch-up log. */
+const CATCH_UP_SAMPLE_MS = 5000;
+
 const utf8 = new TextEncoder();
 
 /** A request's data as bytes: a string is sent as UTF-8. INVALID_ARGUMENT for anything else. */
@@ -102,6 +107,8 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
+  /** Samples members catching up, on the leader (catch-up-log.ts). */
+  private catchUpTimer: NodeJS.Timeout | undefined;
   /** Snapshot streams in flight (set at start). */
   private transfers: SnapshotTransfers | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
@@ -147,6 +154,7 @@ class ReplicatorImpl implements Replicator {
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
     const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
     this.transfers = transfers;
+    const board = new ProgressBoard(o.logger);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
@@ -198,7 +206,8 @@ class ReplicatorImpl implements Replicator {
       snapshotCount: o.snapshotCount,
       snapshotCatchUpEntries: o.snapshotCatchUpEntries,
       maxSnapshots: o.maxSnapshots,
-      store: o.store,
+      // Restores and digests log their progress and show in /status (progress-board.ts).
+      store: storeWithProgress(o.store, board, o.snapDir),
       transport,
       heartbeatTickMs: o.heartbeatTickMs,
       electionTick: o.electionTick,
@@ -226,9 +235,19 @@ class ReplicatorImpl implements Replicator {
     this.node = node;
     holder.node = node;
     const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
-    o.metrics.attach({ ...view, transfers: () => transfers.list() });
+    o.metrics.attach({
+      ...view,
+      transfers: () => transfers.list(),
+      longTasks: () => board.list(),
+    });
     for (const m of pending) node.step(m);
     node.start();
+    const catchUp = new CatchUpLog(o.logger);
+    this.catchUpTimer = setInterval(() => {
+      if (this.node !== node || node.status().softState.lead !== o.nodeId) return;
+      catchUp.sample(o.nodeId, this.listMembers().members, Date.now());
+    }, CATCH_UP_SAMPLE_MS);
+    this.catchUpTimer.unref();
   }
 
   private running(): RaftNode {
@@ -668,6 +687,8 @@ class ReplicatorImpl implements Replicator {
   async stop(): Promise<void> {
     const node = this.node;
     this.node = undefined;
+    clearInterval(this.catchUpTimer);
+    this.catchUpTimer = undefined;
     await node?.stop();
     await this.transport?.stop();
     this.transport = undefined;

@@ -5,6 +5,7 @@
  */
 import type { Replicator, ReplicatorStatus } from "../node/replicator.js";
 import { snapshotPercent } from "../node/member-progress.js";
+import { longTaskFields } from "../node/progress-board.js";
 import type { OpsMetrics } from "./metrics.js";
 
 /** The default apply-lag bound of readiness, entries. */
@@ -163,6 +164,7 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         seconds: Math.round(secs * 10) / 10,
       };
     }),
+    tasks: (view?.longTasks() ?? []).map((t) => ({ kind: t.kind, ...longTaskFields(t, now) })),
     leaderChanges: c.metrics.recentLeaderChanges(),
   };
 }

@@ -80,6 +80,8 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
         "applyLag",
         "lastCheck",
         "leaderChanges",
+        "tasks",
+        "readyMaxLag",
       ]) {
         assert.ok(k in st, `status has ${k}`);
       }
