@@ -4,7 +4,13 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ProgressBoard, longTaskFields } from "../../src/node/progress-board.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ProgressBoard, longTaskFields, storeWithProgress } from "../../src/node/progress-board.js";
+import { snapshotName } from "../../src/storage/snapshotter.js";
+import { MemoryStore } from "../../src/store/memory/memory-store.js";
+import type { LongTask } from "../../src/node/progress-board.js";
 import { CatchUpLog } from "../../src/node/catch-up-log.js";
 import { pendingDigest } from "../../src/store/store.js";
 import type { MemberInfo } from "../../src/node/replicator.js";
@@ -86,6 +92,44 @@ describe("ProgressBoard", () => {
     );
     assert.equal(f["percent"], undefined);
     assert.equal(f["bytes"], 10);
+  });
+});
+
+describe("storeWithProgress", () => {
+  it("puts a restore on the board with its file's size, and passes everything else through", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nexus-progress-"));
+    try {
+      writeFileSync(join(dir, snapshotName(2, 9)), new Uint8Array(800));
+      const { logger } = recorder();
+      const board = new ProgressBoard(logger);
+      const seen: LongTask[][] = [];
+      const inner = new MemoryStore();
+      const fake = Object.assign(Object.create(inner) as MemoryStore, {
+        async restore(_p: unknown, stream: AsyncIterable<Uint8Array>): Promise<void> {
+          for await (const c of stream) {
+            await new Promise((r) => setTimeout(r, 5));
+            void c;
+            seen.push(board.list());
+          }
+        },
+      });
+      const store = storeWithProgress(fake, board, dir);
+      assert.equal(store.kind, inner.kind);
+      await store.restore(
+        { index: 9, term: 2 },
+        (async function* () {
+          yield new Uint8Array(400);
+          yield new Uint8Array(400);
+        })(),
+      );
+      assert.equal(seen.length, 2);
+      assert.equal(seen[1]![0]!.kind, "snapshot-restore");
+      assert.equal(seen[1]![0]!.bytes, 800);
+      assert.equal(seen[1]![0]!.totalBytes, 800);
+      assert.deepEqual(board.list(), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
