@@ -17,9 +17,14 @@ import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, repl, sqliteCluster, tempDir, until } from "../e2e/programs.js";
 
 describe("a member receiving a snapshot", { timeout: 240_000 }, async () => {
-  // Every node sends snapshots in 16 KiB pieces, one per 150 ms (only the leader sends here).
-  process.env[SLOW_SNAPSHOT_SEND_ENV] = "150";
-  const flags = ["-nexus-snapshot-count=20", "-nexus-snapshot-catchup-entries=5"];
+  // Every node sends snapshots in 16 KiB pieces, one per 250 ms (only the leader sends here):
+  // some 30 pieces, 7 to 8 s, long enough for a progress log line (every 5 s) at each end.
+  process.env[SLOW_SNAPSHOT_SEND_ENV] = "250";
+  const flags = [
+    "-nexus-snapshot-count=20",
+    "-nexus-snapshot-catchup-entries=5",
+    "-log-level=info",
+  ];
   const voters = await sqliteCluster(3, flags);
   const learner = new SqliteNode(
     await freePort(),
@@ -47,7 +52,7 @@ describe("a member receiving a snapshot", { timeout: 240_000 }, async () => {
     const enc = new TextEncoder();
     try {
       await c.save(enc.encode("CREATE TABLE t (v TEXT)"));
-      // About 500 KB of incompressible text: some 30 pieces, 4 to 5 s on the wire.
+      // About 500 KB of incompressible text.
       for (let i = 0; i < 50; i++) {
         await c.save(enc.encode(`INSERT INTO t VALUES ('${randomBytes(5000).toString("hex")}')`));
       }
@@ -104,5 +109,23 @@ describe("a member receiving a snapshot", { timeout: 240_000 }, async () => {
     const after = (JSON.parse(done.stdout) as ListNodesJson).members.find((x) => x.id === id);
     assert.equal(after?.snapshot, null);
     assert.equal(after?.role, "follower");
+    // Both ends logged their progress: the leader with percent and time left, the learner with
+    // bytes and rate (it does not know the size).
+    const logged = (text: string, msg: string): Record<string, unknown>[] =>
+      text
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((o) => o["msg"] === msg);
+    const sending = logged(head.stderr, "snapshot sending");
+    assert.ok(sending.length >= 1, head.stderr.slice(-2000));
+    for (const k of ["bytes", "totalBytes", "percent", "bytesPerSecond", "secondsLeft"]) {
+      assert.ok(k in sending[0]!, `snapshot sending has ${k}: ${JSON.stringify(sending[0])}`);
+    }
+    assert.equal(sending[0]!["peer"], id);
+    const receiving = logged(learner.stderr, "snapshot receiving");
+    assert.ok(receiving.length >= 1, learner.stderr.slice(-2000));
+    assert.ok(Number(receiving[0]!["bytes"]) > 0 && Number(receiving[0]!["bytesPerSecond"]) > 0);
+    assert.ok(logged(learner.stderr, "snapshot received").length >= 1);
   });
 });
