@@ -87,7 +87,7 @@ function progressFields(t: SnapshotTransfer, now: number): Record<string, unknow
 /**
  * Snapshot streams in flight, counted as their chunks pass. `track` wraps a stream; the sink
  * hears of it when it ends. With a logger, a stream logs its progress at most every
- * `progressEveryMs` and once at its end (info), or a warning when it is cut.
+ * `progressEveryMs`, and a warning when it is cut (the transport logs a whole one).
  */
 export class SnapshotTransfers {
   private readonly live = new Set<{ t: SnapshotTransfer; bytes: number; total?: number }>();
@@ -159,9 +159,9 @@ export class SnapshotTransfers {
         live.delete(entry);
         const ms = Date.now() - entry.t.startedAt;
         sink().snapshotTransferred(now(), ms, ok);
-        const fields = progressFields(now(), Date.now());
-        if (ok) logger?.info(fields, direction === "send" ? "snapshot sent" : "snapshot received");
-        else logger?.warn(fields, `snapshot ${verb} cut short`);
+        // A whole stream is logged once, by the transport ("snapshot sent" once the peer took
+        // it, "snapshot received" once it is stored); a cut one here, with how far it got.
+        if (!ok) logger?.warn(progressFields(now(), Date.now()), `snapshot ${verb} cut short`);
       }
     })();
   }
