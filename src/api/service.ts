@@ -16,6 +16,8 @@ import { healthRoutes } from "./health-service.js";
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
   readonly maxRequestBytes: number;
+  /** The version the node runs, answered by NexusChecks.NodeStatus. Default "". */
+  readonly version?: string;
 }
 
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -85,6 +87,15 @@ function adminRoutes(r: Replicator, router: ConnectRouter): void {
           reachable: m.progress?.reachable ?? false,
           match: BigInt(m.progress?.match ?? -1),
           lag: BigInt(m.progress?.lag ?? -1),
+          ...(m.progress?.snapshot === undefined
+            ? {}
+            : {
+                snapshot: {
+                  index: BigInt(m.progress.snapshot.index),
+                  bytes: BigInt(m.progress.snapshot.bytes),
+                  totalBytes: BigInt(m.progress.snapshot.totalBytes ?? -1),
+                },
+              }),
         })),
       };
     }),
@@ -125,7 +136,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
   return (router) =>
     adminRoutes(
       r,
-      backupRoutes(r, checksRoutes(r, healthRoutes(r, router))).service(Nexus, {
+      backupRoutes(r, checksRoutes(r, healthRoutes(r, router), o.version ?? "")).service(Nexus, {
         check() {
           let serving = false;
           try {

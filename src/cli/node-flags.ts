@@ -196,6 +196,13 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "address the operations HTTP server binds (ours; loopback unless you mean to expose it)",
   },
   {
+    name: "ready-max-lag",
+    kind: "int",
+    min: 0,
+    default: 1000,
+    help: "most committed entries not yet applied for /readyz to answer ready (ours)",
+  },
+  {
     name: "statsd-addr",
     kind: "string",
     help: "host:port of a StatsD server to push metrics to over UDP, e.g. 127.0.0.1:8125 (the original's names: save.latency.ms, ...)",
@@ -229,6 +236,8 @@ export interface NodeConfig {
   /** The operations HTTP port, undefined for none. */
   readonly httpPort: number | undefined;
   readonly httpHost: string;
+  /** /readyz answers not ready while more committed entries than this are not applied yet. */
+  readonly readyMaxLag: number;
   /** host:port of a StatsD server, undefined for none. */
   readonly statsdAddr: string | undefined;
 }
@@ -391,6 +400,7 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
     logFormat: logFormat as LogFormat,
     httpPort: int(f, "http-port"),
     httpHost: str(f, "http-host")!,
+    readyMaxLag: int(f, "ready-max-lag")!,
     statsdAddr: statsdAddr?.trim(),
   };
 }

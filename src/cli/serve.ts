@@ -164,8 +164,8 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     ...(kind.name === "sqlite" ? { store: sqlitePathOf(flags, paths.dataDir) } : {}),
   });
   if (warning !== undefined) {
+    // The replicator logs its own warning at start; this one is for the person at the terminal.
     io.err(`${p.name}: ${warning}\n`);
-    logger.warn({ logDir: paths.logDir, snapDir: paths.snapDir }, warning);
   }
   // One process per data folder: a second one would interleave writes to the same WAL.
   let lock: DirLock;
@@ -231,6 +231,7 @@ async function serveLocked(
     httpPort: cfg.httpPort,
     httpHost: cfg.httpHost,
     statsdAddr: cfg.statsdAddr,
+    readiness: { maxApplyLagEntries: cfg.readyMaxLag },
     statsdNode: new URL(cfg.replicator.nodeUrl).host,
     defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
     tls: grpcTls,
@@ -306,6 +307,7 @@ async function serveLocked(
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
+      version: packageInfo().version,
       ...(grpcTls === undefined ? {} : { tls: grpcTls }),
       ...(auth === undefined ? {} : { auth }),
       logger,

@@ -4,7 +4,7 @@
  * docs give WAN guidance for the tick settings.
  */
 import { MAX_LEADER_PRIORITY, isLeaderPriority } from "./leader-placement.js";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
 import type { NodeMetrics } from "./node-metrics.js";
@@ -70,9 +70,22 @@ export interface ReplicatorOptions {
   readonly clusterUrls: readonly string[];
   /** The store to replicate onto. Required. */
   readonly store: Store;
-  /** Directory for write-ahead logs; the node uses `<logDir>/node_<id in decimal>`. Default `/tmp/logs`. */
+  /**
+   * This node's data folder: the WAL goes in `<dataDir>/wal` and snapshots in `<dataDir>/snap`
+   * unless logDir or snapDir say otherwise (the programs' `-data-dir`). Default
+   * `./nexus-data/<node id in hex>`, resolved against the working directory at creation. A folder
+   * under a temporary directory (/tmp, os.tmpdir()) is warned about at start: a reboot may empty it.
+   */
+  readonly dataDir?: string;
+  /**
+   * Directory for write-ahead logs; the node uses `<logDir>/node_<id in decimal>`. Default
+   * `<dataDir>/wal` (it was `/tmp/logs`, which a reboot may empty).
+   */
   readonly logDir?: string;
-  /** Directory for snapshots; the node uses `<snapDir>/node_<id in decimal>`. Default `/tmp/snap`. */
+  /**
+   * Directory for snapshots; the node uses `<snapDir>/node_<id in decimal>`. Default
+   * `<dataDir>/snap` (it was `/tmp/snap`).
+   */
   readonly snapDir?: string;
   /** How long a save may take before it fails with an unknown outcome. Default 5000 ms. */
   readonly replTimeoutMs?: number;
@@ -311,8 +324,12 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
       `electionTickMs (${electionTickMs}) must be at least twice heartbeatTickMs (${heartbeatTickMs}); 10x is usual`,
     );
   }
-  const logDir = o.logDir ?? "/tmp/logs";
-  const snapDir = o.snapDir ?? "/tmp/snap";
+  if (o.dataDir !== undefined && (typeof o.dataDir !== "string" || o.dataDir.trim() === "")) {
+    throw bad("option dataDir must be a folder path, e.g. /var/lib/nexus (or leave it out)");
+  }
+  const dataDir = resolve(o.dataDir ?? join("nexus-data", nodeId));
+  const logDir = o.logDir ?? join(dataDir, "wal");
+  const snapDir = o.snapDir ?? join(dataDir, "snap");
   if (logDir.trim() === "") throw bad("option logDir must not be empty");
   if (snapDir.trim() === "") throw bad("option snapDir must not be empty");
   const snapshotCount = int("snapshotCount", o.snapshotCount, 10_000, 1);

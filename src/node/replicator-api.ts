@@ -47,9 +47,26 @@ export interface MemberInfo {
    * Progress, which only the leader tracks: whether the member answered the leader within the
    * last election timeout, the last index known replicated to it, and how far it lags the
    * leader's last index. Set by listMembers() on the leader, and by listMembersWithProgress()
-   * when the leader's view was had (`fromLeader`); undefined otherwise.
+   * when the leader's view was had (`fromLeader`); undefined otherwise. `snapshot` is set while
+   * the leader sends the member a snapshot (it is too far behind for entries).
    */
-  readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
+  readonly progress?: {
+    readonly reachable: boolean;
+    readonly match: number;
+    readonly lag: number;
+    readonly snapshot?: MemberSnapshotProgress;
+  };
+}
+
+/**
+ * A snapshot the leader is sending to a member, as listMembers() reports it: the snapshot's log
+ * index and the bytes streamed so far. `totalBytes` (the snapshot file's size) is undefined until
+ * the leader has read it, and `bytes` 0 until the stream has started.
+ */
+export interface MemberSnapshotProgress {
+  readonly index: number;
+  readonly bytes: number;
+  readonly totalBytes?: number;
 }
 
 /** What listMembersWithProgress() returns. */

@@ -21,7 +21,11 @@ import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
 import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
-import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
+import {
+  decodeMemberProgress,
+  encodeMemberProgress,
+  snapshotProgressOf,
+} from "./member-progress.js";
 import { SnapshotTransfers } from "./node-metrics.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
@@ -39,6 +43,10 @@ import type { MembershipView } from "./membership-policy.js";
 import { abortable, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
+import { slowed } from "./test-hooks.js";
+import { tempFolders } from "./temp-dirs.js";
+import { ProgressBoard, storeWithProgress } from "./progress-board.js";
+import { CatchUpLog } from "./catch-up-log.js";
 
 export type {
   ReadConsistency,
@@ -49,6 +57,7 @@ export type {
   NodeRole,
   MemberRole,
   MemberInfo,
+  MemberSnapshotProgress,
   MembersWithProgress,
   MembershipChanges,
   MemberList,
@@ -80,6 +89,9 @@ import type {
   Replicator,
 } from "./replicator-api.js";
 
+/** How often the leader looks at how far members are behind, for its catch-up log. */
+const CATCH_UP_SAMPLE_MS = 5000;
+
 const utf8 = new TextEncoder();
 
 /** A request's data as bytes: a string is sent as UTF-8. INVALID_ARGUMENT for anything else. */
@@ -97,6 +109,10 @@ class ReplicatorImpl implements Replicator {
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
   private placement: { stop(): void } | undefined;
+  /** Samples members catching up, on the leader (catch-up-log.ts). */
+  private catchUpTimer: NodeJS.Timeout | undefined;
+  /** Snapshot streams in flight (set at start). */
+  private transfers: SnapshotTransfers | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
   private readonly testHooks: TestHooks | undefined;
 
@@ -124,12 +140,23 @@ class ReplicatorImpl implements Replicator {
     if (this.node !== undefined)
       throw new NexusError("INVALID_ARGUMENT", "the replicator is already started");
     const o = this.o;
+    const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
+    if (temp.length > 0) {
+      o.logger.warn(
+        { folders: Object.fromEntries(temp) },
+        `WARNING: this node's data is under a temporary folder (${temp.map(([k, p]) => `${k} ${p}`).join(", ")}), ` +
+          "which a reboot or a temp cleaner may empty: the node would lose its log and rejoin with nothing. " +
+          "Give a lasting folder: option dataDir (-data-dir), or logDir and snapDir (-nexus-log-dir, -nexus-snap-dir)",
+      );
+    }
     await mkdir(o.snapDir, { recursive: true });
     await mkdir(o.logDir.replace(/\/[^/]+$/, ""), { recursive: true });
     const holder: { node?: RaftNode } = {};
     const pending: Message[][] = [];
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
     const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
+    this.transfers = transfers;
+    const board = new ProgressBoard(o.logger);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
@@ -161,7 +188,9 @@ class ReplicatorImpl implements Replicator {
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
-        return transfers.track("send", m, holder.node.openSnapshot(m));
+        const body = holder.node.openSnapshot(m);
+        const slowMs = this.testHooks?.slowSnapshotSendMs?.() ?? 0;
+        return transfers.track("send", m, slowMs > 0 ? slowed(body, slowMs) : body);
       },
       // Dead peer connections are found within about two election timeouts.
       connectTimeoutMs: Math.max(2000, o.electionTickMs),
@@ -180,7 +209,8 @@ class ReplicatorImpl implements Replicator {
       snapshotCount: o.snapshotCount,
       snapshotCatchUpEntries: o.snapshotCatchUpEntries,
       maxSnapshots: o.maxSnapshots,
-      store: o.store,
+      // Restores and digests log their progress and show in /status (progress-board.ts).
+      store: storeWithProgress(o.store, board, o.snapDir),
       transport,
       heartbeatTickMs: o.heartbeatTickMs,
       electionTick: o.electionTick,
@@ -209,9 +239,19 @@ class ReplicatorImpl implements Replicator {
     this.node = node;
     holder.node = node;
     const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
-    o.metrics.attach({ ...view, transfers: () => transfers.list() });
+    o.metrics.attach({
+      ...view,
+      transfers: () => transfers.list(),
+      longTasks: () => board.list(),
+    });
     for (const m of pending) node.step(m);
     node.start();
+    const catchUp = new CatchUpLog(o.logger);
+    this.catchUpTimer = setInterval(() => {
+      if (this.node !== node || node.status().softState.lead !== o.nodeId) return;
+      catchUp.sample(o.nodeId, this.listMembers().members, Date.now());
+    }, CATCH_UP_SAMPLE_MS);
+    this.catchUpTimer.unref();
   }
 
   private running(): RaftNode {
@@ -342,6 +382,7 @@ class ReplicatorImpl implements Replicator {
     const ids = [
       ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
     ].sort();
+    const sending = (this.transfers?.list() ?? []).filter((t) => t.direction === "send");
     return {
       leader: st.softState.lead,
       joint,
@@ -359,6 +400,7 @@ class ReplicatorImpl implements Replicator {
                   reachable: self || node.heardRecently(id),
                   match: self ? st.lastIndex : pr.match,
                   lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
+                  ...snapshotProgressOf(id, pr, sending),
                 },
               }),
         };
@@ -651,6 +693,8 @@ class ReplicatorImpl implements Replicator {
     this.node = undefined;
     this.placement?.stop();
     this.placement = undefined;
+    clearInterval(this.catchUpTimer);
+    this.catchUpTimer = undefined;
     await node?.stop();
     await this.transport?.stop();
     this.transport = undefined;

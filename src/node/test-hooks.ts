@@ -15,15 +15,41 @@ export interface TestHooks {
    * configuration, before it sends or persists it (0: no pause). Asked at each such entry.
    */
   pauseBeforeLeaveJointMs?(): number;
+  /**
+   * Milliseconds a leader waits before each 16 KiB piece of a snapshot it sends (0: none), so
+   * that a test can watch a transfer in flight.
+   */
+  slowSnapshotSendMs?(): number;
 }
 
 /** The environment variable of pauseBeforeLeaveJointMs for the node program. */
 export const PAUSE_BEFORE_LEAVE_JOINT_ENV = "NEXUS_TEST_PAUSE_BEFORE_LEAVE_JOINT_MS";
 
+/** The environment variable of slowSnapshotSendMs for the node program. */
+export const SLOW_SNAPSHOT_SEND_ENV = "NEXUS_TEST_SLOW_SNAPSHOT_SEND_MS";
+
 /** The hooks a test asked for through the environment, read once (none when it asked none). */
 export function testHooksFromEnv(env: Readonly<Record<string, string | undefined>>): TestHooks {
   const ms = Number(env[PAUSE_BEFORE_LEAVE_JOINT_ENV] ?? "0");
-  return ms > 0 ? { pauseBeforeLeaveJointMs: () => ms } : {};
+  const slow = Number(env[SLOW_SNAPSHOT_SEND_ENV] ?? "0");
+  return {
+    ...(ms > 0 ? { pauseBeforeLeaveJointMs: () => ms } : {}),
+    ...(slow > 0 ? { slowSnapshotSendMs: () => slow } : {}),
+  };
+}
+
+/** `body` in pieces of at most 16 KiB, each after `delayMs` (a test's slow snapshot stream). */
+export async function* slowed(
+  body: AsyncIterable<Uint8Array>,
+  delayMs: number,
+): AsyncIterable<Uint8Array> {
+  const piece = 16 * 1024;
+  for await (const chunk of body) {
+    for (let at = 0; at < chunk.byteLength; at += piece) {
+      await new Promise((r) => setTimeout(r, delayMs));
+      yield chunk.subarray(at, Math.min(chunk.byteLength, at + piece));
+    }
+  }
 }
 
 /** Whether entries hold the (empty) conf change that leaves a joint configuration. */

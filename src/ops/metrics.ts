@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { NodeMetrics, NodeMetricsView, SnapshotTransfer } from "../node/node-metrics.js";
 import type { ReadConsistency, Replicator } from "../node/replicator.js";
+import type { LongTask } from "../node/progress-board.js";
 import { RecentRates } from "./recent-rates.js";
 
 /** How a save ended, as a label: ok, or why not. */
@@ -228,6 +229,31 @@ export class OpsMetrics implements NodeMetrics {
         }
       },
     });
+    const perTask = (name: string, help: string, f: (t: LongTask) => number | undefined): void =>
+      void new Gauge({
+        name,
+        help,
+        labelNames: ["task"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const t of view()?.longTasks() ?? []) {
+            const v = f(t);
+            if (v !== undefined) this.set({ task: t.kind }, v);
+          }
+        },
+      });
+    perTask(
+      "nexus_task_seconds",
+      "Seconds so far of long work running now: snapshot-restore, consistency-digest",
+      (t) => (Date.now() - t.startedAt) / 1000,
+    );
+    perTask("nexus_task_bytes", "Bytes done so far of long work running now", (t) => t.bytes);
+    perTask(
+      "nexus_task_total_bytes",
+      "Bytes in all of long work running now, when known",
+      (t) => t.totalBytes,
+    );
     const perPeer = (
       name: string,
       help: string,
