@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- vs-etcd [--seconds S] [--warmup S] [--clients 1,16,64]
- *   [--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D]`:
+ *   [--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]`:
  * Nexus against etcd, side by side, through each one's gRPC API with the same client library
  * (@grpc/grpc-js). Each system runs alone as three members on loopback with fsync on (etcd from
  * PATH, e.g. Debian's etcd-server; Nexus as `bin/nexus serve` on the memory and the SQLite
@@ -8,7 +8,9 @@
  * 256-byte values. Prints one JSON line per case on stdout
  * `{"bench":"vs-etcd","system":...,"case":...,"clients":...,"opsPerSec":...,"p50Ms":...,
  * "p99Ms":...,"cpuMsPerOp":...}` (CPU of all three server processes, from /proc), then a table
- * with the ratios to etcd on stderr.
+ * with the ratios to etcd on stderr. Then, unless --no-breakdown, the latency breakdown of one
+ * write at one client for each Nexus store (bench/lib/write-breakdown.ts): a JSON line
+ * `{"bench":"vs-etcd","case":"write-breakdown",...}` and a table on stderr.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +20,8 @@ import { closedLoop } from "./lib/closed-loop.js";
 import type { BenchCluster, NexusStoreKind } from "./lib/clusters.js";
 import { startEtcd, startNexus } from "./lib/clusters.js";
 import type { KvClient, ReadMode } from "./lib/kv-clients.js";
+import type { Breakdown } from "./lib/write-breakdown.js";
+import { formatBreakdown, measureBreakdown } from "./lib/write-breakdown.js";
 import { etcdClient, nexusClient, retryUntil, waitWritable } from "./lib/kv-clients.js";
 
 export const SYSTEMS = ["etcd", "memory", "sqlite"] as const;
@@ -33,11 +37,13 @@ export interface VsEtcdArgs {
   readonly cases: readonly Case[];
   /** Folder under which the clusters' data folders are made (its disk is the one fsynced). */
   readonly dir: string;
+  /** Whether to measure the one-write latency breakdown of each Nexus store. */
+  readonly breakdown: boolean;
 }
 
 const USAGE =
   "usage: npm run bench -- vs-etcd [--seconds S] [--warmup S] [--clients 1,16,64] " +
-  "[--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D]";
+  "[--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]";
 
 function positive(flag: string, v: string | undefined, integer: boolean): number {
   const n = Number(v);
@@ -75,6 +81,7 @@ export function parseArgs(args: readonly string[]): VsEtcdArgs {
   let systems: System[] = [...SYSTEMS];
   let cases: Case[] = [...CASES];
   let dir = tmpdir();
+  let breakdown = true;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = a.indexOf("=");
@@ -92,9 +99,10 @@ export function parseArgs(args: readonly string[]): VsEtcdArgs {
       const v = value();
       if (v === undefined || v === "") throw new Error(`--dir needs a folder; ${USAGE}`);
       dir = resolve(v);
-    } else throw new Error(`unknown argument ${JSON.stringify(a)}; ${USAGE}`);
+    } else if (a === "--no-breakdown") breakdown = false;
+    else throw new Error(`unknown argument ${JSON.stringify(a)}; ${USAGE}`);
   }
-  return { seconds, warmupSeconds, clients, systems, cases, dir };
+  return { seconds, warmupSeconds, clients, systems, cases, dir, breakdown };
 }
 
 /** One measured case. */
@@ -224,4 +232,19 @@ export default async function main(args: string[]): Promise<void> {
       formatTable(results) +
       "\n",
   );
+  if (!a.breakdown) return;
+  const breakdowns: Breakdown[] = [];
+  for (const store of a.systems.filter((s): s is NexusStoreKind => s !== "etcd")) {
+    const root = mkdtempSync(join(a.dir, `nexus-bench-breakdown-${store}-`));
+    try {
+      const b = await measureBreakdown(root, store, a.seconds, VALUE);
+      breakdowns.push(b);
+      process.stdout.write(
+        JSON.stringify({ bench: "vs-etcd", case: "write-breakdown", system: store, ...b }) + "\n",
+      );
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+  if (breakdowns.length > 0) process.stderr.write(`\n${formatBreakdown(breakdowns)}\n`);
 }

@@ -16,13 +16,21 @@ export interface BenchCluster {
   readonly addrs: readonly string[];
   readonly processes: readonly ServerProcess[];
   readonly pids: readonly number[];
+  /** The nodes' peer URLs, in the order of addrs. */
+  readonly peerUrls: readonly string[];
   stop(): Promise<void>;
 }
 
-function cluster(system: string, addrs: string[], processes: ServerProcess[]): BenchCluster {
+function cluster(
+  system: string,
+  addrs: string[],
+  peerUrls: string[],
+  processes: ServerProcess[],
+): BenchCluster {
   return {
     system,
     addrs,
+    peerUrls,
     processes,
     pids: processes.map((p) => p.pid),
     stop: async () => {
@@ -74,6 +82,7 @@ export async function startEtcd(root: string, size = 3): Promise<BenchCluster> {
   return cluster(
     "etcd",
     client.map((p) => `127.0.0.1:${p}`),
+    peer.map((p) => `http://127.0.0.1:${p}`),
     procs,
   );
 }
@@ -85,8 +94,8 @@ export interface NexusClusterOptions {
   readonly nodeArgs?: (i: number) => readonly string[];
   /** Extra `nexus serve` flags for every node. */
   readonly flags?: readonly string[];
-  /** Extra environment for every node. */
-  readonly env?: Readonly<Record<string, string>>;
+  /** Extra environment, per node. */
+  readonly env?: (i: number) => Readonly<Record<string, string>>;
 }
 
 /**
@@ -122,7 +131,7 @@ export async function startNexus(
         ],
         {
           ready: (out) => out.includes("serving gRPC"),
-          env: { ...process.env, ...o.env },
+          env: { ...process.env, ...o.env?.(i) },
         },
       ),
     ),
@@ -130,6 +139,7 @@ export async function startNexus(
   return cluster(
     `nexus-${store}`,
     grpc.map((p) => `127.0.0.1:${p}`),
+    raft.map((p) => `http://127.0.0.1:${p}`),
     procs,
   );
 }

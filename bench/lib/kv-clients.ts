@@ -118,6 +118,8 @@ export function nexusClient(
 ): KvClient & {
   /** Runs the store's setup statement (e.g. create table) once; no-op for the memory store. */
   setup(): Promise<void>;
+  /** The leader's peer URL as node `node` knows it ("" when it knows none). */
+  leaderUrl(node: number): Promise<string>;
 } {
   const stubs = stubsOf(
     serviceOf(load(join(ROOT, "proto", "nexus.proto")), ["nexus", "api", "Nexus"]),
@@ -138,6 +140,15 @@ export function nexusClient(
         data: req.data,
         args: { ...req.args, consistency: Buffer.from(mode) },
       });
+    },
+    leaderUrl: async (node) => {
+      const res = (await unary(stubs[node]!, "listNodes", {})) as {
+        leader?: string;
+        nodes?: Record<string, { nodeUrl: string; nodeId?: string }>;
+      };
+      // By each node's nodeId field: protobufjs garbles the map's uint64 keys.
+      const leader = Object.values(res.nodes ?? {}).find((n) => n.nodeId === res.leader);
+      return res.leader === undefined ? "" : (leader?.nodeUrl ?? "");
     },
     supports: () => true,
     close: () => stubs.forEach((s) => s.close()),

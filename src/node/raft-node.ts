@@ -40,6 +40,7 @@ import type { PayloadKind } from "./entry-payload.js";
 import { NodeEvents, membershipChangeOf } from "./node-events.js";
 import { mostUpToDateVoter } from "./membership-policy.js";
 import type { TestHooks } from "./test-hooks.js";
+import { writeTrace } from "./write-trace.js";
 
 /** What the runtime needs from a peer transport (src/transport implements it). */
 export interface PeerTransport {
@@ -366,9 +367,13 @@ export class RaftNode {
     const applier = new Applier(
       opts.store,
       {
-        onResult: (payload, _index, result) => {
+        onResult: (payload, index, result) => {
           if (payload.kind === "check-report") holder.node?.checker.onReport(payload);
-          else holder.node?.saves.resolve(requestKey(payload.requestId), result);
+          else {
+            const key = requestKey(payload.requestId);
+            writeTrace?.applied(key, index);
+            holder.node?.saves.resolve(key, result);
+          }
         },
         onCheck: async (payload, index, outcomes) =>
           holder.node?.checker.onCheck(payload, index, outcomes),
@@ -674,6 +679,7 @@ export class RaftNode {
             "it may or may not take effect; read before retrying",
         ),
     );
+    writeTrace?.proposedWrite(key);
     try {
       this.raw.propose(payload);
     } catch (err) {
@@ -992,7 +998,9 @@ export class RaftNode {
         ? undefined
         : { index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term };
     if (rd.hardState !== undefined || rd.entries.length > 0 || marker !== undefined) {
+      writeTrace?.walStart(rd.entries);
       await this.wal.save(rd.hardState, rd.entries, marker);
+      writeTrace?.walDone(rd.entries);
       this.opts.crash?.(
         marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
       );
@@ -1073,6 +1081,7 @@ export class RaftNode {
         },
       });
     }
+    writeTrace?.committed(rd.committedEntries);
     this.applier.enqueue({ entries: rd.committedEntries });
     const bs = this.raw.basicStatus();
     for (const rs of rd.readStates) {

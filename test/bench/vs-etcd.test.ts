@@ -29,6 +29,7 @@ describe("vs-etcd arguments", () => {
       systems: ["etcd", "memory", "sqlite"],
       cases: ["write", "read", "lease-read"],
       dir: tmpdir(),
+      breakdown: true,
     });
   });
 
@@ -42,6 +43,7 @@ describe("vs-etcd arguments", () => {
       "etcd,sqlite",
       "--cases=write",
       "--dir=/var/tmp",
+      "--no-breakdown",
     ]);
     assert.equal(a.seconds, 0.5);
     assert.equal(a.warmupSeconds, 0);
@@ -49,6 +51,7 @@ describe("vs-etcd arguments", () => {
     assert.deepEqual(a.systems, ["etcd", "sqlite"]);
     assert.deepEqual(a.cases, ["write"]);
     assert.equal(a.dir, "/var/tmp");
+    assert.equal(a.breakdown, false);
   });
 
   for (const c of [
