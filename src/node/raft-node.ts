@@ -999,7 +999,9 @@ export class RaftNode {
         : { index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term };
     if (rd.hardState !== undefined || rd.entries.length > 0 || marker !== undefined) {
       writeTrace?.walStart(rd.entries);
-      await this.wal.save(rd.hardState, rd.entries, marker);
+      // A new commit index alone need not be durable before it is used (Raft §5.3: commitIndex
+      // is volatile state): rd.mustSync is false then, and the WAL syncs it off this path.
+      await this.wal.save(rd.hardState, rd.entries, marker, { sync: rd.mustSync });
       writeTrace?.walDone(rd.entries);
       this.opts.crash?.(
         marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
