@@ -2,9 +2,11 @@
  * `npm run bench -- vs-etcd [--seconds S] [--warmup S] [--clients 1,16,64]
  *   [--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]`:
  * Nexus against etcd, side by side, through each one's gRPC API with the same client library
- * (@grpc/grpc-js). Each system runs alone as three members on loopback with fsync on (etcd from
+ * (@grpc/grpc-js). Each system runs as three members on loopback with fsync on (etcd from
  * PATH, e.g. Debian's etcd-server; Nexus as `bin/nexus serve` on the memory and the SQLite
- * stores). Closed-loop clients, spread over all three nodes (followers included), put and get
+ * stores); all systems run at once and each case is measured on one system after the other, so
+ * that a noisy machine's drift hits all alike. Closed-loop clients, spread over all three nodes
+ * (followers included), put and get
  * 256-byte values. Prints one JSON line per case on stdout
  * `{"bench":"vs-etcd","system":...,"case":...,"clients":...,"opsPerSec":...,"p50Ms":...,
  * "p99Ms":...,"cpuMsPerOp":...}` (CPU of all three server processes, from /proc), then a table
@@ -203,28 +205,35 @@ async function startSystem(
 export default async function main(args: string[]): Promise<void> {
   const a = parseArgs(args);
   const results: CaseResult[] = [];
-  for (const system of a.systems) {
-    const root = mkdtempSync(join(a.dir, `nexus-bench-vs-etcd-${system}-`));
-    let started: { cluster: BenchCluster; client: KvClient } | undefined;
-    try {
-      started = await startSystem(system, root);
-      const { cluster, client } = started;
+  const root = mkdtempSync(join(a.dir, "nexus-bench-vs-etcd-"));
+  const started: { system: System; cluster: BenchCluster; client: KvClient }[] = [];
+  try {
+    // Every system runs at once, idle but for heartbeats while another is measured, so that
+    // each case is measured for all systems within seconds of each other on a noisy machine.
+    for (const system of a.systems) {
+      started.push({ system, ...(await startSystem(system, join(root, system))) });
+    }
+    for (const { client } of started) {
       await waitWritable(client);
       // Every key the reads ask for exists.
       for (let k = 0; k < KEYS; k++) await client.put(k % client.nodes, `k${k}`, VALUE);
-      for (const c of a.cases) {
-        if (!client.supports(c === "lease-read" ? "lease" : "linearizable")) continue;
-        for (const n of a.clients) {
+    }
+    for (const c of a.cases) {
+      for (const n of a.clients) {
+        for (const { system, cluster, client } of started) {
+          if (!client.supports(c === "lease-read" ? "lease" : "linearizable")) continue;
           const r = await runCase(a, system, cluster, client, c, n);
           results.push(r);
           process.stdout.write(formatLine(r) + "\n");
         }
       }
-    } finally {
-      started?.client.close();
-      await started?.cluster.stop();
-      rmSync(root, { recursive: true, force: true });
     }
+  } finally {
+    for (const s of started) {
+      s.client.close();
+      await s.cluster.stop();
+    }
+    rmSync(root, { recursive: true, force: true });
   }
   process.stderr.write(
     `\nvs-etcd: ${a.seconds} s per case, 3 nodes each on loopback, fsync on, 256-byte values, ` +

@@ -90,6 +90,8 @@ export async function startEtcd(root: string, size = 3): Promise<BenchCluster> {
 export type NexusStoreKind = "memory" | "sqlite";
 
 export interface NexusClusterOptions {
+  /** The checkout whose bin/nexus runs (default this one; another for an A/B comparison). */
+  readonly home?: string;
   /** Flags for `node` itself before the program, per node (e.g. --cpu-prof for the leader). */
   readonly nodeArgs?: (i: number) => readonly string[];
   /** Extra `nexus serve` flags for every node. */
@@ -118,7 +120,7 @@ export async function startNexus(
         process.execPath,
         [
           ...(o.nodeArgs?.(i) ?? []),
-          join(ROOT, "bin", "nexus"),
+          join(o.home ?? ROOT, "bin", "nexus"),
           "serve",
           `-nexus-node-url=http://127.0.0.1:${p}`,
           `-nexus-cluster-url=${urls}`,

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { closedLoop } from "./closed-loop.js";
 import { percentile } from "./closed-loop.js";
-import type { NexusStoreKind } from "./clusters.js";
+import type { NexusClusterOptions, NexusStoreKind } from "./clusters.js";
 import { startNexus } from "./clusters.js";
 import { nexusClient, retryUntil, waitWritable } from "./kv-clients.js";
 
@@ -131,33 +131,35 @@ export async function measureBreakdown(
   store: NexusStoreKind,
   seconds: number,
   value: Buffer,
+  cluster: Omit<NexusClusterOptions, "env"> = {},
 ): Promise<Breakdown> {
   const traceOf = (i: number): string => join(root, `trace-${i}.jsonl`);
-  const cluster = await startNexus(root, store, {
+  const nodes = await startNexus(root, store, {
+    ...cluster,
     env: (i) => ({ NEXUS_TRACE_WRITES: traceOf(i) }),
   });
-  const client = nexusClient(cluster.addrs, store);
+  const client = nexusClient(nodes.addrs, store);
   let leader = -1;
   let clientP50Ms = 0;
   try {
     await retryUntil(`${store} setup`, () => client.setup());
     await waitWritable(client);
     const url = await client.leaderUrl(0);
-    leader = cluster.peerUrls.indexOf(url);
+    leader = nodes.peerUrls.indexOf(url);
     if (leader < 0) throw new Error(`no leader known to node 0 (listNodes said "${url}")`);
     const figures = await closedLoop({
       clients: 1,
       seconds,
       warmupSeconds: Math.min(1, seconds / 2),
-      pids: cluster.pids,
+      pids: nodes.pids,
       op: (_, seq) => client.put(leader, `k${seq % 100}`, value),
     });
     clientP50Ms = figures.p50Ms;
   } finally {
     client.close();
-    await cluster.stop();
+    await nodes.stop();
   }
-  const lines = cluster.addrs.map((_, i) => readLines(traceOf(i)));
+  const lines = nodes.addrs.map((_, i) => readLines(traceOf(i)));
   return breakdownOf(
     store,
     lines[leader]!,

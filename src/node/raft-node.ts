@@ -18,7 +18,7 @@ import { RaftError } from "../raft/raft.js";
 import { nexusErrorOfRaft } from "./raft-errors.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
-import type { ConfState, Entry, Message, NodeId, Snapshot } from "../raft/types.js";
+import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
 import { createSeededRandom } from "../raft/random.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { Wal } from "../storage/wal.js";
@@ -137,6 +137,8 @@ export class RaftNode {
   private readonly opts: RaftNodeOptions;
   private readonly logger: NexusLogger;
   private readonly saves = new Waiters<ApplyResult>();
+  /** The newest hard state not yet in the WAL: one that only moved the commit index. */
+  private unsavedHardState: HardState | undefined;
   private readonly reads = new Waiters<number>();
   /** Reads waiting for the store to apply an index. */
   private readonly appliedWaiters = new IndexWaiters();
@@ -997,15 +999,21 @@ export class RaftNode {
       rd.snapshot === undefined
         ? undefined
         : { index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term };
-    if (rd.hardState !== undefined || rd.entries.length > 0 || marker !== undefined) {
+    // A hard state whose only change is a new commit index (rd.mustSync false) is not written on
+    // its own: commitIndex is volatile (Raft §5.3; recovery clamps a stale one), and a write of it
+    // would cost an fdatasync between commit and apply. It goes with the next save.
+    const hardState = rd.hardState ?? this.unsavedHardState;
+    this.unsavedHardState = rd.mustSync ? undefined : hardState;
+    if (rd.mustSync) {
       writeTrace?.walStart(rd.entries);
-      // A new commit index alone need not be durable before it is used (Raft §5.3: commitIndex
-      // is volatile state): rd.mustSync is false then, and the WAL syncs it off this path.
-      await this.wal.save(rd.hardState, rd.entries, marker, { sync: rd.mustSync });
+      await this.wal.save(hardState, rd.entries, marker);
       writeTrace?.walDone(rd.entries);
       this.opts.crash?.(
         marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
       );
+    } else {
+      // Nothing to write: still let timers and I/O run between Readies, as a WAL write would.
+      await new Promise<void>((r) => setImmediate(r));
     }
     if (rd.snapshot !== undefined && marker !== undefined) {
       this.snapshotter.covered(marker);

@@ -250,8 +250,6 @@ interface PendingSave {
   readonly entries: readonly Entry[];
   readonly marker: SnapshotMarker | undefined;
   readonly hardState: HardState | undefined;
-  /** Whether the save resolves only once synced (false: once written, synced right after). */
-  readonly sync: boolean;
   resolve(): void;
   reject(e: Error): void;
 }
@@ -660,21 +658,13 @@ export class Wal {
    * (whose snapshot file must already be durable). Written as [marker][entries][hard state].
    * Resolves once they are fsynced; saves are written in call order. Appending index i replaces
    * any entries >= i. Rejects with NexusError WAL_FAILED (for good) if a write or sync fails.
-   *
-   * `opts.sync: false` (for a hard state whose term and vote did not change: a new commit index,
-   * which Raft may forget; ignored for a save with entries or a marker) resolves once written, before the fdatasync, which the WAL then does
-   * before it writes anything else: at most one batch is ever unsynced, the tail that recovery
-   * may cut. A batch holding any save with `sync: true` (the default) resolves once synced.
    */
   save(
     hardState: HardState | undefined,
     entries: readonly Entry[],
     snapshot?: SnapshotMarker,
-    opts: { sync?: boolean } = {},
   ): Promise<void> {
-    // Entries and markers are always synced before their save resolves.
-    const sync = (opts.sync ?? true) || entries.length > 0 || snapshot !== undefined;
-    return this.enqueue(hardState, entries, snapshot, sync);
+    return this.enqueue(hardState, entries, snapshot);
   }
 
   /**
@@ -682,14 +672,13 @@ export class Wal {
    * Save the snapshot file itself first.
    */
   saveSnapshotMarker(marker: SnapshotMarker): Promise<void> {
-    return this.enqueue(undefined, [], marker, true);
+    return this.enqueue(undefined, [], marker);
   }
 
   private enqueue(
     hardState: HardState | undefined,
     entries: readonly Entry[],
     marker: SnapshotMarker | undefined,
-    sync: boolean,
   ): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed)
@@ -705,7 +694,7 @@ export class Wal {
       }
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ entries, marker, hardState, sync, resolve, reject });
+      this.queue.push({ entries, marker, hardState, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -717,10 +706,8 @@ export class Wal {
         const batch = this.queue;
         this.queue = [];
         try {
-          const unsynced = await this.writeBatch(batch);
+          await this.writeBatch(batch);
           for (const p of batch) p.resolve();
-          // Written, not yet synced (no save in it needed to wait): synced before the next write.
-          if (unsynced !== undefined) await this.syncDeferred(unsynced);
         } catch (err) {
           this.failure = new NexusError(
             "WAL_FAILED",
@@ -743,21 +730,7 @@ export class Wal {
     }
   }
 
-  /** Syncs a batch whose saves resolved once written (see save's `sync: false`). */
-  private async syncDeferred(f: { file: FsFile; size: number }): Promise<void> {
-    const startedAt = performance.now();
-    await f.file.datasync();
-    this.onSync?.(performance.now() - startedAt, f.size);
-    this.crash?.("wal.batch-after-sync");
-  }
-
-  /**
-   * Writes a batch, and syncs it unless none of its saves asks to wait for that; then returns the
-   * file still to sync (and the batch's bytes), else undefined.
-   */
-  private async writeBatch(
-    batch: readonly PendingSave[],
-  ): Promise<{ file: FsFile; size: number } | undefined> {
+  private async writeBatch(batch: readonly PendingSave[]): Promise<void> {
     let size = 0;
     let records = 0;
     // Which markers replace the log, judged on the log as the records before them leave it.
@@ -786,7 +759,7 @@ export class Wal {
         records++;
       }
     }
-    if (records === 0) return undefined;
+    if (records === 0) return;
     if (this.writeOffset + size > this.segmentBytes && this.writeOffset > this.preambleSize()) {
       await this.roll(batch);
     }
@@ -827,16 +800,12 @@ export class Wal {
     const startedAt = performance.now();
     await seg.file!.write(buf, this.writeOffset);
     this.crash?.("wal.batch-after-write");
-    const sync = batch.some((p) => p.sync);
-    if (sync) {
-      await seg.file!.datasync();
-      this.onSync?.(performance.now() - startedAt, size);
-      this.crash?.("wal.batch-after-sync");
-    }
+    await seg.file!.datasync();
+    this.onSync?.(performance.now() - startedAt, size);
+    this.crash?.("wal.batch-after-sync");
     this.batchTag = batchTag;
     this.writeOffset += size;
-    // Update the in-memory view only once durable (or, unsynced, holding no entry or marker:
-    // a hard state with a new commit only, synced before anything else is written).
+    // Update the in-memory view only once durable.
     let i = 0;
     for (const [k, p] of batch.entries()) {
       if (p.marker !== undefined) this.applyMarker(p.marker, restarts[k] === true);
@@ -846,7 +815,6 @@ export class Wal {
       }
       if (p.hardState !== undefined) this.hardState = p.hardState;
     }
-    return sync ? undefined : { file: seg.file!, size };
   }
 
   private preambleSize(): number {

@@ -107,57 +107,6 @@ describe("write-ahead log", () => {
     await wal.close();
   });
 
-  it("a commit-only hard state saved with sync: false resolves once written and is synced before the next write", async () => {
-    const dir = join(tmp(), "wal");
-    const real = createNodeFs();
-    const events: string[] = [];
-    // Syncs are held until released, to see what resolves before one.
-    let release: (() => void) | undefined;
-    const fs: FsLayer = {
-      ...real,
-      async open(path, mode) {
-        const f = await real.open(path, mode);
-        return {
-          ...f,
-          write: async (buf, pos) => {
-            events.push("write");
-            await f.write(buf, pos);
-          },
-          datasync: async () => {
-            if (release !== undefined) await new Promise<void>((r) => (release = r));
-            events.push("sync");
-            await f.datasync();
-          },
-        };
-      },
-    };
-    const { wal } = await Wal.open(dir, { fs });
-    await wal.save({ term: 1, vote: "", commit: 0 }, ents(1, 1, 1));
-    events.length = 0;
-    release = () => undefined;
-    // Resolves although its sync is held.
-    await wal.save({ term: 1, vote: "", commit: 1 }, [], undefined, { sync: false });
-    assert.deepEqual(events, ["write"]);
-    // The next save is written only after that sync.
-    const next = wal.save(undefined, ents(2, 1, 1));
-    await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(events, ["write"], "nothing written while the previous batch is unsynced");
-    const held = release;
-    release = undefined;
-    held();
-    await next;
-    assert.deepEqual(events, ["write", "sync", "write", "sync"]);
-    // Entries are synced before their save resolves even when asked otherwise.
-    events.length = 0;
-    await wal.save(undefined, ents(3, 1, 1), undefined, { sync: false });
-    assert.deepEqual(events, ["write", "sync"]);
-    await wal.close();
-    const { wal: w2, state } = await Wal.open(dir);
-    assert.equal(state.hardState.commit, 1);
-    assert.equal(state.lastIndex, 3);
-    await w2.close();
-  });
-
   it("rotates into new segments named <seq>-<firstIndex> and reads old entries back", async () => {
     const dir = join(tmp(), "wal");
     const { wal } = await Wal.open(dir, { segmentBytes: 4096, maxWals: 0 });
