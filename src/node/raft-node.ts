@@ -1012,7 +1012,10 @@ export class RaftNode {
         marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
       );
     } else {
-      // Nothing to write: still let timers and I/O run between Readies, as a WAL write would.
+      // Nothing to write: still give the transport its turn (it flushes on setImmediate), as a
+      // WAL write would, so that this Ready's messages leave before a conf change applied below
+      // removes their peer: a member being removed must still hear the commit that removes it
+      // (without this, test/node/membership.test.ts's joint replacement never completes there).
       await new Promise<void>((r) => setImmediate(r));
     }
     if (rd.snapshot !== undefined && marker !== undefined) {
