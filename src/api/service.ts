@@ -5,6 +5,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { NexusError } from "../errors/index.js";
 import type { Replicator, ReadConsistency } from "../node/replicator.js";
+import { writeTrace } from "../node/write-trace.js";
 import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
@@ -151,9 +152,11 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
           };
         },
         async save(req) {
+          const receivedAt = writeTrace?.now();
           try {
             checkSize(req.data, req.args, o.maxRequestBytes);
             const res = await r.save(req.data, { args: argsOf(req.args) });
+            if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {
             throw toConnectError(err);

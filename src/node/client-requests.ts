@@ -12,6 +12,7 @@ import type { Message } from "../raft/types.js";
 import type { ApplyResult } from "../store/store.js";
 import type { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
+import { writeTrace } from "./write-trace.js";
 import type { PayloadKind } from "./entry-payload.js";
 import { nexusErrorOfRaft } from "./raft-errors.js";
 import { IndexWaiters, Waiters } from "./waiters.js";
@@ -68,6 +69,7 @@ export class ClientRequests {
             "it may or may not take effect; read before retrying",
         ),
     );
+    writeTrace?.proposedWrite(key);
     try {
       this.o.raw.propose(payload);
     } catch (err) {

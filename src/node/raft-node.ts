@@ -19,7 +19,7 @@ import { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
-import type { ConfState, Entry, Message, NodeId, Snapshot } from "../raft/types.js";
+import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
 import { createSeededRandom } from "../raft/random.js";
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
@@ -27,6 +27,7 @@ import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
 import type { ApplyResult } from "../store/store.js";
 import { Applier } from "./applier.js";
 import { requestKey } from "./entry-payload.js";
+import { writeTrace } from "./write-trace.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import type { MonotonicClock } from "./leader-lease.js";
@@ -56,6 +57,8 @@ export class RaftNode {
   private readonly applier: Applier;
   private readonly opts: RaftNodeOptions;
   private readonly logger: NexusLogger;
+  /** The newest hard state not yet in the WAL: one that only moved the commit index. */
+  private unsavedHardState: HardState | undefined;
   /** Writes and reads in flight on this node, and reads waiting for an applied index. */
   private readonly requests: ClientRequests;
   /** Membership changes proposed here, until they are applied. */
@@ -209,9 +212,12 @@ export class RaftNode {
     const applier = new Applier(
       opts.store,
       {
-        onResult: (payload, _index, result) => {
+        onResult: (payload, index, result) => {
           if (payload.kind === "check-report") holder.node?.checker.onReport(payload);
-          else holder.node?.requests.saved(payload.requestId, result);
+          else {
+            writeTrace?.applied(requestKey(payload.requestId), index);
+            holder.node?.requests.saved(payload.requestId, result);
+          }
         },
         onCheck: async (payload, index, outcomes) =>
           holder.node?.checker.onCheck(payload, index, outcomes),
@@ -469,6 +475,7 @@ export class RaftNode {
     this.opts.transport.send(rd.persistedMessages);
     for (const e of rd.committedEntries) if (e.type === "conf-change") this.applyConfChange(e);
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot);
+    writeTrace?.committed(rd.committedEntries);
     this.applier.enqueue({ entries: rd.committedEntries });
     this.settleReads(rd.readStates);
     if (rd.softState !== undefined && rd.softState.lead !== this.knownLead) {
@@ -501,11 +508,23 @@ export class RaftNode {
       rd.snapshot === undefined
         ? undefined
         : { index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term };
-    if (rd.hardState !== undefined || rd.entries.length > 0 || marker !== undefined) {
-      await this.wal.save(rd.hardState, rd.entries, marker);
+    // A hard state whose only change is a new commit index (rd.mustSync false) is not written on
+    // its own: commitIndex is volatile (Raft §5.3; recovery clamps a stale one), and a write of it
+    // would cost an fdatasync between commit and apply. It goes with the next save.
+    const hardState = rd.hardState ?? this.unsavedHardState;
+    this.unsavedHardState = rd.mustSync ? undefined : hardState;
+    if (rd.mustSync) {
+      writeTrace?.walStart(rd.entries);
+      await this.wal.save(hardState, rd.entries, marker);
+      writeTrace?.walDone(rd.entries);
       this.opts.crash?.(
         marker === undefined ? "node.ready-after-wal-save" : "node.receive-after-snapshot-marker",
       );
+    } else {
+      // Nothing to write: still give the transport its turn (it flushes on setImmediate), as a
+      // WAL write would, so that this Ready's messages leave before a conf change applied below
+      // removes their peer: a member being removed must still hear the commit that removes it.
+      await new Promise<void>((r) => setImmediate(r));
     }
     if (rd.snapshot !== undefined && marker !== undefined) {
       this.snapshots.covered(marker);

@@ -215,6 +215,9 @@ function approxSize(m: Message): number {
  * called in the same turn as the `close` of a stream the peer reset while another stream of the
  * session is open (test/transport/hostile-input.test.ts has the case).
  */
+/** How long a removed peer's connection stays open for what was written to it. */
+const REMOVED_PEER_GRACE_MS = 1000;
+
 export function destroySoon(s: http2.Http2Session): void {
   setImmediate(() => s.destroy());
 }
@@ -459,11 +462,27 @@ export class Http2Transport {
     });
   }
 
+  /**
+   * Forgets a peer. What is queued for it is written first and the connection closed gently,
+   * after a grace period: a member being removed must still hear the commit that removes it (sent
+   * in the same Ready whose conf change removes the peer), or it would campaign on without ever
+   * learning it left.
+   */
   removePeer(id: NodeId): void {
     const p = this.peers.get(id);
     if (p === undefined) return;
+    if (p.queue.length > 0 && !p.draining) this.flush(p);
     this.peers.delete(id);
-    this.disconnect(p);
+    const stream = p.stream;
+    const session = p.session;
+    p.stream = undefined;
+    p.session = undefined;
+    p.queue = [];
+    p.queuedBytes = 0;
+    stream?.end();
+    if (session !== undefined) {
+      setTimeout(() => session.destroy(), REMOVED_PEER_GRACE_MS).unref();
+    }
   }
 
   hasPeer(id: NodeId): boolean {
