@@ -13,6 +13,7 @@
  * A failed backup or upload is logged and counted; it never stops the node.
  */
 import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -153,6 +154,7 @@ export interface PeriodicBackupsOptions {
 export class PeriodicBackups {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private uploading: ChildProcess | undefined;
   private stopped = false;
 
   constructor(private readonly o: PeriodicBackupsOptions) {}
@@ -296,6 +298,7 @@ export class PeriodicBackups {
         const p = spawn("/bin/sh", ["-c", `${cmd} "$1"`, "nexus-backup-upload", file], {
           stdio: ["ignore", "ignore", "pipe"],
         });
+        this.uploading = p;
         let stderr = "";
         p.stderr.on("data", (b: Buffer) => {
           if (stderr.length < 4096) stderr += b.toString();
@@ -306,6 +309,7 @@ export class PeriodicBackups {
         );
       },
     );
+    this.uploading = undefined;
     const ms = Date.now() - started;
     const ok = result.code === 0;
     this.o.metrics?.backupUploaded(ms, ok);
@@ -324,10 +328,14 @@ export class PeriodicBackups {
     }
   }
 
-  /** Ends the schedule; a backup in progress is abandoned (its temporary file removed). */
+  /**
+   * Ends the schedule; a backup in progress is abandoned (its temporary file removed) and an
+   * upload command still running is sent SIGTERM.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.uploading?.kill("SIGTERM");
     await this.running;
   }
 }
