@@ -147,9 +147,34 @@ export interface PeriodicBackupsOptions {
 }
 
 /**
- * The schedule of one node. start() checks the folder and removes temporary files a crash left;
- * stop() ends the schedule and a backup in progress (its temporary file removed) and waits for an
- * upload under way.
+ * Makes the backup folder, checks it is writable and removes the temporary backups a crash left
+ * there: before the node starts. Throws FlagError when the folder cannot be made or written to.
+ */
+export async function prepareBackupDir(
+  config: PeriodicBackupConfig,
+  logger: NexusLogger,
+): Promise<void> {
+  const dir = config.dir;
+  try {
+    await mkdir(dir, { recursive: true });
+    if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error(), { code: "ENOTDIR" });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new FlagError(
+      `flag -backup-dir ${dir} is not a folder this node can write to (${code}): give another folder or fix its permissions`,
+    );
+  }
+  for (const name of await readdir(dir)) {
+    if (!isBackupFileName(name, true)) continue;
+    await rm(join(dir, name), { force: true });
+    logger.warn({ file: join(dir, name) }, "removed a backup cut short by a crash");
+  }
+}
+
+/**
+ * The schedule of one node (its folder prepared by prepareBackupDir). stop() ends the schedule
+ * and a backup in progress (its temporary file removed) and waits for an upload under way.
  */
 export class PeriodicBackups {
   private timer: NodeJS.Timeout | undefined;
@@ -159,27 +184,8 @@ export class PeriodicBackups {
 
   constructor(private readonly o: PeriodicBackupsOptions) {}
 
-  /**
-   * Makes the folder, checks it is writable, removes leftover temporary backups, then schedules.
-   * Throws FlagError when the folder cannot be made or written to.
-   */
-  async start(): Promise<void> {
-    const dir = this.o.config.dir;
-    try {
-      await mkdir(dir, { recursive: true });
-      if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error(), { code: "ENOTDIR" });
-      await access(dir, constants.W_OK);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? "error";
-      throw new FlagError(
-        `flag -backup-dir ${dir} is not a folder this node can write to (${code}): give another folder or fix its permissions`,
-      );
-    }
-    for (const name of await readdir(dir)) {
-      if (!isBackupFileName(name, true)) continue;
-      await rm(join(dir, name), { force: true });
-      this.o.logger.warn({ file: join(dir, name) }, "removed a backup cut short by a crash");
-    }
+  /** Takes a backup at the end of every interval while this node is the leader. */
+  start(): void {
     this.schedule();
   }
 

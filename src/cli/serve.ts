@@ -39,6 +39,7 @@ import {
   PERIODIC_BACKUP_FLAGS,
   PeriodicBackups,
   periodicBackupConfigOf,
+  prepareBackupDir,
 } from "./periodic-backups.js";
 import type { PeriodicBackupConfig } from "./periodic-backups.js";
 
@@ -233,6 +234,16 @@ async function serveLocked(
       return EXIT.USAGE;
     }
   }
+  // The periodic backups' folder, checked (and a crash's leftovers removed) before anything runs.
+  if (extra.backups !== undefined) {
+    try {
+      await prepareBackupDir(extra.backups, logger);
+    } catch (err) {
+      if (!(err instanceof FlagError)) throw err;
+      io.err(`${p.name}: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+  }
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
   let early: NodeJS.Signals | undefined;
@@ -358,16 +369,7 @@ async function serveLocked(
       nexusVersion: packageInfo().version,
       source: `${cfg.grpcHost}:${api.port}`,
     });
-    try {
-      await periodic.start();
-    } catch (err) {
-      if (!(err instanceof FlagError)) throw err;
-      io.err(`${p.name}: ${err.message}\n`);
-      await api.close(1000).catch(() => undefined);
-      await ops.close().catch(() => undefined);
-      await rep.stop().catch(() => undefined);
-      return EXIT.USAGE;
-    }
+    periodic.start();
   }
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"];
   let onSignal: (s: NodeJS.Signals) => void = () => {};
