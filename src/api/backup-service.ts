@@ -67,6 +67,16 @@ export function backupRoutes(r: Replicator, router: ConnectRouter): ConnectRoute
         };
         const hash = createHash("sha256");
         let bytes = 0;
+        // Small chunks (a store streaming a key or a row at a time) are gathered into messages
+        // of about MAX_CHUNK_BYTES: one message per key would cost more than the key.
+        let pending: Buffer[] = [];
+        let pendingBytes = 0;
+        const gathered = (): Chunk => {
+          const value = Buffer.concat(pending, pendingBytes);
+          pending = [];
+          pendingBytes = 0;
+          return { kind: { case: "data", value } };
+        };
         for (;;) {
           let next: IteratorResult<Uint8Array>;
           try {
@@ -76,13 +86,22 @@ export function backupRoutes(r: Replicator, router: ConnectRouter): ConnectRoute
           }
           if (next.done === true) break;
           const chunk = next.value;
+          hash.update(chunk);
+          bytes += chunk.length;
+          if (pendingBytes > 0 && pendingBytes + chunk.length >= MAX_CHUNK_BYTES) {
+            yield gathered();
+          }
+          if (chunk.length < MAX_CHUNK_BYTES) {
+            pending.push(Buffer.from(chunk));
+            pendingBytes += chunk.length;
+            continue;
+          }
           for (let at = 0; at < chunk.length; at += MAX_CHUNK_BYTES) {
             const part = chunk.subarray(at, Math.min(chunk.length, at + MAX_CHUNK_BYTES));
-            hash.update(part);
-            bytes += part.length;
             yield { kind: { case: "data", value: part } };
           }
         }
+        if (pendingBytes > 0) yield gathered();
         finished = true;
         yield {
           kind: {
