@@ -18,6 +18,8 @@ export type {
   ReadConsistency,
   ConsistencyCheckResult,
   ReplicatedBackup,
+  RestoreOptions,
+  RestoreResult,
   MemberConsistency,
   MemberList,
   CallOptions,

@@ -11,6 +11,7 @@
  * Proposals are resolved when the entry is applied on this node, with the store's result.
  */
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { NexusError, StoppedError, UnknownOutcomeError } from "../errors/index.js";
 import { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
@@ -27,6 +28,7 @@ import type { WalOptions } from "../storage/wal.js";
 import type { CrashHook } from "../storage/crash-points.js";
 import type { ApplyResult, Store } from "../store/store.js";
 import { Applier } from "./applier.js";
+import { RestoreStaging } from "./restore-staging.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
@@ -363,6 +365,11 @@ export class RaftNode {
       },
     });
     const holder: { node?: RaftNode } = {};
+    const staging = await RestoreStaging.open(
+      join(opts.snapDir, "restore-staging"),
+      position,
+      logger,
+    );
     const applier = new Applier(
       opts.store,
       {
@@ -381,6 +388,9 @@ export class RaftNode {
       },
       logger,
       position,
+      undefined,
+      undefined,
+      staging,
     );
     applier.crash = crash;
     const node = new RaftNode(opts, raw, wal, storage, applier);
@@ -578,7 +588,7 @@ export class RaftNode {
           let requestId: Uint8Array;
           try {
             const p = decodeEntryPayload(e.data);
-            if (p.kind !== "command") continue;
+            if (p.kind === "check" || p.kind === "check-report") continue;
             requestId = p.requestId;
           } catch {
             continue;
@@ -653,12 +663,13 @@ export class RaftNode {
   async propose(
     data: Uint8Array,
     args: Readonly<Record<string, string>> = {},
+    kind: "command" | "restore-chunk" | "restore-commit" | "restore-abort" = "command",
   ): Promise<ApplyResult> {
     if (this.stopped) throw this.fatal ?? new StoppedError();
     const requestId = new Uint8Array(randomBytes(16));
     const key = requestKey(requestId);
     const payload = encodeEntryPayload({
-      kind: "command",
+      kind,
       requestId,
       timestampMs: Date.now(),
       seed: randomBytes(6).readUIntLE(0, 6),
@@ -736,8 +747,13 @@ export class RaftNode {
     const started = Date.now();
     const backup = await this.opts.store.backup();
     const p = backup.position;
-    if (p.index <= this.lastSnapshotIndex || p.index > this.storage.lastIndex()) {
-      // Nothing new to snapshot: abandon the backup stream.
+    if (
+      p.index <= this.lastSnapshotIndex ||
+      p.index > this.storage.lastIndex() ||
+      this.applier.restoreOpenAt(p.index)
+    ) {
+      // Nothing new to snapshot, or a restore is being staged there (restore-staging.ts: no
+      // snapshot inside one): abandon the backup stream.
       await backup.stream[Symbol.asyncIterator]().return?.();
       return;
     }
