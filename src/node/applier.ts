@@ -353,7 +353,7 @@ export class Applier {
       const started = Date.now();
       this.crash?.("node.apply-before-store");
       await this.watch({ what: "snapshot", first: at.index, last: at.index }, () =>
-        this.store.restore(at, decision.data),
+        this.store.restore(at, decision.data, decision.from),
       );
       this.crash?.("node.apply-after-store");
       await this.staging?.committed(at.index);

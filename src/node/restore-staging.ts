@@ -72,7 +72,13 @@ export type RestoreOutcome =
 
 /** A commit entry's decision: a stream to restore the store from, or a refusal. */
 export type CommitDecision =
-  | { readonly ok: true; readonly data: AsyncIterable<Uint8Array>; readonly bytes: number }
+  | {
+      readonly ok: true;
+      readonly data: AsyncIterable<Uint8Array>;
+      readonly bytes: number;
+      /** Where the backup was taken (its header): the store checks the data against it. */
+      readonly from: AppliedPosition;
+    }
   | { readonly ok: false; readonly outcome: RestoreOutcome & { restored: false } };
 
 /** The fields a restore entry's args carry. */
@@ -82,6 +88,15 @@ export const RESTORE_ARGS = {
   bytes: "restore.bytes",
   sha256: "restore.sha256",
 } as const;
+
+const REFUSAL_TEXT: Record<BackupFileError["reason"], string> = {
+  "not-a-backup": "the file is not a Nexus backup",
+  "newer-version":
+    "the backup was written by a newer nexus-raft (a newer format): restore it with that version",
+  damaged: "the backup is damaged (a checksum does not match): take a new backup or another copy",
+  truncated: "the backup is cut short: take a new backup or another copy",
+  "trailing-bytes": "the backup has bytes after its end: take a new backup or another copy",
+};
 
 const ID_RE = /^[0-9a-f]{32}$/;
 const HEX64_RE = /^[0-9a-f]{64}$/;
@@ -294,8 +309,10 @@ export class RestoreStaging {
           "applying is retried: check the disk, or rebuild this replica (removeNode, addNode)",
       );
     }
+    let from: AppliedPosition;
     try {
       const v = await verifyBackupFile(file);
+      from = { index: v.header.index, term: v.header.term };
       if (v.header.storeKind !== storeKind) {
         return refuse(
           "wrong-store-kind",
@@ -311,13 +328,15 @@ export class RestoreStaging {
             : err.reason === "not-a-backup"
               ? "not-a-backup"
               : "damaged";
-        return refuse(reason, `${err.message}; nothing changed`);
+        // Not err.message: it names this replica's path, and the outcome must be the same bytes
+        // on every replica (consistency checks hash it).
+        return refuse(reason, `${REFUSAL_TEXT[err.reason]}; nothing changed`);
       }
       throw err;
     }
     await this.save({ ...this.state, committing: e.index });
     const opened = await openBackupFile(file);
-    return { ok: true, data: opened.data, bytes: o.size };
+    return { ok: true, data: opened.data, bytes: o.size, from };
   }
 
   /** The store now holds the restore committed at `index`: drop its staging. */
