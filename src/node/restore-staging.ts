@@ -242,6 +242,7 @@ export class RestoreStaging {
         open: { id: f.id, term, beginIndex: index, size: p.data.byteLength },
         committing: undefined,
       });
+      this.logger.info({ id: f.id, index, term }, "restore staging began");
       return;
     }
     if (o === undefined || o.id !== f.id) return;
