@@ -23,6 +23,7 @@ export interface RestoreProposer {
     data: Uint8Array,
     args: Readonly<Record<string, string>>,
     kind: "restore-chunk" | "restore-commit" | "restore-abort",
+    timeoutMs?: number,
   ): Promise<ApplyResult>;
 }
 
@@ -81,6 +82,7 @@ export async function restoreIntoCluster(
   maxChunkBytes: number,
   logger: NexusLogger,
   opts: RestoreOptions = {},
+  replTimeoutMs = 5000,
 ): Promise<RestoreResult> {
   const verified = await verifyBackupFile(file);
   const h = verified.header;
@@ -150,6 +152,9 @@ export async function restoreIntoCluster(
       [RESTORE_ARGS.sha256]: hash.digest("hex"),
     },
     "restore-commit",
+    // The commit waits for the store's restore on this node: the replication timeout plus one
+    // second per MiB of backup (a large store takes a while to load).
+    replTimeoutMs + Math.ceil(total / (1024 * 1024)) * 1000,
   );
   const o = parseOutcome(r);
   if (!o.restored) throw new NexusError(REFUSAL_CODES[o.reason], `restore refused: ${o.message}`);

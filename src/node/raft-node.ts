@@ -664,6 +664,7 @@ export class RaftNode {
     data: Uint8Array,
     args: Readonly<Record<string, string>> = {},
     kind: "command" | "restore-chunk" | "restore-commit" | "restore-abort" = "command",
+    timeoutMs: number = this.opts.replTimeoutMs,
   ): Promise<ApplyResult> {
     if (this.stopped) throw this.fatal ?? new StoppedError();
     const requestId = new Uint8Array(randomBytes(16));
@@ -678,10 +679,10 @@ export class RaftNode {
     });
     const result = this.saves.wait(
       key,
-      this.opts.replTimeoutMs,
+      timeoutMs,
       () =>
         new UnknownOutcomeError(
-          `the write was proposed but not applied within ${this.opts.replTimeoutMs} ms: ` +
+          `the write was proposed but not applied within ${timeoutMs} ms: ` +
             "it may or may not take effect; read before retrying",
         ),
     );

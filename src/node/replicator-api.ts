@@ -263,7 +263,8 @@ export interface Replicator {
    * and committed. Refused with nothing changed on any replica: CORRUPTED (damaged file),
    * INVALID_ARGUMENT (another store kind, a newer format), PROPOSAL_DROPPED or NO_LEADER (the
    * chunk stream was interrupted: run it again). UNKNOWN_OUTCOME when the commit was proposed but
-   * not applied here within replTimeoutMs (it may still take effect: look before running again).
+   * not applied here within replTimeoutMs plus 1 s per MiB of backup (it may still take effect:
+   * look before running again).
    */
   restore(
     source: string | AsyncIterable<Uint8Array>,

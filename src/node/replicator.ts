@@ -347,7 +347,15 @@ class ReplicatorImpl implements Replicator {
     // Room for the chunk's args in a request of at most maxRequestBytes.
     const maxChunk = this.o.maxRequestBytes - 1024;
     if (typeof source === "string") {
-      return restoreIntoCluster(node, this.o.store.kind, source, maxChunk, this.o.logger, opts);
+      return restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        source,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
     }
     // A stream (the gRPC call): kept in a file first, checked whole before anything is proposed.
     const dir = join(this.o.snapDir, "restore-incoming");
@@ -367,7 +375,15 @@ class ReplicatorImpl implements Replicator {
       } finally {
         await fh.close();
       }
-      return await restoreIntoCluster(node, this.o.store.kind, file, maxChunk, this.o.logger, opts);
+      return await restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        file,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
     } finally {
       await rm(file, { force: true });
     }
