@@ -19,6 +19,8 @@ export type {
   ReadConsistency,
   ConsistencyCheckResult,
   ReplicatedBackup,
+  RestoreOptions,
+  RestoreResult,
   MemberConsistency,
   MemberList,
   CallOptions,

@@ -13,6 +13,8 @@ import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
 import { OUTPUT_FLAG, outputFormat } from "./output.js";
 import type { Io } from "./serve.js";
+import { askOnStdin, parseRestoreArgs, runReplRestore } from "./repl-restore.js";
+import type { Ask } from "./repl-restore.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 import { snapshotPercent } from "../node/member-progress.js";
 import type { MemberSnapshotProgress } from "../node/replicator.js";
@@ -52,6 +54,8 @@ export function replUsage(name: string): string {
     "replaceNode <oldAddr> <newAddr> [--no-probe]  (one joint-consensus change)\n" +
     "transferLeader [<nodeAddr>]                   (to the given or the most up-to-date voter)\n" +
     "checkConsistency                              (digest every replica's store at one index now)\n" +
+    "restore <file> [-y|--yes]                     (replace the cluster's state with a backup, on\n" +
+    "    every replica at one log index; asks first unless --yes)\n" +
     "mysql load <expression>\n" +
     "mysql save <expression>\n" +
     "redis load db.index=<num> <expression>\n" +
@@ -303,7 +307,12 @@ async function waitForCatchUp(
 }
 
 /** Runs repl; resolves with the exit code. */
-export async function runRepl(argv: readonly string[], io: Io, name = "repl"): Promise<number> {
+export async function runRepl(
+  argv: readonly string[],
+  io: Io,
+  name = "repl",
+  ask: Ask = askOnStdin,
+): Promise<number> {
   let flags: ReturnType<typeof parseFlags>;
   try {
     flags = parseFlags(argv, FLAGS, { allowPositionals: true, stopAtPositional: true });
@@ -429,6 +438,11 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
         io.out(`Leadership transferred to ${to}\n`);
         await printMembers(client, io);
         return EXIT.OK;
+      }
+      case "restore": {
+        const ra = parseRestoreArgs(args);
+        if (typeof ra === "string") throw new UsageError(ra);
+        return await runReplRestore(address, ra, io, clientSecurityOf(flags), ask, name);
       }
       case "checkconsistency": {
         if (args.length > 0) throw new UsageError("checkConsistency takes no arguments");

@@ -26,6 +26,9 @@ export interface ClientRequestsOptions {
   readonly schedule: () => void;
 }
 
+/** What a caller may propose: a user's write, or the steps of a restore into the running cluster. */
+export type ProposalKind = "command" | "restore-chunk" | "restore-commit" | "restore-abort";
+
 export class ClientRequests {
   private readonly o: ClientRequestsOptions;
   private readonly saves = new Waiters<ApplyResult>();
@@ -47,13 +50,17 @@ export class ClientRequests {
    * applied), NO_LEADER / PROPOSAL_DROPPED if the core refused it (nothing was written), or
    * STOPPED.
    */
-  async propose(data: Uint8Array, args: Readonly<Record<string, string>>): Promise<ApplyResult> {
+  async propose(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>>,
+    kind: ProposalKind = "command",
+    replTimeoutMs: number = this.o.replTimeoutMs,
+  ): Promise<ApplyResult> {
     this.running();
-    const { replTimeoutMs } = this.o;
     const requestId = new Uint8Array(randomBytes(16));
     const key = requestKey(requestId);
     const payload = encodeEntryPayload({
-      kind: "command",
+      kind,
       requestId,
       timestampMs: Date.now(),
       seed: randomBytes(6).readUIntLE(0, 6),
@@ -183,7 +190,7 @@ export class ClientRequests {
           let requestId: Uint8Array;
           try {
             const p = decodeEntryPayload(e.data);
-            if (p.kind !== "command") continue;
+            if (p.kind === "check" || p.kind === "check-report") continue;
             requestId = p.requestId;
           } catch {
             continue;

@@ -15,6 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { NexusError, StoppedError } from "../errors/index.js";
+import { join } from "node:path";
 import { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
@@ -26,6 +27,8 @@ import type { Wal } from "../storage/wal.js";
 import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
 import type { ApplyResult } from "../store/store.js";
 import { Applier } from "./applier.js";
+import { RestoreStaging } from "./restore-staging.js";
+import type { ProposalKind } from "./client-requests.js";
 import { requestKey } from "./entry-payload.js";
 import { writeTrace } from "./write-trace.js";
 import type { NexusLogger } from "./options.js";
@@ -113,7 +116,15 @@ export class RaftNode {
     this.directory = new MemberDirectory(opts.id, opts.transport, this.logger);
     this.members = this.directory.urls;
     this.snapshots = new SnapshotManager(
-      { ...opts, storage, wal, snapshotter, members: this.directory, logger: this.logger },
+      {
+        ...opts,
+        storage,
+        wal,
+        snapshotter,
+        members: this.directory,
+        logger: this.logger,
+        restoreOpenAt: (index) => applier.restoreOpenAt(index),
+      },
       () => this.stopped,
       newest,
     );
@@ -209,6 +220,11 @@ export class RaftNode {
       },
     });
     const holder: { node?: RaftNode } = {};
+    const staging = await RestoreStaging.open(
+      join(opts.snapDir, "restore-staging"),
+      position,
+      logger,
+    );
     const applier = new Applier(
       opts.store,
       {
@@ -230,6 +246,9 @@ export class RaftNode {
       },
       logger,
       position,
+      undefined,
+      undefined,
+      staging,
     );
     applier.crash = opts.crash;
     const node = new RaftNode(opts, raw, wal, storage, applier, snapshotter, newest);
@@ -387,8 +406,13 @@ export class RaftNode {
    * Proposes a write; resolves with the store's result once applied here. UNKNOWN_OUTCOME at
    * replTimeoutMs, NO_LEADER / PROPOSAL_DROPPED, STOPPED (ClientRequests.propose).
    */
-  propose(data: Uint8Array, args: Readonly<Record<string, string>> = {}): Promise<ApplyResult> {
-    return this.requests.propose(data, args);
+  propose(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>> = {},
+    kind: ProposalKind = "command",
+    timeoutMs: number = this.opts.replTimeoutMs,
+  ): Promise<ApplyResult> {
+    return this.requests.propose(data, args, kind, timeoutMs);
   }
 
   /** A linearizable read point (ReadIndex, thesis §6.4; ClientRequests.readBarrier). */

@@ -4,6 +4,9 @@
  */
 import type { NodeId } from "../raft/types.js";
 import type { NodeEventMap } from "./node-events.js";
+import type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
+
+export type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
 
 /** How a read is served. */
 export type ReadConsistency = "linearizable" | "lease" | "local";
@@ -269,6 +272,21 @@ export interface Replicator {
    * up this node's store as it is. Consume `stream` fully or call `return()` on its iterator.
    */
   backup(opts?: { consistency?: "linearizable" | "local" }): Promise<ReplicatedBackup>;
+  /**
+   * Replaces the replicated state with a backup (a file written by `nexus backup`, or its bytes
+   * as a stream), on every replica at one log index: the commit entry's, returned. Saves
+   * committed before that index are replaced; saves after it apply to the restored state. The
+   * file is checked here first; then it is replicated in chunks (each staged on every replica)
+   * and committed. Refused with nothing changed on any replica: CORRUPTED (damaged file),
+   * INVALID_ARGUMENT (another store kind, a newer format), PROPOSAL_DROPPED or NO_LEADER (the
+   * chunk stream was interrupted: run it again). UNKNOWN_OUTCOME when the commit was proposed but
+   * not applied here within replTimeoutMs plus 1 s per MiB of backup (it may still take effect:
+   * look before running again).
+   */
+  restore(
+    source: string | AsyncIterable<Uint8Array>,
+    opts?: RestoreOptions,
+  ): Promise<RestoreResult>;
   /**
    * Reads the peer TLS files again (the node also does when they change): new peer connections use
    * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the

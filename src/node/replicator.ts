@@ -11,7 +11,9 @@
  * ```
  */
 import { startLeaderPlacement } from "./leader-placement.js";
-import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { NexusError, StoreError } from "../errors/index.js";
 import type { Message, NodeId } from "../raft/types.js";
@@ -69,6 +71,8 @@ export type {
   MemberConsistency,
   ConsistencyCheckResult,
   ReplicatedBackup,
+  RestoreOptions,
+  RestoreResult,
   Replicator,
 } from "./replicator-api.js";
 import type {
@@ -87,7 +91,10 @@ import type {
   ConsistencyCheckResult,
   ReplicatedBackup,
   Replicator,
+  RestoreOptions,
+  RestoreResult,
 } from "./replicator-api.js";
+import { restoreIntoCluster } from "./cluster-restore.js";
 
 /** How often the leader looks at how far members are behind, for its catch-up log. */
 const CATCH_UP_SAMPLE_MS = 5000;
@@ -372,6 +379,58 @@ class ReplicatorImpl implements Replicator {
       members,
       stream: b.stream,
     };
+  }
+
+  async restore(
+    source: string | AsyncIterable<Uint8Array>,
+    opts: RestoreOptions = {},
+  ): Promise<RestoreResult> {
+    opts.signal?.throwIfAborted();
+    const node = this.running();
+    this.checkStore();
+    // Room for the chunk's args in a request of at most maxRequestBytes.
+    const maxChunk = this.o.maxRequestBytes - 1024;
+    if (typeof source === "string") {
+      return restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        source,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
+    }
+    // A stream (the gRPC call): kept in a file first, checked whole before anything is proposed.
+    const dir = join(this.o.snapDir, "restore-incoming");
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${randomBytes(8).toString("hex")}.nexusbak`);
+    try {
+      const fh = await open(file, "w");
+      try {
+        for await (const chunk of source) {
+          opts.signal?.throwIfAborted();
+          let at = 0;
+          while (at < chunk.byteLength) {
+            const { bytesWritten } = await fh.write(chunk, at, chunk.byteLength - at);
+            at += bytesWritten;
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+      return await restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        file,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
+    } finally {
+      await rm(file, { force: true });
+    }
   }
 
   listMembers(): MemberList {

@@ -37,6 +37,8 @@ export interface SnapshotManagerOptions {
   readonly snapshotCatchUpEntries: number;
   readonly logger: NexusLogger;
   readonly crash?: CrashHook | undefined;
+  /** Whether a restore is being staged at this index (restore-staging.ts: no snapshot inside one). */
+  readonly restoreOpenAt?: (index: number) => boolean;
 }
 
 export class SnapshotManager {
@@ -89,8 +91,13 @@ export class SnapshotManager {
     const started = Date.now();
     const backup = await this.o.store.backup();
     const p = backup.position;
-    if (p.index <= this.lastSnapshotIndex || p.index > storage.lastIndex()) {
-      // Nothing new to snapshot: abandon the backup stream.
+    if (
+      p.index <= this.lastSnapshotIndex ||
+      p.index > storage.lastIndex() ||
+      this.o.restoreOpenAt?.(p.index) === true
+    ) {
+      // Nothing new to snapshot, or a restore is being staged there (restore-staging.ts: no
+      // snapshot inside one): abandon the backup stream.
       await backup.stream[Symbol.asyncIterator]().return?.();
       return;
     }
