@@ -5,7 +5,16 @@
  * before use, since it comes off the network.
  */
 import type { NodeId } from "../raft/types.js";
-import type { MemberInfo, MemberSnapshotProgress } from "./replicator.js";
+import type { Status } from "../raft/raw-node.js";
+import type {
+  ListMembersOptions,
+  MemberInfo,
+  MemberList,
+  MemberSnapshotProgress,
+  MembersWithProgress,
+} from "./replicator-api.js";
+import type { NexusLogger } from "./options.js";
+import { abortable } from "./retry.js";
 import type { SnapshotTransfer } from "./node-metrics.js";
 
 /** What a leader answers: its member list with progress, at its last index and term. */
@@ -117,4 +126,106 @@ export function decodeMemberProgress(bytes: Uint8Array): MemberProgressView {
     return { ...base, progress: { ...pr, snapshot } };
   });
   return { leader, term, lastIndex, joint, members: out };
+}
+
+/** What the member list needs from the running node. */
+export interface MemberSource {
+  status(): Status;
+  readonly members: ReadonlyMap<NodeId, string>;
+  heardRecently(id: NodeId): boolean;
+}
+
+/** This node's member list; with progress when it leads (only the leader tracks it). */
+export function memberListOf(
+  node: MemberSource,
+  selfId: NodeId,
+  transfers: readonly SnapshotTransfer[],
+): MemberList {
+  const st = node.status();
+  const joint = st.config.votersOutgoing.length > 0;
+  const learners = new Set(st.config.learners);
+  const ids = [
+    ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
+  ].sort();
+  const sending = transfers.filter((t) => t.direction === "send");
+  return {
+    leader: st.softState.lead,
+    joint,
+    members: ids.map((id) => {
+      const pr = st.progress?.get(id);
+      const self = id === selfId;
+      return {
+        id,
+        url: node.members.get(id) ?? "",
+        role: learners.has(id) ? "learner" : id === st.softState.lead ? "leader" : "follower",
+        ...(pr === undefined
+          ? {}
+          : {
+              progress: {
+                reachable: self || node.heardRecently(id),
+                match: self ? st.lastIndex : pr.match,
+                lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
+                ...snapshotProgressOf(id, pr, sending),
+              },
+            }),
+      };
+    }),
+  };
+}
+
+/** The member list with progress, encoded for a peer that asks; undefined unless this node leads. */
+export function progressViewOf(
+  node: MemberSource,
+  selfId: NodeId,
+  list: MemberList,
+): Uint8Array | undefined {
+  const st = node.status();
+  if (st.progress === undefined || st.softState.lead !== selfId) return undefined;
+  return encodeMemberProgress({
+    leader: selfId,
+    term: st.hardState.term,
+    lastIndex: st.lastIndex,
+    joint: list.joint,
+    members: list.members,
+  });
+}
+
+/**
+ * The members with the leader's progress: this node's own list when it leads, else the leader's
+ * answer over the peer transport (only from the leader this node follows, in its term or later);
+ * without one, this node's list without progress.
+ */
+export async function membersWithProgress(
+  local: MemberList,
+  st: Status,
+  selfId: NodeId,
+  transport: { requestProgress(peer: NodeId, timeoutMs: number): Promise<Uint8Array> } | undefined,
+  opts: ListMembersOptions,
+  logger: NexusLogger,
+): Promise<MembersWithProgress> {
+  if (st.progress !== undefined && local.leader === selfId) {
+    return { ...local, fromLeader: true, lastIndex: st.lastIndex };
+  }
+  const own = { ...local, fromLeader: false, lastIndex: -1 };
+  if (local.leader === "" || transport === undefined) return own;
+  try {
+    const view = decodeMemberProgress(
+      await abortable(transport.requestProgress(local.leader, opts.timeoutMs ?? 1000), opts.signal),
+    );
+    if (view.leader !== local.leader || view.term < st.hardState.term) return own;
+    return {
+      leader: view.leader,
+      members: view.members,
+      joint: view.joint,
+      fromLeader: true,
+      lastIndex: view.lastIndex,
+    };
+  } catch (err) {
+    if (opts.signal?.aborted === true) throw err;
+    logger.warn(
+      { leader: local.leader, error: (err as Error).message },
+      "could not get the members' progress from the leader",
+    );
+    return own;
+  }
 }

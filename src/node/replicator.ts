@@ -10,25 +10,18 @@
  * await r.stop();
  * ```
  */
-import { startLeaderPlacement } from "./leader-placement.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { NexusError, StoreError } from "../errors/index.js";
-import type { Message, NodeId } from "../raft/types.js";
-import { Http2Transport } from "../transport/http2-transport.js";
-import { PeerTls } from "../transport/peer-tls.js";
-import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
-import { RaftNode } from "./raft-node.js";
+import type { NodeId } from "../raft/types.js";
+import type { Http2Transport } from "../transport/http2-transport.js";
+import { checkMemberScheme } from "./peer-admission.js";
+import type { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
-import {
-  decodeMemberProgress,
-  encodeMemberProgress,
-  snapshotProgressOf,
-} from "./member-progress.js";
-import { SnapshotTransfers } from "./node-metrics.js";
+import { memberListOf, membersWithProgress, progressViewOf } from "./member-progress.js";
+import type { SnapshotTransfers } from "./node-metrics.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
 import {
@@ -45,10 +38,6 @@ import type { MembershipView } from "./membership-policy.js";
 import { abortable, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
-import { slowed } from "./test-hooks.js";
-import { tempFolders } from "./temp-dirs.js";
-import { ProgressBoard, storeWithProgress } from "./progress-board.js";
-import { CatchUpLog } from "./catch-up-log.js";
 
 export type {
   ReadConsistency,
@@ -95,9 +84,8 @@ import type {
   RestoreResult,
 } from "./replicator-api.js";
 import { restoreIntoCluster } from "./cluster-restore.js";
-
-/** How often the leader looks at how far members are behind, for its catch-up log. */
-const CATCH_UP_SAMPLE_MS = 5000;
+import { startNode } from "./node-startup.js";
+import type { StartedNode } from "./node-startup.js";
 
 const utf8 = new TextEncoder();
 
@@ -115,9 +103,8 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
-  private placement: { stop(): void } | undefined;
-  /** Samples members catching up, on the leader (catch-up-log.ts). */
-  private catchUpTimer: NodeJS.Timeout | undefined;
+  /** The running node's wiring (its timers stop with it). */
+  private started: StartedNode | undefined;
   /** Snapshot streams in flight (set at start). */
   private transfers: SnapshotTransfers | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
@@ -146,119 +133,16 @@ class ReplicatorImpl implements Replicator {
   async start(): Promise<void> {
     if (this.node !== undefined)
       throw new NexusError("INVALID_ARGUMENT", "the replicator is already started");
-    const o = this.o;
-    const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
-    if (temp.length > 0) {
-      o.logger.warn(
-        { folders: Object.fromEntries(temp) },
-        `WARNING: this node's data is under a temporary folder (${temp.map(([k, p]) => `${k} ${p}`).join(", ")}), ` +
-          "which a reboot or a temp cleaner may empty: the node would lose its log and rejoin with nothing. " +
-          "Give a lasting folder: option dataDir (-data-dir), or logDir and snapDir (-nexus-log-dir, -nexus-snap-dir)",
-      );
-    }
-    await mkdir(o.snapDir, { recursive: true });
-    await mkdir(o.logDir.replace(/\/[^/]+$/, ""), { recursive: true });
-    const holder: { node?: RaftNode } = {};
-    const pending: Message[][] = [];
-    const admission = new PeerAdmission(o.nodeId, () => holder.node);
-    const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
-    this.transfers = transfers;
-    const board = new ProgressBoard(o.logger);
-    const transport = new Http2Transport({
-      id: o.nodeId,
-      clusterName: o.clusterName,
-      selfUrl: o.nodeUrl.url,
-      idOfUrl: (url) => nodeIdOf(url),
-      ...(o.peerTls === undefined ? {} : { tls: PeerTls.load(o.peerTls, o.nodeUrl.url) }),
-      maxSnapshotBytes: o.maxSnapshotBytes,
-      // Room for the largest entry a request can make, and for batches of small ones.
-      maxFrameBytes: Math.max(64 * 1024 * 1024, 2 * o.maxRequestBytes + 1024 * 1024),
-      leaderPriority: o.leaderPriority,
-      listenHost: o.listenUrl.hostname,
-      listenPort: o.listenUrl.port,
-      handler: {
-        onMessages: (msgs) =>
-          holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
-        onUnreachable: (peer) => holder.node?.reportUnreachable(peer),
-        onDropped: (msgs) => holder.node?.reportDropped(msgs),
-        onSnapshot: async (m: Message, body: Readable) => {
-          if (holder.node === undefined) {
-            body.destroy();
-            throw new NexusError("STOPPED", "the node is starting; retry");
-          }
-          await holder.node.receiveSnapshot(m, transfers.track("receive", m, body));
-        },
-        onSnapshotStatus: (peer, status) => holder.node?.reportSnapshot(peer, status),
-        onProgressRequest: () => (holder.node === undefined ? undefined : this.progressView()),
-        admitsSender: (from) => admission.admitsSender(from),
-        checkSnapshot: (m) => admission.checkSnapshot(m),
-      },
-      openSnapshot: (m) => {
-        if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
-        const body = holder.node.openSnapshot(m);
-        const slowMs = this.testHooks?.slowSnapshotSendMs?.() ?? 0;
-        return transfers.track("send", m, slowMs > 0 ? slowed(body, slowMs) : body);
-      },
-      // Dead peer connections are found within about two election timeouts.
-      connectTimeoutMs: Math.max(2000, o.electionTickMs),
-      pingIntervalMs: Math.max(500, Math.round(o.electionTickMs / 2)),
-      pingTimeoutMs: Math.max(2000, 2 * o.electionTickMs),
-      logger: o.logger,
+    const started = await startNode(this.o, {
+      testHooks: this.testHooks,
+      events: this.events,
+      progressView: () => this.progressView(),
+      members: () => this.listMembers().members,
     });
-    await transport.start();
-    this.transport = transport;
-    const node = await RaftNode.open({
-      id: o.nodeId,
-      bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
-      walDir: o.logDir,
-      walOptions: { maxWals: o.maxWals, onSync: (ms, bytes) => o.metrics.walSynced(ms, bytes) },
-      snapDir: o.snapDir,
-      snapshotCount: o.snapshotCount,
-      snapshotCatchUpEntries: o.snapshotCatchUpEntries,
-      maxSnapshots: o.maxSnapshots,
-      // Restores and digests log their progress and show in /status (progress-board.ts).
-      store: storeWithProgress(o.store, board, o.snapDir),
-      transport,
-      heartbeatTickMs: o.heartbeatTickMs,
-      electionTick: o.electionTick,
-      replTimeoutMs: o.replTimeoutMs,
-      leaseBasedReads: o.leaseBasedReads,
-      leaseDriftMargin: o.leaseDriftMargin,
-      consistencyCheckIntervalMs: o.consistencyCheckIntervalMs,
-      onDivergence: o.onDivergence,
-      logger: o.logger,
-      ...(o.crash === undefined ? {} : { crash: o.crash }),
-      ...(this.testHooks === undefined ? {} : { testHooks: this.testHooks }),
-      onFatal: (err) => {
-        o.logger.error({ error: err.message }, "replicator stopped");
-        o.onFatal?.(err);
-      },
-    });
-    // Peers of the initial cluster are known before the log is applied.
-    for (const u of o.clusterUrls) {
-      const id = nodeIdOf(u);
-      if (id !== o.nodeId) transport.addPeer(id, u.url);
-    }
-    node.events.on("leader-change", (e) => this.events.emit("leader-change", e));
-    node.events.on("membership-change", (e) => this.events.emit("membership-change", e));
-    node.events.on("divergence", (e) => this.events.emit("divergence", e));
-    this.placement = startLeaderPlacement(o, node, transport, () => this.listMembers().members);
-    this.node = node;
-    holder.node = node;
-    const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
-    o.metrics.attach({
-      ...view,
-      transfers: () => transfers.list(),
-      longTasks: () => board.list(),
-    });
-    for (const m of pending) node.step(m);
-    node.start();
-    const catchUp = new CatchUpLog(o.logger);
-    this.catchUpTimer = setInterval(() => {
-      if (this.node !== node || node.status().softState.lead !== o.nodeId) return;
-      catchUp.sample(o.nodeId, this.listMembers().members, Date.now());
-    }, CATCH_UP_SAMPLE_MS);
-    this.catchUpTimer.unref();
+    this.started = started;
+    this.transport = started.transport;
+    this.transfers = started.transfers;
+    this.node = started.node;
   }
 
   private running(): RaftNode {
@@ -434,90 +318,24 @@ class ReplicatorImpl implements Replicator {
   }
 
   listMembers(): MemberList {
-    const node = this.running();
-    const st = node.status();
-    const joint = st.config.votersOutgoing.length > 0;
-    const learners = new Set(st.config.learners);
-    const ids = [
-      ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
-    ].sort();
-    const sending = (this.transfers?.list() ?? []).filter((t) => t.direction === "send");
-    return {
-      leader: st.softState.lead,
-      joint,
-      members: ids.map((id) => {
-        const pr = st.progress?.get(id);
-        const self = id === this.o.nodeId;
-        return {
-          id,
-          url: node.members.get(id) ?? "",
-          role: learners.has(id) ? "learner" : id === st.softState.lead ? "leader" : "follower",
-          ...(pr === undefined
-            ? {}
-            : {
-                progress: {
-                  reachable: self || node.heardRecently(id),
-                  match: self ? st.lastIndex : pr.match,
-                  lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
-                  ...snapshotProgressOf(id, pr, sending),
-                },
-              }),
-        };
-      }),
-    };
+    return memberListOf(this.running(), this.o.nodeId, this.transfers?.list() ?? []);
   }
 
   /** This node's member list with progress, encoded for a peer; undefined unless it leads. */
   private progressView(): Uint8Array | undefined {
-    const st = this.running().status();
-    if (st.progress === undefined || st.softState.lead !== this.o.nodeId) return undefined;
-    const { members, joint } = this.listMembers();
-    return encodeMemberProgress({
-      leader: this.o.nodeId,
-      term: st.hardState.term,
-      lastIndex: st.lastIndex,
-      joint,
-      members,
-    });
+    return progressViewOf(this.running(), this.o.nodeId, this.listMembers());
   }
 
   async listMembersWithProgress(opts: ListMembersOptions = {}): Promise<MembersWithProgress> {
     opts.signal?.throwIfAborted();
-    const local = this.listMembers();
-    const st = this.running().status();
-    if (st.progress !== undefined && local.leader === this.o.nodeId) {
-      return { ...local, fromLeader: true, lastIndex: st.lastIndex };
-    }
-    const own = { ...local, fromLeader: false, lastIndex: -1 };
-    const transport = this.transport;
-    if (local.leader === "" || transport === undefined) return own;
-    try {
-      const view = decodeMemberProgress(
-        await abortable(
-          transport.requestProgress(local.leader, opts.timeoutMs ?? 1000),
-          opts.signal,
-        ),
-      );
-      // Only an answer from the leader this node follows, in its term or later, is used.
-      if (view.leader !== local.leader || view.term < st.hardState.term) return own;
-      return {
-        leader: view.leader,
-        members: view.members,
-        joint: view.joint,
-        fromLeader: true,
-        lastIndex: view.lastIndex,
-      };
-    } catch (err) {
-      if (opts.signal?.aborted === true) throw err;
-      this.o.logger?.warn(
-        {
-          leader: local.leader,
-          error: (err as Error).message,
-        },
-        "could not get the members' progress from the leader",
-      );
-      return own;
-    }
+    return membersWithProgress(
+      this.listMembers(),
+      this.running().status(),
+      this.o.nodeId,
+      this.transport,
+      opts,
+      this.o.logger,
+    );
   }
 
   /** What this node knows about the membership now, for the membership policy. */
@@ -750,10 +568,8 @@ class ReplicatorImpl implements Replicator {
   async stop(): Promise<void> {
     const node = this.node;
     this.node = undefined;
-    this.placement?.stop();
-    this.placement = undefined;
-    clearInterval(this.catchUpTimer);
-    this.catchUpTimer = undefined;
+    this.started?.stopTimers();
+    this.started = undefined;
     await node?.stop();
     await this.transport?.stop();
     this.transport = undefined;
