@@ -4,7 +4,10 @@
  * membership bootstrapped into a new WAL and a store behind the snapshot restored from it.
  * Refuses a WAL that lost its entries beside a store that applied some.
  */
+import { randomBytes } from "node:crypto";
 import { NexusError } from "../errors/index.js";
+import { RawNode } from "../raft/raw-node.js";
+import { createSeededRandom } from "../raft/random.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import type { NodeId } from "../raft/types.js";
 import { DiskStorage } from "../storage/disk-storage.js";
@@ -107,4 +110,34 @@ export async function openDurableState(opts: DurableStateOptions): Promise<Durab
     position = { index: newest.meta.index, term: newest.meta.term };
   }
   return { wal, storage, snapshotter, newest, position };
+}
+
+/**
+ * The consensus core over the opened log view: ticks counted by the node's timer (a heartbeat per
+ * tick), ReadIndex reads (leases are kept on a monotonic clock by lease-upkeep.ts), a fresh random
+ * seed, and the core's log lines at debug (info) and warn.
+ */
+export function coreOf(
+  opts: { readonly id: NodeId; readonly electionTick: number },
+  storage: DiskStorage,
+  logger: NexusLogger,
+): RawNode {
+  return new RawNode({
+    id: opts.id,
+    electionTick: opts.electionTick,
+    heartbeatTick: 1,
+    storage,
+    // Conf changes after the snapshot are replayed into the core; the store skips what it has.
+    applied: storage.snapshot().metadata.index,
+    random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
+    // Leases are kept here on a monotonic clock; the core's tick-based lease is not used.
+    readOnlyOption: "safe",
+    // The core's warnings (a heartbeat committing past a repaired log, a follower that lost
+    // entries) say what recovery did; its info lines are debug here.
+    logger: {
+      debug: () => undefined,
+      info: (msg) => logger.debug({ from: "raft" }, msg),
+      warn: (msg) => logger.warn({ from: "raft" }, msg),
+    },
+  });
 }

@@ -13,15 +13,13 @@
  * The parts it drives each live in their own file: durable-state.ts (open), member-directory.ts,
  * snapshot-manager.ts, member-changes.ts, client-requests.ts (waiters), lease-upkeep.ts.
  */
-import { randomBytes } from "node:crypto";
 import { NexusError, StoppedError } from "../errors/index.js";
 import { join } from "node:path";
-import { RawNode } from "../raft/raw-node.js";
+import type { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
-import { createSeededRandom } from "../raft/random.js";
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
 import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
@@ -46,7 +44,7 @@ import { MemberChanges } from "./member-changes.js";
 import type { MemberChange } from "./member-changes.js";
 import { SnapshotManager } from "./snapshot-manager.js";
 import { committedConflict, leaderDisagreesError } from "./log-divergence.js";
-import { openDurableState } from "./durable-state.js";
+import { coreOf, openDurableState } from "./durable-state.js";
 import { leavesJoint, pauseBeforeLeaveJoint } from "./test-hooks.js";
 import type { RaftNodeOptions } from "./raft-node-options.js";
 
@@ -201,24 +199,7 @@ export class RaftNode {
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {
     const logger = opts.logger ?? SILENT;
     const { wal, storage, snapshotter, newest, position } = await openDurableState(opts);
-    const raw = new RawNode({
-      id: opts.id,
-      electionTick: opts.electionTick,
-      heartbeatTick: 1,
-      storage,
-      // Conf changes after the snapshot are replayed into the core; the store skips what it has.
-      applied: storage.snapshot().metadata.index,
-      random: createSeededRandom(randomBytes(4).readUInt32LE(0)),
-      // Leases are kept here on a monotonic clock; the core's tick-based lease is not used.
-      readOnlyOption: "safe",
-      // The core's warnings (a heartbeat committing past a repaired log, a follower that lost
-      // entries) say what recovery did; its info lines are debug here.
-      logger: {
-        debug: () => undefined,
-        info: (msg) => logger.debug({ from: "raft" }, msg),
-        warn: (msg) => logger.warn({ from: "raft" }, msg),
-      },
-    });
+    const raw = coreOf(opts, storage, logger);
     const holder: { node?: RaftNode } = {};
     const staging = await RestoreStaging.open(
       join(opts.snapDir, "restore-staging"),
