@@ -18,6 +18,7 @@ import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
 import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
 import { RaftNode } from "./raft-node.js";
+import { checkNotKnownToCluster } from "./bootstrap-check.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
 import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
@@ -168,6 +169,16 @@ class ReplicatorImpl implements Replicator {
     });
     await transport.start();
     this.transport = transport;
+    // With no WAL, a node the cluster already heard from must not start empty (bootstrap-check.ts).
+    await checkNotKnownToCluster({
+      nodeId: o.nodeId,
+      nodeUrl: o.nodeUrl.url,
+      logDir: o.logDir,
+      peers: o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })),
+      transport,
+      timeoutMs: Math.min(5000, Math.max(1000, 2 * o.electionTickMs)),
+      logger: o.logger,
+    });
     const node = await RaftNode.open({
       id: o.nodeId,
       bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
