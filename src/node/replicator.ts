@@ -176,7 +176,7 @@ class ReplicatorImpl implements Replicator {
       logDir: o.logDir,
       peers: o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })),
       transport,
-      timeoutMs: Math.min(5000, Math.max(1000, 2 * o.electionTickMs)),
+      timeoutMs: Math.min(5000, Math.max(2000, 2 * o.electionTickMs)),
       logger: o.logger,
     });
     const node = await RaftNode.open({
