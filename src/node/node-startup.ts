@@ -9,6 +9,7 @@ import { NexusError } from "../errors/index.js";
 import type { Message } from "../raft/types.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
+import { checkNotKnownToCluster } from "./bootstrap-check.js";
 import { CatchUpLog } from "./catch-up-log.js";
 import { startLeaderPlacement } from "./leader-placement.js";
 import type { NodeEvents } from "./node-events.js";
@@ -107,6 +108,21 @@ export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<S
     logger: o.logger,
   });
   await transport.start();
+  // With no WAL, a node the cluster already heard from must not start empty (bootstrap-check.ts).
+  try {
+    await checkNotKnownToCluster({
+      nodeId: o.nodeId,
+      nodeUrl: o.nodeUrl.url,
+      logDir: o.logDir,
+      peers: o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })),
+      transport,
+      timeoutMs: Math.min(5000, Math.max(2000, 2 * o.electionTickMs)),
+      logger: o.logger,
+    });
+  } catch (err) {
+    await transport.stop();
+    throw err;
+  }
   const node = await RaftNode.open({
     id: o.nodeId,
     bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
