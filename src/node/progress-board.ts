@@ -140,12 +140,17 @@ export class ProgressBoard {
  * its file's in `snapDir` (a snapshot is restored from the file this node holds).
  */
 export function storeWithProgress(store: Store, board: ProgressBoard, snapDir: string): Store {
-  const restore = (position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> => {
+  const restore = (
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    from?: AppliedPosition,
+  ): Promise<void> => {
     const size = stat(join(snapDir, snapshotName(position.term, position.index))).then(
       (s) => s.size,
       () => undefined,
     );
-    return store.restore(position, board.restoring(position, stream, size));
+    // `from`: a restore into the running cluster (restore-staging.ts) passes it on unchanged.
+    return store.restore(position, board.restoring(position, stream, size), from);
   };
   const digest = async (): Promise<PendingDigest> => board.digesting(await store.digest());
   return new Proxy(store, {

@@ -131,6 +131,30 @@ describe("storeWithProgress", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("passes a restore's `from` position on (a restore into the running cluster needs it)", async () => {
+    const board = new ProgressBoard(recorder().logger);
+    const got: unknown[] = [];
+    const inner = new MemoryStore();
+    const fake = Object.assign(Object.create(inner) as MemoryStore, {
+      async restore(p: unknown, stream: AsyncIterable<Uint8Array>, from?: unknown): Promise<void> {
+        for await (const c of stream) void c;
+        got.push(p, from);
+      },
+    });
+    const store = storeWithProgress(fake, board, tmpdir());
+    await store.restore(
+      { index: 20, term: 3 },
+      (async function* () {
+        yield new Uint8Array(1);
+      })(),
+      { index: 9, term: 2 },
+    );
+    assert.deepEqual(got, [
+      { index: 20, term: 3 },
+      { index: 9, term: 2 },
+    ]);
+  });
 });
 
 describe("CatchUpLog", () => {
