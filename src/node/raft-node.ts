@@ -28,6 +28,7 @@ import type { CrashHook } from "../storage/crash-points.js";
 import type { ApplyResult, Store } from "../store/store.js";
 import { Applier } from "./applier.js";
 import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
+import type { ClientRequest } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import { IndexWaiters, Waiters } from "./waiters.js";
@@ -653,6 +654,7 @@ export class RaftNode {
   async propose(
     data: Uint8Array,
     args: Readonly<Record<string, string>> = {},
+    clientRequest?: ClientRequest,
   ): Promise<ApplyResult> {
     if (this.stopped) throw this.fatal ?? new StoppedError();
     const requestId = new Uint8Array(randomBytes(16));
@@ -664,6 +666,7 @@ export class RaftNode {
       seed: randomBytes(6).readUIntLE(0, 6),
       data,
       args,
+      ...(clientRequest === undefined ? {} : { clientRequest }),
     });
     const result = this.saves.wait(
       key,

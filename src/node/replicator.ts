@@ -10,9 +10,11 @@
  * await r.stop();
  * ```
  */
+import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { NexusError, StoreError } from "../errors/index.js";
+import { NexusError, StoreError, isNexusError } from "../errors/index.js";
+import { validateIssuedAt, validateRequestId } from "../store/request-records.js";
 import type { Message, NodeId } from "../raft/types.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
@@ -35,7 +37,7 @@ import {
   planChanges,
 } from "./membership-policy.js";
 import type { MembershipView } from "./membership-policy.js";
-import { abortable, retryUnwritten } from "./retry.js";
+import { abortable, isRetryableUnwritten, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
 
@@ -80,6 +82,9 @@ import type {
 } from "./replicator-api.js";
 
 const utf8 = new TextEncoder();
+
+/** How long a save with a request id keeps retrying by default, in ms from its issue time. */
+export const DEFAULT_SAVE_RETRY_MS = 60_000;
 
 /** A request's data as bytes: a string is sent as UTF-8. INVALID_ARGUMENT for anything else. */
 function bytesOf(data: unknown, call: string): Uint8Array {
@@ -251,6 +256,8 @@ class ReplicatorImpl implements Replicator {
     const data = bytesOf(input, "save");
     const args = opts.args ?? {};
     this.checkSize(data, args);
+    const id = opts.requestId ?? (opts.idempotent === true ? randomUUID() : undefined);
+    if (id !== undefined) return this.saveOnce(data, args, id, opts);
     this.checkStore();
     // A proposal refused for want of a leader wrote nothing: ride out a short election.
     return this.retryUnwritten(async () => {
@@ -258,6 +265,45 @@ class ReplicatorImpl implements Replicator {
       if (!r.ok) throw new StoreError(r.error);
       return r.data;
     }, opts.signal);
+  }
+
+  /**
+   * A save with a request id (src/store/request-records.ts): applied at most once, so it is
+   * retried with the same id on an unknown outcome too, until `retryForMs` after it was issued.
+   */
+  private async saveOnce(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>>,
+    id: string,
+    opts: SaveOptions,
+  ): Promise<Uint8Array> {
+    validateRequestId(id);
+    const issuedAtMs = opts.issuedAtMs ?? Date.now();
+    validateIssuedAt(issuedAtMs);
+    const retryForMs = opts.retryForMs ?? DEFAULT_SAVE_RETRY_MS;
+    if (!Number.isSafeInteger(retryForMs) || retryForMs < 0) {
+      throw new NexusError(
+        "INVALID_ARGUMENT",
+        `retryForMs must be an integer number of ms >= 0, got ${String(retryForMs)}`,
+      );
+    }
+    return retryUnwritten(
+      async () => {
+        this.checkStore();
+        const r = await this.running().propose(data, args, { id, issuedAtMs });
+        if (!r.ok) throw new StoreError(r.error);
+        return r.data;
+      },
+      {
+        deadline: Math.max(issuedAtMs + retryForMs, Date.now() + 1),
+        intervalMs: Math.min(50, this.o.heartbeatTickMs),
+        signal: opts.signal,
+        retryable: (e) =>
+          isRetryableUnwritten(e) ||
+          isNexusError(e, "UNKNOWN_OUTCOME") ||
+          isNexusError(e, "NOT_SERVING"),
+      },
+    );
   }
 
   async load(input: Uint8Array | string, opts: LoadOptions = {}): Promise<Uint8Array> {
