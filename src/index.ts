@@ -10,6 +10,7 @@ export type {
   NodeRole,
   MemberRole,
   MemberInfo,
+  MemberSnapshotProgress,
   MembersWithProgress,
   MembershipChanges,
   AddMemberOptions,
@@ -18,6 +19,8 @@ export type {
   ReadConsistency,
   ConsistencyCheckResult,
   ReplicatedBackup,
+  RestoreOptions,
+  RestoreResult,
   MemberConsistency,
   MemberList,
   CallOptions,
@@ -34,6 +37,7 @@ export type {
   PeerCounters,
   SnapshotTransfer,
 } from "./node/node-metrics.js";
+export type { LongTask, LongTaskKind } from "./node/progress-board.js";
 export type { CheckRound, MemberCheck, CheckReport, MemberVerdict } from "./node/consistency.js";
 export { nodeIdOf } from "./node/node-id.js";
 export type { NodeId } from "./raft/types.js";

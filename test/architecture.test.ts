@@ -30,7 +30,8 @@ const ALLOWED: Record<string, { rooms: string[]; external: (spec: string) => boo
   },
   store: { rooms: ["store", "errors"], external: () => true },
   node: {
-    rooms: ["node", "raft", "storage", "transport", "store", "errors"],
+    // backup: the backup file format, read when a restore into the running cluster commits.
+    rooms: ["node", "raft", "storage", "transport", "store", "errors", "backup"],
     external: () => true,
   },
   api: { rooms: ["api", "node", "errors", "store", "security"], external: () => true },

@@ -93,3 +93,66 @@ export async function* streamBackup(
     throw new NexusError(f.code, `backup from ${where} failed: ${err.rawMessage}`, { cause: err });
   }
 }
+
+/** A restore into the running cluster, as the node answered it. */
+export interface ClusterRestoreResult {
+  /** The log index where every replica holds the backup's state. */
+  readonly index: number;
+  readonly bytes: number;
+  readonly backupIndex: number;
+  readonly backupTerm: number;
+  readonly backupCluster: string;
+  readonly storeKind: string;
+}
+
+/**
+ * Streams a backup file's bytes to the node at `address` (host:port) to restore into the running
+ * cluster. Rejects with UNREACHABLE when nothing answers there, or the node's own error
+ * (INVALID_ARGUMENT, CORRUPTED, PROPOSAL_DROPPED, UNKNOWN_OUTCOME...), with nothing changed
+ * except for UNKNOWN_OUTCOME.
+ */
+export async function restoreToCluster(
+  address: string,
+  data: AsyncIterable<Uint8Array>,
+  opts: { signal?: AbortSignal; timeoutMs?: number } & Pick<ClientOptions, "tls" | "token"> = {},
+): Promise<ClusterRestoreResult> {
+  const baseUrl = parseServiceAddress(address, opts.tls !== undefined);
+  const { transport } = grpcTransportOf(baseUrl, opts);
+  const client = createClient(NexusBackup, transport);
+  const where = baseUrl.replace(/^https?:\/\//, "");
+  async function* chunks(): AsyncGenerator<{ data: Uint8Array }> {
+    for await (const d of data) {
+      for (let at = 0; at < d.byteLength; at += RESTORE_WIRE_CHUNK_BYTES) {
+        yield { data: d.subarray(at, Math.min(d.byteLength, at + RESTORE_WIRE_CHUNK_BYTES)) };
+      }
+    }
+  }
+  try {
+    const r = await client.restore(chunks(), {
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+    });
+    return {
+      index: safe(r.index, "index"),
+      bytes: safe(r.bytes, "length"),
+      backupIndex: safe(r.backupIndex, "index"),
+      backupTerm: safe(r.backupTerm, "term"),
+      backupCluster: r.backupCluster,
+      storeKind: r.storeKind,
+    };
+  } catch (err) {
+    if (!(err instanceof ConnectError)) throw err;
+    const f = callFailureOf(err, "write");
+    if (f.from === "not-connected") {
+      throw new NexusError(
+        "UNREACHABLE",
+        `cannot reach the Nexus service at ${where} (${err.rawMessage}); is a node running there with -grpcPort ${baseUrl.split(":").pop()}?`,
+        { cause: err },
+      );
+    }
+    throw new NexusError(f.code, `restore through ${where}: ${err.rawMessage}`, { cause: err });
+  }
+}
+
+/** Restore stream messages are cut to at most this size. */
+const RESTORE_WIRE_CHUNK_BYTES = 1024 * 1024;

@@ -11,8 +11,8 @@ const OK = { code: 0, message: "" };
 /** The longest a client may ask checkConsistency to wait, ms. */
 const MAX_CHECK_WAIT_MS = 120_000;
 
-/** Registers NexusChecks on a Connect router. */
-export function checksRoutes(r: Replicator, router: ConnectRouter): ConnectRouter {
+/** Registers NexusChecks on a Connect router; `version` is what NodeStatus says the node runs. */
+export function checksRoutes(r: Replicator, router: ConnectRouter, version = ""): ConnectRouter {
   return router.service(NexusChecks, {
     nodeStatus() {
       try {
@@ -28,6 +28,7 @@ export function checksRoutes(r: Replicator, router: ConnectRouter): ConnectRoute
           applied: BigInt(st.applied),
           divergedAt: BigInt(st.diverged?.index ?? -1),
           divergedReason: st.diverged?.reason ?? "",
+          version,
         };
       } catch (err) {
         throw toConnectError(err);

@@ -14,6 +14,7 @@ import { HealthCheckResponse_ServingStatus, Nexus } from "./gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NexusChecks } from "./gen/nexus_checks_pb.js";
+import type { MemberSnapshotProgress } from "../node/replicator.js";
 
 /** A member as ListNodes reports it. */
 export interface ListedNode {
@@ -50,6 +51,8 @@ export interface NexusClient {
       reachable: boolean;
       match: number;
       lag: number;
+      /** Set while the leader sends it a snapshot: index, bytes so far, size when known. */
+      snapshot?: MemberSnapshotProgress;
     }[];
   }>;
   /**
@@ -83,6 +86,8 @@ export interface NodeStatusInfo {
   /** The index of the check that found this replica diverged, or undefined. */
   readonly divergedAt: number | undefined;
   readonly divergedReason: string;
+  /** The version of nexus-raft the node runs; "" from a node that does not say. */
+  readonly version: string;
 }
 
 /** The result of NexusChecks.CheckConsistency. */
@@ -330,6 +335,17 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
               reachable: m.reachable,
               match: Number(m.match),
               lag: Number(m.lag),
+              ...(m.snapshot === undefined
+                ? {}
+                : {
+                    snapshot: {
+                      index: Number(m.snapshot.index),
+                      bytes: Number(m.snapshot.bytes),
+                      ...(m.snapshot.totalBytes < 0n
+                        ? {}
+                        : { totalBytes: Number(m.snapshot.totalBytes) }),
+                    },
+                  }),
             }))
             .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
         };
@@ -373,6 +389,7 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
           applied: Number(r.applied),
           divergedAt: r.divergedAt < 0n ? undefined : Number(r.divergedAt),
           divergedReason: r.divergedReason,
+          version: r.version,
         };
       }),
     checkConsistency: (waitMs = 10_000) =>

@@ -37,6 +37,8 @@ export interface ApiServerOptions {
   readonly port: number;
   /** Largest request accepted, bytes (data plus args); larger ones are refused. */
   readonly maxRequestBytes: number;
+  /** The version the node runs, which NexusChecks.NodeStatus answers (`nexus status`). */
+  readonly version?: string;
   /**
    * TLS for clients: the server's certificate and key, and optionally the CA(s) whose client
    * certificates are required. Reloads (SIGHUP, file changes) apply to new connections.
@@ -75,7 +77,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     // Deadlines past what a timer can hold are refused (INVALID_ARGUMENT), not overflowed.
     maxTimeoutMs: MAX_TIMEOUT_MS,
   });
-  nexusRoutes(o.replicator, { maxRequestBytes: o.maxRequestBytes })(router);
+  nexusRoutes(o.replicator, {
+    maxRequestBytes: o.maxRequestBytes,
+    ...(o.version === undefined ? {} : { version: o.version }),
+  })(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const refusals = refusalLog(log);
 
@@ -215,7 +220,6 @@ const SERVER_LIMITS = {
   maxSessionInvalidFrames: 100,
   maxSessionRejectedStreams: 100,
 } satisfies http2.ServerOptions;
-
 
 /** Answers a call with a gRPC status only (a trailers-only response), without running it. */
 function refuse(res: http2.Http2ServerResponse, code: Code, message: string): void {

@@ -5,6 +5,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { NexusError } from "../errors/index.js";
 import type { Replicator, ReadConsistency } from "../node/replicator.js";
+import { writeTrace } from "../node/write-trace.js";
 import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
@@ -16,6 +17,8 @@ import { healthRoutes } from "./health-service.js";
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
   readonly maxRequestBytes: number;
+  /** The version the node runs, answered by NexusChecks.NodeStatus. Default "". */
+  readonly version?: string;
 }
 
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -120,6 +123,15 @@ function adminRoutes(r: Replicator, router: ConnectRouter): void {
           reachable: m.progress?.reachable ?? false,
           match: BigInt(m.progress?.match ?? -1),
           lag: BigInt(m.progress?.lag ?? -1),
+          ...(m.progress?.snapshot === undefined
+            ? {}
+            : {
+                snapshot: {
+                  index: BigInt(m.progress.snapshot.index),
+                  bytes: BigInt(m.progress.snapshot.bytes),
+                  totalBytes: BigInt(m.progress.snapshot.totalBytes ?? -1),
+                },
+              }),
         })),
       };
     }),
@@ -160,7 +172,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
   return (router) =>
     adminRoutes(
       r,
-      backupRoutes(r, checksRoutes(r, healthRoutes(r, router))).service(Nexus, {
+      backupRoutes(r, checksRoutes(r, healthRoutes(r, router), o.version ?? "")).service(Nexus, {
         check() {
           let serving = false;
           try {
@@ -175,6 +187,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
           };
         },
         async save(req, ctx: HandlerContext) {
+          const receivedAt = writeTrace?.now();
           try {
             checkSize(req.data, req.args, o.maxRequestBytes);
             const { args, request } = requestOf(argsOf(req.args));
@@ -191,6 +204,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
                     retryForMs: Math.max(0, Date.now() - request.issuedAtMs + (left ?? 0)),
                   }),
             });
+            if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {
             throw toConnectError(err);

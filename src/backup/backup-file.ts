@@ -26,6 +26,8 @@ import { crc32c } from "../storage/crc32c.js";
 export const BACKUP_FORMAT_VERSION = 1;
 /** The largest data frame written and accepted. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+/** Small writes are gathered into frames of about this size. */
+const COALESCE_BYTES = 1024 * 1024;
 /** The largest header accepted. */
 export const MAX_HEADER_BYTES = 1024 * 1024;
 
@@ -125,6 +127,9 @@ export class BackupWriter {
   private readonly hash: Hash = createHash("sha256");
   private bytes = 0;
   private done = false;
+  /** Small writes not yet in a frame (copies), at most COALESCE_BYTES in all. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
 
   private constructor(
     private readonly path: string,
@@ -161,8 +166,30 @@ export class BackupWriter {
     }
   }
 
-  /** Appends data (split into frames of at most MAX_FRAME_BYTES). */
+  /**
+   * Appends data. Small writes (a store that streams a key or a row at a time) are gathered into
+   * frames of about COALESCE_BYTES, so a frame's 8 bytes and a write call are paid per MiB, not
+   * per key; larger ones are cut into frames of at most MAX_FRAME_BYTES. The caller may reuse
+   * `chunk` once the call resolves.
+   */
   async write(chunk: Uint8Array): Promise<void> {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    if (this.pendingBytes === 0 && chunk.length >= COALESCE_BYTES) return this.writeFrames(chunk);
+    this.pending.push(Buffer.from(chunk));
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= COALESCE_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const all = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.writeFrames(all);
+  }
+
+  private async writeFrames(chunk: Uint8Array): Promise<void> {
     for (let at = 0; at < chunk.length; at += MAX_FRAME_BYTES) {
       const part = chunk.subarray(at, Math.min(chunk.length, at + MAX_FRAME_BYTES));
       const head = Buffer.alloc(4);
@@ -170,13 +197,12 @@ export class BackupWriter {
       const tail = Buffer.alloc(4);
       tail.writeUInt32LE(crc32c(part), 0);
       await this.fh.writev([head, part, tail]);
-      this.hash.update(part);
-      this.bytes += part.length;
     }
   }
 
   /** Writes the trailer, fsyncs, renames `<path>.tmp` to `path` and fsyncs the folder. */
   async finish(): Promise<{ dataBytes: number; sha256: string }> {
+    await this.flush();
     const sha = this.hash.digest();
     const end = Buffer.alloc(TRAILER_BYTES);
     end.writeUInt32LE(0, 0);

@@ -90,9 +90,19 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
     const line = `backup: ${mib(bytes)}, ${mib(bytes / secs)}/s`;
     io.err(tty && !final ? `\r${line}` : `${tty ? "\r" : ""}${line}\n`);
   };
+  // Ctrl-C (or SIGTERM) ends the stream; the temporary file is removed before exiting.
+  const cancel = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals): void => {
+    interrupted ??= s;
+    cancel.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     let complete = false;
-    for await (const ev of streamBackup(addr, { local, ...security })) {
+    for await (const ev of streamBackup(addr, { local, signal: cancel.signal, ...security })) {
+      if (interrupted !== undefined) break;
       if (ev.kind === "header") {
         header = {
           ...ev.header,
@@ -115,6 +125,7 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
         complete = true;
       }
     }
+    if (interrupted !== undefined) throw new NexusError("STOPPED", "interrupted");
     if (!complete || writer === undefined || header === undefined) {
       throw new NexusError(
         "UNREACHABLE",
@@ -132,10 +143,17 @@ export async function runBackup(argv: readonly string[], io: Io): Promise<number
     return EXIT.OK;
   } catch (err) {
     await writer?.abort();
+    if (interrupted !== undefined) {
+      io.err(`${tty ? "\n" : ""}nexus backup: ${interrupted}: stopped; nothing was written\n`);
+      return EXIT.INTERRUPTED;
+    }
     if (!(err instanceof NexusError)) throw err;
     io.err(`${tty ? "\n" : ""}nexus backup: ${err.message}\n`);
     // A backup changes nothing: a failure is never an unknown outcome.
     return err.code === "UNKNOWN_OUTCOME" ? EXIT.FAILED : exitCodeOf(err.code);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
 

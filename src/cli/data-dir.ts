@@ -10,19 +10,11 @@
  * holder's pid; a lock left by a process that is gone (or by this pid, a container restarted) is
  * taken over.
  */
-import {
-  mkdirSync,
-  openSync,
-  readFileSync,
-  realpathSync,
-  rmdirSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { mkdirSync, openSync, readFileSync, rmdirSync, unlinkSync, writeSync } from "node:fs";
 import { closeSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve, sep } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { FlagSpec } from "./flags.js";
+import { tempFolders, underTempDir } from "../node/temp-dirs.js";
 
 /** The folder is locked by another live process (`holder` is its pid). */
 export class LockedError extends Error {
@@ -72,42 +64,11 @@ export function dataPaths(
   return { dataDir, logDir, snapDir, lockFile: join(logDir, `node_${dec}.lock`) };
 }
 
-/** The temporary folders: os.tmpdir(), /tmp and /var/tmp, also as their real paths. */
-function tempRoots(): string[] {
-  const roots = new Set([tmpdir(), "/tmp", "/var/tmp"].map((p) => resolve(p)));
-  for (const r of [...roots]) {
-    try {
-      roots.add(realpathSync(r));
-    } catch {
-      // absent on this system
-    }
-  }
-  return [...roots];
-}
-
-/** Whether `path` is inside a temporary folder (its nearest existing ancestor's real path too). */
-export function underTempDir(path: string, roots: readonly string[] = tempRoots()): boolean {
-  const candidates = [resolve(path)];
-  let p = resolve(path);
-  for (;;) {
-    try {
-      candidates.push(join(realpathSync(p), resolve(path).slice(p.length)));
-      break;
-    } catch {
-      const up = dirname(p);
-      if (up === p) break;
-      p = up;
-    }
-  }
-  return candidates.some((c) =>
-    roots.some((r) => c === r || c.startsWith(r.endsWith(sep) ? r : r + sep)),
-  );
-}
+export { underTempDir };
 
 /** The warning for data under a temporary folder, or undefined. `paths` are labelled folders. */
 export function tempDataWarning(paths: Readonly<Record<string, string>>): string | undefined {
-  const roots = tempRoots();
-  const temp = Object.entries(paths).filter(([, p]) => underTempDir(p, roots));
+  const temp = tempFolders(paths);
   if (temp.length === 0) return undefined;
   return (
     `WARNING: this node's data is under a temporary folder (${temp.map(([k, p]) => `${k} ${p}`).join(", ")}), ` +

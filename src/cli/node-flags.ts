@@ -17,6 +17,19 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "URL of this node for peer traffic, http://<host>:<port>, or https:// with the -peer-* TLS flags (required)",
   },
   {
+    name: "nexus-listen-url",
+    kind: "string",
+    help: "where the peer server binds, e.g. http://0.0.0.0:9021, when it differs from -nexus-node-url (NAT, containers, relays); peers still dial -nexus-node-url (default: -nexus-node-url)",
+  },
+  {
+    name: "nexus-leader-priority",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: 1000,
+    help: "this node's leader priority, 0-1000: the leader hands leadership to a caught-up voter with a higher one (put the highest where the writers are; equal priorities never move it)",
+  },
+  {
     name: "nexus-cluster-url",
     kind: "string",
     help: "comma-separated URLs of the initial cluster's nodes (required)",
@@ -183,6 +196,13 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "address the operations HTTP server binds (ours; loopback unless you mean to expose it)",
   },
   {
+    name: "ready-max-lag",
+    kind: "int",
+    min: 0,
+    default: 1000,
+    help: "most committed entries not yet applied for /readyz to answer ready (ours)",
+  },
+  {
     name: "statsd-addr",
     kind: "string",
     help: "host:port of a StatsD server to push metrics to over UDP, e.g. 127.0.0.1:8125 (the original's names: save.latency.ms, ...)",
@@ -216,6 +236,8 @@ export interface NodeConfig {
   /** The operations HTTP port, undefined for none. */
   readonly httpPort: number | undefined;
   readonly httpHost: string;
+  /** /readyz answers not ready while more committed entries than this are not applied yet. */
+  readonly readyMaxLag: number;
   /** host:port of a StatsD server, undefined for none. */
   readonly statsdAddr: string | undefined;
 }
@@ -329,7 +351,11 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   return {
     replicator: {
       nodeUrl,
+      ...(str(f, "nexus-listen-url") === undefined
+        ? {}
+        : { listenUrl: str(f, "nexus-listen-url")! }),
       clusterUrls,
+      leaderPriority: int(f, "nexus-leader-priority")!,
       clusterName: str(f, "nexus-cluster-name")!,
       // Absent: in the data folder (serve.ts resolves them with -data-dir).
       ...(str(f, "nexus-log-dir") === undefined ? {} : { logDir: str(f, "nexus-log-dir")! }),
@@ -374,6 +400,7 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
     logFormat: logFormat as LogFormat,
     httpPort: int(f, "http-port"),
     httpHost: str(f, "http-host")!,
+    readyMaxLag: int(f, "ready-max-lag")!,
     statsdAddr: statsdAddr?.trim(),
   };
 }

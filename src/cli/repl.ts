@@ -13,7 +13,11 @@ import type { FlagSpec } from "./flags.js";
 import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js";
 import { OUTPUT_FLAG, outputFormat } from "./output.js";
 import type { Io } from "./serve.js";
+import { askOnStdin, parseRestoreArgs, runReplRestore } from "./repl-restore.js";
+import type { Ask } from "./repl-restore.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
+import { snapshotPercent } from "../node/member-progress.js";
+import type { MemberSnapshotProgress } from "../node/replicator.js";
 
 const FLAGS: readonly FlagSpec[] = [
   {
@@ -50,6 +54,8 @@ export function replUsage(name: string): string {
     "replaceNode <oldAddr> <newAddr> [--no-probe]  (one joint-consensus change)\n" +
     "transferLeader [<nodeAddr>]                   (to the given or the most up-to-date voter)\n" +
     "checkConsistency                              (digest every replica's store at one index now)\n" +
+    "restore <file> [-y|--yes]                     (replace the cluster's state with a backup, on\n" +
+    "    every replica at one log index; asks first unless --yes)\n" +
     "mysql load <expression>\n" +
     "mysql save <expression>\n" +
     "redis load db.index=<num> <expression>\n" +
@@ -101,9 +107,10 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
   io.out("\nid               role      reachable  match  lag\n");
   for (const m of detail.members) {
     const known = detail.fromLeader;
+    const snap = known && m.snapshot !== undefined ? `  ${describeSnapshot(m.snapshot)}` : "";
     io.out(
       `${m.id} ${m.role.padEnd(9)} ${(known ? (m.reachable ? "yes" : "no") : "-").padEnd(10)} ` +
-        `${(known ? String(m.match) : "-").padEnd(6)} ${known ? String(m.lag) : "-"}\n`,
+        `${(known ? String(m.match) : "-").padEnd(6)} ${known ? String(m.lag) : "-"}${snap}\n`,
     );
   }
   if (!detail.fromLeader)
@@ -113,6 +120,18 @@ async function printMembers(c: NexusClient, io: Io): Promise<void> {
       `(the node answering, ${detail.self}, is not a member: this view may be stale; ask another node)\n`,
     );
   }
+}
+
+const MB = 1024 * 1024;
+
+/** "receiving snapshot 42% (3.1 of 7.4 MB, index 1200)": a member the leader sends a snapshot. */
+export function describeSnapshot(s: MemberSnapshotProgress): string {
+  const pct = snapshotPercent(s);
+  const size =
+    s.totalBytes === undefined
+      ? `${(s.bytes / MB).toFixed(1)} MB`
+      : `${(s.bytes / MB).toFixed(1)} of ${(s.totalBytes / MB).toFixed(1)} MB`;
+  return `receiving snapshot ${pct === undefined ? "" : `${pct}% `}(${size}, index ${s.index})`;
 }
 
 /**
@@ -137,6 +156,16 @@ export interface ListNodesJson {
     readonly reachable: boolean | null;
     readonly match: number | null;
     readonly lag: number | null;
+    /**
+     * Set while the leader sends this member a snapshot: its index, bytes streamed, its size
+     * (null until known) and the percent done (null until the size is known); null otherwise.
+     */
+    readonly snapshot: {
+      readonly index: number;
+      readonly bytes: number;
+      readonly totalBytes: number | null;
+      readonly percent: number | null;
+    } | null;
   }[];
 }
 
@@ -156,6 +185,15 @@ async function printMembersJson(c: NexusClient, io: Io): Promise<void> {
       reachable: known ? m.reachable : null,
       match: known ? m.match : null,
       lag: known ? m.lag : null,
+      snapshot:
+        known && m.snapshot !== undefined
+          ? {
+              index: m.snapshot.index,
+              bytes: m.snapshot.bytes,
+              totalBytes: m.snapshot.totalBytes ?? null,
+              percent: snapshotPercent(m.snapshot) ?? null,
+            }
+          : null,
     })),
   };
   io.out(`${JSON.stringify(doc, null, 2)}\n`);
@@ -242,7 +280,9 @@ async function waitForCatchUp(
       rate > 0 && m.lag > maxLag ? ` (about ${Math.ceil((m.lag - maxLag) / rate)} s left)` : "";
     const line =
       `waiting for ${m.id} to catch up: ${m.reachable ? "answering" : "not answering"}, ` +
-      `match ${m.match}, ${m.lag} entries behind (at most ${maxLag}), ${rate.toFixed(0)} entries/s${eta}`;
+      (m.snapshot !== undefined
+        ? `${describeSnapshot(m.snapshot)}, ${m.lag} entries behind`
+        : `match ${m.match}, ${m.lag} entries behind (at most ${maxLag}), ${rate.toFixed(0)} entries/s${eta}`);
     const done = m.reachable && m.lag <= maxLag;
     if (tty) process.stderr.write(`\r\x1b[K${line}${done ? "\n" : ""}`);
     else if (done || now - lastLine >= 5000) {
@@ -267,7 +307,12 @@ async function waitForCatchUp(
 }
 
 /** Runs repl; resolves with the exit code. */
-export async function runRepl(argv: readonly string[], io: Io, name = "repl"): Promise<number> {
+export async function runRepl(
+  argv: readonly string[],
+  io: Io,
+  name = "repl",
+  ask: Ask = askOnStdin,
+): Promise<number> {
   let flags: ReturnType<typeof parseFlags>;
   try {
     flags = parseFlags(argv, FLAGS, { allowPositionals: true, stopAtPositional: true });
@@ -393,6 +438,11 @@ export async function runRepl(argv: readonly string[], io: Io, name = "repl"): P
         io.out(`Leadership transferred to ${to}\n`);
         await printMembers(client, io);
         return EXIT.OK;
+      }
+      case "restore": {
+        const ra = parseRestoreArgs(args);
+        if (typeof ra === "string") throw new UsageError(ra);
+        return await runReplRestore(address, ra, io, clientSecurityOf(flags), ask, name);
       }
       case "checkconsistency": {
         if (args.length > 0) throw new UsageError("checkConsistency takes no arguments");

@@ -35,6 +35,13 @@ import type { NodeConfig } from "./node-flags.js";
 import type { StoreKind } from "./stores.js";
 import { STORE_KINDS, sqlitePathOf } from "./stores.js";
 import { VERSION_FLAG, packageInfo, versionLine } from "./version.js";
+import {
+  PERIODIC_BACKUP_FLAGS,
+  PeriodicBackups,
+  periodicBackupConfigOf,
+  prepareBackupDir,
+} from "./periodic-backups.js";
+import type { PeriodicBackupConfig } from "./periodic-backups.js";
 
 export interface ServeProgram {
   /** The name in messages and usage, e.g. "sqlite_repl" or "nexus serve". */
@@ -51,7 +58,7 @@ export interface Io {
 const GRACE_MS = 5000;
 
 function specsOf(p: ServeProgram): FlagSpec[] {
-  const specs: FlagSpec[] = [...NODE_FLAGS];
+  const specs: FlagSpec[] = [...NODE_FLAGS, ...PERIODIC_BACKUP_FLAGS];
   if (p.store === undefined) {
     specs.push({
       name: "store",
@@ -101,6 +108,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
   let kind: StoreKind;
   let cfg: ReturnType<typeof nodeConfigOf>;
   let flags: ReturnType<typeof parseFlags>;
+  let backups: PeriodicBackupConfig | undefined;
   try {
     flags = parseFlags(argv, specs);
     if (flags.help) {
@@ -113,6 +121,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     }
     flags = withEnvAndFile(flags, specs);
     cfg = nodeConfigOf(flags);
+    backups = periodicBackupConfigOf(flags);
     if (p.store !== undefined) kind = p.store;
     else {
       const name = str(flags, "store")!;
@@ -164,8 +173,8 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     ...(kind.name === "sqlite" ? { store: sqlitePathOf(flags, paths.dataDir) } : {}),
   });
   if (warning !== undefined) {
+    // The replicator logs its own warning at start; this one is for the person at the terminal.
     io.err(`${p.name}: ${warning}\n`);
-    logger.warn({ logDir: paths.logDir, snapDir: paths.snapDir }, warning);
   }
   // One process per data folder: a second one would interleave writes to the same WAL.
   let lock: DirLock;
@@ -180,6 +189,7 @@ export async function runServe(argv: readonly string[], p: ServeProgram, io: Io)
     return await serveLocked(p, io, flags, kind, { ...cfg, dataPaths: paths }, nodeDir, logger, {
       grpcTls,
       auth,
+      backups,
     });
   } finally {
     lock.release();
@@ -195,9 +205,13 @@ async function serveLocked(
   node: NodeConfig & { dataPaths: DataPaths },
   nodeDir: string,
   logger: NexusLogger,
-  security: { grpcTls: ReloadableTls | undefined; auth: TokenAuth | undefined },
+  extra: {
+    grpcTls: ReloadableTls | undefined;
+    auth: TokenAuth | undefined;
+    backups: PeriodicBackupConfig | undefined;
+  },
 ): Promise<number> {
-  const { grpcTls, auth } = security;
+  const { grpcTls, auth } = extra;
   const cfg: NodeConfig = {
     ...node,
     replicator: {
@@ -220,6 +234,16 @@ async function serveLocked(
       return EXIT.USAGE;
     }
   }
+  // The periodic backups' folder, checked (and a crash's leftovers removed) before anything runs.
+  if (extra.backups !== undefined) {
+    try {
+      await prepareBackupDir(extra.backups, logger);
+    } catch (err) {
+      if (!(err instanceof FlagError)) throw err;
+      io.err(`${p.name}: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+  }
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
   let early: NodeJS.Signals | undefined;
@@ -231,6 +255,7 @@ async function serveLocked(
     httpPort: cfg.httpPort,
     httpHost: cfg.httpHost,
     statsdAddr: cfg.statsdAddr,
+    readiness: { maxApplyLagEntries: cfg.readyMaxLag },
     statsdNode: new URL(cfg.replicator.nodeUrl).host,
     defaultReadMode: cfg.replicator.leaseBasedReads === true ? "lease" : "linearizable",
     tls: grpcTls,
@@ -306,6 +331,7 @@ async function serveLocked(
       host: cfg.grpcHost,
       port: cfg.grpcPort,
       maxRequestBytes: cfg.replicator.maxRequestBytes ?? 4 * 1024 * 1024,
+      version: packageInfo().version,
       ...(grpcTls === undefined ? {} : { tls: grpcTls }),
       ...(auth === undefined ? {} : { auth }),
       logger,
@@ -333,6 +359,19 @@ async function serveLocked(
     await api.close(1000).catch(() => undefined);
     await rep.stop().catch(() => undefined);
     return EXIT.FAILED;
+  }
+  // Periodic backups: every node has the schedule, the leader of the moment takes them.
+  let periodic: PeriodicBackups | undefined;
+  if (extra.backups !== undefined) {
+    periodic = new PeriodicBackups({
+      config: extra.backups,
+      replicator: rep,
+      logger,
+      metrics: ops.metrics,
+      nexusVersion: packageInfo().version,
+      source: `${cfg.grpcHost}:${api.port}`,
+    });
+    periodic.start();
   }
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"];
   let onSignal: (s: NodeJS.Signals) => void = () => {};
@@ -405,6 +444,7 @@ async function serveLocked(
   stopping = true;
   if (why instanceof Error) {
     io.err(`${p.name}: the node stopped: ${why.message}\n`);
+    await periodic?.stop();
     await api.close(1000).catch(() => undefined);
     await ops.close().catch(() => undefined);
     await rep.stop().catch(() => undefined);
@@ -414,6 +454,7 @@ async function serveLocked(
   }
   logger.info({ signal: why }, "shutting down");
   io.err(`${p.name}: ${why}: finishing in-flight requests and stopping\n`);
+  await periodic?.stop();
   await api.close(GRACE_MS);
   await ops.close();
   await rep.stop();

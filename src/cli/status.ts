@@ -21,8 +21,9 @@ const FLAGS: readonly FlagSpec[] = [
 export const STATUS_USAGE =
   "usage: nexus status [flags] <host:grpcPort>\n\n" +
   "Prints whether the node serves (SERVING or NOT_SERVING) and the cluster's members with their\n" +
-  "status as the node sees them, and the version of this client. Exit status 0 when it serves,\n" +
-  "1 when not, 3 when unreachable. With -o json, one JSON object (see docs/configuration.md).\n\n" +
+  "status as the node sees them, the node's version and this client's. Exit status 0 when it\n" +
+  "serves, 1 when not, 3 when unreachable. With -o json, one JSON object (see\n" +
+  "docs/configuration.md).\n\n" +
   `flags:\n${describeFlags(FLAGS)}`;
 
 export async function runStatus(argv: readonly string[], io: Io): Promise<number> {
@@ -78,6 +79,7 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
         reason: own.reason,
         leader: leader === "" ? null : leader,
         node: {
+          version: own.version === "" ? null : own.version,
           role: own.role,
           term: own.term,
           commit: own.commit,
@@ -94,6 +96,7 @@ export async function runStatus(argv: readonly string[], io: Io): Promise<number
     io.out(`${address}: ${health}\n`);
     // Why it does not serve (a diverged replica says DIVERGED and at which check).
     if (own.reason !== "") io.out(`reason: ${own.reason}\n`);
+    io.out(`version: ${own.version === "" ? "unknown (the node does not say)" : own.version}\n`);
     io.out(`leader: ${leader === "" ? "unknown" : leader}\n`);
     io.out("members:\n");
     for (const n of nodes) io.out(`${n.id} => ${n.url} ${n.status.toLowerCase()}\n`);
@@ -124,6 +127,8 @@ export interface StatusJson {
   readonly leader: string | null;
   /** The answering node's own view. */
   readonly node: {
+    /** The version of nexus-raft the node runs; null when it does not say (an older node). */
+    readonly version: string | null;
     readonly role: string;
     readonly term: number;
     readonly commit: number;

@@ -19,6 +19,7 @@ import { decodeEntryPayload } from "./entry-payload.js";
 import { requestHash } from "../store/request-records.js";
 import type { NexusLogger } from "./options.js";
 import { OutcomeHash } from "./consistency.js";
+import type { RestoreOutcome, RestoreStaging } from "./restore-staging.js";
 
 /** A snapshot to restore before the entries that follow it. */
 export interface SnapshotToRestore {
@@ -104,6 +105,11 @@ export class Applier {
     private readonly retryMaxMs = 2000,
     /** After how long a store call that has not returned is reported (storeError()). */
     private readonly stuckAfterMs = DEFAULT_APPLY_STUCK_AFTER_MS,
+    /**
+     * Where restores into the running cluster are staged (restore-staging.ts). Without it, restore
+     * chunks only move the index and every restore commit is refused.
+     */
+    private readonly staging?: RestoreStaging,
   ) {
     this.outcomes = new OutcomeHash(applied.index === 0);
   }
@@ -119,6 +125,11 @@ export class Applier {
   /** Why applying is halted, if it is. */
   halted(): string | undefined {
     return this.haltedFor;
+  }
+
+  /** Whether a restore into the running cluster was being staged at `index` (no snapshot there). */
+  restoreOpenAt(index: number): boolean {
+    return this.staging?.openAt(index) ?? false;
   }
 
   /** The store's applied position as last reported. */
@@ -260,6 +271,7 @@ export class Applier {
         () => this.store.restore(snap.position, snap.open()),
       );
       this.crash?.("node.restore-after-store");
+      await this.staging?.reset(snap.position.index);
       this.applied = batch.snapshot.position;
       this.logger.info(
         { index: snap.position.index, term: snap.position.term, ms: Date.now() - started },
@@ -277,10 +289,21 @@ export class Applier {
       const decoded: { apply: ApplyEntry; payload: EntryPayload | undefined }[] = [];
       while (j < pending.length && decoded.length < this.chunk) {
         const d = toApplyEntry(pending[j]!);
+        // A restore commit replaces the store: it goes alone, after what precedes it is applied.
+        if (d.payload?.kind === "restore-commit" && decoded.length > 0) break;
         decoded.push(d);
         j++;
-        if (d.payload?.kind === "check") break;
+        if (d.payload?.kind === "check" || d.payload?.kind === "restore-commit") break;
       }
+      if (decoded[0]!.payload?.kind === "restore-commit") {
+        await this.applyRestoreCommit(decoded[0]!);
+        i = j;
+        continue;
+      }
+      // Restore chunks are staged (durably) before the store's index moves past them.
+      await this.staging?.stage(
+        decoded.map((d) => ({ index: d.apply.index, term: d.apply.term, payload: d.payload })),
+      );
       this.crash?.("node.apply-before-store");
       const results = await this.watch(
         {
@@ -307,6 +330,57 @@ export class Applier {
       this.events.onApplied(this.applied);
       i = j;
     }
+  }
+
+  /**
+   * Applies a restore commit entry: the store is replaced by the staged backup at the entry's
+   * index, or (refused, the same on every replica) only the index moves. Its result is the
+   * outcome as JSON (restore-staging.ts, RestoreOutcome).
+   */
+  private async applyRestoreCommit(d: {
+    apply: ApplyEntry;
+    payload: EntryPayload | undefined;
+  }): Promise<void> {
+    const at = { index: d.apply.index, term: d.apply.term };
+    const entry = { ...at, payload: d.payload };
+    const decision =
+      this.staging === undefined
+        ? ({
+            ok: false,
+            outcome: {
+              restored: false,
+              reason: "not-staged",
+              message: "this node does not stage restores; nothing changed",
+            },
+          } as const)
+        : await this.staging.commit(entry, this.store.kind);
+    let outcome: RestoreOutcome;
+    if (decision.ok) {
+      const started = Date.now();
+      this.crash?.("node.apply-before-store");
+      await this.watch({ what: "snapshot", first: at.index, last: at.index }, () =>
+        this.store.restore(at, decision.data, decision.from),
+      );
+      this.crash?.("node.apply-after-store");
+      await this.staging?.committed(at.index);
+      outcome = { restored: true, index: at.index, bytes: decision.bytes };
+      this.logger.info(
+        { index: at.index, bytes: decision.bytes, ms: Date.now() - started },
+        "restore committed: the store holds the backup",
+      );
+    } else {
+      await this.watch({ what: "entries", first: at.index, last: at.index }, () =>
+        this.store.apply([{ ...d.apply, command: undefined }]),
+      );
+      outcome = decision.outcome;
+    }
+    this.applied = at;
+    const r: ApplyResult = { ok: true, data: new TextEncoder().encode(JSON.stringify(outcome)) };
+    if (d.payload !== undefined) {
+      this.outcomes.add(at.index, r);
+      this.events.onResult(d.payload, at.index, r);
+    }
+    this.events.onApplied(this.applied);
   }
 }
 

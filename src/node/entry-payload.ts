@@ -4,7 +4,8 @@
  * request id that lets the proposing node answer its caller.
  *
  * Binary layout (little-endian), version 1:
- *   u8 version (1) | u8 kind (1 = command, 2 = consistency check, 3 = check report) |
+ *   u8 version (1) | u8 kind (1 = command, 2 = consistency check, 3 = check report,
+ *   4 = restore chunk, 5 = restore commit, 6 = restore abort) |
  *   16 B request id |
  *   f64 timestampMs | f64 seed | u32 data length | data | u16 arg count |
  *   per arg: u16 key length | key (UTF-8) | u32 value length | value (UTF-8)
@@ -18,9 +19,12 @@ import { NexusError } from "../errors/index.js";
 
 /**
  * What a payload asks the replicas to do: apply a user's command, digest the store (a
- * consistency check), or record one replica's digest for a check (its report).
+ * consistency check), record one replica's digest for a check (its report), or take part in a
+ * restore into the running cluster (restore-staging.ts): stage a chunk of a backup file, replace
+ * the store with the staged file, or drop the staged file.
  */
-export type PayloadKind = "command" | "check" | "check-report";
+export type PayloadKind =
+  "command" | "check" | "check-report" | "restore-chunk" | "restore-commit" | "restore-abort";
 
 /** A decoded entry payload. */
 export interface EntryPayload {
@@ -50,8 +54,23 @@ export interface ClientRequest {
 const VERSION = 1;
 /** The version of a payload that carries a ClientRequest. */
 const VERSION_WITH_REQUEST = 2;
-const KIND_CODES: Record<PayloadKind, number> = { command: 1, check: 2, "check-report": 3 };
-const KINDS: readonly (PayloadKind | undefined)[] = [undefined, "command", "check", "check-report"];
+const KIND_CODES: Record<PayloadKind, number> = {
+  command: 1,
+  check: 2,
+  "check-report": 3,
+  "restore-chunk": 4,
+  "restore-commit": 5,
+  "restore-abort": 6,
+};
+const KINDS: readonly (PayloadKind | undefined)[] = [
+  undefined,
+  "command",
+  "check",
+  "check-report",
+  "restore-chunk",
+  "restore-commit",
+  "restore-abort",
+];
 const REQUEST_ID_BYTES = 16;
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });

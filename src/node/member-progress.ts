@@ -5,7 +5,8 @@
  * before use, since it comes off the network.
  */
 import type { NodeId } from "../raft/types.js";
-import type { MemberInfo } from "./replicator.js";
+import type { MemberInfo, MemberSnapshotProgress } from "./replicator.js";
+import type { SnapshotTransfer } from "./node-metrics.js";
 
 /** What a leader answers: its member list with progress, at its last index and term. */
 export interface MemberProgressView {
@@ -14,6 +15,31 @@ export interface MemberProgressView {
   readonly lastIndex: number;
   readonly joint: boolean;
   readonly members: readonly MemberInfo[];
+}
+
+/**
+ * The snapshot the leader is sending to member `id`, if any: its core progress is in `snapshot`
+ * state (a snapshot is due, its stream may not have started) or a stream to it is in flight.
+ */
+export function snapshotProgressOf(
+  id: NodeId,
+  pr: { readonly state: string; readonly pendingSnapshot: number },
+  sending: readonly SnapshotTransfer[],
+): { snapshot?: MemberSnapshotProgress } {
+  const t = sending.find((x) => x.peer === id);
+  if (t === undefined && pr.state !== "snapshot") return {};
+  const snapshot = {
+    index: t?.index ?? pr.pendingSnapshot,
+    bytes: t?.bytes ?? 0,
+    ...(t?.totalBytes === undefined ? {} : { totalBytes: t.totalBytes }),
+  };
+  return { snapshot };
+}
+
+/** The percent of a snapshot streamed so far (0 to 100), undefined while its size is unknown. */
+export function snapshotPercent(s: MemberSnapshotProgress): number | undefined {
+  if (s.totalBytes === undefined) return undefined;
+  return Math.min(100, Math.floor((100 * s.bytes) / Math.max(1, s.totalBytes)));
 }
 
 const VERSION = 1;
@@ -71,7 +97,24 @@ export function decodeMemberProgress(bytes: Uint8Array): MemberProgressView {
     ) {
       throw new Error(`member ${i} (${id}) has invalid progress`);
     }
-    return { ...base, progress: { reachable: p["reachable"], match: p["match"], lag: p["lag"] } };
+    const pr = { reachable: p["reachable"], match: p["match"], lag: p["lag"] };
+    const s = p["snapshot"] as Record<string, unknown> | null | undefined;
+    if (s === undefined) return { ...base, progress: pr };
+    if (
+      typeof s !== "object" ||
+      s === null ||
+      !isIndex(s["index"]) ||
+      !isIndex(s["bytes"]) ||
+      (s["totalBytes"] !== undefined && !isIndex(s["totalBytes"]))
+    ) {
+      throw new Error(`member ${i} (${id}) has an invalid snapshot progress`);
+    }
+    const snapshot = {
+      index: s["index"],
+      bytes: s["bytes"],
+      ...(s["totalBytes"] === undefined ? {} : { totalBytes: s["totalBytes"] as number }),
+    };
+    return { ...base, progress: { ...pr, snapshot } };
   });
   return { leader, term, lastIndex, joint, members: out };
 }

@@ -10,6 +10,7 @@ import { basename, join } from "node:path";
 import type { Message, NodeId } from "../raft/types.js";
 import type { NexusLogger } from "./options.js";
 import type { CheckRound } from "./consistency.js";
+import type { LongTask } from "./progress-board.js";
 
 /** One peer's transport counters, as the transport keeps them. */
 export interface PeerCounters {
@@ -42,6 +43,8 @@ export interface NodeMetricsView {
   latestCheck(): CheckRound | undefined;
   /** Snapshot streams in flight now. */
   transfers(): readonly SnapshotTransfer[];
+  /** Snapshot restores and consistency digests running now (progress-board.ts). */
+  longTasks(): readonly LongTask[];
 }
 
 export interface NodeMetrics {
@@ -84,7 +87,7 @@ function progressFields(t: SnapshotTransfer, now: number): Record<string, unknow
 /**
  * Snapshot streams in flight, counted as their chunks pass. `track` wraps a stream; the sink
  * hears of it when it ends. With a logger, a stream logs its progress at most every
- * `progressEveryMs` and once at its end (info), or a warning when it is cut.
+ * `progressEveryMs`, and a warning when it is cut (the transport logs a whole one).
  */
 export class SnapshotTransfers {
   private readonly live = new Set<{ t: SnapshotTransfer; bytes: number; total?: number }>();
@@ -156,9 +159,9 @@ export class SnapshotTransfers {
         live.delete(entry);
         const ms = Date.now() - entry.t.startedAt;
         sink().snapshotTransferred(now(), ms, ok);
-        const fields = progressFields(now(), Date.now());
-        if (ok) logger?.info(fields, direction === "send" ? "snapshot sent" : "snapshot received");
-        else logger?.warn(fields, `snapshot ${verb} cut short`);
+        // A whole stream is logged once, by the transport ("snapshot sent" once the peer took
+        // it, "snapshot received" once it is stored); a cut one here, with how far it got.
+        if (!ok) logger?.warn(progressFields(now(), Date.now()), `snapshot ${verb} cut short`);
       }
     })();
   }

@@ -3,7 +3,8 @@
  * normalized copy. Every default is chosen to work out of the box on one machine or a LAN; the
  * docs give WAN guidance for the tick settings.
  */
-import { join } from "node:path";
+import { MAX_LEADER_PRIORITY, isLeaderPriority } from "./leader-placement.js";
+import { join, resolve } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
 import type { NodeMetrics } from "./node-metrics.js";
@@ -49,15 +50,42 @@ export interface ReplicatorOptions {
   /** This node's URL, `http://host:port`: where peers reach it. Required. */
   readonly nodeUrl: string;
   /**
+   * Where the peer server binds, `http://host:port`, when that differs from `nodeUrl` (behind NAT,
+   * in a container, behind a relay or load balancer): peers still dial `nodeUrl`, and the node's id
+   * still comes from `nodeUrl`. Same scheme as `nodeUrl`; `http://0.0.0.0:9021` binds every address.
+   * Default: `nodeUrl`.
+   */
+  readonly listenUrl?: string;
+  /**
+   * This node's leader priority, 0 to 1000 (default 0). The leader hands leadership to a
+   * reachable, caught-up voter whose priority is higher than its own (the highest), once that has
+   * held for a few election timeouts; equal priorities never move it. Put the highest where the
+   * writers are. See docs/wan.md.
+   */
+  readonly leaderPriority?: number;
+  /**
    * The URLs of the initial cluster members (including this node when it is one). Required.
    * Used only when the node starts with no data; afterwards membership comes from the log.
    */
   readonly clusterUrls: readonly string[];
   /** The store to replicate onto. Required. */
   readonly store: Store;
-  /** Directory for write-ahead logs; the node uses `<logDir>/node_<id in decimal>`. Default `/tmp/logs`. */
+  /**
+   * This node's data folder: the WAL goes in `<dataDir>/wal` and snapshots in `<dataDir>/snap`
+   * unless logDir or snapDir say otherwise (the programs' `-data-dir`). Default
+   * `./nexus-data/<node id in hex>`, resolved against the working directory at creation. A folder
+   * under a temporary directory (/tmp, os.tmpdir()) is warned about at start: a reboot may empty it.
+   */
+  readonly dataDir?: string;
+  /**
+   * Directory for write-ahead logs; the node uses `<logDir>/node_<id in decimal>`. Default
+   * `<dataDir>/wal` (it was `/tmp/logs`, which a reboot may empty).
+   */
   readonly logDir?: string;
-  /** Directory for snapshots; the node uses `<snapDir>/node_<id in decimal>`. Default `/tmp/snap`. */
+  /**
+   * Directory for snapshots; the node uses `<snapDir>/node_<id in decimal>`. Default
+   * `<dataDir>/snap` (it was `/tmp/snap`).
+   */
   readonly snapDir?: string;
   /** How long a save may take before it fails with an unknown outcome. Default 5000 ms. */
   readonly replTimeoutMs?: number;
@@ -137,6 +165,8 @@ export interface ReplicatorOptions {
 /** Options after validation: every field present. */
 export interface NormalizedOptions {
   readonly nodeUrl: NodeUrl;
+  readonly listenUrl: NodeUrl;
+  readonly leaderPriority: number;
   readonly nodeId: NodeIdHex;
   readonly clusterUrls: readonly NodeUrl[];
   readonly store: Store;
@@ -236,11 +266,34 @@ export function nodeDirName(nodeId: string): string {
   return `node_${BigInt(`0x${nodeId}`).toString()}`;
 }
 
+/** The peer server's bind address: `listenUrl` when given (same scheme as the node URL), else the node URL. */
+function listenUrlOf(raw: string | undefined, nodeUrl: NodeUrl): NodeUrl {
+  if (raw === undefined) return nodeUrl;
+  if (typeof raw !== "string" || raw.trim() === "") {
+    throw bad("option listenUrl must be a URL like http://0.0.0.0:9021 when given");
+  }
+  const listenUrl = parseNodeUrl(raw);
+  if (listenUrl.protocol !== nodeUrl.protocol) {
+    throw bad(
+      `listen URL ${listenUrl.url} and node URL ${nodeUrl.url} differ in scheme: ` +
+        "the peer server speaks the node URL's scheme; give both http:// or both https://",
+    );
+  }
+  return listenUrl;
+}
+
 export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   if (typeof o.nodeUrl !== "string" || o.nodeUrl.trim() === "") {
     throw bad("option nodeUrl is required, e.g. http://127.0.0.1:9021");
   }
   const nodeUrl = parseNodeUrl(o.nodeUrl);
+  const listenUrl = listenUrlOf(o.listenUrl, nodeUrl);
+  const leaderPriority = o.leaderPriority ?? 0;
+  if (!isLeaderPriority(leaderPriority)) {
+    throw bad(
+      `option leaderPriority must be an integer from 0 to ${MAX_LEADER_PRIORITY}, got ${String(o.leaderPriority)}`,
+    );
+  }
   if (!Array.isArray(o.clusterUrls) || o.clusterUrls.length === 0) {
     throw bad("option clusterUrls is required: the URLs of the initial cluster members");
   }
@@ -271,8 +324,12 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
       `electionTickMs (${electionTickMs}) must be at least twice heartbeatTickMs (${heartbeatTickMs}); 10x is usual`,
     );
   }
-  const logDir = o.logDir ?? "/tmp/logs";
-  const snapDir = o.snapDir ?? "/tmp/snap";
+  if (o.dataDir !== undefined && (typeof o.dataDir !== "string" || o.dataDir.trim() === "")) {
+    throw bad("option dataDir must be a folder path, e.g. /var/lib/nexus (or leave it out)");
+  }
+  const dataDir = resolve(o.dataDir ?? join("nexus-data", nodeId));
+  const logDir = o.logDir ?? join(dataDir, "wal");
+  const snapDir = o.snapDir ?? join(dataDir, "snap");
   if (logDir.trim() === "") throw bad("option logDir must not be empty");
   if (snapDir.trim() === "") throw bad("option snapDir must not be empty");
   const snapshotCount = int("snapshotCount", o.snapshotCount, 10_000, 1);
@@ -295,6 +352,8 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
   }
   return Object.freeze({
     nodeUrl,
+    listenUrl,
+    leaderPriority,
     nodeId,
     clusterUrls: Object.freeze(clusterUrls),
     store: o.store,

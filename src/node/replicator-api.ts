@@ -4,6 +4,9 @@
  */
 import type { NodeId } from "../raft/types.js";
 import type { NodeEventMap } from "./node-events.js";
+import type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
+
+export type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
 
 /** How a read is served. */
 export type ReadConsistency = "linearizable" | "lease" | "local";
@@ -67,9 +70,26 @@ export interface MemberInfo {
    * Progress, which only the leader tracks: whether the member answered the leader within the
    * last election timeout, the last index known replicated to it, and how far it lags the
    * leader's last index. Set by listMembers() on the leader, and by listMembersWithProgress()
-   * when the leader's view was had (`fromLeader`); undefined otherwise.
+   * when the leader's view was had (`fromLeader`); undefined otherwise. `snapshot` is set while
+   * the leader sends the member a snapshot (it is too far behind for entries).
    */
-  readonly progress?: { readonly reachable: boolean; readonly match: number; readonly lag: number };
+  readonly progress?: {
+    readonly reachable: boolean;
+    readonly match: number;
+    readonly lag: number;
+    readonly snapshot?: MemberSnapshotProgress;
+  };
+}
+
+/**
+ * A snapshot the leader is sending to a member, as listMembers() reports it: the snapshot's log
+ * index and the bytes streamed so far. `totalBytes` (the snapshot file's size) is undefined until
+ * the leader has read it, and `bytes` 0 until the stream has started.
+ */
+export interface MemberSnapshotProgress {
+  readonly index: number;
+  readonly bytes: number;
+  readonly totalBytes?: number;
 }
 
 /** What listMembersWithProgress() returns. */
@@ -272,6 +292,21 @@ export interface Replicator {
    * up this node's store as it is. Consume `stream` fully or call `return()` on its iterator.
    */
   backup(opts?: { consistency?: "linearizable" | "local" }): Promise<ReplicatedBackup>;
+  /**
+   * Replaces the replicated state with a backup (a file written by `nexus backup`, or its bytes
+   * as a stream), on every replica at one log index: the commit entry's, returned. Saves
+   * committed before that index are replaced; saves after it apply to the restored state. The
+   * file is checked here first; then it is replicated in chunks (each staged on every replica)
+   * and committed. Refused with nothing changed on any replica: CORRUPTED (damaged file),
+   * INVALID_ARGUMENT (another store kind, a newer format), PROPOSAL_DROPPED or NO_LEADER (the
+   * chunk stream was interrupted: run it again). UNKNOWN_OUTCOME when the commit was proposed but
+   * not applied here within replTimeoutMs plus 1 s per MiB of backup (it may still take effect:
+   * look before running again).
+   */
+  restore(
+    source: string | AsyncIterable<Uint8Array>,
+    opts?: RestoreOptions,
+  ): Promise<RestoreResult>;
   /**
    * Reads the peer TLS files again (the node also does when they change): new peer connections use
    * them, established ones are re-made. Returns whether anything changed. BAD_CONFIG, keeping the

@@ -10,8 +10,10 @@
  * await r.stop();
  * ```
  */
-import { randomUUID } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { startLeaderPlacement } from "./leader-placement.js";
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdir, open, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { NexusError, StoreError, isNexusError } from "../errors/index.js";
 import { validateIssuedAt, validateRequestId } from "../store/request-records.js";
@@ -22,7 +24,11 @@ import { PeerAdmission, checkMemberScheme } from "./peer-admission.js";
 import { RaftNode } from "./raft-node.js";
 import { nodeIdOf, parseNodeUrl } from "./node-id.js";
 import { probeUrl } from "./probe-url.js";
-import { decodeMemberProgress, encodeMemberProgress } from "./member-progress.js";
+import {
+  decodeMemberProgress,
+  encodeMemberProgress,
+  snapshotProgressOf,
+} from "./member-progress.js";
 import { SnapshotTransfers } from "./node-metrics.js";
 import type { NormalizedOptions, ReplicatorOptions } from "./options.js";
 import { normalizeOptions } from "./options.js";
@@ -40,6 +46,10 @@ import type { MembershipView } from "./membership-policy.js";
 import { abortable, isRetryableUnwritten, retryUnwritten } from "./retry.js";
 import { NodeEvents } from "./node-events.js";
 import type { TestHooks } from "./test-hooks.js";
+import { slowed } from "./test-hooks.js";
+import { tempFolders } from "./temp-dirs.js";
+import { ProgressBoard, storeWithProgress } from "./progress-board.js";
+import { CatchUpLog } from "./catch-up-log.js";
 
 export type {
   ReadConsistency,
@@ -50,6 +60,7 @@ export type {
   NodeRole,
   MemberRole,
   MemberInfo,
+  MemberSnapshotProgress,
   MembersWithProgress,
   MembershipChanges,
   MemberList,
@@ -61,6 +72,8 @@ export type {
   MemberConsistency,
   ConsistencyCheckResult,
   ReplicatedBackup,
+  RestoreOptions,
+  RestoreResult,
   Replicator,
 } from "./replicator-api.js";
 import type {
@@ -79,7 +92,13 @@ import type {
   ConsistencyCheckResult,
   ReplicatedBackup,
   Replicator,
+  RestoreOptions,
+  RestoreResult,
 } from "./replicator-api.js";
+import { restoreIntoCluster } from "./cluster-restore.js";
+
+/** How often the leader looks at how far members are behind, for its catch-up log. */
+const CATCH_UP_SAMPLE_MS = 5000;
 
 const utf8 = new TextEncoder();
 
@@ -100,6 +119,11 @@ class ReplicatorImpl implements Replicator {
   private readonly o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
+  private placement: { stop(): void } | undefined;
+  /** Samples members catching up, on the leader (catch-up-log.ts). */
+  private catchUpTimer: NodeJS.Timeout | undefined;
+  /** Snapshot streams in flight (set at start). */
+  private transfers: SnapshotTransfers | undefined;
   private readonly events: NodeEvents<ReplicatorEvents>;
   private readonly testHooks: TestHooks | undefined;
 
@@ -127,12 +151,23 @@ class ReplicatorImpl implements Replicator {
     if (this.node !== undefined)
       throw new NexusError("INVALID_ARGUMENT", "the replicator is already started");
     const o = this.o;
+    const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
+    if (temp.length > 0) {
+      o.logger.warn(
+        { folders: Object.fromEntries(temp) },
+        `WARNING: this node's data is under a temporary folder (${temp.map(([k, p]) => `${k} ${p}`).join(", ")}), ` +
+          "which a reboot or a temp cleaner may empty: the node would lose its log and rejoin with nothing. " +
+          "Give a lasting folder: option dataDir (-data-dir), or logDir and snapDir (-nexus-log-dir, -nexus-snap-dir)",
+      );
+    }
     await mkdir(o.snapDir, { recursive: true });
     await mkdir(o.logDir.replace(/\/[^/]+$/, ""), { recursive: true });
     const holder: { node?: RaftNode } = {};
     const pending: Message[][] = [];
     const admission = new PeerAdmission(o.nodeId, () => holder.node);
     const transfers = new SnapshotTransfers(() => o.metrics, o.snapDir, o.logger);
+    this.transfers = transfers;
+    const board = new ProgressBoard(o.logger);
     const transport = new Http2Transport({
       id: o.nodeId,
       clusterName: o.clusterName,
@@ -142,8 +177,9 @@ class ReplicatorImpl implements Replicator {
       maxSnapshotBytes: o.maxSnapshotBytes,
       // Room for the largest entry a request can make, and for batches of small ones.
       maxFrameBytes: Math.max(64 * 1024 * 1024, 2 * o.maxRequestBytes + 1024 * 1024),
-      listenHost: o.nodeUrl.hostname,
-      listenPort: o.nodeUrl.port,
+      leaderPriority: o.leaderPriority,
+      listenHost: o.listenUrl.hostname,
+      listenPort: o.listenUrl.port,
       handler: {
         onMessages: (msgs) =>
           holder.node === undefined ? pending.push(msgs) : holder.node.step(msgs),
@@ -163,7 +199,9 @@ class ReplicatorImpl implements Replicator {
       },
       openSnapshot: (m) => {
         if (holder.node === undefined) throw new NexusError("STOPPED", "the node is not running");
-        return transfers.track("send", m, holder.node.openSnapshot(m));
+        const body = holder.node.openSnapshot(m);
+        const slowMs = this.testHooks?.slowSnapshotSendMs?.() ?? 0;
+        return transfers.track("send", m, slowMs > 0 ? slowed(body, slowMs) : body);
       },
       // Dead peer connections are found within about two election timeouts.
       connectTimeoutMs: Math.max(2000, o.electionTickMs),
@@ -182,7 +220,8 @@ class ReplicatorImpl implements Replicator {
       snapshotCount: o.snapshotCount,
       snapshotCatchUpEntries: o.snapshotCatchUpEntries,
       maxSnapshots: o.maxSnapshots,
-      store: o.store,
+      // Restores and digests log their progress and show in /status (progress-board.ts).
+      store: storeWithProgress(o.store, board, o.snapDir),
       transport,
       heartbeatTickMs: o.heartbeatTickMs,
       electionTick: o.electionTick,
@@ -207,12 +246,23 @@ class ReplicatorImpl implements Replicator {
     node.events.on("leader-change", (e) => this.events.emit("leader-change", e));
     node.events.on("membership-change", (e) => this.events.emit("membership-change", e));
     node.events.on("divergence", (e) => this.events.emit("divergence", e));
+    this.placement = startLeaderPlacement(o, node, transport, () => this.listMembers().members);
     this.node = node;
     holder.node = node;
     const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
-    o.metrics.attach({ ...view, transfers: () => transfers.list() });
+    o.metrics.attach({
+      ...view,
+      transfers: () => transfers.list(),
+      longTasks: () => board.list(),
+    });
     for (const m of pending) node.step(m);
     node.start();
+    const catchUp = new CatchUpLog(o.logger);
+    this.catchUpTimer = setInterval(() => {
+      if (this.node !== node || node.status().softState.lead !== o.nodeId) return;
+      catchUp.sample(o.nodeId, this.listMembers().members, Date.now());
+    }, CATCH_UP_SAMPLE_MS);
+    this.catchUpTimer.unref();
   }
 
   private running(): RaftNode {
@@ -290,7 +340,10 @@ class ReplicatorImpl implements Replicator {
     return retryUnwritten(
       async () => {
         this.checkStore();
-        const r = await this.running().propose(data, args, { id, issuedAtMs });
+        const r = await this.running().propose(data, args, "command", undefined, {
+          id,
+          issuedAtMs,
+        });
         if (!r.ok) throw new StoreError(r.error);
         return r.data;
       },
@@ -376,6 +429,58 @@ class ReplicatorImpl implements Replicator {
     };
   }
 
+  async restore(
+    source: string | AsyncIterable<Uint8Array>,
+    opts: RestoreOptions = {},
+  ): Promise<RestoreResult> {
+    opts.signal?.throwIfAborted();
+    const node = this.running();
+    this.checkStore();
+    // Room for the chunk's args in a request of at most maxRequestBytes.
+    const maxChunk = this.o.maxRequestBytes - 1024;
+    if (typeof source === "string") {
+      return restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        source,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
+    }
+    // A stream (the gRPC call): kept in a file first, checked whole before anything is proposed.
+    const dir = join(this.o.snapDir, "restore-incoming");
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${randomBytes(8).toString("hex")}.nexusbak`);
+    try {
+      const fh = await open(file, "w");
+      try {
+        for await (const chunk of source) {
+          opts.signal?.throwIfAborted();
+          let at = 0;
+          while (at < chunk.byteLength) {
+            const { bytesWritten } = await fh.write(chunk, at, chunk.byteLength - at);
+            at += bytesWritten;
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+      return await restoreIntoCluster(
+        node,
+        this.o.store.kind,
+        file,
+        maxChunk,
+        this.o.logger,
+        opts,
+        this.o.replTimeoutMs,
+      );
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
   listMembers(): MemberList {
     const node = this.running();
     const st = node.status();
@@ -384,6 +489,7 @@ class ReplicatorImpl implements Replicator {
     const ids = [
       ...new Set([...st.config.voters, ...st.config.learners, ...st.config.votersOutgoing]),
     ].sort();
+    const sending = (this.transfers?.list() ?? []).filter((t) => t.direction === "send");
     return {
       leader: st.softState.lead,
       joint,
@@ -401,6 +507,7 @@ class ReplicatorImpl implements Replicator {
                   reachable: self || node.heardRecently(id),
                   match: self ? st.lastIndex : pr.match,
                   lag: self ? 0 : Math.max(0, st.lastIndex - pr.match),
+                  ...snapshotProgressOf(id, pr, sending),
                 },
               }),
         };
@@ -691,6 +798,10 @@ class ReplicatorImpl implements Replicator {
   async stop(): Promise<void> {
     const node = this.node;
     this.node = undefined;
+    this.placement?.stop();
+    this.placement = undefined;
+    clearInterval(this.catchUpTimer);
+    this.catchUpTimer = undefined;
     await node?.stop();
     await this.transport?.stop();
     this.transport = undefined;

@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { NodeMetrics, NodeMetricsView, SnapshotTransfer } from "../node/node-metrics.js";
 import type { ReadConsistency, Replicator } from "../node/replicator.js";
+import type { LongTask } from "../node/progress-board.js";
 import { RecentRates } from "./recent-rates.js";
 
 /** How a save ended, as a label: ok, or why not. */
@@ -69,6 +70,11 @@ export class OpsMetrics implements NodeMetrics {
   private readonly snapshotTransfers: Counter<"direction" | "outcome">;
   private readonly snapshotTransferSeconds: Histogram<"direction">;
   private readonly checks: Counter<"result">;
+  private readonly backups: Counter<"outcome">;
+  private readonly backupSeconds: Histogram;
+  private readonly backupLastSuccess: Gauge;
+  private readonly backupLastBytes: Gauge;
+  private readonly backupUploads: Counter<"outcome">;
   private lastCheckCounted = 0;
 
   /**
@@ -228,6 +234,31 @@ export class OpsMetrics implements NodeMetrics {
         }
       },
     });
+    const perTask = (name: string, help: string, f: (t: LongTask) => number | undefined): void =>
+      void new Gauge({
+        name,
+        help,
+        labelNames: ["task"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const t of view()?.longTasks() ?? []) {
+            const v = f(t);
+            if (v !== undefined) this.set({ task: t.kind }, v);
+          }
+        },
+      });
+    perTask(
+      "nexus_task_seconds",
+      "Seconds so far of long work running now: snapshot-restore, consistency-digest",
+      (t) => (Date.now() - t.startedAt) / 1000,
+    );
+    perTask("nexus_task_bytes", "Bytes done so far of long work running now", (t) => t.bytes);
+    perTask(
+      "nexus_task_total_bytes",
+      "Bytes in all of long work running now, when known",
+      (t) => t.totalBytes,
+    );
     const perPeer = (
       name: string,
       help: string,
@@ -322,6 +353,34 @@ export class OpsMetrics implements NodeMetrics {
       name: "nexus_consistency_checks_total",
       help: "Consistency checks seen complete or judged here, by result (ok, diverged, undecided)",
       labelNames: ["result"],
+      registers: [r],
+    });
+    this.backups = new Counter({
+      name: "nexus_backups_total",
+      help: "Periodic backups this node took as the leader, by outcome (ok or failed)",
+      labelNames: ["outcome"],
+      registers: [r],
+    });
+    this.backupSeconds = new Histogram({
+      name: "nexus_backup_duration_seconds",
+      help: "Time to take and write one periodic backup",
+      buckets: SNAPSHOT_BUCKETS,
+      registers: [r],
+    });
+    this.backupLastSuccess = new Gauge({
+      name: "nexus_backup_last_success_timestamp_seconds",
+      help: "When this node last wrote a periodic backup (Unix time; absent until it did)",
+      registers: [r],
+    });
+    this.backupLastBytes = new Gauge({
+      name: "nexus_backup_last_size_bytes",
+      help: "Data bytes of the last periodic backup this node wrote",
+      registers: [r],
+    });
+    this.backupUploads = new Counter({
+      name: "nexus_backup_uploads_total",
+      help: "Runs of -backup-upload-cmd, by outcome (ok: exit 0; failed: another exit, a signal, or it could not run)",
+      labelNames: ["outcome"],
       registers: [r],
     });
     gauge("nexus_consistency_last_check_index", "Log index of the newest consistency check", () => {
@@ -438,5 +497,22 @@ export class OpsMetrics implements NodeMetrics {
     this.snapshotTakeSeconds.observe(ms / 1000);
     this.snapshotBytes.inc({ direction: "taken" }, bytes);
     for (const l of this.listeners) l.snapshotTaken(ms, bytes);
+  }
+
+  // Called by the periodic backups of a node process (src/cli/periodic-backups.ts).
+
+  backupTaken(ms: number, bytes: number): void {
+    this.backups.inc({ outcome: "ok" });
+    this.backupSeconds.observe(ms / 1000);
+    this.backupLastSuccess.set(Date.now() / 1000);
+    this.backupLastBytes.set(bytes);
+  }
+
+  backupFailed(): void {
+    this.backups.inc({ outcome: "failed" });
+  }
+
+  backupUploaded(_ms: number, ok: boolean): void {
+    this.backupUploads.inc({ outcome: ok ? "ok" : "failed" });
   }
 }

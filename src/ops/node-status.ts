@@ -4,7 +4,12 @@
  * snapshot streams in flight, the version and uptime; and whether it is ready, with the reason.
  */
 import type { Replicator, ReplicatorStatus } from "../node/replicator.js";
+import { snapshotPercent } from "../node/member-progress.js";
+import { longTaskFields } from "../node/progress-board.js";
 import type { OpsMetrics } from "./metrics.js";
+
+/** The default apply-lag bound of readiness, entries. */
+export const DEFAULT_READY_MAX_LAG = 1000;
 
 /** What makes a node ready (besides a known leader, a healthy store and no divergence). */
 export interface ReadinessOptions {
@@ -34,7 +39,7 @@ export function readinessOf(st: ReplicatorStatus | undefined, o: ReadinessOption
     };
   }
   if (!st.serving) return { ready: false, reason: st.notServingReason };
-  const bound = o.maxApplyLagEntries ?? 1000;
+  const bound = o.maxApplyLagEntries ?? DEFAULT_READY_MAX_LAG;
   const lag = st.commit - st.applied;
   if (lag > bound) {
     return {
@@ -103,6 +108,7 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
     serving: st.serving,
     ready: readiness.ready,
     reason: readiness.reason,
+    readyMaxLag: c.readiness.maxApplyLagEntries ?? DEFAULT_READY_MAX_LAG,
     diverged: st.diverged ?? null,
     membersFromLeader: members?.fromLeader ?? false,
     leaderLastIndex: members?.lastIndex ?? -1,
@@ -117,6 +123,14 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         reachable: m.progress?.reachable ?? null,
         match: m.progress?.match ?? null,
         lag: m.progress?.lag ?? null,
+        snapshot:
+          m.progress?.snapshot === undefined
+            ? null
+            : {
+                ...m.progress.snapshot,
+                totalBytes: m.progress.snapshot.totalBytes ?? null,
+                percent: snapshotPercent(m.progress.snapshot) ?? null,
+              },
         rttMs: p === undefined || p.rttMs < 0 ? null : Math.round(p.rttMs * 100) / 100,
         queued: p?.queued ?? null,
       };
@@ -150,6 +164,7 @@ export async function nodeStatus(c: StatusContext): Promise<Record<string, unkno
         seconds: Math.round(secs * 10) / 10,
       };
     }),
+    tasks: (view?.longTasks() ?? []).map((t) => ({ kind: t.kind, ...longTaskFields(t, now) })),
     leaderChanges: c.metrics.recentLeaderChanges(),
   };
 }

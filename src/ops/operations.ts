@@ -3,7 +3,6 @@
  * measured Store and Replicator, the HTTP port and the StatsD push. Nothing runs unless asked for
  * (`httpPort` or `statsdAddr`).
  */
-import type { NodeMetrics } from "../node/node-metrics.js";
 import type { ReadConsistency, Replicator } from "../node/replicator.js";
 import type { Store } from "../store/store.js";
 import { OpsMetrics } from "./metrics.js";
@@ -31,8 +30,11 @@ export interface OperationsOptions {
 }
 
 export interface Operations {
-  /** The sink for ReplicatorOptions.metrics (undefined when nothing is measured). */
-  readonly metrics: NodeMetrics | undefined;
+  /**
+   * The sink for ReplicatorOptions.metrics and for periodic backups (undefined when nothing is
+   * measured).
+   */
+  readonly metrics: OpsMetrics | undefined;
   store(s: Store): Store;
   replicator(r: Replicator): Replicator;
   /** Starts the HTTP port (and the StatsD push) for the running replicator. */

@@ -117,9 +117,16 @@ export interface Store {
   backup(): Promise<StoreBackup>;
   /**
    * Replaces the whole state with a backup taken at `position` (which becomes the applied
-   * position). On failure the previous state is kept.
+   * position). On failure the previous state is kept. With `from` (a restore into a running
+   * cluster), the backup was taken at `from` (what a backend checks against the backup's own
+   * record of its position) and the restored state becomes the state at `position`, in the same
+   * atomic step.
    */
-  restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void>;
+  restore(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    from?: AppliedPosition,
+  ): Promise<void>;
   /**
    * Starts a digest of the user-visible state at the current applied position. Resolves as soon
    * as that state is pinned (a read snapshot/transaction is open), so apply() may be called again

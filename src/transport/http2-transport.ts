@@ -12,7 +12,7 @@
  * - `GET /nexus/raft/v1/progress`: the replication progress the node knows as leader (200), or
  *   503 when it is not the leader. Served only to a member.
  * - Headers `nexus-cluster` (cluster name), `nexus-from` (sender id) and `nexus-from-url` (sender
- *   URL). With TLS the sender's certificate must name that URL and the URL must hash to that id;
+ *   URL), and `nexus-priority` (the sender's leader priority, 0-1000) when it has one. With TLS the sender's certificate must name that URL and the URL must hash to that id;
  *   every message's `from` must be the sender, every `to` this node, and the sender a member
  *   (`admitsSender`), or the request is refused (403, no detail) or the frame dropped.
  *
@@ -122,6 +122,20 @@ export interface Http2TransportOptions {
   readonly maxConcurrentSnapshots?: number;
   /** Streams a peer may open at once on one connection. Default 32. */
   readonly maxConcurrentStreams?: number;
+  /**
+   * HTTP/2 flow-control window of each stream, bytes: what a peer may send before this node
+   * acknowledges. A stream moves at most one window per round trip, so across a WAN it must hold
+   * the bandwidth-delay product (HTTP/2's default 64 KiB caps a stream at about 650 KB/s at
+   * 100 ms). Default 16 MiB (100 Mbit/s at about 1.3 s of round trip).
+   */
+  readonly streamWindowBytes?: number;
+  /** The connection's flow-control window, shared by its streams, bytes. Default 32 MiB. */
+  readonly connectionWindowBytes?: number;
+  /**
+   * This node's leader priority, announced to peers in the `nexus-priority` header of every
+   * request (src/node/leader-placement.ts). Default: not announced.
+   */
+  readonly leaderPriority?: number;
   /** Largest header block accepted, bytes. Default 16 KiB. */
   readonly maxHeaderListBytes?: number;
   /** Inbound connections at once; more are refused. Default 1024. */
@@ -201,6 +215,9 @@ function approxSize(m: Message): number {
  * called in the same turn as the `close` of a stream the peer reset while another stream of the
  * session is open (test/transport/hostile-input.test.ts has the case).
  */
+/** How long a removed peer's connection stays open for what was written to it. */
+const REMOVED_PEER_GRACE_MS = 1000;
+
 export function destroySoon(s: http2.Http2Session): void {
   setImmediate(() => s.destroy());
 }
@@ -228,6 +245,10 @@ export class Http2Transport {
   private readonly maxSnapshotBytes: number;
   private readonly maxConcurrentSnapshots: number;
   private readonly maxConcurrentStreams: number;
+  private readonly streamWindowBytes: number;
+  /** Leader priorities announced by authenticated senders (bounded; placement reads only members). */
+  private readonly priorities = new Map<NodeId, number>();
+  private readonly connectionWindowBytes: number;
   private readonly maxHeaderListBytes: number;
   private readonly maxInboundSessions: number;
   private readonly idleTimeoutMs: number;
@@ -272,6 +293,15 @@ export class Http2Transport {
       2,
     );
     this.maxConcurrentStreams = positive("maxConcurrentStreams", opts.maxConcurrentStreams, 32);
+    // HTTP/2 caps a window at 2^31 - 1 bytes.
+    this.streamWindowBytes = Math.min(
+      positive("streamWindowBytes", opts.streamWindowBytes, 16 * 1024 * 1024),
+      2 ** 31 - 1,
+    );
+    this.connectionWindowBytes = Math.min(
+      positive("connectionWindowBytes", opts.connectionWindowBytes, 32 * 1024 * 1024),
+      2 ** 31 - 1,
+    );
     this.maxHeaderListBytes = positive("maxHeaderListBytes", opts.maxHeaderListBytes, 16 * 1024);
     this.maxInboundSessions = positive("maxInboundSessions", opts.maxInboundSessions, 1024);
     this.idleTimeoutMs = positive("idleTimeoutMs", opts.idleTimeoutMs, 60_000);
@@ -291,12 +321,22 @@ export class Http2Transport {
     return {
       settings: {
         maxConcurrentStreams: this.maxConcurrentStreams,
+        initialWindowSize: this.streamWindowBytes,
         maxHeaderListSize: this.maxHeaderListBytes,
         enablePush: false,
       },
       maxHeaderListPairs: 32,
       maxSendHeaderBlockLength: this.maxHeaderListBytes,
     };
+  }
+
+  /** Raises a session's connection window from HTTP/2's 64 KiB (a WINDOW_UPDATE to the peer). */
+  private widenConnectionWindow(s: http2.Http2Session): void {
+    try {
+      s.setLocalWindowSize(this.connectionWindowBytes);
+    } catch {
+      // The session closed meanwhile: nothing to widen.
+    }
   }
 
   /** Listens for peers. Resolves with the bound port. */
@@ -318,6 +358,7 @@ export class Http2Transport {
     server.maxConnections = this.maxInboundSessions;
     server.on("session", (s: http2.ServerHttp2Session) => {
       this.inbound.add(s);
+      this.widenConnectionWindow(s);
       s.on("close", () => this.inbound.delete(s));
       s.on("error", () => undefined);
       s.on("frameError", () => undefined);
@@ -421,11 +462,27 @@ export class Http2Transport {
     });
   }
 
+  /**
+   * Forgets a peer. What is queued for it is written first and the connection closed gently,
+   * after a grace period: a member being removed must still hear the commit that removes it (sent
+   * in the same Ready whose conf change removes the peer), or it would campaign on without ever
+   * learning it left.
+   */
   removePeer(id: NodeId): void {
     const p = this.peers.get(id);
     if (p === undefined) return;
+    if (p.queue.length > 0 && !p.draining) this.flush(p);
     this.peers.delete(id);
-    this.disconnect(p);
+    const stream = p.stream;
+    const session = p.session;
+    p.stream = undefined;
+    p.session = undefined;
+    p.queue = [];
+    p.queuedBytes = 0;
+    stream?.end();
+    if (session !== undefined) {
+      setTimeout(() => session.destroy(), REMOVED_PEER_GRACE_MS).unref();
+    }
   }
 
   hasPeer(id: NodeId): boolean {
@@ -660,6 +717,7 @@ export class Http2Transport {
     });
     s.on("connect", () => {
       clearTimeout(connectTimer);
+      this.widenConnectionWindow(s);
       p.backoffMs = 0;
       // Sent from now on; what was written before may have arrived.
       if (p.session === s) p.unconnected = [];
@@ -675,7 +733,15 @@ export class Http2Transport {
       "nexus-cluster": this.opts.clusterName,
       "nexus-from": this.opts.id,
       ...(this.opts.selfUrl === undefined ? {} : { "nexus-from-url": this.opts.selfUrl }),
+      ...(this.opts.leaderPriority === undefined
+        ? {}
+        : { "nexus-priority": String(this.opts.leaderPriority) }),
     };
+  }
+
+  /** The leader priority a peer announced on its last message stream, if it did. */
+  priorityOf(peer: NodeId): number | undefined {
+    return this.priorities.get(peer);
   }
 
   private streamFor(p: Peer): http2.ClientHttp2Stream | undefined {
@@ -874,6 +940,23 @@ export class Http2Transport {
     return { id, address: socket?.remoteAddress ?? "" };
   }
 
+  /** Remembers a sender's announced priority: a decimal integer 0-1000; anything else is ignored. */
+  private notePriority(who: Sender, raw: string | undefined): void {
+    if (raw === undefined) {
+      this.priorities.delete(who.id);
+      return;
+    }
+    const p = /^\d{1,4}$/.test(raw) ? Number(raw) : -1;
+    if (p < 0 || p > 1000) {
+      this.refusals.warn(`priority:${who.id}`, "ignored a malformed leader priority", {
+        from: who.id,
+        priority: quote(raw),
+      });
+      return;
+    }
+    if (this.priorities.size < 4096 || this.priorities.has(who.id)) this.priorities.set(who.id, p);
+  }
+
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on("error", () => undefined);
     try {
@@ -900,6 +983,7 @@ export class Http2Transport {
       return;
     }
     if (path === STREAM_PATH && header(headers, ":method") === "POST") {
+      this.notePriority(who, header(headers, "nexus-priority"));
       stream.respond({ ":status": 200 });
       this.readFrames(stream, who);
       return;

@@ -15,7 +15,8 @@
  * in-process (checkMessages) instead.
  *
  *   node --import tsx test/api/grpc-fuzz.ts [--inputs N] [--seed S] [--only I]
- * prints one JSON line with inputs/s and findings, and exits 1 if there is any finding.
+ * prints one JSON line with inputs/s and findings, and exits 1 if there is any finding
+ * (test/fuzz-runner.ts).
  */
 import http2 from "node:http2";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,31 +33,19 @@ import type { ApiServer } from "../../src/api/server.js";
 import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/index.js";
-import { createSeededRandom } from "../../src/raft/random.js";
 import type { RandomSource } from "../../src/raft/random.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import type { FuzzReport, InputOutcome } from "../fuzz-runner.js";
 import { freePort } from "../free-port.js";
 
-export interface Finding {
-  readonly seed: number;
-  readonly input: number;
-  readonly problem: string;
-  readonly bytes: string;
-}
+/** One input that broke a rule. */
+export type Finding = FuzzReport["findings"][number];
 
-export interface GrpcFuzzReport {
-  readonly target: "grpc";
-  readonly seed: number;
-  readonly inputs: number;
-  readonly seconds: number;
-  readonly inputsPerSec: number;
-  /** Calls that ended OK. */
-  readonly accepted: number;
-  /** Calls refused with a clear status (by code). */
-  readonly refused: number;
+/** The outcome of a run: accepted, calls that ended OK; refused, with a clear status (by code). */
+export interface GrpcFuzzReport extends FuzzReport<"grpc"> {
   readonly codes: Readonly<Record<string, number>>;
   /** Valid bodies of cluster-changing methods, checked in-process instead of sent. */
   readonly notSent: number;
-  readonly findings: readonly Finding[];
 }
 
 const CALL_TIMEOUT_MS = 10_000;
@@ -69,16 +58,6 @@ const METHODS: readonly DescMethod[] = [
   ...NexusChecks.methods,
 ];
 const READ_ONLY = new Set(["Check", "Load", "ListNodes", "ListMembers", "NodeStatus", "Save"]);
-
-function inputRandom(seed: number, i: number): RandomSource {
-  return createSeededRandom((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
-}
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 function text(rnd: RandomSource): string {
   const words = [
@@ -378,28 +357,13 @@ export async function fuzzGrpc(
   only?: number,
   window = 16,
 ): Promise<GrpcFuzzReport> {
-  const findings: Finding[] = [];
   const codes: Record<string, number> = {};
-  let accepted = 0;
-  let refused = 0;
   let notSent = 0;
   let session = http2.connect(`http://127.0.0.1:${server.port}`);
   session.on("error", () => undefined);
-  const t0 = performance.now();
-  const first = only ?? 0;
-  const last = only === undefined ? inputs : only + 1;
-  const note = (i: number, r: Request, problem: string): void => {
-    if (findings.length < 20) {
-      findings.push({
-        seed,
-        input: i,
-        problem: `${r.path} ${JSON.stringify(r.headers)}: ${problem}`,
-        bytes: r.body.subarray(0, 64).toString("hex"),
-      });
-    }
-  };
-  const one = async (i: number): Promise<void> => {
-    const r = requestFor(inputRandom(seed, i));
+  const one = async (rnd: RandomSource): Promise<InputOutcome> => {
+    const r = requestFor(rnd);
+    const none = { input: r.body, problem: "", accepted: false, refused: false };
     if (r.method !== undefined && !READ_ONLY.has(r.method.name)) {
       let decodes = true;
       try {
@@ -409,31 +373,33 @@ export async function fuzzGrpc(
       }
       if (decodes) {
         notSent++;
-        return;
+        return none;
       }
     }
+    const problems: string[] = [];
     if (session.closed || session.destroyed) {
-      note(i, r, "the connection was closed by the server");
+      problems.push("the connection was closed by the server");
       session = http2.connect(`http://127.0.0.1:${server.port}`);
       session.on("error", () => undefined);
     }
     const { outcome, message } = await send(session, r);
     codes[outcome] = (codes[outcome] ?? 0) + 1;
-    if (outcome === "grpc:0") accepted++;
+    let accepted = false;
+    let refused = false;
+    if (outcome === "grpc:0") accepted = true;
     else if (outcome.startsWith("grpc:")) {
       const code = outcome.slice(5);
-      if (UNCLEAR.has(code)) note(i, r, `${outcome} ${decodeURIComponent(message)}`);
-      else if (message === "") note(i, r, `${outcome} without a message`);
-      else refused++;
-    } else if (outcome.startsWith("http:") && outcome !== "http:200") refused++;
-    else note(i, r, outcome);
+      if (UNCLEAR.has(code)) problems.push(`${outcome} ${decodeURIComponent(message)}`);
+      else if (message === "") problems.push(`${outcome} without a message`);
+      else refused = true;
+    } else if (outcome.startsWith("http:") && outcome !== "http:200") refused = true;
+    else problems.push(outcome);
+    const problem =
+      problems.length === 0 ? "" : `${r.path} ${JSON.stringify(r.headers)}: ${problems.join("; ")}`;
+    return { ...none, problem, accepted, refused };
   };
-  let next = first;
-  await Promise.all(
-    Array.from({ length: Math.min(window, last - first) }, async () => {
-      while (next < last) await one(next++);
-    }),
-  );
+  const report = await runInputs({ target: "grpc", seed, inputs, only, window }, one);
+  const findings = [...report.findings];
   // Still serving after all that.
   const alive = await send(session, {
     path: "/nexus.api.Nexus/Check",
@@ -443,6 +409,7 @@ export async function fuzzGrpc(
   });
   if (alive.outcome !== "grpc:0") {
     findings.push({
+      target: "grpc",
       seed,
       input: -1,
       problem: `the server no longer answers: ${alive.outcome}`,
@@ -450,39 +417,21 @@ export async function fuzzGrpc(
     });
   }
   session.close();
-  const seconds = (performance.now() - t0) / 1000;
-  return {
-    target: "grpc",
-    seed,
-    inputs: last - first,
-    seconds: Number(seconds.toFixed(2)),
-    inputsPerSec: Math.round((last - first) / Math.max(seconds, 1e-9)),
-    accepted,
-    refused,
-    codes,
-    notSent,
-    findings,
-  };
+  return { ...report, codes, notSent, findings };
 }
 
-export function fuzzSeed(): number {
-  const env = process.env["NEXUS_FUZZ_SEED"];
-  if (env !== undefined && env !== "") return Number(env) >>> 0;
-  return (Date.now() ^ (process.pid << 16)) >>> 0;
-}
+export { fuzzSeed };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i < 0 ? undefined : args[i + 1];
-  };
-  const inputs = Number(opt("inputs") ?? 1_000_000);
-  const seed = opt("seed") === undefined ? fuzzSeed() : Number(opt("seed")) >>> 0;
-  const only = opt("only") === undefined ? undefined : Number(opt("only"));
-  const server = await startFuzzServer();
-  const r = await fuzzGrpc(server, seed, inputs, only);
-  await server.close();
-  process.stdout.write(JSON.stringify(r) + "\n");
-  process.exit(r.findings.length > 0 ? 1 : 0);
+  await fuzzMain(process.argv.slice(2), {
+    targets: ["grpc"] as const,
+    run: async (_target, seed, inputs, only) => {
+      const server = await startFuzzServer();
+      try {
+        return await fuzzGrpc(server, seed, inputs, only);
+      } finally {
+        await server.close();
+      }
+    },
+  });
 }

@@ -143,4 +143,21 @@ describe("backup file format", () => {
       [],
     );
   });
+
+  it("gathers small writes into few frames: 100,000 writes of 50 bytes cost a few frames, not 100,000", async () => {
+    const chunks = Array.from({ length: 100_000 }, (_, i) => pseudoRandom(50, i));
+    const path = await writeBackup(chunks);
+    const data = Buffer.concat(chunks);
+    // Without gathering, every write would be a frame of its own: 8 bytes more each.
+    assert.ok(
+      readFileSync(path).length < data.length + 64 * 1024,
+      String(readFileSync(path).length),
+    );
+    const b = await openBackupFile(path);
+    const got: Buffer[] = [];
+    for await (const c of b.data) got.push(Buffer.from(c));
+    await b.close();
+    assert.ok(Buffer.concat(got).equals(data));
+    assert.equal((await verifyBackupFile(path)).dataBytes, data.length);
+  });
 });

@@ -13,7 +13,13 @@ describe("chaos: flags", () => {
     assert.equal(f.keys, 4);
     assert.equal(f.keep, false);
     assert.equal(f.nodeLogLevel, "info");
+    assert.equal(f.wan, false);
     assert.equal(f.help, false);
+  });
+
+  it("takes --wan as a switch without a value", () => {
+    assert.equal(parseChaosFlags(["--wan"]).wan, true);
+    assert.throws(() => parseChaosFlags(["--wan=yes"]), /--wan takes no value/);
   });
 
   it("takes --flag value, --flag=value and one dash", () => {

@@ -18,12 +18,14 @@ export interface ChaosFlags {
   readonly localShare: number;
   /** The nodes' -log-level. */
   readonly nodeLogLevel: "debug" | "info" | "warn" | "error";
+  /** Emulated regions between the nodes (test/wan): delays, jitter and stalls. */
+  readonly wan: boolean;
   readonly help: boolean;
 }
 
 export const CHAOS_USAGE = `usage: npm run chaos -- [--seconds N] [--reads linearizable|lease] [--seed S]
                         [--clients N] [--keys N] [--think-ms N] [--local-share F]
-                        [--node-log-level L] [--keep]
+                        [--node-log-level L] [--wan] [--keep]
 
 Runs a 5-node sqlite_repl cluster in private network namespaces (needs root, ip, unshare, nft),
 drives concurrent clients doing reads, writes and compare-and-set on a few registers while a
@@ -39,6 +41,9 @@ and that the history is linearizable. Exit 0 only when it is linearizable and co
   --think-ms N      mean pause between a client's operations (default 10)
   --local-share F   share of reads sent with consistency=local (default 0.2, 0 to 1)
   --node-log-level L  the nodes' -log-level: debug, info (default), warn or error
+  --wan             put the nodes in emulated regions (test/wan): round trips of 20-100 ms
+                    between nodes, 30% jitter, and stalls of 100-500 ms on random links, on top
+                    of the faults; the delays come from the seed
   --keep            keep history.jsonl and node logs even when the run passes
   --help            this text
 `;
@@ -58,6 +63,7 @@ const DEFAULTS: ChaosFlags = {
   thinkMs: 10,
   localShare: 0.2,
   nodeLogLevel: "info",
+  wan: false,
   help: false,
 };
 
@@ -127,6 +133,7 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
         break;
       }
       case "keep":
+      case "wan":
       case "help":
         if (m[2] !== undefined) throw new ChaosFlagError(`--${name} takes no value`);
         f[name] = true;

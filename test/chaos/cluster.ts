@@ -38,6 +38,15 @@ export interface ClusterOptions {
   readonly electionMs: number;
   /** The nodes' -log-level (their stderr goes to node-<i>.log). */
   readonly logLevel: string;
+  /**
+   * The address node i advertises to its peers when it differs from the one it binds (emulated
+   * regions: test/wan/wan-emulator.ts); absent, nodes advertise their own address.
+   */
+  readonly advertisedIp?: (i: number) => string;
+  /** Flags for node i only (after extraFlags). */
+  readonly nodeFlags?: (i: number) => readonly string[];
+  /** The nodes' -nexus-snapshot-count (default 300: snapshots happen during a run). */
+  readonly snapshotCount?: number;
 }
 
 /** One node process (restartable). */
@@ -64,7 +73,7 @@ export class ChaosNode {
     readonly index: number,
     private readonly cluster: ChaosCluster,
   ) {
-    this.url = `http://${nodeIp(index)}:${RAFT_PORT}`;
+    this.url = `http://${cluster.o.advertisedIp?.(index) ?? nodeIp(index)}:${RAFT_PORT}`;
     this.addr = `${nodeIp(index)}:${GRPC_PORT}`;
     this.dir = join(cluster.o.workDir, `node${index}`);
     this.id = nodeIdOf(this.url);
@@ -79,6 +88,9 @@ export class ChaosNode {
     return [
       `-nexus-cluster-url=${this.cluster.initialUrls.join(",")}`,
       `-nexus-node-url=${this.url}`,
+      ...(o.advertisedIp === undefined
+        ? []
+        : [`-nexus-listen-url=http://${nodeIp(this.index)}:${RAFT_PORT}`]),
       `-grpcPort=${GRPC_PORT}`,
       `-grpcHost=${nodeIp(this.index)}`,
       `-nexus-log-dir=${join(this.dir, "logs")}`,
@@ -88,11 +100,12 @@ export class ChaosNode {
       `-nexus-election-ms=${o.electionMs}`,
       // Snapshots happen during the run, and a re-added node can be caught up from one.
       // (often enough that a node re-added in a short run is sent one: kill-receiving-snapshot).
-      "-nexus-snapshot-count=300",
+      `-nexus-snapshot-count=${o.snapshotCount ?? 300}`,
       "-nexus-snapshot-catchup-entries=100",
       `-log-level=${o.logLevel}`,
       ...(this.joinAsNew ? ["-nexus-node-state=new"] : []),
       ...o.extraFlags,
+      ...(o.nodeFlags?.(this.index) ?? []),
     ];
   }
 

@@ -27,6 +27,9 @@ export const nodeIp = (i: number): string => `${SUBNET}.${i}`;
 /** The namespace name of node i of the run whose runner has pid `pid`. */
 export const namespaceOf = (pid: number, i: number): string => `${NAME_PREFIX}${pid}-n${i}`;
 
+/** The bridge of the run whose runner has pid `pid` (in the runner's namespace). */
+const bridgeOf = (pid: number): string => `nxcbr${pid % 100_000}`;
+
 /** The run's scratch folder (node data), removed at the end and by cleanupStale. */
 export const workDirOf = (pid: number): string => join(tmpdir(), `${NAME_PREFIX}${pid}`);
 
@@ -67,7 +70,7 @@ export class ChaosNetwork {
    */
   static async create(size: number, pid = process.pid): Promise<ChaosNetwork> {
     const net = new ChaosNetwork(pid, size);
-    const br = `nxcbr${pid % 100_000}`;
+    const br = bridgeOf(pid);
     try {
       await sh("ip", ["link", "set", "lo", "up"]);
       await sh("ip", ["link", "add", br, "type", "bridge"]);
@@ -143,11 +146,15 @@ export class ChaosNetwork {
     return this.applyBlocks(new Map());
   }
 
-  /** Kills whatever still runs inside the namespaces and deletes them. Idempotent. */
+  /**
+   * Kills whatever still runs inside the namespaces and deletes them, and the bridge (so another
+   * network can be made in the same runner namespace). Idempotent.
+   */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
     for (let i = 1; i <= this.size; i++) await removeNamespace(this.ns(i));
+    await sh("ip", ["link", "del", bridgeOf(this.pid)]).catch(() => undefined);
   }
 }
 

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { isNexusError } from "../../src/errors/index.js";
 import type { ChaosFlags } from "./chaos-flags.js";
 import { keyNames } from "./chaos-flags.js";
-import { ChaosCluster } from "./cluster.js";
+import { ChaosCluster, RAFT_PORT } from "./cluster.js";
 import { agree, describeDisagreement, fileRows, waitLocalAgreement } from "./convergence.js";
 import type { Operation } from "./history.js";
 import { checkHistory, describeVerdict } from "./linearizability.js";
@@ -25,6 +25,7 @@ import { formatReport, passed } from "./report.js";
 import type { ConvergenceReport } from "./report.js";
 import { SeededRng } from "./seeded-rng.js";
 import { CREATE_TABLE, Workload } from "./workload.js";
+import { REGIONS, WanEmulator, advertisedIp } from "../wan/wan-emulator.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** Where run folders go (git-ignored). */
@@ -70,11 +71,13 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
   let network: ChaosNetwork | undefined;
   let cluster: ChaosCluster | undefined;
   let workload: Workload | undefined;
+  let wan: WanEmulator | undefined;
   let torn = false;
   const teardown = async (): Promise<void> => {
     if (torn) return;
     torn = true;
     workload?.close();
+    wan?.stop();
     cluster?.closeClients();
     await cluster?.killAll().catch(() => undefined);
     await network?.destroy().catch(() => undefined);
@@ -95,6 +98,17 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
 
   try {
     network = await ChaosNetwork.create(NODES);
+    if (flags.wan) {
+      wan = await WanEmulator.start({
+        network,
+        port: RAFT_PORT,
+        profile: REGIONS,
+        seed: (seed ^ 0x3a4e) >>> 0,
+        logDir: runDir,
+        controlDir: workDir,
+      });
+      say(`chaos: emulated regions (--wan), ${wan.describe()}`);
+    }
     cluster = new ChaosCluster({
       network,
       workDir,
@@ -103,6 +117,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       heartbeatMs: HEARTBEAT_MS,
       electionMs: ELECTION_MS,
       logLevel: flags.nodeLogLevel,
+      ...(wan === undefined ? {} : { advertisedIp }),
     });
     const c = cluster;
     await c.startAll();
@@ -164,11 +179,16 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     probe.fire = (node, count) => w.probe(node, count);
     probe.write = (node) => w.probeWrites(node);
     w.start();
+    wan?.startStalls((from, to, ms) =>
+      say(`  ${(now() / 1000).toFixed(1).padStart(6)}s wan stall n${from}->n${to} ${ms} ms`),
+    );
     await nemesis.run();
     // Everything is healed: let the clients run on a whole cluster for a few more seconds.
     await nemesis.waitWhole(-1, 60_000);
     await sleep(Math.max(flags.seconds * 1000 - now(), 0) + 3000);
     await w.stop();
+    // The links keep their delays for the final reads and convergence; only the stalls end.
+    wan?.stopStalls();
     const workloadMs = now();
     say(
       `chaos: workload stopped at ${(workloadMs / 1000).toFixed(1)} s after ${w.ops.length} operations; final reads and convergence`,
@@ -231,6 +251,8 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       runDir,
       historyKept: keep,
     });
+    if (wan !== undefined)
+      text += `\nemulated regions: ${wan.describe()}\n  ${wan.stalls} link stalls\n`;
     if (!verdict.ok) text += `\nchecker, without local reads:\n${describeVerdict(verdict)}\n`;
     if (verdictWithLocal.verdict === "violation") {
       text += `\nchecker, with local reads (stale local reads are expected):\n${describeVerdict(verdictWithLocal)}\n`;

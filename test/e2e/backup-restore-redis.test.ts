@@ -12,6 +12,7 @@ import { startRedis } from "../store/redis-server.js";
 import type { RedisServer } from "../store/redis-server.js";
 import { leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
 import type { SqliteNode } from "./programs.js";
+import { restoreArgs as sharedRestoreArgs } from "./backup-scenario.js";
 
 async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<(string | null)[]> {
   const c = new Redis({ port: srv.port, db, lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -24,20 +25,7 @@ async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<
 }
 
 function restoreArgs(file: string, n: SqliteNode, redisPort: number): string[] {
-  return [
-    "restore",
-    file,
-    "-nexus-node-url",
-    n.url,
-    "-nexus-cluster-url",
-    n.clusterUrls.join(","),
-    `-nexus-log-dir=${join(n.dir, "logs")}`,
-    `-nexus-snap-dir=${join(n.dir, "snap")}`,
-    "-store",
-    "redis",
-    "-redisPort",
-    String(redisPort),
-  ];
+  return sharedRestoreArgs(file, n, ["-store", "redis", "-redisPort", String(redisPort)]);
 }
 
 const KEYS = ["k1", "k2", "k3", "k4", "k5", "k6", "k7"];

@@ -98,7 +98,7 @@ export class SqliteNode {
       // Fast timing by default; a test's own -nexus-heartbeat-ms/-nexus-election-ms replace it.
       ...(this.hasOwn("-nexus-heartbeat-ms") ? [] : ["-nexus-heartbeat-ms=50"]),
       ...(this.hasOwn("-nexus-election-ms") ? [] : ["-nexus-election-ms=500"]),
-      "-log-level=warn",
+      ...(this.hasOwn("-log-level") ? [] : ["-log-level=warn"]),
       ...this.extraFlags,
     ];
   }

@@ -1,6 +1,13 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { decodeMemberProgress, encodeMemberProgress } from "../../src/node/member-progress.js";
+import {
+  decodeMemberProgress,
+  encodeMemberProgress,
+  snapshotPercent,
+  snapshotProgressOf,
+} from "../../src/node/member-progress.js";
+import type { SnapshotTransfer } from "../../src/node/node-metrics.js";
+import type { NodeId } from "../../src/raft/types.js";
 import type { MemberProgressView } from "../../src/node/member-progress.js";
 
 const view: MemberProgressView = {
@@ -19,7 +26,18 @@ const view: MemberProgressView = {
       id: "663ca4baed7470b5",
       url: "http://127.0.0.1:9022",
       role: "learner",
-      progress: { reachable: false, match: 3, lag: 39 },
+      progress: {
+        reachable: false,
+        match: 3,
+        lag: 39,
+        snapshot: { index: 40, bytes: 1024, totalBytes: 4096 },
+      },
+    },
+    {
+      id: "763ca4baed7470b5",
+      url: "http://127.0.0.1:9024",
+      role: "follower",
+      progress: { reachable: true, match: 3, lag: 39, snapshot: { index: 40, bytes: 0 } },
     },
     { id: "f3fd5b0446cc7033", url: "http://127.0.0.1:9023", role: "follower" },
   ],
@@ -67,10 +85,70 @@ describe("the leader's member list on the wire", () => {
       }),
       /member 0 \(x\) has invalid progress/,
     ],
+    [
+      "a snapshot with negative bytes",
+      enc({
+        ...good,
+        members: [
+          {
+            id: "x",
+            url: "u",
+            role: "learner",
+            progress: { reachable: true, match: 1, lag: 0, snapshot: { index: 3, bytes: -1 } },
+          },
+        ],
+      }),
+      /member 0 \(x\) has an invalid snapshot progress/,
+    ],
   ];
   for (const [what, bytes, why] of bad) {
     it(`refuses ${what}, saying what is wrong`, () => {
       assert.throws(() => decodeMemberProgress(bytes), why);
     });
   }
+});
+
+describe("a member receiving a snapshot, as the leader lists it", () => {
+  const b = "000000000000000b" as NodeId;
+  const stream: SnapshotTransfer = {
+    direction: "send",
+    peer: b,
+    index: 90,
+    bytes: 300,
+    totalBytes: 1200,
+    startedAt: 0,
+  };
+  for (const c of [
+    { name: "replicating, no stream: none", state: "replicate", sending: [], want: {} },
+    {
+      name: "snapshot state, stream not started: bytes 0, size unknown",
+      state: "snapshot",
+      sending: [],
+      want: { snapshot: { index: 77, bytes: 0 } },
+    },
+    {
+      name: "a stream in flight: its bytes and size",
+      state: "snapshot",
+      sending: [stream],
+      want: { snapshot: { index: 90, bytes: 300, totalBytes: 1200 } },
+    },
+    {
+      name: "a stream to another member: none",
+      state: "probe",
+      sending: [{ ...stream, peer: "000000000000000c" as NodeId }],
+      want: {},
+    },
+  ]) {
+    it(c.name, () => {
+      assert.deepEqual(
+        snapshotProgressOf(b, { state: c.state, pendingSnapshot: 77 }, c.sending),
+        c.want,
+      );
+    });
+  }
+
+  it("has a percent once the size is known", () => {
+    assert.equal(snapshotPercent({ index: 1, bytes: 300, totalBytes: 1200 }), 25);
+    assert.equal(snapshotPercent({ index: 1, bytes: 300 }), undefined);
+  });
 });

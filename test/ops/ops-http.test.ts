@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { createNexusClient } from "../../src/api/client.js";
 import { freePort } from "../free-port.js";
 import type { SqliteNode } from "../e2e/programs.js";
-import { sqliteCluster, until } from "../e2e/programs.js";
+import { run, sqliteCluster, until } from "../e2e/programs.js";
+import type { StatusJson } from "../../src/cli/status.js";
 
 interface Got {
   status: number;
@@ -79,6 +80,8 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
         "applyLag",
         "lastCheck",
         "leaderChanges",
+        "tasks",
+        "readyMaxLag",
       ]) {
         assert.ok(k in st, `status has ${k}`);
       }
@@ -102,6 +105,17 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
       const missing = await get(port, "/nope");
       assert.equal(missing.status, 404);
     }
+  });
+
+  it("says the node's version in nexus status, text and -o json", async () => {
+    const text = await run("nexus", ["status", nodes[1]!.addr]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^version: 0\.1\.0$/m);
+    const json = await run("nexus", ["status", "-o", "json", nodes[1]!.addr]);
+    assert.equal(json.code, 0, json.stderr);
+    const doc = JSON.parse(json.stdout) as StatusJson;
+    assert.equal(doc.node.version, "0.1.0");
+    assert.equal(doc.client.version, "0.1.0");
   });
 
   it("counts saves and loads while they run, and fills the histograms", async () => {
@@ -201,6 +215,19 @@ describe("the operations HTTP port of a 3-node cluster", { timeout: 180_000 }, a
 });
 
 describe("the -http-port flags", () => {
+  it("takes -ready-max-lag as the readiness bound, and refuses a negative one", async () => {
+    const [n] = await sqliteCluster(1);
+    await assert.rejects(n!.start(["-ready-max-lag=-1"]), /ready-max-lag/);
+    const port = await freePort();
+    try {
+      await n!.start([`-http-port=${port}`, "-ready-max-lag=7"]);
+      const st = JSON.parse((await get(port, "/status")).body) as Record<string, unknown>;
+      assert.equal(st["readyMaxLag"], 7);
+    } finally {
+      await n!.stop("SIGKILL");
+    }
+  });
+
   it("refuses a bad -statsd-addr and a port in use with a clear message", async () => {
     const [n] = await sqliteCluster(1);
     await assert.rejects(n!.start(["-statsd-addr=nohost"]), /-statsd-addr must be host:port/);

@@ -38,47 +38,23 @@ import { Snapshotter, snapshotName } from "../../src/storage/snapshotter.js";
 import type { SnapshotMeta } from "../../src/storage/snapshotter.js";
 import type { FsFile, FsLayer } from "../../src/storage/fs-layer.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { createSeededRandom } from "../../src/raft/random.js";
 import type { RandomSource } from "../../src/raft/random.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import type { FuzzReport as RunReport } from "../fuzz-runner.js";
 
 export type StorageTarget = "records" | "snapshots";
 
-export interface Finding {
-  readonly target: StorageTarget;
-  readonly seed: number;
-  readonly input: number;
-  readonly problem: string;
-  readonly bytes: string;
-}
+/** One input that broke a rule. */
+export type Finding = FuzzReport["findings"][number];
 
-export interface FuzzReport {
-  readonly target: StorageTarget;
-  readonly seed: number;
-  readonly inputs: number;
-  readonly seconds: number;
-  readonly inputsPerSec: number;
-  /** Inputs with at least one record accepted (records) or a file accepted (snapshots). */
-  readonly accepted: number;
-  /** Inputs refused somewhere (a damaged record, a refused file). */
-  readonly refused: number;
-  readonly findings: readonly Finding[];
-}
+/**
+ * The outcome of fuzzing one target. accepted: inputs with at least one record accepted
+ * (records) or a file accepted (snapshots); refused: inputs refused somewhere (a damaged record,
+ * a refused file).
+ */
+export type FuzzReport = RunReport<StorageTarget>;
 
 const SLOW_MS = 1000;
-
-function inputRandom(seed: number, i: number): RandomSource {
-  return createSeededRandom((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.subarray(0, 64)).toString("hex") + (b.byteLength > 64 ? "..." : "");
-}
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 /** CRC-32C, bit by bit: the reference the table-driven implementation must agree with. */
 function refCrc(parts: readonly Uint8Array[]): number {
@@ -646,76 +622,24 @@ async function snapshotInput(
 }
 
 /** Fuzzes one target with `inputs` inputs from `seed` (or only input `only`). */
-export async function fuzzStorage(
+export function fuzzStorage(
   target: StorageTarget,
   seed: number,
   inputs: number,
   only?: number,
 ): Promise<FuzzReport> {
-  const findings: Finding[] = [];
-  let accepted = 0;
-  let refused = 0;
-  const t0 = performance.now();
-  const first = only ?? 0;
-  const last = only === undefined ? inputs : only + 1;
-  for (let i = first; i < last; i++) {
-    const rnd = inputRandom(seed, i);
-    const started = performance.now();
-    let input: Uint8Array;
-    let problem: string;
-    if (target === "records") {
-      const r = recordInput(rnd);
-      ({ input, problem } = r);
-      if (r.accepted) accepted++;
-      if (r.refused) refused++;
-    } else {
-      const r = await snapshotInput(rnd);
-      ({ input, problem } = r);
-      if (r.accepted) accepted++;
-      else refused++;
-    }
-    const ms = performance.now() - started;
-    if (problem === "" && ms > SLOW_MS) problem = `took ${ms.toFixed(0)} ms`;
-    if (problem !== "" && findings.length < 20) {
-      findings.push({ target, seed, input: i, problem, bytes: hex(input) });
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  return {
-    target,
-    seed,
-    inputs: last - first,
-    seconds: Number(seconds.toFixed(2)),
-    inputsPerSec: Math.round((last - first) / Math.max(seconds, 1e-9)),
-    accepted,
-    refused,
-    findings,
-  };
+  return runInputs({ target, seed, inputs, only, slowMs: SLOW_MS }, async (rnd) => {
+    if (target === "records") return recordInput(rnd);
+    const r = await snapshotInput(rnd);
+    return { ...r, refused: !r.accepted };
+  });
 }
 
-/** The seed of a run: NEXUS_FUZZ_SEED when set, else a fresh one (printed by the caller). */
-export function fuzzSeed(): number {
-  const env = process.env["NEXUS_FUZZ_SEED"];
-  if (env !== undefined && env !== "") return Number(env) >>> 0;
-  return (Date.now() ^ (process.pid << 16)) >>> 0;
-}
+export { fuzzSeed };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i < 0 ? undefined : args[i + 1];
-  };
-  const inputs = Number(opt("inputs") ?? 1_000_000);
-  const seed = opt("seed") === undefined ? fuzzSeed() : Number(opt("seed")) >>> 0;
-  const only = opt("only") === undefined ? undefined : Number(opt("only"));
-  const targets: StorageTarget[] =
-    opt("target") === undefined ? ["records", "snapshots"] : [opt("target") as StorageTarget];
-  let found = 0;
-  for (const t of targets) {
-    const r = await fuzzStorage(t, seed, inputs, only);
-    found += r.findings.length;
-    process.stdout.write(JSON.stringify(r) + "\n");
-  }
-  process.exit(found > 0 ? 1 : 0);
+  await fuzzMain(process.argv.slice(2), {
+    targets: ["records", "snapshots"] as const,
+    run: fuzzStorage,
+  });
 }

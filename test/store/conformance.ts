@@ -141,6 +141,32 @@ export function runStoreConformance(o: ConformanceOptions): void {
       }
     }));
 
+  it(`${o.name}: restore with from: a backup taken at one position becomes the state at another (restore into a running cluster)`, () =>
+    withStore(async (s) => {
+      await s.apply([entry(1, o.commands.set("k", "a")), entry(2, o.commands.set("j", "b"))]);
+      const b = await s.backup();
+      const { store: t, cleanup } = await o.open();
+      try {
+        await t.open();
+        // The target has its own history, further along than the backup.
+        await t.apply([3, 4, 5, 6, 7].map((i) => entry(i, o.commands.set("k", `t${i}`))));
+        await t.restore({ index: 8, term: 3 }, b.stream, b.position);
+        assert.equal(await get(t, "k"), "a");
+        assert.equal(await get(t, "j"), "b");
+        assert.deepEqual(await t.lastApplied(), { index: 8, term: 3 });
+        assert.equal(await digestOf(t), await digestOf(s));
+        // Later entries apply on the restored state; earlier ones are skipped.
+        await t.apply([
+          { ...entry(8, o.commands.set("k", "skipped")), term: 3 },
+          { ...entry(9, o.commands.set("k", "after")), term: 3 },
+        ]);
+        assert.equal(await get(t, "k"), "after");
+      } finally {
+        await t.close();
+        await cleanup();
+      }
+    }));
+
   it(`${o.name}: digests are equal for equal states and differ otherwise`, () =>
     withStore(async (s) => {
       const d0 = await s.digest();

@@ -155,6 +155,30 @@ describe("HTTP/2 peer transport", () => {
     }
   });
 
+  it("delivers what was queued for a peer removed in the same turn (a removed member hears its removal)", async () => {
+    const ra = recorder();
+    const rb = recorder();
+    const a = node("a", ra);
+    const b = node("b", rb);
+    const pb = await b.start();
+    await a.start();
+    a.addPeer("b", `http://127.0.0.1:${pb}`);
+    try {
+      // Connected first, as a member is before it is removed.
+      a.send([hb("a", "b", 1)]);
+      await until(() => rb.msgs.length === 1);
+      // The commit that removes b, then b removed from the transport in the same turn.
+      a.send([hb("a", "b", 2)]);
+      a.removePeer("b");
+      await until(() => rb.msgs.length === 2, 5000);
+      assert.equal(rb.msgs[1]!.term, 2);
+      assert.equal(a.hasPeer("b"), false);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   it("reports an unreachable peer, then reconnects when it comes up", async () => {
     const ra = recorder();
     const a = node("a", ra);

@@ -16,8 +16,8 @@ describe(`peer input fuzzing (seed ${seed}; replay with NEXUS_FUZZ_SEED=${seed})
     ["frames", 20_000],
     ["messages", 10_000],
   ] as const) {
-    it(`${target}: no crash, no hang, only clear refusals and valid messages`, (t) => {
-      const r = fuzz(target, seed, inputs > 0 ? inputs : short);
+    it(`${target}: no crash, no hang, only clear refusals and valid messages`, async (t) => {
+      const r = await fuzz(target, seed, inputs > 0 ? inputs : short);
       t.diagnostic(JSON.stringify({ ...r, findings: r.findings.length }));
       assert.deepEqual(r.findings, [], `findings (replay: NEXUS_FUZZ_SEED=${seed})`);
       // Both outcomes occur, so the inputs reach past the first check.

@@ -24,34 +24,20 @@ import {
 import { FrameReader, frameOf } from "../../src/transport/frame-reader.js";
 import { MessageBatchSchema, MessageSchema } from "../../src/transport/gen/raft_pb.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { createSeededRandom } from "../../src/raft/random.js";
 import type { RandomSource } from "../../src/raft/random.js";
+import { bytes, fuzzMain, fuzzSeed, runInputs } from "../fuzz-runner.js";
+import type { FuzzReport as RunReport } from "../fuzz-runner.js";
 import { createMessage } from "../../src/raft/types.js";
 import type { Entry, Message, MessageType } from "../../src/raft/types.js";
 
 /** One input that broke a rule. */
-export interface Finding {
-  readonly target: string;
-  readonly seed: number;
-  readonly input: number;
-  readonly problem: string;
-  /** The input's first bytes, hex. */
-  readonly bytes: string;
-}
+export type Finding = FuzzReport["findings"][number];
 
-/** The outcome of fuzzing one target. */
-export interface FuzzReport {
-  readonly target: "frames" | "messages";
-  readonly seed: number;
-  readonly inputs: number;
-  readonly seconds: number;
-  readonly inputsPerSec: number;
-  /** Inputs that decoded (messages) or yielded frames. */
-  readonly accepted: number;
-  /** Inputs refused with the expected error. */
-  readonly refused: number;
-  readonly findings: readonly Finding[];
-}
+/**
+ * The outcome of fuzzing one target. accepted: inputs that decoded (messages) or yielded frames;
+ * refused: inputs refused with the expected error.
+ */
+export type FuzzReport = RunReport<"frames" | "messages">;
 
 const WIRE_TYPES: readonly MessageType[] = [
   "prop",
@@ -71,21 +57,6 @@ const WIRE_TYPES: readonly MessageType[] = [
 ];
 const ID_RE = /^[\x21-\x7e]{1,64}$/;
 const SLOW_MS = 1000;
-
-/** The generator of input i of a run with `seed`. */
-function inputRandom(seed: number, i: number): RandomSource {
-  return createSeededRandom((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.subarray(0, 64)).toString("hex") + (b.byteLength > 64 ? "..." : "");
-}
-
-function bytes(rnd: RandomSource, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = rnd(256);
-  return out;
-}
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts));
@@ -506,77 +477,22 @@ export function fuzz(
   seed: number,
   inputs: number,
   only?: number,
-): FuzzReport {
-  const findings: Finding[] = [];
-  let accepted = 0;
-  let refused = 0;
-  const t0 = performance.now();
-  const first = only ?? 0;
-  const last = only === undefined ? inputs : only + 1;
-  for (let i = first; i < last; i++) {
-    const rnd = inputRandom(seed, i);
-    const started = performance.now();
-    let input: Uint8Array;
-    let problem: string;
+): Promise<FuzzReport> {
+  return runInputs({ target, seed, inputs, only, slowMs: SLOW_MS }, (rnd) => {
     if (target === "frames") {
       const r = frameInput(rnd);
-      input = r.input;
-      problem = r.outcome === "ok" || r.outcome === "refused" ? "" : r.outcome;
-      if (r.outcome === "ok") accepted++;
-      else if (r.outcome === "refused") refused++;
-    } else {
-      const r = messageInput(rnd);
-      input = r.input;
-      problem = r.problem;
-      if (problem === "") {
-        if (r.accepted) accepted++;
-        else refused++;
-      }
+      const accepted = r.outcome === "ok";
+      const refused = r.outcome === "refused";
+      return { input: r.input, problem: accepted || refused ? "" : r.outcome, accepted, refused };
     }
-    const ms = performance.now() - started;
-    if (problem === "" && ms > SLOW_MS) problem = `took ${ms.toFixed(0)} ms`;
-    if (problem !== "" && findings.length < 20) {
-      findings.push({ target, seed, input: i, problem, bytes: hex(input) });
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  return {
-    target,
-    seed,
-    inputs: last - first,
-    seconds: Number(seconds.toFixed(2)),
-    inputsPerSec: Math.round((last - first) / Math.max(seconds, 1e-9)),
-    accepted,
-    refused,
-    findings,
-  };
+    const r = messageInput(rnd);
+    const ok = r.problem === "";
+    return { ...r, accepted: ok && r.accepted, refused: ok && !r.accepted };
+  });
 }
 
-/** The seed of a run: NEXUS_FUZZ_SEED when set, else a fresh one (printed by the caller). */
-export function fuzzSeed(): number {
-  const env = process.env["NEXUS_FUZZ_SEED"];
-  if (env !== undefined && env !== "") return Number(env) >>> 0;
-  return (Date.now() ^ (process.pid << 16)) >>> 0;
-}
+export { fuzzSeed };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i < 0 ? undefined : args[i + 1];
-  };
-  const inputs = Number(opt("inputs") ?? 1_000_000);
-  const seed = opt("seed") === undefined ? fuzzSeed() : Number(opt("seed")) >>> 0;
-  const only = opt("only") === undefined ? undefined : Number(opt("only"));
-  const targets =
-    opt("target") === undefined
-      ? (["frames", "messages"] as const)
-      : [opt("target") as "frames" | "messages"];
-  let found = 0;
-  for (const t of targets) {
-    const r = fuzz(t, seed, inputs, only);
-    found += r.findings.length;
-    process.stdout.write(JSON.stringify(r) + "\n");
-  }
-  process.exit(found > 0 ? 1 : 0);
+  await fuzzMain(process.argv.slice(2), { targets: ["frames", "messages"] as const, run: fuzz });
 }

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nexus_admin.proto.
  */
 export const file_nexus_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChFuZXh1c19hZG1pbi5wcm90bxIJbmV4dXMuYXBpIl4KBk1lbWJlchIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSDAoEcm9sZRgDIAEoCRIRCglyZWFjaGFibGUYBCABKAgSDQoFbWF0Y2gYBSABKAMSCwoDbGFnGAYgASgDIrABChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDgoGbGVhZGVyGAIgASgJEiIKB21lbWJlcnMYAyADKAsyES5uZXh1cy5hcGkuTWVtYmVyEhIKCmZyb21MZWFkZXIYBCABKAgSEQoJbGFzdEluZGV4GAUgASgDEgwKBHNlbGYYBiABKAkSDQoFam9pbnQYByABKAgiRQoQQWRkTWVtYmVyUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEg8KB2xlYXJuZXIYAiABKAgSDwoHbm9Qcm9iZRgDIAEoCCJPCg5Qcm9tb3RlUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEhoKDW1heExhZ0VudHJpZXMYAiABKANIAIgBAUIQCg5fbWF4TGFnRW50cmllcyJ6ChRDaGFuZ2VNZW1iZXJzUmVxdWVzdBIPCgdhZGRVcmxzGAEgAygJEhIKCnJlbW92ZVVybHMYAiADKAkSDwoHbm9Qcm9iZRgDIAEoCBIaCg1tYXhMYWdFbnRyaWVzGAQgASgDSACIAQFCEAoOX21heExhZ0VudHJpZXMiKAoVVHJhbnNmZXJMZWFkZXJSZXF1ZXN0Eg8KB25vZGVVcmwYASABKAkiXgoWVHJhbnNmZXJMZWFkZXJSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEg4KBmxlYWRlchgCIAEoCRIRCglsZWFkZXJVcmwYAyABKAky6wIKCk5leHVzQWRtaW4SRQoLTGlzdE1lbWJlcnMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaHi5uZXh1cy5hcGkuTGlzdE1lbWJlcnNSZXNwb25zZRI7CglBZGRNZW1iZXISGy5uZXh1cy5hcGkuQWRkTWVtYmVyUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSPQoNUHJvbW90ZU1lbWJlchIZLm5leHVzLmFwaS5Qcm9tb3RlUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSQwoNQ2hhbmdlTWVtYmVycxIfLm5leHVzLmFwaS5DaGFuZ2VNZW1iZXJzUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSVQoOVHJhbnNmZXJMZWFkZXISIC5uZXh1cy5hcGkuVHJhbnNmZXJMZWFkZXJSZXF1ZXN0GiEubmV4dXMuYXBpLlRyYW5zZmVyTGVhZGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_empty, file_nexus]);
+  fileDesc("ChFuZXh1c19hZG1pbi5wcm90bxIJbmV4dXMuYXBpIosBCgZNZW1iZXISCgoCaWQYASABKAkSCwoDdXJsGAIgASgJEgwKBHJvbGUYAyABKAkSEQoJcmVhY2hhYmxlGAQgASgIEg0KBW1hdGNoGAUgASgDEgsKA2xhZxgGIAEoAxIrCghzbmFwc2hvdBgHIAEoCzIZLm5leHVzLmFwaS5NZW1iZXJTbmFwc2hvdCJCCg5NZW1iZXJTbmFwc2hvdBINCgVpbmRleBgBIAEoAxINCgVieXRlcxgCIAEoAxISCgp0b3RhbEJ5dGVzGAMgASgDIrABChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDgoGbGVhZGVyGAIgASgJEiIKB21lbWJlcnMYAyADKAsyES5uZXh1cy5hcGkuTWVtYmVyEhIKCmZyb21MZWFkZXIYBCABKAgSEQoJbGFzdEluZGV4GAUgASgDEgwKBHNlbGYYBiABKAkSDQoFam9pbnQYByABKAgiRQoQQWRkTWVtYmVyUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEg8KB2xlYXJuZXIYAiABKAgSDwoHbm9Qcm9iZRgDIAEoCCJPCg5Qcm9tb3RlUmVxdWVzdBIPCgdub2RlVXJsGAEgASgJEhoKDW1heExhZ0VudHJpZXMYAiABKANIAIgBAUIQCg5fbWF4TGFnRW50cmllcyJ6ChRDaGFuZ2VNZW1iZXJzUmVxdWVzdBIPCgdhZGRVcmxzGAEgAygJEhIKCnJlbW92ZVVybHMYAiADKAkSDwoHbm9Qcm9iZRgDIAEoCBIaCg1tYXhMYWdFbnRyaWVzGAQgASgDSACIAQFCEAoOX21heExhZ0VudHJpZXMiKAoVVHJhbnNmZXJMZWFkZXJSZXF1ZXN0Eg8KB25vZGVVcmwYASABKAkiXgoWVHJhbnNmZXJMZWFkZXJSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEg4KBmxlYWRlchgCIAEoCRIRCglsZWFkZXJVcmwYAyABKAky6wIKCk5leHVzQWRtaW4SRQoLTGlzdE1lbWJlcnMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaHi5uZXh1cy5hcGkuTGlzdE1lbWJlcnNSZXNwb25zZRI7CglBZGRNZW1iZXISGy5uZXh1cy5hcGkuQWRkTWVtYmVyUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSPQoNUHJvbW90ZU1lbWJlchIZLm5leHVzLmFwaS5Qcm9tb3RlUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSQwoNQ2hhbmdlTWVtYmVycxIfLm5leHVzLmFwaS5DaGFuZ2VNZW1iZXJzUmVxdWVzdBoRLm5leHVzLmFwaS5TdGF0dXMSVQoOVHJhbnNmZXJMZWFkZXISIC5uZXh1cy5hcGkuVHJhbnNmZXJMZWFkZXJSZXF1ZXN0GiEubmV4dXMuYXBpLlRyYW5zZmVyTGVhZGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_empty, file_nexus]);
 
 /**
  * One member as the node answering sees it.
@@ -63,6 +63,14 @@ export type Member = Message<"nexus.api.Member"> & {
    * @generated from field: int64 lag = 6;
    */
   lag: bigint;
+
+  /**
+   * Set while the leader sends it a snapshot (it is too far behind to be sent entries); only
+   * known on the leader, like match and lag.
+   *
+   * @generated from field: nexus.api.MemberSnapshot snapshot = 7;
+   */
+  snapshot?: MemberSnapshot | undefined;
 };
 
 /**
@@ -71,6 +79,41 @@ export type Member = Message<"nexus.api.Member"> & {
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
   messageDesc(file_nexus_admin, 0);
+
+/**
+ * A snapshot the leader is sending to a member.
+ *
+ * @generated from message nexus.api.MemberSnapshot
+ */
+export type MemberSnapshot = Message<"nexus.api.MemberSnapshot"> & {
+  /**
+   * The snapshot's log index.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * Bytes streamed so far (0 until the stream starts).
+   *
+   * @generated from field: int64 bytes = 2;
+   */
+  bytes: bigint;
+
+  /**
+   * The snapshot's size in bytes; -1 while the leader does not know it yet.
+   *
+   * @generated from field: int64 totalBytes = 3;
+   */
+  totalBytes: bigint;
+};
+
+/**
+ * Describes the message nexus.api.MemberSnapshot.
+ * Use `create(MemberSnapshotSchema)` to create a new message.
+ */
+export const MemberSnapshotSchema: GenMessage<MemberSnapshot> = /*@__PURE__*/
+  messageDesc(file_nexus_admin, 1);
 
 /**
  * @generated from message nexus.api.ListMembersResponse
@@ -126,7 +169,7 @@ export type ListMembersResponse = Message<"nexus.api.ListMembersResponse"> & {
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 1);
+  messageDesc(file_nexus_admin, 2);
 
 /**
  * @generated from message nexus.api.AddMemberRequest
@@ -155,7 +198,7 @@ export type AddMemberRequest = Message<"nexus.api.AddMemberRequest"> & {
  * Use `create(AddMemberRequestSchema)` to create a new message.
  */
 export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 2);
+  messageDesc(file_nexus_admin, 3);
 
 /**
  * @generated from message nexus.api.PromoteRequest
@@ -179,7 +222,7 @@ export type PromoteRequest = Message<"nexus.api.PromoteRequest"> & {
  * Use `create(PromoteRequestSchema)` to create a new message.
  */
 export const PromoteRequestSchema: GenMessage<PromoteRequest> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 3);
+  messageDesc(file_nexus_admin, 4);
 
 /**
  * Several changes at once, through joint consensus. A learner in addUrls is promoted.
@@ -217,7 +260,7 @@ export type ChangeMembersRequest = Message<"nexus.api.ChangeMembersRequest"> & {
  * Use `create(ChangeMembersRequestSchema)` to create a new message.
  */
 export const ChangeMembersRequestSchema: GenMessage<ChangeMembersRequest> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 4);
+  messageDesc(file_nexus_admin, 5);
 
 /**
  * Hands leadership to nodeUrl, or to the most up-to-date voter when empty.
@@ -236,7 +279,7 @@ export type TransferLeaderRequest = Message<"nexus.api.TransferLeaderRequest"> &
  * Use `create(TransferLeaderRequestSchema)` to create a new message.
  */
 export const TransferLeaderRequestSchema: GenMessage<TransferLeaderRequest> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 5);
+  messageDesc(file_nexus_admin, 6);
 
 /**
  * @generated from message nexus.api.TransferLeaderResponse
@@ -263,7 +306,7 @@ export type TransferLeaderResponse = Message<"nexus.api.TransferLeaderResponse">
  * Use `create(TransferLeaderResponseSchema)` to create a new message.
  */
 export const TransferLeaderResponseSchema: GenMessage<TransferLeaderResponse> = /*@__PURE__*/
-  messageDesc(file_nexus_admin, 6);
+  messageDesc(file_nexus_admin, 7);
 
 /**
  * @generated from service nexus.api.NexusAdmin

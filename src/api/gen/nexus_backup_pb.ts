@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nexus_backup.proto.
  */
 export const file_nexus_backup: GenFile = /*@__PURE__*/
-  fileDesc("ChJuZXh1c19iYWNrdXAucHJvdG8SCW5leHVzLmFwaSIeCg1CYWNrdXBSZXF1ZXN0Eg0KBWxvY2FsGAEgASgIIjUKDEJhY2t1cE1lbWJlchIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSDAoEcm9sZRgDIAEoCSKTAQoMQmFja3VwSGVhZGVyEhEKCXN0b3JlS2luZBgBIAEoCRITCgtjbHVzdGVyTmFtZRgCIAEoCRINCgVpbmRleBgDIAEoAxIMCgR0ZXJtGAQgASgDEigKB21lbWJlcnMYBSADKAsyFy5uZXh1cy5hcGkuQmFja3VwTWVtYmVyEhQKDG5leHVzVmVyc2lvbhgGIAEoCSIyCg1CYWNrdXBUcmFpbGVyEhEKCWRhdGFCeXRlcxgBIAEoAxIOCgZzaGEyNTYYAiABKAwifQoLQmFja3VwQ2h1bmsSKQoGaGVhZGVyGAEgASgLMhcubmV4dXMuYXBpLkJhY2t1cEhlYWRlckgAEg4KBGRhdGEYAiABKAxIABIrCgd0cmFpbGVyGAMgASgLMhgubmV4dXMuYXBpLkJhY2t1cFRyYWlsZXJIAEIGCgRraW5kMksKC05leHVzQmFja3VwEjwKBkJhY2t1cBIYLm5leHVzLmFwaS5CYWNrdXBSZXF1ZXN0GhYubmV4dXMuYXBpLkJhY2t1cENodW5rMAFiBnByb3RvMw");
+  fileDesc("ChJuZXh1c19iYWNrdXAucHJvdG8SCW5leHVzLmFwaSIeCg1CYWNrdXBSZXF1ZXN0Eg0KBWxvY2FsGAEgASgIIjUKDEJhY2t1cE1lbWJlchIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSDAoEcm9sZRgDIAEoCSKTAQoMQmFja3VwSGVhZGVyEhEKCXN0b3JlS2luZBgBIAEoCRITCgtjbHVzdGVyTmFtZRgCIAEoCRINCgVpbmRleBgDIAEoAxIMCgR0ZXJtGAQgASgDEigKB21lbWJlcnMYBSADKAsyFy5uZXh1cy5hcGkuQmFja3VwTWVtYmVyEhQKDG5leHVzVmVyc2lvbhgGIAEoCSIyCg1CYWNrdXBUcmFpbGVyEhEKCWRhdGFCeXRlcxgBIAEoAxIOCgZzaGEyNTYYAiABKAwifQoLQmFja3VwQ2h1bmsSKQoGaGVhZGVyGAEgASgLMhcubmV4dXMuYXBpLkJhY2t1cEhlYWRlckgAEg4KBGRhdGEYAiABKAxIABIrCgd0cmFpbGVyGAMgASgLMhgubmV4dXMuYXBpLkJhY2t1cFRyYWlsZXJIAEIGCgRraW5kIhwKDFJlc3RvcmVDaHVuaxIMCgRkYXRhGAEgASgMIoIBCg9SZXN0b3JlUmVzcG9uc2USDQoFaW5kZXgYASABKAMSDQoFYnl0ZXMYAiABKAMSEwoLYmFja3VwSW5kZXgYAyABKAMSEgoKYmFja3VwVGVybRgEIAEoAxIVCg1iYWNrdXBDbHVzdGVyGAUgASgJEhEKCXN0b3JlS2luZBgGIAEoCTKNAQoLTmV4dXNCYWNrdXASPAoGQmFja3VwEhgubmV4dXMuYXBpLkJhY2t1cFJlcXVlc3QaFi5uZXh1cy5hcGkuQmFja3VwQ2h1bmswARJACgdSZXN0b3JlEhcubmV4dXMuYXBpLlJlc3RvcmVDaHVuaxoaLm5leHVzLmFwaS5SZXN0b3JlUmVzcG9uc2UoAWIGcHJvdG8z");
 
 /**
  * @generated from message nexus.api.BackupRequest
@@ -184,6 +184,76 @@ export const BackupChunkSchema: GenMessage<BackupChunk> = /*@__PURE__*/
   messageDesc(file_nexus_backup, 4);
 
 /**
+ * A backup file (as `nexus backup` writes it), streamed in order, to restore into the running
+ * cluster. Chunks of at most 1 MiB.
+ *
+ * @generated from message nexus.api.RestoreChunk
+ */
+export type RestoreChunk = Message<"nexus.api.RestoreChunk"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message nexus.api.RestoreChunk.
+ * Use `create(RestoreChunkSchema)` to create a new message.
+ */
+export const RestoreChunkSchema: GenMessage<RestoreChunk> = /*@__PURE__*/
+  messageDesc(file_nexus_backup, 5);
+
+/**
+ * A restore that took effect on every replica.
+ *
+ * @generated from message nexus.api.RestoreResponse
+ */
+export type RestoreResponse = Message<"nexus.api.RestoreResponse"> & {
+  /**
+   * The log index of the restore's commit entry: every replica holds the backup's state there.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * The backup file's size.
+   *
+   * @generated from field: int64 bytes = 2;
+   */
+  bytes: bigint;
+
+  /**
+   * The index and term the backup was taken at, and its cluster and store kind.
+   *
+   * @generated from field: int64 backupIndex = 3;
+   */
+  backupIndex: bigint;
+
+  /**
+   * @generated from field: int64 backupTerm = 4;
+   */
+  backupTerm: bigint;
+
+  /**
+   * @generated from field: string backupCluster = 5;
+   */
+  backupCluster: string;
+
+  /**
+   * @generated from field: string storeKind = 6;
+   */
+  storeKind: string;
+};
+
+/**
+ * Describes the message nexus.api.RestoreResponse.
+ * Use `create(RestoreResponseSchema)` to create a new message.
+ */
+export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
+  messageDesc(file_nexus_backup, 6);
+
+/**
  * @generated from service nexus.api.NexusBackup
  */
 export const NexusBackup: GenService<{
@@ -194,6 +264,18 @@ export const NexusBackup: GenService<{
     methodKind: "server_streaming";
     input: typeof BackupRequestSchema;
     output: typeof BackupChunkSchema;
+  },
+  /**
+   * Replaces the replicated state with the backup, on every replica at one log index, or refuses
+   * with nothing changed (INVALID_ARGUMENT: another store kind or a newer format; DATA_LOSS: a
+   * damaged file; UNAVAILABLE: interrupted, run it again). Needs the admin permission.
+   *
+   * @generated from rpc nexus.api.NexusBackup.Restore
+   */
+  restore: {
+    methodKind: "client_streaming";
+    input: typeof RestoreChunkSchema;
+    output: typeof RestoreResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_nexus_backup, 0);

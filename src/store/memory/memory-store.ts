@@ -202,7 +202,11 @@ export class MemoryStore implements Store {
     return { position, stream: stream() };
   }
 
-  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
+  async restore(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    from: AppliedPosition = position,
+  ): Promise<void> {
     this.check();
     let text = "";
     for await (const c of stream) text += dec.decode(c, { stream: true });
@@ -211,8 +215,7 @@ export class MemoryStore implements Store {
     const nextRequests = new Map<string, RequestRecord>();
     try {
       const head = JSON.parse(lines[0] ?? "") as { nexusMemoryBackup?: number; index?: number };
-      if (head.nexusMemoryBackup !== 1 || head.index !== position.index)
-        throw new Error("bad header");
+      if (head.nexusMemoryBackup !== 1 || head.index !== from.index) throw new Error("bad header");
       for (const l of lines.slice(1)) {
         const kv = JSON.parse(l) as unknown;
         if (kv !== null && typeof kv === "object" && !Array.isArray(kv)) {

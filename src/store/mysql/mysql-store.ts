@@ -520,7 +520,11 @@ export class MySqlStore implements Store {
    * RENAME TABLE (the data and `_nexus_applied` together); see restore.ts. On failure nothing
    * changes.
    */
-  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
+  async restore(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    from: AppliedPosition = position,
+  ): Promise<void> {
     this.checkOpen();
     await restoreBackup(
       {
@@ -531,6 +535,7 @@ export class MySqlStore implements Store {
       },
       position,
       stream,
+      from,
     );
   }
 }

@@ -51,6 +51,7 @@ export async function restoreBackup(
   target: RestoreTarget,
   position: AppliedPosition,
   stream: AsyncIterable<Uint8Array>,
+  from: AppliedPosition = position,
 ): Promise<void> {
   const random = randomBytes(4).toString("hex");
   const tmp = siblingName(target.database, `_nexus_restore_${random}`);
@@ -71,7 +72,9 @@ export async function restoreBackup(
     created = true;
     await a.query(`USE ${quoteId(tmp)}`);
     await a.query(CREATE_REQUESTS);
-    const tables = await loadBackup(a, position, stream);
+    // Checked against where the backup was taken; recorded at `position` (restore into a
+    // running cluster: the two differ).
+    const tables = await loadBackup(a, from, stream);
     await a.query(CREATE_APPLIED);
     await a.query(`INSERT INTO ${APPLIED} VALUES (1, ?, ?)`, [position.index, position.term]);
     await a.query(CREATE_DDL_MARKER);

@@ -597,7 +597,12 @@ export class RedisStore implements Store {
     return { position, stream: stream() };
   }
 
-  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
+  /** `from` is not checked: a Redis backup does not record its position. */
+  async restore(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    _from?: AppliedPosition,
+  ): Promise<void> {
     // 1. Copy to a local file while validating: a bad stream changes nothing in Redis.
     const dir = await mkdtemp(join(tmpdir(), "nexus-redis-restore-"));
     const file = join(dir, "backup");

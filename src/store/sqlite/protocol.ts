@@ -31,6 +31,8 @@ export type WorkerRequest =
       readonly op: "restore";
       readonly file: string;
       readonly position: AppliedPosition;
+      /** Where the backup was taken, when not at `position` (restore into a running cluster). */
+      readonly from: AppliedPosition;
     }
   | { readonly id: number; readonly op: "close" };
 

@@ -251,8 +251,12 @@ export class SqliteStore implements Store {
     return { position, stream: stream() };
   }
 
-  async restore(position: AppliedPosition, stream: AsyncIterable<Uint8Array>): Promise<void> {
-    const run = this.restoreFile(position, stream);
+  async restore(
+    position: AppliedPosition,
+    stream: AsyncIterable<Uint8Array>,
+    from: AppliedPosition = position,
+  ): Promise<void> {
+    const run = this.restoreFile(position, stream, from);
     this.restoring = run;
     try {
       await run;
@@ -264,6 +268,7 @@ export class SqliteStore implements Store {
   private async restoreFile(
     position: AppliedPosition,
     stream: AsyncIterable<Uint8Array>,
+    from: AppliedPosition,
   ): Promise<void> {
     const file = this.tmpFile("restore");
     try {
@@ -282,7 +287,7 @@ export class SqliteStore implements Store {
       await this.digester.abortAll("the store was restored from a snapshot during the digest");
       // Loads too: their connections are to the file being replaced.
       await this.loader.stop("the store was restored from a snapshot during the load; retry it");
-      await this.call({ op: "restore", file, position });
+      await this.call({ op: "restore", file, position, from });
     } finally {
       await rm(file, { force: true });
     }

@@ -405,13 +405,25 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
       return position;
     }
     case "restore": {
-      const check = openSqliteDatabase(req.file, { readonly: true, fileMustExist: true });
+      const moved = req.from.index !== req.position.index || req.from.term !== req.position.term;
+      const check = openSqliteDatabase(req.file, { readonly: !moved, fileMustExist: true });
       try {
         const pos = getMeta(check);
-        if (pos.index !== req.position.index || pos.term !== req.position.term) {
+        if (pos.index !== req.from.index || pos.term !== req.from.term) {
           throw new StatementError(
-            `the backup is at ${pos.index}/${pos.term}, expected ${req.position.index}/${req.position.term}`,
+            `the backup is at ${pos.index}/${pos.term}, expected ${req.from.index}/${req.from.term}`,
           );
+        }
+        if (moved) {
+          // The backup's state becomes the state at `position`: recorded in the file before it
+          // replaces the database (one rename), so both change together.
+          const setMeta = check.prepare(
+            "insert into _nexus_meta (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
+          );
+          check.transaction(() => {
+            setMeta.run("applied_index", req.position.index);
+            setMeta.run("applied_term", req.position.term);
+          })();
         }
       } catch (err) {
         throw new StatementError(`not a usable backup: ${(err as Error).message}`);

@@ -1,0 +1,233 @@
+/**
+ * Client requests in flight on this node: writes waiting for their entry to be applied here,
+ * reads waiting for a leader to confirm a read index (ReadIndex, thesis §6.4), and reads waiting
+ * for the store to reach an index. Each is settled exactly once: by its result, a refusal, its
+ * timeout, or stop.
+ */
+import type { ClientRequest } from "./entry-payload.js";
+import { randomBytes } from "node:crypto";
+import { NexusError, UnknownOutcomeError } from "../errors/index.js";
+import type { RawNode } from "../raft/raw-node.js";
+import { RaftError } from "../raft/raft.js";
+import type { Message } from "../raft/types.js";
+import type { ApplyResult } from "../store/store.js";
+import type { Applier } from "./applier.js";
+import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payload.js";
+import { writeTrace } from "./write-trace.js";
+import type { PayloadKind } from "./entry-payload.js";
+import { nexusErrorOfRaft } from "./raft-errors.js";
+import { IndexWaiters, Waiters } from "./waiters.js";
+
+export interface ClientRequestsOptions {
+  readonly raw: Pick<RawNode, "propose" | "readIndex" | "basicStatus">;
+  readonly replTimeoutMs: number;
+  /** The apply pipeline: the store's applied index, and the store failure that stalls it. */
+  readonly applier: Pick<Applier, "position" | "storeError">;
+  /** Asks the Ready loop to run. */
+  readonly schedule: () => void;
+}
+
+/** What a caller may propose: a user's write, or the steps of a restore into the running cluster. */
+export type ProposalKind = "command" | "restore-chunk" | "restore-commit" | "restore-abort";
+
+export class ClientRequests {
+  private readonly o: ClientRequestsOptions;
+  private readonly saves = new Waiters<ApplyResult>();
+  private readonly reads = new Waiters<number>();
+  /** Reads waiting for the store to apply an index. */
+  private readonly appliedWaiters = new IndexWaiters();
+
+  /** `running` throws the reason when the node stopped. */
+  constructor(
+    o: ClientRequestsOptions,
+    private readonly running: () => void,
+  ) {
+    this.o = o;
+  }
+
+  /**
+   * Proposes a write and resolves with the store's result once it is applied on this node.
+   * Rejects with UNKNOWN_OUTCOME if it does not complete within replTimeoutMs (it may still be
+   * applied), NO_LEADER / PROPOSAL_DROPPED if the core refused it (nothing was written), or
+   * STOPPED.
+   */
+  async propose(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>>,
+    kind: ProposalKind = "command",
+    replTimeoutMs: number = this.o.replTimeoutMs,
+    clientRequest?: ClientRequest,
+  ): Promise<ApplyResult> {
+    this.running();
+    const requestId = new Uint8Array(randomBytes(16));
+    const key = requestKey(requestId);
+    const payload = encodeEntryPayload({
+      kind,
+      requestId,
+      timestampMs: Date.now(),
+      seed: randomBytes(6).readUIntLE(0, 6),
+      data,
+      args,
+      ...(clientRequest === undefined ? {} : { clientRequest }),
+    });
+    const result = this.saves.wait(
+      key,
+      replTimeoutMs,
+      () =>
+        new UnknownOutcomeError(
+          `the write was proposed but not applied within ${replTimeoutMs} ms: ` +
+            "it may or may not take effect; read before retrying",
+        ),
+    );
+    writeTrace?.proposedWrite(key);
+    try {
+      this.o.raw.propose(payload);
+    } catch (err) {
+      const e =
+        err instanceof RaftError
+          ? nexusErrorOfRaft(err, "the write was not accepted")
+          : (err as Error);
+      this.saves.reject(key, e);
+    }
+    this.o.schedule();
+    return result;
+  }
+
+  /** Proposes an entry of the runtime's own (no caller waits on its result). */
+  proposeInternal(kind: PayloadKind, data: Uint8Array, requestId: Uint8Array): void {
+    this.running();
+    const payload = encodeEntryPayload({
+      kind,
+      requestId,
+      timestampMs: Date.now(),
+      seed: 0,
+      data,
+      args: {},
+    });
+    try {
+      this.o.raw.propose(payload);
+    } catch (err) {
+      if (!(err instanceof RaftError)) throw err;
+      throw nexusErrorOfRaft(err, "not proposed");
+    }
+    this.o.schedule();
+  }
+
+  /** The write with this request id was applied here with `result`. */
+  saved(requestId: Uint8Array, result: ApplyResult): void {
+    this.saves.resolve(requestKey(requestId), result);
+  }
+
+  /**
+   * A linearizable read point (ReadIndex, thesis §6.4): resolves once this node has applied
+   * everything committed before the call, so a read of the local store is linearizable.
+   * Rejects with TIMEOUT when no leader confirms it in time (safe to retry: nothing was written).
+   */
+  async readBarrier(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    this.running();
+    // The core drops a read request when it knows no leader: say so now, not at the timeout.
+    if (this.o.raw.basicStatus().lead === "") {
+      throw new NexusError("NO_LEADER", "no leader is known to confirm the read; retry");
+    }
+    const ctx = new Uint8Array(randomBytes(16));
+    const key = requestKey(ctx);
+    const index = this.reads.wait(
+      key,
+      timeoutMs,
+      () => new NexusError("TIMEOUT", `no leader confirmed the read within ${timeoutMs} ms; retry`),
+    );
+    this.o.raw.readIndex(ctx);
+    this.o.schedule();
+    const at = await index;
+    await this.waitApplied(at, Math.max(1, deadline - Date.now()));
+  }
+
+  /** A leader confirmed the read `key` at `index`. */
+  readConfirmed(key: string, index: number): void {
+    this.reads.resolve(key, index);
+  }
+
+  /**
+   * The leader changed: reads still pending went to a leader that no longer leads and its answer
+   * may never come. Nothing was written, so they fail as NO_LEADER and the caller asks the new
+   * leader now rather than at its timeout. (A late answer from the old leader finds no waiter.)
+   */
+  leaderLost(): void {
+    this.reads.rejectAll(
+      () => new NexusError("NO_LEADER", "the leader changed while confirming the read; retry"),
+    );
+  }
+
+  /** Resolves once the store has applied `index` (or rejects when the node stops). */
+  async waitApplied(index: number, timeoutMs: number): Promise<void> {
+    if (this.o.applier.position().index >= index) return;
+    this.running();
+    await this.appliedWaiters.wait(index, timeoutMs, () => {
+      const why = this.o.applier.storeError();
+      return new NexusError(
+        "TIMEOUT",
+        `this node's store did not reach index ${index} within ${timeoutMs} ms` +
+          (why === undefined ? "" : ` (${why.message})`) +
+          "; retry, or read from another node",
+      );
+    });
+  }
+
+  /** Wakes reads waiting for the store to reach an index. */
+  applied(index: number): void {
+    this.appliedWaiters.reached(index);
+  }
+
+  /**
+   * Messages the transport never delivered. A proposal or read request this node forwarded to a
+   * leader it cannot reach (it died, an election is under way) fails at once as not written,
+   * PROPOSAL_DROPPED / NO_LEADER, so the caller may retry it, instead of waiting for its timeout
+   * and an unknown outcome.
+   */
+  dropped(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      if (m.type === "prop") {
+        for (const e of m.entries) {
+          if (e.type !== "normal" || e.data.byteLength === 0) continue;
+          let requestId: Uint8Array;
+          try {
+            const p = decodeEntryPayload(e.data);
+            if (p.kind === "check" || p.kind === "check-report") continue;
+            requestId = p.requestId;
+          } catch {
+            continue;
+          }
+          this.saves.reject(
+            requestKey(requestId),
+            new NexusError(
+              "PROPOSAL_DROPPED",
+              "the leader could not be reached to propose the write; nothing was written",
+            ),
+          );
+        }
+      } else if (m.type === "read-index") {
+        const ctx = m.entries[0]?.data;
+        if (ctx !== undefined) {
+          this.reads.reject(
+            requestKey(ctx),
+            new NexusError(
+              "NO_LEADER",
+              "the leader could not be reached to confirm the read; retry",
+            ),
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * Rejects every waiting request (the node stops): reads with STOPPED, writes with `writeError`
+   * (WAL_FAILED when a fatal error stopped the node).
+   */
+  rejectAll(stopped: () => Error, writeError: () => Error): void {
+    this.reads.rejectAll(stopped);
+    this.appliedWaiters.rejectAll(stopped);
+    this.saves.rejectAll(writeError);
+  }
+}
