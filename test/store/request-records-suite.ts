@@ -127,6 +127,26 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
       assert.equal(await digestOf(a!), await digestOf(b!));
     }));
 
+  if (o.reopen !== undefined) {
+    const reopen = o.reopen;
+    it(`${o.name}: records survive a restart: a retry after it is not applied again`, () =>
+      withStores(1, async ([s]) => {
+        const [first] = await s!.apply([
+          entry(1, o.commands.set("k", "a"), "req-1"),
+          entry(2, o.commands.set("k", "b")),
+        ]);
+        const t = await reopen(s!);
+        try {
+          await t.open();
+          const [retry] = await t.apply([entry(3, o.commands.set("k", "a"), "req-1", 3, 1)]);
+          assert.deepEqual(retry, first);
+          assert.equal(await get(t, "k"), "b");
+        } finally {
+          await t.close();
+        }
+      }));
+  }
+
   it(`${o.name}: records travel in backups: a retry after a restore is not applied again`, () =>
     withStores(2, async ([s, t]) => {
       const [first] = await s!.apply([
