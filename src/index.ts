@@ -55,6 +55,15 @@ export type {
   PendingDigest,
 } from "./store/store.js";
 export { pendingDigest } from "./store/store.js";
+export type { MemoryStoreOptions } from "./store/memory/memory-store.js";
+export type { RequestKey, RequestRecord } from "./store/request-records.js";
+export {
+  DEFAULT_REQUEST_WINDOW_MS,
+  decide as decideRequest,
+  requestHash,
+  requestKeyOf,
+  recordOf as requestRecordOf,
+} from "./store/request-records.js";
 export {
   NexusError,
   isNexusError,

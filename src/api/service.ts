@@ -36,6 +36,41 @@ function argsOf(args: { [k: string]: Uint8Array }): Record<string, string> {
   return out;
 }
 
+/** The request args that name a client's request (src/store/request-records.ts). */
+export const REQUEST_ID_ARG = "request-id";
+export const REQUEST_ISSUED_AT_ARG = "request-issued-at";
+
+/**
+ * Splits `request-id` and `request-issued-at` (ms since the epoch, decimal; default now) off a
+ * save's args: they name the request, they are not the store's.
+ */
+export function requestOf(all: Record<string, string>): {
+  args: Record<string, string>;
+  request?: { requestId: string; issuedAtMs: number };
+} {
+  const { [REQUEST_ID_ARG]: id, [REQUEST_ISSUED_AT_ARG]: at, ...args } = all;
+  if (id === undefined) {
+    if (at !== undefined) {
+      throw new NexusError(
+        "INVALID_ARGUMENT",
+        `request arg ${REQUEST_ISSUED_AT_ARG} needs ${REQUEST_ID_ARG} too`,
+      );
+    }
+    return { args };
+  }
+  let issuedAtMs = Date.now();
+  if (at !== undefined) {
+    if (!/^\d{1,16}$/.test(at)) {
+      throw new NexusError(
+        "INVALID_ARGUMENT",
+        `request arg ${REQUEST_ISSUED_AT_ARG} must be ms since the epoch in decimal, got "${at.slice(0, 40)}"`,
+      );
+    }
+    issuedAtMs = Number(at);
+  }
+  return { args, request: { requestId: id, issuedAtMs } };
+}
+
 function checkSize(data: Uint8Array, args: { [k: string]: Uint8Array }, max: number): void {
   let n = data.byteLength;
   for (const [k, v] of Object.entries(args)) n += k.length + v.byteLength;
@@ -151,11 +186,24 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
               : HealthCheckResponse_ServingStatus.NOT_SERVING,
           };
         },
-        async save(req) {
+        async save(req, ctx: HandlerContext) {
           const receivedAt = writeTrace?.now();
           try {
             checkSize(req.data, req.args, o.maxRequestBytes);
-            const res = await r.save(req.data, { args: argsOf(req.args) });
+            const { args, request } = requestOf(argsOf(req.args));
+            // With a request id, retries of an unknown outcome are safe: go on while the caller
+            // waits (its deadline), else make one attempt and let the caller retry with the id.
+            const left = ctx.timeoutMs();
+            const res = await r.save(req.data, {
+              args,
+              signal: ctx.signal,
+              ...(request === undefined
+                ? {}
+                : {
+                    ...request,
+                    retryForMs: Math.max(0, Date.now() - request.issuedAtMs + (left ?? 0)),
+                  }),
+            });
             if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {

@@ -1,8 +1,10 @@
 /**
  * `repl`: the original's command-line client of the Nexus service, with its commands and outputs,
  * plus `sqlite load|save`. Errors go to stderr with a non-zero exit code (see exit-codes.ts); a
- * save whose outcome is unknown says so and is never retried.
+ * save carries a request id and is sent again with it while its outcome is unknown, until
+ * -timeout has passed (save-once.ts): it applies once.
  */
+import { saveOnce } from "./save-once.js";
 import { createNexusClient } from "../api/client.js";
 import type { NexusClient } from "../api/client.js";
 import type { NexusError } from "../errors/index.js";
@@ -498,8 +500,16 @@ export async function runRepl(
         const m = (mode ?? "").toLowerCase();
         let res: Uint8Array;
         if (m === "load") res = await client.load(enc.encode(expr), reqArgs);
-        else if (m === "save") res = await client.save(enc.encode(expr), reqArgs);
-        else throw new UsageError(`Unknown mode: ${mode ?? ""} (use load or save)`);
+        else if (m === "save") {
+          res = await saveOnce(
+            client,
+            enc.encode(expr),
+            reqArgs,
+            int(flags, "timeout")! * 1000,
+            (id, err) =>
+              io.err(`${name}: no answer for save ${id} (${err.message}); sending it again\n`),
+          );
+        } else throw new UsageError(`Unknown mode: ${mode ?? ""} (use load or save)`);
         io.out(`Response from ${store} (without quotes): '${dec.decode(res)}'\n`);
         return EXIT.OK;
       }

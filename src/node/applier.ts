@@ -16,6 +16,7 @@ import { NexusError, isNexusError } from "../errors/index.js";
 import type { AppliedPosition, ApplyEntry, ApplyResult, Store } from "../store/store.js";
 import type { EntryPayload } from "./entry-payload.js";
 import { decodeEntryPayload } from "./entry-payload.js";
+import { requestHash } from "../store/request-records.js";
 import type { NexusLogger } from "./options.js";
 import { OutcomeHash } from "./consistency.js";
 import type { RestoreOutcome, RestoreStaging } from "./restore-staging.js";
@@ -62,13 +63,18 @@ export function toApplyEntry(e: Entry): { apply: ApplyEntry; payload: EntryPaylo
     };
   }
   const p = decodeEntryPayload(e.data);
+  const command = p.kind === "command" ? { data: p.data, args: p.args } : undefined;
+  const cr = p.clientRequest;
   return {
     apply: {
       index: e.index,
       term: e.term,
-      command: p.kind === "command" ? { data: p.data, args: p.args } : undefined,
+      command,
       timestampMs: p.timestampMs,
       seed: p.seed,
+      ...(command === undefined || cr === undefined
+        ? {}
+        : { request: { id: cr.id, hash: requestHash(command), issuedAtMs: cr.issuedAtMs } }),
     },
     payload: p,
   };

@@ -4,6 +4,7 @@
  * for the store to reach an index. Each is settled exactly once: by its result, a refusal, its
  * timeout, or stop.
  */
+import type { ClientRequest } from "./entry-payload.js";
 import { randomBytes } from "node:crypto";
 import { NexusError, UnknownOutcomeError } from "../errors/index.js";
 import type { RawNode } from "../raft/raw-node.js";
@@ -55,6 +56,7 @@ export class ClientRequests {
     args: Readonly<Record<string, string>>,
     kind: ProposalKind = "command",
     replTimeoutMs: number = this.o.replTimeoutMs,
+    clientRequest?: ClientRequest,
   ): Promise<ApplyResult> {
     this.running();
     const requestId = new Uint8Array(randomBytes(16));
@@ -66,6 +68,7 @@ export class ClientRequests {
       seed: randomBytes(6).readUIntLE(0, 6),
       data,
       args,
+      ...(clientRequest === undefined ? {} : { clientRequest }),
     });
     const result = this.saves.wait(
       key,

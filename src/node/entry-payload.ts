@@ -9,6 +9,10 @@
  *   16 B request id |
  *   f64 timestampMs | f64 seed | u32 data length | data | u16 arg count |
  *   per arg: u16 key length | key (UTF-8) | u32 value length | value (UTF-8)
+ * Version 2 is version 1 followed by the client's request record key (src/store/request-records.ts):
+ *   u8 request id length (1..128) | request id (printable ASCII) | f64 issuedAtMs
+ * It is written only for a payload with a client request id; every other payload stays version 1,
+ * and both versions decode.
  * An empty entry (a new leader's no-op) has no payload at all.
  */
 import { NexusError } from "../errors/index.js";
@@ -32,9 +36,24 @@ export interface EntryPayload {
   readonly seed: number;
   readonly data: Uint8Array;
   readonly args: Readonly<Record<string, string>>;
+  /**
+   * The client's request id and when it first issued the request (a save that must apply
+   * exactly once: src/store/request-records.ts). Absent in version-1 payloads.
+   */
+  readonly clientRequest?: ClientRequest;
+}
+
+/** A client's request id and issue time, carried by a version-2 payload. */
+export interface ClientRequest {
+  /** 1 to 128 printable ASCII characters. */
+  readonly id: string;
+  /** ms since the epoch, the client's clock. */
+  readonly issuedAtMs: number;
 }
 
 const VERSION = 1;
+/** The version of a payload that carries a ClientRequest. */
+const VERSION_WITH_REQUEST = 2;
 const KIND_CODES: Record<PayloadKind, number> = {
   command: 1,
   check: 2,
@@ -63,7 +82,13 @@ export function encodeEntryPayload(p: EntryPayload): Uint8Array {
   }
   const args = Object.entries(p.args).map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
   if (args.length > 0xffff) throw new NexusError("INVALID_ARGUMENT", "too many request args");
+  const cr = p.clientRequest;
+  const crId = cr === undefined ? undefined : Buffer.from(cr.id, "latin1");
+  if (cr !== undefined && (crId!.byteLength < 1 || crId!.byteLength > 128)) {
+    throw new NexusError("INVALID_ARGUMENT", "request id must be 1 to 128 characters");
+  }
   let size = 2 + REQUEST_ID_BYTES + 8 + 8 + 4 + p.data.byteLength + 2;
+  if (crId !== undefined) size += 1 + crId.byteLength + 8;
   for (const [k, v] of args) {
     if (k.byteLength > 0xffff)
       throw new NexusError("INVALID_ARGUMENT", "request arg name too long");
@@ -72,7 +97,7 @@ export function encodeEntryPayload(p: EntryPayload): Uint8Array {
   const out = new Uint8Array(size);
   const dv = new DataView(out.buffer);
   let o = 0;
-  out[o++] = VERSION;
+  out[o++] = cr === undefined ? VERSION : VERSION_WITH_REQUEST;
   out[o++] = KIND_CODES[p.kind];
   out.set(p.requestId, o);
   o += REQUEST_ID_BYTES;
@@ -96,6 +121,13 @@ export function encodeEntryPayload(p: EntryPayload): Uint8Array {
     out.set(v, o);
     o += v.byteLength;
   }
+  if (cr !== undefined && crId !== undefined) {
+    out[o++] = crId.byteLength;
+    out.set(crId, o);
+    o += crId.byteLength;
+    dv.setFloat64(o, cr.issuedAtMs, true);
+    o += 8;
+  }
   return out;
 }
 
@@ -112,7 +144,9 @@ export function decodeEntryPayload(b: Uint8Array): EntryPayload {
   };
   need(2 + REQUEST_ID_BYTES + 8 + 8 + 4, "header");
   const version = b[o++]!;
-  if (version !== VERSION) throw corrupt(`unknown version ${version}`);
+  if (version !== VERSION && version !== VERSION_WITH_REQUEST) {
+    throw corrupt(`unknown version ${version}`);
+  }
   const kindCode = b[o++]!;
   const kind = KINDS[kindCode];
   if (kind === undefined) throw corrupt(`unknown kind ${kindCode}`);
@@ -147,8 +181,23 @@ export function decodeEntryPayload(b: Uint8Array): EntryPayload {
     args[k] = dec.decode(b.subarray(o, o + vl));
     o += vl;
   }
+  let clientRequest: ClientRequest | undefined;
+  if (version === VERSION_WITH_REQUEST) {
+    need(1, "client request id length");
+    const il = b[o++]!;
+    need(il + 8, "client request");
+    const id = Buffer.from(b.subarray(o, o + il)).toString("latin1");
+    o += il;
+    const issuedAtMs = dv.getFloat64(o, true);
+    o += 8;
+    if (!/^[\x21-\x7e]{1,128}$/.test(id)) throw corrupt("bad client request id");
+    if (!Number.isSafeInteger(issuedAtMs) || issuedAtMs < 0) throw corrupt("bad issued-at time");
+    clientRequest = { id, issuedAtMs };
+  }
   if (o !== b.byteLength) throw corrupt(`${b.byteLength - o} trailing bytes`);
-  return { kind, requestId, timestampMs, seed, data, args };
+  return clientRequest === undefined
+    ? { kind, requestId, timestampMs, seed, data, args }
+    : { kind, requestId, timestampMs, seed, data, args, clientRequest };
 }
 
 /** Lowercase hex of a request id, for maps. */

@@ -29,6 +29,7 @@ import { RestoreStaging } from "./restore-staging.js";
 import type { ProposalKind } from "./client-requests.js";
 import { requestKey } from "./entry-payload.js";
 import { writeTrace } from "./write-trace.js";
+import type { ClientRequest } from "./entry-payload.js";
 import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import type { MonotonicClock } from "./leader-lease.js";
@@ -392,8 +393,9 @@ export class RaftNode {
     args: Readonly<Record<string, string>> = {},
     kind: ProposalKind = "command",
     timeoutMs: number = this.opts.replTimeoutMs,
+    clientRequest?: ClientRequest,
   ): Promise<ApplyResult> {
-    return this.requests.propose(data, args, kind, timeoutMs);
+    return this.requests.propose(data, args, kind, timeoutMs, clientRequest);
   }
 
   /** A linearizable read point (ReadIndex, thesis §6.4; ClientRequests.readBarrier). */

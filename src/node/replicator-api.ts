@@ -28,9 +28,29 @@ export type ReplicatorEvents = NodeEventMap;
 export interface SaveOptions extends CallOptions {
   /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
   readonly args?: Readonly<Record<string, string>>;
+  /**
+   * A request id of the client's (1 to 128 printable ASCII characters, e.g. a UUID): the save
+   * applies at most once per id, and a save repeating a recorded id gets the first result (from
+   * any node, after restarts and restores) instead of applying again; the same id with another
+   * payload is refused. Ids are remembered for the store's request window (default 10 minutes);
+   * a retry issued longer ago than that is refused. With an id, save() retries by itself on
+   * UNKNOWN_OUTCOME and lost leaders, with the same id, for `retryForMs`.
+   */
+  readonly requestId?: string;
+  /**
+   * When the request was first issued, in ms since the epoch (default: now). Give the same value
+   * on every retry of one request: the request window counts from it.
+   */
+  readonly issuedAtMs?: number;
+  /** Picks a random request id (unless `requestId` is given) and retries as it says. */
+  readonly idempotent?: boolean;
+  /** How long a save with a request id keeps retrying, in ms from `issuedAtMs`. Default 60 000. */
+  readonly retryForMs?: number;
 }
 
-export interface LoadOptions extends SaveOptions {
+export interface LoadOptions extends CallOptions {
+  /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
+  readonly args?: Readonly<Record<string, string>>;
   /** Default "linearizable" (or "lease" when the replicator was started with leaseBasedReads). */
   readonly consistency?: ReadConsistency;
 }

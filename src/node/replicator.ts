@@ -10,7 +10,7 @@
  * await r.stop();
  * ```
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NexusError, StoreError } from "../errors/index.js";
@@ -84,6 +84,7 @@ import type {
   RestoreResult,
 } from "./replicator-api.js";
 import { restoreIntoCluster } from "./cluster-restore.js";
+import { saveWithRequestId } from "./request-save.js";
 import { startNode } from "./node-startup.js";
 import type { StartedNode } from "./node-startup.js";
 
@@ -186,6 +187,8 @@ class ReplicatorImpl implements Replicator {
     const data = bytesOf(input, "save");
     const args = opts.args ?? {};
     this.checkSize(data, args);
+    const id = opts.requestId ?? (opts.idempotent === true ? randomUUID() : undefined);
+    if (id !== undefined) return this.saveOnce(data, args, id, opts);
     this.checkStore();
     // A proposal refused for want of a leader wrote nothing: ride out a short election.
     return this.retryUnwritten(async () => {
@@ -193,6 +196,22 @@ class ReplicatorImpl implements Replicator {
       if (!r.ok) throw new StoreError(r.error);
       return r.data;
     }, opts.signal);
+  }
+
+  /** A save with a request id: applied at most once, retried with it (request-save.ts). */
+  private saveOnce(
+    data: Uint8Array,
+    args: Readonly<Record<string, string>>,
+    id: string,
+    opts: SaveOptions,
+  ): Promise<Uint8Array> {
+    return saveWithRequestId(id, opts, {
+      heartbeatTickMs: this.o.heartbeatTickMs,
+      attempt: (request) => {
+        this.checkStore();
+        return this.running().propose(data, args, "command", undefined, request);
+      },
+    });
   }
 
   async load(input: Uint8Array | string, opts: LoadOptions = {}): Promise<Uint8Array> {

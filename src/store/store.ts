@@ -7,6 +7,7 @@
  * instant `lastApplied()` says exactly which entries took effect, and the runtime re-applies only
  * the ones after it: no entry is applied twice, none is skipped.
  */
+import type { RequestKey } from "./request-records.js";
 
 /** A position in the replicated log. */
 export interface AppliedPosition {
@@ -38,6 +39,13 @@ export interface ApplyEntry {
   readonly timestampMs: number;
   /** A per-entry seed (safe integer, 0 <= seed < 2^53) for random functions. */
   readonly seed: number;
+  /**
+   * The client's request record key, for a save that must apply exactly once
+   * (request-records.ts): a store that holds a live record for `request.id` does not apply the
+   * command again and returns the recorded result; otherwise it applies the command and records
+   * the result, in the same transaction as the effect and the applied index.
+   */
+  readonly request?: RequestKey;
 }
 
 /**

@@ -11,6 +11,8 @@ import { isNexusError } from "../../src/errors/index.js";
 export interface OpenOptions {
   /** The apply step budget, in the backend's own steps (the suite uses a small one). */
   readonly applyStepBudget?: number;
+  /** How long request ids are remembered, in ms (request-records.ts). */
+  readonly requestWindowMs?: number;
 }
 
 export interface ConformanceOptions {

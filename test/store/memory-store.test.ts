@@ -2,22 +2,29 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { runStoreConformance } from "./conformance.js";
+import { runRequestRecordSuite } from "./request-records-suite.js";
 import { isNexusError } from "../../src/errors/index.js";
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
+const conformance = {
+  name: "memory",
+  open: async (opts?: { requestWindowMs?: number }) => ({
+    store: new MemoryStore(opts),
+    cleanup: async () => undefined,
+  }),
+  commands: {
+    set: (k: string, v: string) => ({ data: `set ${k} ${v}` }),
+    get: (k: string) => ({ data: `get ${k}` }),
+    value: (r: Uint8Array) => dec.decode(r),
+    failing: () => ({ data: "fail on purpose" }),
+  },
+};
+
 describe("MemoryStore", () => {
-  runStoreConformance({
-    name: "memory",
-    open: async () => ({ store: new MemoryStore(), cleanup: async () => undefined }),
-    commands: {
-      set: (k, v) => ({ data: `set ${k} ${v}` }),
-      get: (k) => ({ data: `get ${k}` }),
-      value: (r) => dec.decode(r),
-      failing: () => ({ data: "fail on purpose" }),
-    },
-  });
+  runStoreConformance(conformance);
+  runRequestRecordSuite(conformance);
 
   it("cas, incr, append, now and random are deterministic functions of the entry", async () => {
     const s = new MemoryStore();

@@ -10,6 +10,8 @@ import { refusalOf } from "../../src/store/mysql/statement-classifier.js";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { digestOf, runStoreConformance } from "./conformance.js";
+import type { ConformanceOptions } from "./conformance.js";
+import { runRequestRecordSuite } from "./request-records-suite.js";
 import { startMariaDb } from "./mariadb-server.js";
 import type { MariaDbServer } from "./mariadb-server.js";
 
@@ -101,10 +103,10 @@ describe("MySqlStore", () => {
   });
 
   describe("conformance", () => {
-    runStoreConformance({
+    const conformance: ConformanceOptions = {
       name: "mysql",
-      open: async () => {
-        const { store, db } = await freshStore();
+      open: async (opts) => {
+        const { store, db } = await freshStore(opts);
         await srv.query("CREATE TABLE kv (k VARCHAR(64) PRIMARY KEY, v TEXT)", db);
         return { store, cleanup: async () => void (await srv.query(`DROP DATABASE ${db}`)) };
       },
@@ -125,7 +127,9 @@ describe("MySqlStore", () => {
         const db = (store as MySqlStore).dsn.database;
         await srv.query(`UPDATE kv SET v = ${mysqlString(v)} WHERE k = ${mysqlString(k)}`, db);
       },
-    });
+    };
+    runStoreConformance(conformance);
+    runRequestRecordSuite(conformance);
   });
 
   describe("what a save may be", () => {

@@ -5,6 +5,9 @@ import { RedisStore, renderRedisReply } from "../../src/store/redis/redis-store.
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { digestOf, runStoreConformance } from "./conformance.js";
+import type { ConformanceOptions } from "./conformance.js";
+import { runRequestRecordSuite } from "./request-records-suite.js";
+import { requestKeyOf } from "../../src/store/request-records.js";
 import { startRedis } from "./redis-server.js";
 import type { RedisServer } from "./redis-server.js";
 
@@ -42,7 +45,7 @@ async function fresh(): Promise<{ store: RedisStore; srv: RedisServer }> {
 }
 
 describe("RedisStore", () => {
-  runStoreConformance({
+  const conformance: ConformanceOptions = {
     name: "redis",
     open: async (opts) => {
       const srv = await startRedis();
@@ -75,7 +78,9 @@ describe("RedisStore", () => {
         c.disconnect();
       }
     },
-  });
+  };
+  runStoreConformance(conformance);
+  runRequestRecordSuite(conformance);
 
   it("renders replies as the original: strings as is, integers in decimal, arrays as [a b c], nil as empty", () => {
     assert.equal(renderRedisReply(Buffer.from("OK")), "OK");
@@ -83,6 +88,40 @@ describe("RedisStore", () => {
     assert.equal(renderRedisReply([Buffer.from("ctr"), Buffer.from("hello")]), "[ctr hello]");
     assert.equal(renderRedisReply([1, [Buffer.from("a"), null]]), "[1 [a ]]");
     assert.equal(renderRedisReply(null), "");
+  });
+
+  it("a save with a request id answers the same text as one without (the script renders it)", async () => {
+    const { store: s, srv } = await fresh();
+    await s.open();
+    try {
+      const replies = [
+        "return redis.call('set', 'k', 'v')",
+        "return redis.call('incr', 'n')",
+        "return {1, 'a', {2, 'b'}, true, false}",
+        "return 3.7",
+        "return nil",
+        "return {err = 'boom'}",
+        "return {{err = 'inner'}}",
+        "error('raised')",
+      ];
+      let i = 0;
+      for (const lua of replies) {
+        const plain = entry(++i, lua);
+        const withId = { ...entry(++i, lua) };
+        const keyed = {
+          ...withId,
+          request: requestKeyOf(withId.command!, `r${i}`, withId.timestampMs),
+        };
+        const [a] = await s.apply([plain]);
+        const [b] = await s.apply([keyed]);
+        // incr answers the next number; every other reply is the same text.
+        if (lua.includes("incr")) assert.deepEqual([a!, b!].map(text), ["1", "2"]);
+        else assert.deepEqual(b, a, lua);
+      }
+    } finally {
+      await s.close();
+      await srv.kill();
+    }
   });
 
   it("the original's walkthrough: set, incr twice, keys, get", async () => {

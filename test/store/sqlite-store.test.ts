@@ -7,6 +7,8 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-binding.js";
 import type { ApplyEntry } from "../../src/store/store.js";
 import { digestOf, runStoreConformance } from "./conformance.js";
+import type { ConformanceOptions } from "./conformance.js";
+import { runRequestRecordSuite } from "./request-records-suite.js";
 import { isNexusError } from "../../src/errors/index.js";
 
 const roots: string[] = [];
@@ -38,7 +40,7 @@ function entry(
 }
 
 describe("SqliteStore", () => {
-  runStoreConformance({
+  const conformance: ConformanceOptions = {
     name: "sqlite",
     open: async (opts) => {
       const dir = tmp();
@@ -81,7 +83,9 @@ describe("SqliteStore", () => {
         db.close();
       }
     },
-  });
+  };
+  runStoreConformance(conformance);
+  runRequestRecordSuite(conformance);
 
   it("save returns rowsAffected and lastInsertId; a failing statement leaves nothing behind", async () => {
     const s = new SqliteStore({ path: join(tmp(), "db.sqlite") });

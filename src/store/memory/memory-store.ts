@@ -23,6 +23,15 @@ import type {
   PendingDigest,
 } from "../store.js";
 import { pendingDigest } from "../store.js";
+import type { RequestRecord } from "../request-records.js";
+import {
+  DEFAULT_REQUEST_WINDOW_MS,
+  REQUEST_PURGE_BATCH,
+  decide,
+  purgeBefore,
+  recordOf,
+  validateRequestWindow,
+} from "../request-records.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -39,11 +48,24 @@ function parse(text: string): { op: string; args: string[]; rest: string } {
   return { op, args: tail.split(" ").filter((x) => x !== ""), rest: tail };
 }
 
+/** Options of a MemoryStore. */
+export interface MemoryStoreOptions {
+  /** How long request ids are remembered, in ms of the entries' timestamps (default 10 min). */
+  readonly requestWindowMs?: number;
+}
+
 export class MemoryStore implements Store {
   readonly kind = "memory";
   private data = new Map<string, string>();
+  /** Request records by id (request-records.ts); in backups, not in digests. */
+  private requests = new Map<string, RequestRecord>();
   private applied: AppliedPosition = { index: 0, term: 0 };
   private available = true;
+  private readonly requestWindowMs: number;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.requestWindowMs = validateRequestWindow(opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS);
+  }
 
   async open(): Promise<AppliedPosition> {
     return this.applied;
@@ -73,10 +95,41 @@ export class MemoryStore implements Store {
         out.push({ ok: true, data: new Uint8Array(0) });
         continue;
       }
-      out.push(e.command === undefined ? { ok: true, data: new Uint8Array(0) } : this.exec(e));
+      out.push(e.command === undefined ? { ok: true, data: new Uint8Array(0) } : this.once(e));
       this.applied = { index: e.index, term: e.term };
     }
+    const last = entries.at(-1);
+    if (last !== undefined) this.purge(last.timestampMs);
     return out;
+  }
+
+  /** Applies a command unless its request id is recorded; records the result. */
+  private once(e: ApplyEntry): ApplyResult {
+    const key = e.request;
+    if (key === undefined) return this.exec(e);
+    const d = decide(e, key, this.requests.get(key.id), this.requestWindowMs);
+    if ("result" in d) return d.result;
+    const result = this.exec(e);
+    this.requests.set(key.id, recordOf(e, key, result));
+    return result;
+  }
+
+  /** Drops up to REQUEST_PURGE_BATCH records dead for an entry at `timestampMs`. */
+  private purge(timestampMs: number): void {
+    const before = purgeBefore(timestampMs, this.requestWindowMs);
+    let n = 0;
+    for (const [id, r] of this.requests) {
+      if (n >= REQUEST_PURGE_BATCH) break;
+      if (r.keptFromMs < before) {
+        this.requests.delete(id);
+        n++;
+      }
+    }
+  }
+
+  /** The record of a request id, if one is stored (dead or live). */
+  requestRecord(id: string): RequestRecord | undefined {
+    return this.requests.get(id);
   }
 
   private exec(e: ApplyEntry): ApplyResult {
@@ -139,10 +192,12 @@ export class MemoryStore implements Store {
   async backup(): Promise<StoreBackup> {
     this.check();
     const rows = [...this.data].sort(([a], [b]) => (a < b ? -1 : 1));
+    const requests = [...this.requests.values()].map(requestLine);
     const position = this.applied;
     async function* stream(): AsyncIterable<Uint8Array> {
       yield enc.encode(JSON.stringify({ nexusMemoryBackup: 1, ...position }) + "\n");
       for (const [k, v] of rows) yield enc.encode(JSON.stringify([k, v]) + "\n");
+      for (const r of requests) yield enc.encode(JSON.stringify(r) + "\n");
     }
     return { position, stream: stream() };
   }
@@ -157,11 +212,17 @@ export class MemoryStore implements Store {
     for await (const c of stream) text += dec.decode(c, { stream: true });
     const lines = text.split("\n").filter((l) => l !== "");
     const next = new Map<string, string>();
+    const nextRequests = new Map<string, RequestRecord>();
     try {
       const head = JSON.parse(lines[0] ?? "") as { nexusMemoryBackup?: number; index?: number };
       if (head.nexusMemoryBackup !== 1 || head.index !== from.index) throw new Error("bad header");
       for (const l of lines.slice(1)) {
         const kv = JSON.parse(l) as unknown;
+        if (kv !== null && typeof kv === "object" && !Array.isArray(kv)) {
+          const r = recordFromLine(kv as Record<string, unknown>);
+          nextRequests.set(r.id, r);
+          continue;
+        }
         if (
           !Array.isArray(kv) ||
           kv.length !== 2 ||
@@ -178,6 +239,7 @@ export class MemoryStore implements Store {
       );
     }
     this.data = next;
+    this.requests = nextRequests;
     this.applied = position;
   }
 
@@ -191,4 +253,35 @@ export class MemoryStore implements Store {
     }
     return pendingDigest(this.applied, Promise.resolve(h.digest("hex")));
   }
+}
+
+/** A request record as one backup line (an object; data rows are arrays). */
+function requestLine(r: RequestRecord): Record<string, unknown> {
+  return {
+    request: r.id,
+    hash: r.hash,
+    index: r.index,
+    keptFromMs: r.keptFromMs,
+    ...(r.result.ok
+      ? { data: Buffer.from(r.result.data).toString("base64") }
+      : { error: r.result.error }),
+  };
+}
+
+function recordFromLine(o: Record<string, unknown>): RequestRecord {
+  const { request, hash, index, keptFromMs, data, error } = o;
+  if (
+    typeof request !== "string" ||
+    typeof hash !== "string" ||
+    typeof index !== "number" ||
+    typeof keptFromMs !== "number" ||
+    (typeof data !== "string") === (typeof error !== "string")
+  ) {
+    throw new Error("bad request record");
+  }
+  const result: ApplyResult =
+    typeof data === "string"
+      ? { ok: true, data: new Uint8Array(Buffer.from(data, "base64")) }
+      : { ok: false, error: error as string };
+  return { id: request, hash, index, keptFromMs, result };
 }

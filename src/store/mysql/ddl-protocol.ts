@@ -69,7 +69,17 @@ export class DdlProtocol {
    * its result. A statement error is the entry's result; any other error is thrown with the
    * marker in place, and the entry is tried again after the caller's retry.
    */
-  async apply(tx: BatchTransaction, e: ApplyEntry, save: PreparedSave): Promise<ApplyResult> {
+  /**
+   * `record`, when given, writes the entry's request record in the transaction that records its
+   * index (step 3, or the recovery after a crash), so the record and the DDL's index commit
+   * together.
+   */
+  async apply(
+    tx: BatchTransaction,
+    e: ApplyEntry,
+    save: PreparedSave,
+    record?: (result: ApplyResult) => Promise<void>,
+  ): Promise<ApplyResult> {
     const c = tx.conn;
     const pos = { index: e.index, term: e.term };
     const before = await this.schemaFingerprint(c);
@@ -80,8 +90,10 @@ export class DdlProtocol {
         tx.advance(pos);
         await tx.begin();
         await c.query(`DELETE FROM ${DDL_MARKER}`);
+        const recovered: ApplyResult = { ok: true, data: new TextEncoder().encode(NOTHING) };
+        await record?.(recovered);
         await tx.commit();
-        return { ok: true, data: new TextEncoder().encode(NOTHING) };
+        return recovered;
       }
     }
     // Step 1: what came before is committed, with the marker.
@@ -104,6 +116,7 @@ export class DdlProtocol {
     tx.advance(pos);
     await tx.begin();
     await c.query(`DELETE FROM ${DDL_MARKER}`);
+    await record?.(result);
     await tx.commit();
     return result;
   }

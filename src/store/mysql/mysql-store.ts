@@ -29,6 +29,15 @@
  * the backup format is in backup.ts, the digest in digest.ts, restore in restore.ts.
  * DESIGN.md beside this file says how the pieces fit.
  */
+import {
+  DEFAULT_REQUEST_WINDOW_MS,
+  REQUEST_PURGE_BATCH,
+  decide,
+  purgeBefore,
+  recordOf,
+  validateRequestWindow,
+} from "../request-records.js";
+import { purgeRequests, readRequest, writeRequest } from "./request-table.js";
 import { isIP } from "node:net";
 import mysql from "mysql2";
 import type { Connection as CoreConnection, ConnectionOptions, Pool as CorePool } from "mysql2";
@@ -87,6 +96,11 @@ export interface MySqlStoreOptions {
   readonly lockWaitTimeoutSec?: number;
   /** Connections for loads. Default 4. */
   readonly loadConnections?: number;
+  /**
+   * How long request ids are remembered, in ms of the entries' (leaders') timestamps
+   * (src/store/request-records.ts). Must be the same on every node. Default 10 minutes.
+   */
+  readonly requestWindowMs?: number;
   /** For tests only. */
   readonly faults?: MySqlStoreFaults;
 }
@@ -104,6 +118,8 @@ export class MySqlStore implements Store {
   private readonly lockWaitTimeoutSec: number;
   private readonly loadConnections: number;
   private readonly ddl: DdlProtocol;
+  /** How long request ids are remembered, in ms. */
+  readonly requestWindowMs: number;
   /** The connection that applies (and bookkeeps); replaced after a failure. */
   private conn: Connection | undefined;
   private pool: Pool | undefined;
@@ -122,6 +138,7 @@ export class MySqlStore implements Store {
     this.lockWaitTimeoutSec = opts.lockWaitTimeoutSec ?? 30;
     this.loadConnections = opts.loadConnections ?? 4;
     this.ddl = new DdlProtocol(this.dsn.database, opts.faults);
+    this.requestWindowMs = validateRequestWindow(opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -312,15 +329,39 @@ export class MySqlStore implements Store {
             tx.advance(pos);
             continue;
           }
+          const key = e.request;
+          let record: ((r: ApplyResult) => Promise<void>) | undefined;
+          if (key !== undefined) {
+            await tx.begin();
+            const d = decide(e, key, await readRequest(c, key.id), this.requestWindowMs);
+            if ("result" in d) {
+              results.push(d.result);
+              tx.advance(pos);
+              continue;
+            }
+            record = (r) => writeRequest(c, recordOf(e, key, r));
+          }
           const save = prepareSave(e.command);
           if ("refusal" in save) {
-            results.push({ ok: false, error: save.refusal });
+            const refused: ApplyResult = { ok: false, error: save.refusal };
+            await record?.(refused);
+            results.push(refused);
             tx.advance(pos);
             continue;
           }
-          results.push(
-            save.kind === "dml" ? await applyDml(tx, e, save) : await this.ddl.apply(tx, e, save),
-          );
+          if (save.kind === "dml") {
+            const r = await applyDml(tx, e, save);
+            await record?.(r);
+            results.push(r);
+          } else {
+            results.push(await this.ddl.apply(tx, e, save, record));
+          }
+        }
+        const last = entries.at(-1);
+        if (last !== undefined && last.index > tx.start.index) {
+          await tx.begin();
+          const before = purgeBefore(last.timestampMs, this.requestWindowMs);
+          await purgeRequests(c, before, REQUEST_PURGE_BATCH);
         }
         await tx.commit();
         return results;

@@ -4,6 +4,8 @@
  * - `_nexus_applied` (one row, id 1): the applied index and term, written in the same transaction
  *   as the entries it covers, so the position and the data never disagree.
  * - `_nexus_ddl` (at most one row, id 1): the marker of the DDL crash protocol (ddl-protocol.ts).
+ * - `_nexus_requests`: the request records (request-table.ts), carried by backups in records of
+ *   their own, left out of digests.
  *
  * Every name starting with `_nexus_` is reserved: statements may not use one, backups and digests
  * leave them out.
@@ -11,6 +13,7 @@
 import mysql from "mysql2";
 import type { Connection, RowDataPacket } from "mysql2/promise";
 import type { AppliedPosition } from "../store.js";
+import { CREATE_REQUESTS } from "./request-table.js";
 
 /** The table holding the applied position. */
 export const APPLIED = "_nexus_applied";
@@ -39,6 +42,7 @@ export async function ensureNexusTables(c: Connection): Promise<void> {
   await c.query(CREATE_APPLIED.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"));
   await c.query(`INSERT IGNORE INTO ${APPLIED} VALUES (1, 0, 0)`);
   await c.query(CREATE_DDL_MARKER.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"));
+  await c.query(CREATE_REQUESTS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"));
 }
 
 /** The position recorded in `_nexus_applied` (as seen by `c`'s transaction, if any). */

@@ -6,6 +6,7 @@
  * Anything wrong leaves the live database untouched and drops the temporary one; what an
  * interrupted restore leaves behind is dropped at the next open().
  */
+import { CREATE_REQUESTS, REQUESTS, REQUEST_COLUMNS } from "./request-table.js";
 import { createHash, randomBytes } from "node:crypto";
 import type { Connection as CoreConnection } from "mysql2";
 import type { Connection, RowDataPacket } from "mysql2/promise";
@@ -70,6 +71,7 @@ export async function restoreBackup(
     );
     created = true;
     await a.query(`USE ${quoteId(tmp)}`);
+    await a.query(CREATE_REQUESTS);
     // Checked against where the backup was taken; recorded at `position` (restore into a
     // running cluster: the two differ).
     const tables = await loadBackup(a, from, stream);
@@ -80,12 +82,12 @@ export async function restoreBackup(
     // _nexus_applied) out and the restored ones (with the new position) in.
     await target.exclusive(async (c) => {
       await ensureNexusTables(c);
-      const live = [...(await userTables(c, target.database)), APPLIED, DDL_MARKER];
+      const live = [...(await userTables(c, target.database)), APPLIED, DDL_MARKER, REQUESTS];
       const db = quoteId(target.database);
       await a.query(`CREATE DATABASE ${quoteId(old)}`);
       const moves = [
         ...live.map((t) => `${db}.${quoteId(t)} TO ${quoteId(old)}.${quoteId(t)}`),
-        ...[...tables, APPLIED, DDL_MARKER].map(
+        ...[...tables, APPLIED, DDL_MARKER, REQUESTS].map(
           (t) => `${quoteId(tmp)}.${quoteId(t)} TO ${db}.${quoteId(t)}`,
         ),
       ];
@@ -205,6 +207,13 @@ async function loadBackup(
         await a.query(`INSERT INTO ${quoteId(current.name)} (${cols}) VALUES ?`, [values]);
       }
       rows += values.length;
+    } else if (rec["t"] === "requests") {
+      const list = rec["rows"];
+      if (!Array.isArray(list)) throw corrupted("a requests record has no rows");
+      const values = list.map(requestRowOf);
+      if (values.length > 0) {
+        await a.query(`INSERT INTO ${REQUESTS} (${REQUEST_COLUMNS}) VALUES ?`, [values]);
+      }
     } else {
       throw corrupted(`unexpected record "${String(rec["t"])}"`);
     }
@@ -214,6 +223,33 @@ async function loadBackup(
       `it is truncated: no end record after ${tables.length} tables and ${rows} rows`,
     );
   return tables;
+}
+
+/** A row of a requests record, checked, as the values to insert. */
+function requestRowOf(r: unknown): (string | number | Buffer)[] {
+  if (!Array.isArray(r) || r.length !== 6) throw corrupted("a request record is not 6 values");
+  const [id, hash, ok, result, index, kept] = r as unknown[];
+  const b = (result as { b?: unknown } | null)?.b;
+  if (
+    typeof id !== "string" ||
+    !/^[\x21-\x7e]{1,128}$/.test(id) ||
+    typeof hash !== "string" ||
+    !/^[0-9a-f]{64}$/.test(hash) ||
+    (ok !== 0 && ok !== 1) ||
+    typeof b !== "string" ||
+    !Number.isSafeInteger(index) ||
+    !Number.isSafeInteger(kept)
+  ) {
+    throw corrupted(`request record ${JSON.stringify(String(id)).slice(0, 140)} is malformed`);
+  }
+  return [
+    Buffer.from(id, "latin1"),
+    hash,
+    ok,
+    Buffer.from(b, "base64"),
+    index as number,
+    kept as number,
+  ];
 }
 
 export function corrupted(why: string, cause?: unknown): NexusError {

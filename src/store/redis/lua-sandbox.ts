@@ -5,7 +5,9 @@
  * wrapper's code, and Redis caches one script instead of one per snippet.
  *
  * ARGV: 1 mode ("save" or "load"), 2 metadata database, 3 user database (db.index), 4 index,
- * 5 term, 6 the rewritten snippet, 7 step budget (0: none), 8 seed for math.random.
+ * 5 term, 6 the rewritten snippet, 7 step budget (0: none), 8 seed for math.random, and for a
+ * save with a request record key (src/store/request-records.ts) 9 request id, 10 payload hash,
+ * 11 the record's keptFromMs ("" or absent: no record).
  *
  * What it does, in order:
  * 1. (save) Reads the applied index from the metadata database; an entry at or below it was
@@ -23,7 +25,10 @@
  *    every later step raises again, and the entry's result is the budget error all the same.
  * 5. (save) Selects the metadata database and records the index and term, whatever happened.
  * 6. Answers `{'ok', value}` (value copied to plain strings, numbers and arrays, read without
- *    metamethods) or `{'err', message}`.
+ *    metamethods) or `{'err', message}`; with a request id, records the result in the metadata
+ *    database (hash `nexus:request:<id>`, sorted set `nexus:requests` by keptFromMs) in the same
+ *    script, and answers `{'rec', '1' or '0', text}`: the result rendered as RedisStore renders
+ *    replies (renderRedisReply), so the first answer and every retry's are the same text.
  *
  * The wrapper's own state lives in its locals, which no user code can name or reach (Redis's
  * Lua has no debug library).
@@ -42,6 +47,7 @@ export const BUDGET_EXCEEDED = "apply budget exceeded";
 export const SANDBOX_SCRIPT = `
 local mode, meta, udb, index, term = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local code, budget, seed = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local rid, rhash, rkept = ARGV[9], ARGV[10], ARGV[11]
 local rcall, rpcall, error_reply = redis.call, redis.pcall, redis.error_reply
 local type, tostring, tonumber, pcall, error, rawget, select = type, tostring, tonumber, pcall, error, rawget, select
 local setmetatable, getmetatable, pairs, loadstring, floor = setmetatable, getmetatable, pairs, loadstring, math.floor
@@ -245,5 +251,30 @@ else
   end
 end
 record()
+if mode == 'save' and rid ~= nil and rid ~= '' then
+  local concat, format = table.concat, string.format
+  -- A reply as RedisStore's renderRedisReply shows it after Redis's conversion.
+  local function render(v)
+    local t = type(v)
+    if t == 'string' then return v end
+    if t == 'number' then return format('%d', v) end
+    if t == 'boolean' then return v and '1' or '' end
+    if t ~= 'table' then return '' end
+    if v.err ~= nil then return 'ReplyError: ' .. v.err end
+    if v.ok ~= nil then return v.ok end
+    local parts = {}
+    for i = 1, #v do parts[i] = render(v[i]) end
+    return '[' .. concat(parts, ' ') .. ']'
+  end
+  local ok, text = '0', answer[2]
+  if answer[1] == 'ok' then
+    ok = '1'
+    if answer[2] == nil then text = '' else text = render(answer[2]) end
+  end
+  rcall('HSET', 'nexus:request:' .. rid, 'hash', rhash, 'ok', ok, 'result', text, 'index', index,
+    'kept', rkept)
+  rcall('ZADD', 'nexus:requests', rkept, rid)
+  return {'rec', ok, text}
+end
 return answer
 `;

@@ -32,6 +32,15 @@
  *   RESTORE ... REPLACE. A restore interrupted by a Redis failure leaves a marker, and the store
  *   then reports position 0 so the node restores again from its snapshot.
  */
+import type { RequestRecord } from "../request-records.js";
+import {
+  DEFAULT_REQUEST_WINDOW_MS,
+  REQUEST_PURGE_BATCH,
+  decide,
+  purgeBefore,
+  recordOf,
+  validateRequestWindow,
+} from "../request-records.js";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -89,17 +98,45 @@ export interface RedisStoreOptions {
    * blocks every replica's Redis for good. Default DEFAULT_REDIS_STEP_BUDGET.
    */
   readonly applyStepBudget?: number;
+  /**
+   * How long request ids are remembered, in ms of the entries' (leaders') timestamps
+   * (src/store/request-records.ts). Must be the same on every node. Default 10 minutes.
+   */
+  readonly requestWindowMs?: number;
 }
 
 const META_KEY = "nexus:applied";
 const MAGIC = Buffer.from("NEXUS-REDIS-BACKUP-1\n");
+/** The hash of one request record in the metadata database: this prefix and the request id. */
+const REQUEST_PREFIX = "nexus:request:";
+/** The sorted set of request ids by keptFromMs in the metadata database (for purging). */
+const REQUESTS_KEY = "nexus:requests";
+/** The database number under which backups carry the metadata database's request records. */
+const REQUESTS_BACKUP_DB = 0xffff;
 
-/** Records only the applied index (an entry with no effect, or one whose script did not compile). */
+/**
+ * Records only the applied index (an entry with no effect, or one whose script did not compile),
+ * and with ARGV 4..8 (request id, hash, ok "1"/"0", result text, keptFromMs) the request record
+ * of a refused entry too, in the same script.
+ */
 const ADVANCE_SCRIPT = `redis.call('SELECT', tonumber(ARGV[1]))
 local a = tonumber(redis.call('HGET', '${META_KEY}', 'index') or '0')
 if a >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', '${META_KEY}', 'index', ARGV[2], 'term', ARGV[3])
+if ARGV[4] ~= nil then
+  redis.call('HSET', '${REQUEST_PREFIX}' .. ARGV[4], 'hash', ARGV[5], 'ok', ARGV[6], 'result', ARGV[7],
+    'index', ARGV[2], 'kept', ARGV[8])
+  redis.call('ZADD', '${REQUESTS_KEY}', ARGV[8], ARGV[4])
+end
 return 1
+`;
+
+/** Drops up to ARGV[3] request records kept from before ARGV[2] (ms) from database ARGV[1]. */
+const PURGE_SCRIPT = `redis.call('SELECT', tonumber(ARGV[1]))
+local ids = redis.call('ZRANGEBYSCORE', '${REQUESTS_KEY}', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('DEL', '${REQUEST_PREFIX}' .. id) end
+if #ids > 0 then redis.call('ZREM', '${REQUESTS_KEY}', unpack(ids)) end
+return #ids
 `;
 
 /** Renders a Redis reply as the original (Go's %s of the go-redis value) does. */
@@ -124,6 +161,8 @@ export class RedisStore implements Store {
   private readonly opts: RedisStoreOptions;
   /** Lua steps a snippet may take (0: no limit). */
   readonly applyStepBudget: number;
+  /** How long request ids are remembered, in ms. */
+  readonly requestWindowMs: number;
   private client: Redis | undefined;
   private databases = 16;
   /** Serializes apply, backup reads and restore. */
@@ -134,6 +173,7 @@ export class RedisStore implements Store {
     this.host = opts.host ?? "127.0.0.1";
     this.port = opts.port ?? 6379;
     this.metadataDb = opts.metadataDb ?? 13;
+    this.requestWindowMs = validateRequestWindow(opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS);
     this.applyStepBudget = opts.applyStepBudget ?? DEFAULT_REDIS_STEP_BUDGET;
     if (!Number.isSafeInteger(this.applyStepBudget) || this.applyStepBudget < 0) {
       throw new NexusError(
@@ -326,6 +366,8 @@ export class RedisStore implements Store {
       term: string;
       chunk: string;
       seed: number;
+      /** A save's request record: ARGV 9..11. */
+      request?: { id: string; hash: string; keptFromMs: number };
     },
   ): Promise<Buffer[]> {
     try {
@@ -341,6 +383,9 @@ export class RedisStore implements Store {
         args.chunk,
         String(this.applyStepBudget),
         String(args.seed),
+        ...(args.request === undefined
+          ? []
+          : [args.request.id, args.request.hash, String(args.request.keptFromMs)]),
       )) as Buffer[];
     } catch (err) {
       if (err instanceof NexusError) throw err;
@@ -368,13 +413,40 @@ export class RedisStore implements Store {
             refusal = (err as Error).message;
           }
         }
+        const key = e.command === undefined ? undefined : e.request;
+        let record: RequestRecord | undefined;
+        if (key !== undefined) {
+          // The lock is held: nothing else writes the metadata database meanwhile.
+          await c.select(this.metadataDb);
+          if (e.index <= Number((await c.hget(META_KEY, "index")) ?? 0)) {
+            results.push({ ok: true, data: new Uint8Array(0) });
+            continue;
+          }
+          const d = decide(e, key, await this.requestRecord(c, key.id), this.requestWindowMs);
+          if ("result" in d) {
+            await c.eval(ADVANCE_SCRIPT, 0, meta, idx, term);
+            results.push(d.result);
+            continue;
+          }
+          record = recordOf(e, key, { ok: true, data: new Uint8Array(0) });
+        }
         if (e.command === undefined || refusal !== undefined) {
-          await c.eval(ADVANCE_SCRIPT, 0, meta, idx, term);
-          results.push(
+          const result: ApplyResult =
             refusal === undefined
               ? { ok: true, data: new Uint8Array(0) }
-              : { ok: false, error: refusal },
-          );
+              : { ok: false, error: refusal };
+          const rec =
+            record === undefined
+              ? []
+              : [
+                  record.id,
+                  record.hash,
+                  result.ok ? "1" : "0",
+                  result.ok ? "" : result.error,
+                  String(record.keptFromMs),
+                ];
+          await c.eval(ADVANCE_SCRIPT, 0, meta, idx, term, ...rec);
+          results.push(result);
           continue;
         }
         const r = await this.sandbox(c, "EVAL", {
@@ -384,15 +456,46 @@ export class RedisStore implements Store {
           term,
           chunk,
           seed: e.seed,
+          ...(record === undefined ? {} : { request: record }),
         });
         const status = r[0]?.toString();
         if (status === "skip") results.push({ ok: true, data: new Uint8Array(0) });
-        else if (status === "ok") {
+        else if (status === "rec") {
+          const text = r[2] ?? Buffer.alloc(0);
+          results.push(
+            r[1]?.toString() === "1"
+              ? { ok: true, data: new Uint8Array(text) }
+              : { ok: false, error: text.toString("utf8") },
+          );
+        } else if (status === "ok") {
           results.push({ ok: true, data: new Uint8Array(Buffer.from(renderRedisReply(r[1]))) });
         } else results.push({ ok: false, error: renderRedisReply(r[1]) });
       }
+      const last = entries.at(-1);
+      if (last !== undefined) {
+        const before = purgeBefore(last.timestampMs, this.requestWindowMs);
+        await c.eval(PURGE_SCRIPT, 0, String(this.metadataDb), String(before), REQUEST_PURGE_BATCH);
+      }
       return results;
     });
+  }
+
+  /** The request record of `id` in the metadata database (selected on `c`), if any. */
+  private async requestRecord(c: Redis, id: string): Promise<RequestRecord | undefined> {
+    const h = await c.hgetallBuffer(REQUEST_PREFIX + id);
+    const hash = h["hash"];
+    if (hash === undefined) return undefined;
+    const text = h["result"] ?? Buffer.alloc(0);
+    return {
+      id,
+      hash: hash.toString(),
+      result:
+        h["ok"]?.toString() === "1"
+          ? { ok: true, data: new Uint8Array(text) }
+          : { ok: false, error: text.toString("utf8") },
+      index: Number(h["index"]?.toString() ?? 0),
+      keptFromMs: Number(h["kept"]?.toString() ?? 0),
+    };
   }
 
   /**
@@ -444,6 +547,7 @@ export class RedisStore implements Store {
       throw isConnectionError(err) ? this.unavailable(err) : err;
     }
     const dbs = this.userDbs();
+    const metaDb = this.metadataDb;
     const unavailable = (err: unknown): StoreUnavailableError => this.unavailable(err);
     async function* stream(): AsyncGenerator<Uint8Array> {
       try {
@@ -466,6 +570,18 @@ export class RedisStore implements Store {
               yield rec;
             }
           } while (cursor !== "0");
+        }
+        // The request records of the metadata database, under a database number of their own
+        // (the restoring node's metadata database may have another number).
+        await c.select(metaDb);
+        const ids = (await c.zrange(REQUESTS_KEY, 0, -1)).map((id) => REQUEST_PREFIX + id);
+        for (const key of [REQUESTS_KEY, ...ids]) {
+          const dump = await c.dumpBuffer(key);
+          if (dump === null) continue;
+          const rec = encodeRecord(REQUESTS_BACKUP_DB, Buffer.from(key), dump, -1);
+          hash.update(rec);
+          count++;
+          yield rec;
         }
         const end = Buffer.alloc(1 + 8 + 32);
         end.write("E", 0);
@@ -511,6 +627,13 @@ export class RedisStore implements Store {
           await c.select(db);
           await c.flushdb();
         }
+        await c.select(this.metadataDb);
+        for (;;) {
+          const ids = await c.zrange(REQUESTS_KEY, 0, 999);
+          if (ids.length === 0) break;
+          await c.del(...ids.map((id) => REQUEST_PREFIX + id));
+          await c.zrem(REQUESTS_KEY, ...ids);
+        }
         const loader = new BackupParser();
         let current = -1;
         const pending: Promise<unknown>[] = [];
@@ -518,10 +641,21 @@ export class RedisStore implements Store {
           const recs: Rec[] = [];
           loader.push(chunk as Buffer, (r) => recs.push(r));
           for (const r of recs) {
-            if (r.db !== current) {
+            const db = r.db === REQUESTS_BACKUP_DB ? this.metadataDb : r.db;
+            if (r.db === REQUESTS_BACKUP_DB) {
+              const k = r.key.toString("latin1");
+              if (k !== REQUESTS_KEY && !k.startsWith(REQUEST_PREFIX)) {
+                throw new Error(`a metadata record of the backup is not a request record: ${k}`);
+              }
+            } else if (r.db === this.metadataDb) {
+              throw new Error(
+                `the backup has keys in database ${r.db}, this node's metadata database (-metadataDB)`,
+              );
+            }
+            if (db !== current) {
               await Promise.all(pending.splice(0));
-              await c.select(r.db);
-              current = r.db;
+              await c.select(db);
+              current = db;
             }
             pending.push(
               c.callBuffer("RESTORE", r.key, String(r.pttl > 0 ? r.pttl : 0), r.dump, "REPLACE"),

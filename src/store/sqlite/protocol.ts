@@ -19,6 +19,8 @@ export type WorkerRequest =
       readonly path: string;
       /** SQLite instructions one user statement may run; 0: no limit. */
       readonly stepBudget: number;
+      /** How long request ids are remembered (request-records.ts), in ms. */
+      readonly requestWindowMs: number;
     }
   | { readonly id: number; readonly op: "apply"; readonly entries: readonly ApplyEntry[] }
   | { readonly id: number; readonly op: "settings" }

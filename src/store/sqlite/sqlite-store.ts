@@ -21,6 +21,7 @@
  * - digest: pinned on a WAL snapshot of a second, read-only connection in a second worker thread
  *   and computed there (sqlite-digest.ts), so applying goes on during it.
  */
+import { DEFAULT_REQUEST_WINDOW_MS, validateRequestWindow } from "../request-records.js";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -72,6 +73,11 @@ export interface SqliteStoreOptions {
   readonly loadMaxBytes?: number;
   /** Milliseconds a load may run before it is stopped (TIMEOUT). Default DEFAULT_LOAD_TIMEOUT_MS. */
   readonly loadTimeoutMs?: number;
+  /**
+   * How long request ids are remembered, in ms of the entries' (leaders') timestamps
+   * (src/store/request-records.ts). Must be the same on every node. Default 10 minutes.
+   */
+  readonly requestWindowMs?: number;
 }
 
 function nonNegativeInt(name: string, v: number | undefined, dflt: number, min: number): number {
@@ -102,6 +108,8 @@ export class SqliteStore implements Store {
   private readonly loader: SqliteLoader;
   /** SQLite instructions a statement of a save may run (0: no limit). */
   readonly applyStepBudget: number;
+  /** How long request ids are remembered, in ms. */
+  readonly requestWindowMs: number;
   /** While a digest pins its snapshot, applies and restores wait (the snapshot comes first). */
   private pinning: Promise<unknown> | undefined;
   /** While a restore replaces the file, digests wait. */
@@ -110,6 +118,7 @@ export class SqliteStore implements Store {
   /** Throws BAD_CONFIG for an invalid option, or a step budget without the SQLite build for it. */
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
+    this.requestWindowMs = validateRequestWindow(opts.requestWindowMs ?? DEFAULT_REQUEST_WINDOW_MS);
     this.applyStepBudget = nonNegativeInt(
       "applyStepBudget (-apply-step-budget)",
       opts.applyStepBudget,
@@ -183,6 +192,7 @@ export class SqliteStore implements Store {
       op: "open",
       path: this.path,
       stepBudget: this.applyStepBudget,
+      requestWindowMs: this.requestWindowMs,
     })) as AppliedPosition;
     this.digester.warm();
     return position;

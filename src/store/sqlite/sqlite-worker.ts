@@ -17,6 +17,8 @@ import type { AppliedPosition, ApplyEntry, ApplyResult } from "../store.js";
 import type { WorkerRequest, WorkerResponse, WorkerResult } from "./protocol.js";
 import { STEP_BUDGET_BINDING, STEP_BUDGET_MISSING, openSqliteDatabase } from "./sqlite-binding.js";
 import { statementHead } from "./sql-head.js";
+import type { RequestRecord } from "../request-records.js";
+import { REQUEST_PURGE_BATCH, decide, purgeBefore, recordOf } from "../request-records.js";
 
 class StatementError extends Error {}
 
@@ -40,6 +42,8 @@ let db: Database.Database | undefined;
 let dbPath = "";
 /** SQLite instructions one user statement may run; 0: no limit. */
 let stepBudget = 0;
+/** How long request ids are remembered, in ms (request-records.ts). */
+let requestWindowMs = 0;
 /** A plain connection whose date functions are not overridden, for computing them. */
 const helper = openSqliteDatabase(":memory:");
 /** The entry being applied: its time and seeded PRNG drive the SQL functions. */
@@ -149,9 +153,10 @@ function getMeta(d: Database.Database): AppliedPosition {
   return { index: m.get("applied_index") ?? 0, term: m.get("applied_term") ?? 0 };
 }
 
-function open(path: string, budget: number): AppliedPosition {
+function open(path: string, budget: number, windowMs: number): AppliedPosition {
   dbPath = path;
   stepBudget = budget;
+  requestWindowMs = windowMs;
   if (budget > 0 && STEP_BUDGET_BINDING === undefined) throw new ConfigError(STEP_BUDGET_MISSING);
   const d = openSqliteDatabase(path);
   if (budget > 0) {
@@ -173,6 +178,13 @@ function open(path: string, budget: number): AppliedPosition {
   }
   d.pragma("synchronous = FULL");
   d.exec("create table if not exists _nexus_meta (k text primary key, v integer not null)");
+  // Request records (request-records.ts): in the file, so in backups; left out of digests.
+  d.exec(
+    "create table if not exists _nexus_requests (id text primary key, hash text not null, " +
+      "ok integer not null, data blob, error text, entry_index integer not null, " +
+      "kept_from_ms integer not null)",
+  );
+  d.exec("create index if not exists _nexus_requests_kept on _nexus_requests (kept_from_ms)");
   // A connection-local table whose one row, rewritten at rowid 0 before each statement, resets
   // last_insert_rowid: a statement that inserts nothing reports lastInsertId 0 on every replica,
   // whatever this connection inserted before (its history differs after a restart or a restore).
@@ -236,6 +248,32 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
   }
 }
 
+/** The stored request record of `id`, if any. */
+function readRecord(find: Database.Statement, id: string): RequestRecord | undefined {
+  const row = find.get(id) as
+    | {
+        id: string;
+        hash: string;
+        ok: number;
+        data: Buffer | null;
+        error: string | null;
+        entry_index: number;
+        kept_from_ms: number;
+      }
+    | undefined;
+  if (row === undefined) return undefined;
+  return {
+    id: row.id,
+    hash: row.hash,
+    result:
+      row.ok === 1
+        ? { ok: true, data: new Uint8Array(row.data ?? new Uint8Array(0)) }
+        : { ok: false, error: row.error ?? "" },
+    index: row.entry_index,
+    keptFromMs: row.kept_from_ms,
+  };
+}
+
 function applyOnce(
   entries: readonly ApplyEntry[],
   spent: ReadonlyMap<number, string>,
@@ -245,13 +283,34 @@ function applyOnce(
     "insert into _nexus_meta (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
   );
   const resetRowid = d.prepare("insert or replace into temp._nexus_rowid (rowid, x) values (0, 0)");
+  const findRecord = d.prepare(
+    "select id, hash, ok, data, error, entry_index, kept_from_ms from _nexus_requests where id = ?",
+  );
+  const putRecord = d.prepare(
+    "insert or replace into _nexus_requests (id, hash, ok, data, error, entry_index, kept_from_ms) " +
+      "values (?, ?, ?, ?, ?, ?, ?)",
+  );
+  const purgeRecords = d.prepare(
+    "delete from _nexus_requests where rowid in " +
+      "(select rowid from _nexus_requests where kept_from_ms < ? limit ?)",
+  );
   const results: ApplyResult[] = [];
   const tx = d.transaction(() => {
     let applied = getMeta(d);
+    const start = applied;
     for (const e of entries) {
       if (e.index <= applied.index) {
         results.push({ ok: true, data: new Uint8Array(0) });
         continue;
+      }
+      const key = e.command === undefined ? undefined : e.request;
+      if (key !== undefined) {
+        const d0 = decide(e, key, readRecord(findRecord, key.id), requestWindowMs);
+        if ("result" in d0) {
+          results.push(d0.result);
+          applied = { index: e.index, term: e.term };
+          continue;
+        }
       }
       const known = spent.get(e.index);
       if (known !== undefined) {
@@ -298,7 +357,23 @@ function applyOnce(
       } else {
         results.push({ ok: true, data: new Uint8Array(0) });
       }
+      if (key !== undefined) {
+        const r = recordOf(e, key, results[results.length - 1]!);
+        putRecord.run(
+          r.id,
+          r.hash,
+          r.result.ok ? 1 : 0,
+          r.result.ok ? Buffer.from(r.result.data) : null,
+          r.result.ok ? null : r.result.error,
+          r.index,
+          r.keptFromMs,
+        );
+      }
       applied = { index: e.index, term: e.term };
+    }
+    const last = entries.at(-1);
+    if (last !== undefined && last.index > start.index) {
+      purgeRecords.run(purgeBefore(last.timestampMs, requestWindowMs), REQUEST_PURGE_BATCH);
     }
     setMeta.run("applied_index", applied.index);
     setMeta.run("applied_term", applied.term);
@@ -310,7 +385,7 @@ function applyOnce(
 async function handle(req: WorkerRequest): Promise<WorkerResult> {
   switch (req.op) {
     case "open":
-      return open(req.path, req.stepBudget);
+      return open(req.path, req.stepBudget, req.requestWindowMs);
     case "apply":
       return apply(req.entries);
     case "settings": {
@@ -366,7 +441,7 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
       } finally {
         closeSync(dirFd);
       }
-      return open(dbPath, stepBudget);
+      return open(dbPath, stepBudget, requestWindowMs);
     }
     case "close":
       db?.close();
