@@ -197,9 +197,11 @@ describe("command lines", () => {
     assert.equal(st.code, 0, st.stderr);
     assert.match(
       st.stdout,
-      new RegExp(`^${other.addr}: SERVING\nleader: [0-9a-f]{16}\nmembers:\n`),
+      new RegExp(
+        `^${other.addr}: SERVING\nversion: \\d+\\.\\d+\\.\\d+\\S*\nleader: [0-9a-f]{16}\nmembers:\n`,
+      ),
     );
-    assert.equal(st.stdout.trimEnd().split("\n").length, 7);
+    assert.equal(st.stdout.trimEnd().split("\n").length, 8);
     assert.match(st.stdout, /\nclient: nexus-raft \d+\.\d+\.\d+\S*\n$/);
 
     // The same as one JSON document for scripts, with the documented field names.
@@ -251,6 +253,7 @@ describe("command lines", () => {
         "reachable",
         "match",
         "lag",
+        "snapshot",
       ]);
     }
     const bad = await repl(other.addr, "listNodes", "-o", "yaml");
