@@ -6,13 +6,19 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { normalizeOptions, nodeDirName } from "../../src/node/options.js";
 import { createReplicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { freePort } from "../free-port.js";
+import { tempFolders } from "../../src/node/temp-dirs.js";
+
+function lastingRoot(): string {
+  const here = resolve(".");
+  return tempFolders({ here }).length === 0 ? here : homedir();
+}
 
 const url = "http://127.0.0.1:19555";
 const id = nodeIdOf(url);
@@ -56,7 +62,9 @@ describe("the data folders of a library node", () => {
   it("warns at start when the data is under a temporary folder, and not otherwise", async () => {
     for (const [dir, warned] of [
       [mkdtempSync(join(tmpdir(), "nexus-datadir-")), true],
-      [mkdtempSync(join(resolve("."), ".nexus-datadir-")), false],
+      // A lasting folder: the checkout, unless it is itself under a temporary folder (a CI clone
+      // in /tmp), then the home folder.
+      [mkdtempSync(join(lastingRoot(), ".nexus-datadir-")), false],
     ] as const) {
       const port = await freePort();
       const u = `http://127.0.0.1:${port}`;
