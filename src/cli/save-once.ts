@@ -12,9 +12,10 @@ import { isNexusError } from "../errors/index.js";
 const RETRY_PAUSE_MS = 200;
 
 /**
- * Saves `data` with a new request id, retrying on UNKNOWN_OUTCOME, UNREACHABLE, NO_LEADER or
- * NOT_SERVING until `forMs` has passed since the first attempt; then the last error. `onRetry`
- * hears of each retry (the id and why).
+ * Saves `data` with a new request id, retrying on UNKNOWN_OUTCOME, UNREACHABLE or NO_LEADER
+ * until `forMs` has passed since the first attempt; then the last error. NOT_SERVING (this node's
+ * store is down, or it diverged: nothing was written) comes back at once, so the user can go to
+ * another node. `onRetry` hears of each retry (the id and why).
  */
 export async function saveOnce(
   client: Pick<NexusClient, "save">,
@@ -33,8 +34,7 @@ export async function saveOnce(
       const retryable =
         isNexusError(err, "UNKNOWN_OUTCOME") ||
         isNexusError(err, "UNREACHABLE") ||
-        isNexusError(err, "NO_LEADER") ||
-        isNexusError(err, "NOT_SERVING");
+        isNexusError(err, "NO_LEADER");
       if (!retryable || Date.now() - issuedAt + RETRY_PAUSE_MS >= forMs) throw err;
       onRetry(id, err as Error);
       await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));

@@ -1,7 +1,7 @@
 /**
  * A save with a client-chosen request id (src/store/request-records.ts): the store applies an id
  * at most once and answers a repeat with the first result, so such a save is retried with the
- * same id on an unknown outcome too (a timeout, a lost leader, a node not serving), until
+ * same id on an unknown outcome too (a timeout, a lost leader), until
  * `retryForMs` after it was issued. Without an id nothing here runs: a plain save is not retried
  * once it may have been written.
  */
@@ -46,10 +46,9 @@ export async function saveWithRequestId(
       deadline: Math.max(issuedAtMs + retryForMs, Date.now() + 1),
       intervalMs: Math.min(50, w.heartbeatTickMs),
       signal: opts.signal,
-      retryable: (e) =>
-        isRetryableUnwritten(e) ||
-        isNexusError(e, "UNKNOWN_OUTCOME") ||
-        isNexusError(e, "NOT_SERVING"),
+      // NOT_SERVING (this node's store is down, or it diverged) is refused up front with nothing
+      // written: the caller goes to another node at once rather than wait here.
+      retryable: (e) => isRetryableUnwritten(e) || isNexusError(e, "UNKNOWN_OUTCOME"),
     },
   );
 }

@@ -28,6 +28,18 @@ describe("repl saves with a request id", () => {
     }
   });
 
+  it("NOT_SERVING comes back at once (nothing was written; the user goes to another node)", async () => {
+    let calls = 0;
+    const down = {
+      save: async () => {
+        calls++;
+        throw new NexusError("NOT_SERVING", "this node's store is unavailable");
+      },
+    };
+    await assert.rejects(saveOnce(down, data, {}, 10_000), (e) => isNexusError(e, "NOT_SERVING"));
+    assert.equal(calls, 1);
+  });
+
   it("a store error is not retried; an unknown outcome past the deadline is returned", async () => {
     let calls = 0;
     const failing = {
