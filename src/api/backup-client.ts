@@ -8,6 +8,7 @@ import { grpcTransportOf, parseServiceAddress } from "./client.js";
 import type { ClientOptions } from "./client.js";
 import { callFailureOf } from "./errors.js";
 import { NexusBackup } from "./gen/nexus_backup_pb.js";
+import type { RestoreResult } from "../node/cluster-restore.js";
 
 /** The header of a backup stream, as numbers. */
 export interface StreamedBackupHeader {
@@ -94,16 +95,8 @@ export async function* streamBackup(
   }
 }
 
-/** A restore into the running cluster, as the node answered it. */
-export interface ClusterRestoreResult {
-  /** The log index where every replica holds the backup's state. */
-  readonly index: number;
-  readonly bytes: number;
-  readonly backupIndex: number;
-  readonly backupTerm: number;
-  readonly backupCluster: string;
-  readonly storeKind: string;
-}
+/** A restore into the running cluster, as the node answered it: the library's RestoreResult. */
+export type ClusterRestoreResult = RestoreResult;
 
 /**
  * Streams a backup file's bytes to the node at `address` (host:port) to restore into the running
