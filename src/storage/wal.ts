@@ -250,6 +250,9 @@ interface PendingSave {
   readonly entries: readonly Entry[];
   readonly marker: SnapshotMarker | undefined;
   readonly hardState: HardState | undefined;
+  /** A local snapshot's marker: the batch also records the latest hard state with its commit
+   * raised to the marker (resolveCommits). */
+  readonly raiseCommit?: boolean;
   resolve(): void;
   reject(e: Error): void;
 }
@@ -672,13 +675,14 @@ export class Wal {
    * Save the snapshot file itself first.
    */
   saveSnapshotMarker(marker: SnapshotMarker): Promise<void> {
-    return this.enqueue(undefined, [], marker);
+    return this.enqueue(undefined, [], marker, true);
   }
 
   private enqueue(
     hardState: HardState | undefined,
     entries: readonly Entry[],
     marker: SnapshotMarker | undefined,
+    raiseCommit = false,
   ): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed)
@@ -694,7 +698,7 @@ export class Wal {
       }
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ entries, marker, hardState, resolve, reject });
+      this.queue.push({ entries, marker, hardState, raiseCommit, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -730,7 +734,27 @@ export class Wal {
     }
   }
 
-  private async writeBatch(batch: readonly PendingSave[]): Promise<void> {
+  /**
+   * A local snapshot is taken of applied, hence committed, entries, but the runtime writes a
+   * commit-only hard state only with its next save: without this, a restart right after the
+   * snapshot would find the durable commit below the marker (recovery raises it, with a warning
+   * on every such restart). So a local marker carries the hard state last written before it in
+   * queue order (never an older term or vote), its commit raised to the marker.
+   */
+  private resolveCommits(batch: readonly PendingSave[]): readonly PendingSave[] {
+    if (!batch.some((p) => p.raiseCommit === true)) return batch;
+    let hs = this.hardState;
+    return batch.map((p) => {
+      if (p.hardState !== undefined) hs = p.hardState;
+      if (p.raiseCommit !== true || p.marker === undefined || isEmptyHardState(hs)) return p;
+      if (hs.commit >= p.marker.index) return p;
+      hs = { ...hs, commit: p.marker.index };
+      return { ...p, hardState: hs };
+    });
+  }
+
+  private async writeBatch(queued: readonly PendingSave[]): Promise<void> {
+    const batch = this.resolveCommits(queued);
     let size = 0;
     let records = 0;
     // Which markers replace the log, judged on the log as the records before them leave it.

@@ -325,6 +325,43 @@ describe("every restart succeeds", () => {
       await c.stopAll();
     }
   });
+  it("a restart after a snapshot at the last applied entry finds a commit at or past the snapshot (no clamp warning)", async () => {
+    // Before: a snapshot taken right after a commit-only hard state (never written on its own)
+    // left the WAL's durable commit below its marker; every such restart logged "the hard
+    // state's commit N is below the snapshot", a warning an operator must not learn to ignore.
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_fields: unknown, msg?: string) => void warnings.push(msg ?? ""),
+      error: () => undefined,
+    };
+    const c = await walCluster({ snapshotCount: 3, loggerFor: () => logger });
+    try {
+      await writes(c.leader, 0, 12);
+      for (const id of c.ids) {
+        await until(() => c.stores.get(id)!.data.size === 12, 5000, `${id} caught up`);
+      }
+      // Every node's last snapshot is at its applied index (a follower learns the last commit
+      // from a heartbeat: a commit-only hard state), then the cluster stops.
+      await until(
+        () => c.ids.every((id) => readdirSync(c.snapDirOf(id)).some((n) => n.endsWith(".snap"))),
+        5000,
+        "snapshots on every node",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      await c.stopAll();
+      warnings.length = 0;
+      for (const id of c.ids) await c.open(id);
+      assert.deepEqual(
+        warnings.filter((w) => /below the snapshot/.test(w)),
+        [],
+      );
+      assert.deepEqual(c.fatal, []);
+    } finally {
+      await c.stopAll();
+    }
+  });
   it("a damaged newest snapshot falls back to the previous one; the node starts and catches up", async () => {
     // Passes on main since the storage side (loadNewest skips damaged files, the WAL keeps the
     // entries at or below its marker): kept so that the runtime never regresses on it.

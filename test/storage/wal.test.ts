@@ -67,6 +67,31 @@ describe("write-ahead log", () => {
     await w2.close();
   });
 
+  it("a local snapshot marker records the latest hard state with its commit raised to the marker, never an older term or vote", async () => {
+    // Before: a marker past the durable commit (a commit-only hard state is never written on its
+    // own) made every restart clamp the commit up to the marker, with a warning.
+    const dir = join(tmp(), "wal");
+    const { wal } = await Wal.open(dir);
+    await wal.save({ term: 1, vote: "a", commit: 2 }, ents(1, 5, 1));
+    // The marker is queued behind a save that moves to term 2: it must not bring back term 1.
+    const newer = wal.save({ term: 2, vote: "b", commit: 3 }, []);
+    const marker = wal.saveSnapshotMarker({ index: 5, term: 1 });
+    await Promise.all([newer, marker]);
+    await wal.close();
+    const warnings: string[] = [];
+    const { wal: w2, state } = await Wal.open(dir, {
+      logger: {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (_f: unknown, msg?: string) => void warnings.push(msg ?? ""),
+        error: () => undefined,
+      },
+    });
+    assert.deepEqual(state.hardState, { term: 2, vote: "b", commit: 5 });
+    assert.deepEqual(warnings, []);
+    await w2.close();
+  });
+
   it("replays a conflicting suffix so the log ends as the new leader wrote it", async () => {
     const dir = join(tmp(), "wal");
     const { wal } = await Wal.open(dir);
