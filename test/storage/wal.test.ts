@@ -80,12 +80,7 @@ describe("write-ahead log", () => {
     await wal.close();
     const warnings: string[] = [];
     const { wal: w2, state } = await Wal.open(dir, {
-      logger: {
-        debug: () => undefined,
-        info: () => undefined,
-        warn: (_f: unknown, msg?: string) => void warnings.push(msg ?? ""),
-        error: () => undefined,
-      },
+      logger: { warn: (_f: unknown, msg: string) => void warnings.push(msg) },
     });
     assert.deepEqual(state.hardState, { term: 2, vote: "b", commit: 5 });
     assert.deepEqual(warnings, []);

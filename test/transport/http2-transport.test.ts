@@ -8,6 +8,7 @@ import { Http2Transport } from "../../src/transport/http2-transport.js";
 import type { TransportHandler } from "../../src/transport/http2-transport.js";
 import { decodeBatch, encodeBatch } from "../../src/transport/codec.js";
 import { createMessage } from "../../src/raft/types.js";
+import { snapMessage } from "./messages.js";
 import type { Message } from "../../src/raft/types.js";
 
 interface Recorder extends TransportHandler {
@@ -331,28 +332,7 @@ describe("HTTP/2 peer transport", () => {
     a.addPeer("b", `http://127.0.0.1:${pb}`);
     const rssBefore = process.memoryUsage().rss;
     try {
-      a.send([
-        createMessage({
-          type: "snap",
-          from: "a",
-          to: "b",
-          term: 1,
-          snapshot: {
-            metadata: {
-              index: 7,
-              term: 1,
-              confState: {
-                voters: ["a", "b"],
-                learners: [],
-                votersOutgoing: [],
-                learnersNext: [],
-                autoLeave: false,
-              },
-            },
-            data: new TextEncoder().encode("handle"),
-          },
-        }),
-      ]);
+      a.send([snapMessage("a", "b", 7)]);
       let beats = 0;
       while (rb.snapshots.length === 0) {
         a.send([hb("a", "b", ++beats)]);

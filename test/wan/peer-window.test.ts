@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { Readable } from "node:stream";
 import { test } from "node:test";
 import { createMessage } from "../../src/raft/types.js";
+import { snapMessage } from "../transport/messages.js";
 import type { Message } from "../../src/raft/types.js";
 import { Http2Transport } from "../../src/transport/http2-transport.js";
 import type { TransportHandler } from "../../src/transport/http2-transport.js";
@@ -80,28 +81,7 @@ test("an 8 MiB snapshot over a 100 ms round trip moves faster than one 64 KiB wi
       await new Promise((r) => setTimeout(r, 10));
     }
     const t0 = performance.now();
-    a.send([
-      createMessage({
-        type: "snap",
-        from: "a",
-        to: "b",
-        term: 1,
-        snapshot: {
-          metadata: {
-            index: 9,
-            term: 1,
-            confState: {
-              voters: ["a", "b"],
-              learners: [],
-              votersOutgoing: [],
-              learnersNext: [],
-              autoLeave: false,
-            },
-          },
-          data: new TextEncoder().encode("handle"),
-        },
-      }),
-    ]);
+    a.send([snapMessage("a", "b", 9)]);
     const beatsBefore = beats.length;
     for (let n = 1; received < 0 && performance.now() - t0 < 30_000; n++) {
       a.send([hb(n)]);
