@@ -2,10 +2,12 @@
  * After losing a majority, with real processes: 2 of 3 SQLite nodes killed, the survivor's state
  * taken with `nexus backup -local` (no quorum needed), restored as a one-member cluster at the
  * survivor's own address, then two new members added back with addNode. Every write the survivor
- * had applied is kept.
+ * had applied is kept. `nexus recover` refuses while another member of the survivor's cluster
+ * still answers, unless --force.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
@@ -197,6 +199,82 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
         );
         assert.deepEqual(await rows(n.addr, "local"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
       }
+    },
+  );
+  it(
+    "nexus recover refuses while another member answers (a leader, then a lone member), succeeds once it is stopped; --force skips the check",
+    { timeout: 300_000 },
+    async () => {
+      const nodes = await sqliteCluster(3);
+      await Promise.all(nodes.map((n) => n.start()));
+      const [a, survivor, c] = nodes as [SqliteNode, SqliteNode, SqliteNode];
+      await until(
+        "a leader",
+        () => leaderUrl(a.addr),
+        (u) => u !== "",
+      );
+      const save = async (addr: string, sql: string): Promise<void> => {
+        const r = await repl(addr, "sqlite", "save", sql);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      await save(a.addr, "create table t (i integer primary key)");
+      for (let i = 1; i <= 3; i++) await save(c.addr, `insert into t values (${i})`);
+      await until(
+        "the survivor applied every write",
+        () => rows(survivor.addr),
+        (r) => r.length === 3,
+      );
+      await survivor.stop();
+      const dataFlags = (n: SqliteNode): string[] => [
+        "-nexus-node-url",
+        n.url,
+        `-nexus-log-dir=${join(n.dir, "logs")}`,
+        `-nexus-snap-dir=${join(n.dir, "snap")}`,
+        "-sqlitePath",
+        join(n.dir, "store.db"),
+      ];
+      const aside = (n: SqliteNode): string[] =>
+        readdirSync(join(n.dir, "logs")).filter((f) => f.includes("before-recover"));
+
+      // The other two still form a cluster with a leader.
+      await until(
+        "a leader among the two still running",
+        () => leaderUrl(c.addr),
+        (u) => u === a.url || u === c.url,
+      );
+      const withLeader = await run("nexus", ["recover", ...dataFlags(survivor)]);
+      assert.equal(withLeader.code, 2, withLeader.stderr);
+      assert.match(withLeader.stderr, /the cluster still has a leader/);
+      assert.match(withLeader.stderr, /nothing was changed/);
+      assert.deepEqual(aside(survivor), []);
+
+      // One other member still runs (without a quorum): still refused, naming it.
+      await a.stop("SIGKILL");
+      const lone = await run("nexus", ["recover", ...dataFlags(survivor)]);
+      assert.equal(lone.code, 2, lone.stderr);
+      assert.ok(lone.stderr.includes(c.url), lone.stderr);
+      assert.match(lone.stderr, /--force/);
+      assert.deepEqual(aside(survivor), []);
+
+      // --force skips the check (the killed member's data, while c still runs).
+      const forced = await run("nexus", ["recover", "--force", ...dataFlags(a)]);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.equal(aside(a).length, 1);
+
+      // Once the last other member is stopped, the survivor is recovered.
+      await c.stop();
+      const rec = await run("nexus", ["recover", ...dataFlags(survivor)]);
+      assert.equal(rec.code, 0, rec.stderr);
+      const one = new SqliteNode(survivor.raftPort, survivor.grpcPort, survivor.dir, [
+        survivor.url,
+      ]);
+      await one.start();
+      await until(
+        "the survivor leads alone",
+        () => leaderUrl(one.addr),
+        (u) => u === one.url,
+      );
+      assert.deepEqual(await rows(one.addr), [1, 2, 3]);
     },
   );
 });
