@@ -11,6 +11,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
+import { recoverAfterLosingTwo, recoverFlags } from "./majority-loss-scenario.js";
 
 const RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
 
@@ -29,6 +30,11 @@ async function rows(addr: string, consistency = "linearizable"): Promise<number[
   return v === null ? [] : v.split(",").map(Number);
 }
 
+async function save(addr: string, sql: string): Promise<void> {
+  const r = await repl(addr, "sqlite", "save", sql);
+  assert.equal(r.code, 0, r.stderr);
+}
+
 describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", () => {
   it(
     "keeps every write the survivor applied: backup -local, restore as one member, add members back",
@@ -41,10 +47,6 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
         () => leaderUrl(nodes[0]!.addr),
         (u) => u !== "",
       );
-      const save = async (addr: string, sql: string): Promise<void> => {
-        const r = await repl(addr, "sqlite", "save", sql);
-        assert.equal(r.code, 0, r.stderr);
-      };
       await save(nodes[0]!.addr, "create table t (i integer primary key)");
       for (let i = 1; i <= 8; i++) await save(nodes[i % 3]!.addr, `insert into t values (${i})`);
       const survivor = nodes[2]!;
@@ -124,83 +126,17 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
   it(
     "nexus recover --inspect, then nexus recover: the stopped survivor's own data as a one-member cluster, members added back",
     { timeout: 300_000 },
-    async () => {
-      const nodes = await sqliteCluster(3);
-      await Promise.all(nodes.map((n) => n.start()));
-      await until(
-        "a leader",
-        () => leaderUrl(nodes[0]!.addr),
-        (u) => u !== "",
-      );
-      const save = async (addr: string, sql: string): Promise<void> => {
-        const r = await repl(addr, "sqlite", "save", sql);
-        assert.equal(r.code, 0, r.stderr);
-      };
-      await save(nodes[0]!.addr, "create table t (i integer primary key)");
-      for (let i = 1; i <= 8; i++) await save(nodes[i % 3]!.addr, `insert into t values (${i})`);
-      const survivor = nodes[1]!;
-      await until(
-        "the survivor applied every write",
-        () => rows(survivor.addr),
-        (r) => r.length === 8,
-      );
-      await nodes[0]!.stop("SIGKILL");
-      await nodes[2]!.stop("SIGKILL");
-      await survivor.stop();
-      const dataFlags = [
-        "-nexus-node-url",
-        survivor.url,
-        `-nexus-log-dir=${join(survivor.dir, "logs")}`,
-        `-nexus-snap-dir=${join(survivor.dir, "snap")}`,
-        "-sqlitePath",
-        join(survivor.dir, "store.db"),
-      ];
-      const inspect = await run("nexus", ["recover", "--inspect", ...dataFlags]);
-      assert.equal(inspect.code, 0, inspect.stderr);
-      const last = /last index: +(\d+)/.exec(inspect.stdout);
-      assert.ok(last !== null && Number(last[1]) >= 10, inspect.stdout);
-      assert.match(inspect.stdout, /store applied: \d+ \(term \d+\)/);
-      const rec = await run("nexus", ["recover", ...dataFlags]);
-      assert.equal(rec.code, 0, rec.stderr);
-      assert.match(rec.stdout, /is now the only member of a new cluster/);
-
-      // The same node, folders and store, started as the only member.
-      const one = new SqliteNode(survivor.raftPort, survivor.grpcPort, survivor.dir, [
-        survivor.url,
-      ]);
-      await one.start();
-      await until(
-        "the survivor leads alone",
-        () => leaderUrl(one.addr),
-        (u) => u === one.url,
-      );
-      assert.deepEqual(await rows(one.addr), [1, 2, 3, 4, 5, 6, 7, 8]);
-      // Recovering a running node is refused.
-      const running = await run("nexus", ["recover", ...dataFlags]);
-      assert.equal(running.code, 2);
-      assert.match(running.stderr, /stop the node before recovering it/);
-      await save(one.addr, "insert into t values (9)");
-      const added: SqliteNode[] = [];
-      for (let k = 0; k < 2; k++) {
-        const n = new SqliteNode(await freePort(), await freePort(), join(tempDir(), `new${k}`), [
-          one.url,
-        ]);
-        await n.start();
-        const a = await repl(one.addr, "addNode", n.url);
-        assert.equal(a.code, 0, a.stderr);
-        added.push(n);
-      }
-      await save(added[1]!.addr, "insert into t values (10)");
-      for (const n of [one, ...added]) {
-        await until(
-          "every write on every member",
-          () => rows(n.addr, "local"),
-          (v) => v.length === 10,
-        );
-        assert.deepEqual(await rows(n.addr, "local"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      }
-    },
+    () =>
+      recoverAfterLosingTwo({
+        kind: "sqlite",
+        program: "sqlite_repl",
+        stores: async () => undefined,
+        setup: (addr) => save(addr, "create table t (i integer primary key)"),
+        insert: (addr, i) => save(addr, `insert into t values (${i})`),
+        rows,
+      }),
   );
+
   it(
     "nexus recover refuses while another member answers (a leader, then a lone member), succeeds once it is stopped; --force skips the check",
     { timeout: 300_000 },
@@ -213,10 +149,6 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
         () => leaderUrl(a.addr),
         (u) => u !== "",
       );
-      const save = async (addr: string, sql: string): Promise<void> => {
-        const r = await repl(addr, "sqlite", "save", sql);
-        assert.equal(r.code, 0, r.stderr);
-      };
       await save(a.addr, "create table t (i integer primary key)");
       for (let i = 1; i <= 3; i++) await save(c.addr, `insert into t values (${i})`);
       await until(
@@ -225,14 +157,7 @@ describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", ()
         (r) => r.length === 3,
       );
       await survivor.stop();
-      const dataFlags = (n: SqliteNode): string[] => [
-        "-nexus-node-url",
-        n.url,
-        `-nexus-log-dir=${join(n.dir, "logs")}`,
-        `-nexus-snap-dir=${join(n.dir, "snap")}`,
-        "-sqlitePath",
-        join(n.dir, "store.db"),
-      ];
+      const dataFlags = (n: SqliteNode): string[] => recoverFlags(n, "sqlite");
       const aside = (n: SqliteNode): string[] =>
         readdirSync(join(n.dir, "logs")).filter((f) => f.includes("before-recover"));
 
