@@ -27,7 +27,7 @@
  * - digest(): see redis-digest.ts; applies wait while it is computed (Redis has no snapshots).
  * - backup(): every key of every database except the metadata one, with its TTL (SCAN + DUMP +
  *   PTTL), streamed. Read in batches of BACKUP_BATCH_KEYS keys, one pipelined round trip each
- *   (the batch's DUMPs and PTTLs and the next SCAN), the next batch read while one is consumed:
+ *   (a script reading the batch's DUMPs and PTTLs, and the next SCAN), the next batch read while one is consumed:
  *   memory holds two batches. Applying pauses while a backup is read, so the copy is exactly the
  *   state at its position. restore(): the stream is first written to a local temporary file and validated
  *   (nothing in Redis changes if it is bad); then the user databases are flushed and loaded with
@@ -749,11 +749,21 @@ interface DumpedBatch {
 }
 
 /**
- * Reads `keys` (of the selected database) in one pipelined round trip: DUMP and PTTL of each,
- * and, when `cursor` is given, the SCAN from it that yields the next batch (`next`: its keys, and
+ * DUMP and PTTL of every key of KEYS, flat (a key gone meanwhile: false, that is nil, and -2),
+ * read together so that a key cannot expire between the two.
+ */
+const DUMP_SCRIPT = `local out = {}
+for i, k in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call('DUMP', k) or false
+  out[2 * i] = redis.call('PTTL', k)
+end
+return out`;
+
+/**
+ * Reads `keys` (of the selected database) in one pipelined round trip: DUMP and PTTL of each
+ * (DUMP_SCRIPT), and, when `cursor` is given, the SCAN from it that yields the next batch (`next`: its keys, and
  * the cursor to scan on from, undefined when that SCAN was the last; `next` undefined when there
- * is nothing more to read). A key gone meanwhile (expired: DUMP nil,
- * or PTTL -2 right after it) is left out.
+ * is nothing more to read). A key gone meanwhile (expired) is left out.
  */
 async function dumpBatch(
   c: Redis,
@@ -761,7 +771,7 @@ async function dumpBatch(
   cursor: string | undefined,
 ): Promise<DumpedBatch> {
   const p = c.pipeline();
-  for (const k of keys) p.dumpBuffer(k).pttl(k);
+  if (keys.length > 0) p.callBuffer("EVAL", DUMP_SCRIPT, String(keys.length), ...keys);
   if (cursor !== undefined) p.scanBuffer(cursor, "COUNT", BACKUP_BATCH_KEYS);
   const replies = (await p.exec()) ?? [];
   const reply = (i: number): unknown => {
@@ -771,13 +781,16 @@ async function dumpBatch(
     return r[1];
   };
   const dumped: Dumped[] = [];
-  for (const [i, key] of keys.entries()) {
-    const dump = reply(2 * i) as Buffer | null;
-    const pttl = reply(2 * i + 1) as number;
-    if (dump !== null && pttl !== -2) dumped.push({ key, dump, pttl });
+  if (keys.length > 0) {
+    const pairs = reply(0) as (Buffer | number | null)[];
+    for (const [i, key] of keys.entries()) {
+      const dump = pairs[2 * i] as Buffer | null;
+      const pttl = pairs[2 * i + 1] as number;
+      if (dump !== null) dumped.push({ key, dump, pttl });
+    }
   }
   if (cursor === undefined) return { dumped };
-  const [nextCursor, nextKeys] = reply(2 * keys.length) as [Buffer, Buffer[]];
+  const [nextCursor, nextKeys] = reply(keys.length > 0 ? 1 : 0) as [Buffer, Buffer[]];
   // A SCAN returning cursor 0 is the last one: its keys are still read, with no SCAN after.
   const next = nextCursor.toString();
   if (next === "0" && nextKeys.length === 0) return { dumped };
