@@ -7,9 +7,9 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startRedis } from "../store/redis-server.js";
 import { recoverAfterLosingTwo } from "./majority-loss-scenario.js";
 import { repl } from "./programs.js";
+import { redisFlags, redisServers } from "./redis-nodes.js";
 
 const RESPONSE = /Response from \w+ \(without quotes\): '(.*)'/s;
 
@@ -38,9 +38,8 @@ describe("recovering from the loss of 2 of 3 nodes (Redis, real processes)", () 
         kind: "redis",
         program: "redis_repl",
         stores: async (n) => {
-          const ports: number[] = [];
-          for (let i = 0; i < n; i++) ports.push((await startRedis()).port);
-          return (i) => ["-redisPort", String(ports[i]!)];
+          const servers = await redisServers(n);
+          return (i) => redisFlags(servers[i]!);
         },
         setup: async () => undefined,
         insert: async (addr, i) => {
