@@ -21,6 +21,7 @@ import type { Wal, WalState } from "../storage/wal.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
 import { askPeersForProgress } from "./bootstrap-check.js";
+import type { ProgressAsker } from "./bootstrap-check.js";
 import { urlsOf } from "./member-directory.js";
 import { nodeIdOf } from "./node-id.js";
 import type { NexusLogger } from "./options.js";
@@ -70,6 +71,11 @@ export interface LiveClusterCheckOptions {
   /** How long each member has to answer, ms. */
   readonly timeoutMs: number;
   readonly logger?: NexusLogger;
+  /**
+   * Who asks (tests pass a fake). Default: a peer transport of this node, made for the question
+   * and stopped after it.
+   */
+  readonly transport?: ProgressAsker;
 }
 
 const silent = (): void => undefined;
@@ -85,7 +91,19 @@ export async function checkNoLiveCluster(o: LiveClusterCheckOptions): Promise<vo
     .sort((a, b) => a.url.localeCompare(b.url));
   if (peers.length === 0) return;
   const logger = o.logger ?? { debug: silent, info: silent, warn: silent, error: silent };
-  const transport = new Http2Transport({
+  const own = o.transport === undefined ? askingTransport(o, logger) : undefined;
+  let answers: PromiseSettledResult<unknown>[];
+  try {
+    answers = await askPeersForProgress(peers, o.transport ?? own!, o.timeoutMs);
+  } finally {
+    await own?.stop();
+  }
+  refuseIfAnswered(o, peers, answers, logger);
+}
+
+/** A peer transport of this node that only asks (it never listens). */
+function askingTransport(o: LiveClusterCheckOptions, logger: NexusLogger): Http2Transport {
+  return new Http2Transport({
     id: o.nodeId,
     clusterName: o.clusterName,
     selfUrl: o.nodeUrl,
@@ -107,12 +125,15 @@ export async function checkNoLiveCluster(o: LiveClusterCheckOptions): Promise<vo
     connectTimeoutMs: o.timeoutMs,
     logger,
   });
-  let answers: PromiseSettledResult<unknown>[];
-  try {
-    answers = await askPeersForProgress(peers, transport, o.timeoutMs);
-  } finally {
-    await transport.stop();
-  }
+}
+
+/** Interprets the answers: see checkNoLiveCluster. */
+function refuseIfAnswered(
+  o: LiveClusterCheckOptions,
+  peers: readonly { readonly id: NodeId; readonly url: string }[],
+  answers: readonly PromiseSettledResult<unknown>[],
+  logger: NexusLogger,
+): void {
   const running: string[] = [];
   let leader: string | undefined;
   for (const [i, a] of answers.entries()) {
