@@ -18,6 +18,7 @@ import { createConnection } from "node:net";
 import { join } from "node:path";
 import { NexusError, isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
+import { checkNoLiveCluster, membersOnDisk } from "../node/recover-check.js";
 import { Snapshotter } from "../storage/snapshotter.js";
 import { Wal } from "../storage/wal.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
@@ -30,11 +31,24 @@ import { STORE_KINDS } from "./stores.js";
 
 function specs(): FlagSpec[] {
   const out: FlagSpec[] = NODE_FLAGS.filter((s) =>
-    ["nexus-node-url", "nexus-log-dir", "nexus-snap-dir"].includes(s.name),
+    [
+      "nexus-node-url",
+      "nexus-log-dir",
+      "nexus-snap-dir",
+      "nexus-cluster-name",
+      "peer-cert-file",
+      "peer-key-file",
+      "peer-trusted-ca-file",
+    ].includes(s.name),
   );
   out.push(
     DATA_DIR_FLAG,
     { name: "inspect", kind: "bool", help: "print the last log index and term; change nothing" },
+    {
+      name: "force",
+      kind: "bool",
+      help: "recover even if other members of the node's cluster still answer (skips the check)",
+    },
     { name: "store", kind: "string", default: "sqlite", help: "the node's store kind" },
   );
   const seen = new Set<string>();
@@ -47,7 +61,7 @@ function specs(): FlagSpec[] {
   return out;
 }
 
-export const RECOVER_USAGE = `usage: nexus recover -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [store flags]
+export const RECOVER_USAGE = `usage: nexus recover -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [--force] [store flags]
        nexus recover --inspect -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [store flags]
 
 After a majority of a cluster is lost for good: turns this (stopped) node's data into a new
@@ -55,6 +69,12 @@ cluster whose only member is this node, keeping every write its store applied. S
 with -nexus-cluster-url set to its own URL alone, then add members back with addNode (new nodes
 started with -nexus-node-state new). The old WAL and snapshot folders are renamed aside, not
 deleted. Never start the lost nodes again with their old data.
+
+It refuses (exit 2, nothing changed) while another member its data names still answers as part
+of the cluster: stop every member that still runs first (or, if the cluster still has a
+majority, do not recover: remove this node from it). Members are asked over the peer transport
+with -nexus-cluster-name and the -peer-* TLS flags the node ran with. --force skips the check:
+only when you are sure the members that answered will never serve this cluster again.
 
 --inspect prints the node's last log index and term, its commit and what its store applied:
 run it on every survivor and recover the one with the highest (last term, last index).
@@ -81,10 +101,29 @@ function answers(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** The peer TLS files the node ran with: all three flags, or none. */
+function peerTlsOf(f: ParsedFlags): {
+  peerTls?: { certFile: string; keyFile: string; trustedCaFile: string };
+} {
+  const [certFile, keyFile, trustedCaFile] = [
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+  ].map((n) => str(f, n)?.trim() ?? "");
+  if (certFile === "" && keyFile === "" && trustedCaFile === "") return {};
+  if (certFile === "" || keyFile === "" || trustedCaFile === "") {
+    throw new FlagError(
+      "peer TLS needs all three of -peer-cert-file, -peer-key-file and -peer-trusted-ca-file",
+    );
+  }
+  return { peerTls: { certFile: certFile!, keyFile: keyFile!, trustedCaFile: trustedCaFile! } };
+}
+
 /** Runs `nexus recover`; resolves with the exit code. */
 export async function runRecover(argv: readonly string[], io: Io): Promise<number> {
   let f: ParsedFlags;
   let url: ReturnType<typeof parseNodeUrl>;
+  let tls: ReturnType<typeof peerTlsOf>;
   try {
     f = parseFlags(argv, specs());
     if (f.help) {
@@ -98,6 +137,7 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       );
     }
     url = parseNodeUrl(u.trim());
+    tls = peerTlsOf(f);
   } catch (err) {
     if (
       err instanceof FlagError ||
@@ -145,12 +185,24 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
     lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
     const { wal, state } = await Wal.open(walDir);
     let lastTerm: number;
+    let members: Map<string, string>;
     try {
       lastTerm = wal.hasEntry(state.lastIndex)
         ? wal.readEntrySync(state.lastIndex).term
         : state.snapshot.term;
+      members = await membersOnDisk(wal, state, snapDir);
     } finally {
       await wal.close();
+    }
+    if (!bool(f, "inspect") && !bool(f, "force")) {
+      await checkNoLiveCluster({
+        nodeId: id,
+        nodeUrl: url.url,
+        members,
+        clusterName: str(f, "nexus-cluster-name") ?? "nexus",
+        ...tls,
+        timeoutMs: 3000,
+      });
     }
     const made = await kind.create(f, nodeDir, paths.dataDir);
     const store = made.store;

@@ -61,6 +61,22 @@ function knownIn(view: MemberProgressView, id: NodeId): Known | undefined {
 }
 
 /**
+ * Asks each peer, over the peer transport, for the member list with progress a leader answers:
+ * one settled result per peer, in order (rejected with NOT_LEADER when the peer answers that it
+ * does not lead, UNREACHABLE when it does not answer or refuses the question).
+ */
+export async function askPeersForProgress(
+  peers: readonly { readonly id: NodeId; readonly url: string }[],
+  transport: ProgressAsker,
+  timeoutMs: number,
+): Promise<PromiseSettledResult<MemberProgressView>[]> {
+  for (const p of peers) transport.addPeer(p.id, p.url);
+  return Promise.allSettled(
+    peers.map(async (p) => decodeMemberProgress(await transport.requestProgress(p.id, timeoutMs))),
+  );
+}
+
+/**
  * Resolves when this node may start empty; throws NexusError BAD_CONFIG, saying how to rejoin
  * safely, when its log directory is absent and a leader among its peers knows it as a member that
  * acknowledged entries. Does nothing when the log directory exists (its own state decides).
@@ -69,12 +85,7 @@ export async function checkNotKnownToCluster(o: BootstrapCheckOptions): Promise<
   if (existsSync(o.logDir)) return;
   const peers = o.peers.filter((p) => p.id !== o.nodeId);
   if (peers.length === 0) return;
-  for (const p of peers) o.transport.addPeer(p.id, p.url);
-  const answers = await Promise.allSettled(
-    peers.map(async (p) =>
-      decodeMemberProgress(await o.transport.requestProgress(p.id, o.timeoutMs)),
-    ),
-  );
+  const answers = await askPeersForProgress(peers, o.transport, o.timeoutMs);
   let leaders = 0;
   for (const [i, a] of answers.entries()) {
     if (a.status === "rejected") {

@@ -32,7 +32,10 @@ export function confChangeContext(
  * The URLs a conf change's context names: one URL for a single change (the original's form), or
  * a JSON object of id to URL for several.
  */
-function urlsOf(context: Uint8Array, changes: readonly { nodeId: NodeId }[]): Map<NodeId, string> {
+export function urlsOf(
+  context: Uint8Array,
+  changes: readonly { nodeId: NodeId }[],
+): Map<NodeId, string> {
   const text = new TextDecoder().decode(context);
   const out = new Map<NodeId, string>();
   if (text === "") return out;

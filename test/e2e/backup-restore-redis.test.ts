@@ -1,108 +1,108 @@
 /**
  * Backup and restore on Redis with real processes: three bin/redis_repl nodes on three private
- * redis-servers backed up with `nexus backup`, restored with `nexus restore -store redis` into a
- * new cluster on three other redis-servers, whose every Redis holds exactly the data at the
- * backup's index. A restore onto a Redis that holds Nexus data is refused.
+ * redis-servers backed up with `nexus backup` while a writer saves numbered keys, restored with
+ * `nexus restore -store redis` into a new 3-node and a new 5-node cluster on other redis-servers,
+ * whose every replica's digest equals the source's at the backup's index. A restore onto a Redis
+ * that holds Nexus data, or as another store kind, is refused.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { Redis } from "ioredis";
-import { startRedis } from "../store/redis-server.js";
+import { RedisStore } from "../../src/store/redis/redis-store.js";
+import { createNexusClient } from "../../src/api/client.js";
 import type { RedisServer } from "../store/redis-server.js";
-import { leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
-import type { SqliteNode } from "./programs.js";
-import { restoreArgs as sharedRestoreArgs } from "./backup-scenario.js";
+import { repl, run, until } from "./programs.js";
+import {
+  assertRestoredAsSource,
+  backupUnderLoad,
+  digestOfStore,
+  restoreArgs,
+  restoreCluster,
+  waitForLeader,
+} from "./backup-scenario.js";
+import { redisCluster, redisFlags, redisMget, redisServers } from "./redis-nodes.js";
 
-async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<(string | null)[]> {
-  const c = new Redis({ port: srv.port, db, lazyConnect: true, maxRetriesPerRequest: 0 });
-  await c.connect();
+/** Row i: key r:<i> and `max`, the highest row saved (rows are saved one after another). */
+const insert = (i: number): string =>
+  `redis.call('set', 'r:${i}', '${i}') return redis.call('set', 'max', '${i}')`;
+
+/** The highest row a cluster holds, read through `addr`. */
+async function highestRow(addr: string): Promise<number> {
+  const c = createNexusClient(addr, { timeoutMs: 10_000 });
   try {
-    return await c.mget(...keys);
+    return Number(
+      new TextDecoder().decode(
+        await c.load(new TextEncoder().encode("return redis.call('get', 'max')")),
+      ),
+    );
   } finally {
-    c.disconnect();
+    c.close();
   }
 }
 
-function restoreArgs(file: string, n: SqliteNode, redisPort: number): string[] {
-  return sharedRestoreArgs(file, n, ["-store", "redis", "-redisPort", String(redisPort)]);
+/**
+ * The digest of Redis `src`'s rows up to k: those keys (and max = k) copied to a new
+ * redis-server, digested by RedisStore as a replica's is.
+ */
+async function redisDigestUpTo(src: RedisServer, k: number): Promise<string> {
+  const [ref] = await redisServers(1);
+  const keys = Array.from({ length: k }, (_, i) => `r:${i + 1}`);
+  const values = await redisMget(src, 0, keys);
+  const store = new RedisStore({ port: ref!.port });
+  const c = new Redis({ port: ref!.port, lazyConnect: true, maxRetriesPerRequest: 0 });
+  await c.connect();
+  try {
+    const p = c.pipeline();
+    for (const [i, v] of values.entries()) if (v !== null) p.set(keys[i]!, v);
+    p.set("max", String(k));
+    await p.exec();
+  } finally {
+    c.disconnect();
+  }
+  return digestOfStore(store);
 }
-
-const KEYS = ["k1", "k2", "k3", "k4", "k5", "k6", "k7"];
 
 describe("nexus backup and nexus restore (Redis, real processes)", () => {
   it(
-    "restores a backup into a new 3-node cluster on other redis-servers, at the backup's index exactly",
-    { timeout: 300_000 },
+    "backs up a 3-node redis_repl cluster under writes and restores it into new 3- and 5-node clusters at the backup's index",
+    { timeout: 400_000 },
     async () => {
-      const redis = [await startRedis(), await startRedis(), await startRedis()];
-      const src = await sqliteCluster(3, [], "redis_repl", (i) => [
-        "-redisPort",
-        String(redis[i]!.port),
-      ]);
+      const { nodes: src, redis } = await redisCluster(3);
       await Promise.all(src.map((n) => n.start()));
-      await until(
-        "a leader",
-        () => leaderUrl(src[0]!.addr),
-        (u) => u !== "",
-      );
-      const save = async (addr: string, i: number): Promise<void> => {
-        const r = await repl(
-          addr,
-          "redis",
-          "save",
-          "db.index=2",
-          `return redis.call('set', 'k${i}', '${i}')`,
-        );
-        assert.equal(r.code, 0, r.stderr);
-      };
-      for (let i = 1; i <= 5; i++) await save(src[i % 3]!.addr, i);
-      const file = join(tempDir("nexus-backup-redis-"), "redis.nexus-backup");
-      const b = await run("nexus", ["backup", src[1]!.addr, file]);
-      assert.equal(b.code, 0, b.stderr);
-      assert.match(b.stdout, /backup of redis cluster/);
-      // Saved after the backup: not in it.
-      for (let i = 6; i <= 7; i++) await save(src[0]!.addr, i);
+      await waitForLeader(src[0]!.addr);
+      const taken = await backupUnderLoad(src, "redis", insert);
+      const { file } = taken;
+      const digestUpTo = (k: number): Promise<string> => redisDigestUpTo(redis[0]!, k);
 
-      const dstRedis = [await startRedis(), await startRedis(), await startRedis()];
-      const dst = await sqliteCluster(3, [], "redis_repl", (i) => [
-        "-redisPort",
-        String(dstRedis[i]!.port),
-      ]);
+      const { nodes: dst, redis: dstRedis } = await redisCluster(3);
+      const storeFlags = (srv: RedisServer): string[] => ["-store", "redis", ...redisFlags(srv)];
       // A Redis that holds Nexus data (the source's) is refused, and nothing is written.
-      const busy = await run("nexus", restoreArgs(file, dst[0]!, redis[0]!.port));
+      const busy = await run("nexus", restoreArgs(file, dst[0]!, storeFlags(redis[0]!)));
       assert.equal(busy.code, 2, busy.stderr);
       assert.match(busy.stderr, /already holds Nexus data/);
       const wrongKind = await run(
         "nexus",
-        restoreArgs(file, dst[0]!, dstRedis[0]!.port).map((a) => (a === "redis" ? "sqlite" : a)),
+        restoreArgs(file, dst[0]!, storeFlags(dstRedis[0]!)).map((a) =>
+          a === "redis" ? "sqlite" : a,
+        ),
       );
       assert.equal(wrongKind.code, 1);
       assert.match(wrongKind.stderr, /is a backup of a redis store, not sqlite/);
 
-      for (let i = 0; i < 3; i++) {
-        const r = await run("nexus", restoreArgs(file, dst[i]!, dstRedis[i]!.port));
-        assert.equal(r.code, 0, r.stderr);
-      }
-      await Promise.all(dst.map((n) => n.start()));
-      await until(
-        "a leader in the restored cluster",
-        () => leaderUrl(dst[0]!.addr),
-        (u) => u !== "",
-      );
-      for (const srv of dstRedis) {
+      await restoreCluster(file, dst, (i) => storeFlags(dstRedis[i]!));
+      const k = await assertRestoredAsSource(dst, taken, digestUpTo, highestRow);
+      await Promise.all(dst.map((n) => n.stop()));
+
+      const { nodes: five, redis: fiveRedis } = await redisCluster(5);
+      await restoreCluster(file, five, (i) => storeFlags(fiveRedis[i]!));
+      assert.equal(await assertRestoredAsSource(five, taken, digestUpTo, highestRow), k);
+      const w = await repl(five[3]!.addr, "redis", "save", "db.index=0", insert(1_000_000));
+      assert.equal(w.code, 0, w.stderr);
+      for (const srv of fiveRedis) {
         await until(
-          "the backup's data in each new Redis",
-          () => redisMget(srv, 2, KEYS),
-          (v) => JSON.stringify(v) === JSON.stringify(["1", "2", "3", "4", "5", null, null]),
-        );
-      }
-      await save(dst[2]!.addr, 8);
-      for (const srv of dstRedis) {
-        await until(
-          "a new save everywhere",
-          () => redisMget(srv, 2, ["k8"]),
-          (v) => v[0] === "8",
+          "the new save in every Redis",
+          () => redisMget(srv, 0, ["max"]),
+          (v) => v[0] === "1000000",
         );
       }
     },

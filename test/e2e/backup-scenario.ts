@@ -184,18 +184,25 @@ export async function loadOne<T>(addr: string, sql: string): Promise<T> {
   }
 }
 
+/** The highest row of table t, through a node's gRPC address (the SQL stores). */
+async function highestSqlRow(addr: string): Promise<number> {
+  return (await loadOne<{ k: number }>(addr, "select max(i) as k from t")).k;
+}
+
 /**
- * Checks a restored cluster against the source: the highest row it holds is at least the last
- * one acknowledged before the backup and below the last one acknowledged, every replica's digest
- * is the same, and it equals `sourceDigestUpTo(k)`: the source's rows up to that row k, which is
- * the source's state at the backup's index. Resolves with k.
+ * Checks a restored cluster against the source: the highest row it holds (`highestRow`, default
+ * the highest of SQL table t) is at least the last one acknowledged before the backup and below
+ * the last one acknowledged, every replica's digest is the same, and it equals
+ * `sourceDigestUpTo(k)`: the source's rows up to that row k, which is the source's state at the
+ * backup's index. Resolves with k.
  */
 export async function assertRestoredAsSource(
   dst: readonly SqliteNode[],
   taken: BackupTaken,
   sourceDigestUpTo: (k: number) => Promise<string>,
+  highestRow: (addr: string) => Promise<number> = highestSqlRow,
 ): Promise<number> {
-  const { k } = await loadOne<{ k: number }>(dst[0]!.addr, "select max(i) as k from t");
+  const k = await highestRow(dst[0]!.addr);
   assert.ok(k >= taken.lastAckedBefore, `row ${k}, ${taken.lastAckedBefore} acknowledged before`);
   assert.ok(k < taken.acked.at(-1)!, `row ${k}: the source kept going after the backup`);
   const restored = await clusterDigest(

@@ -10,24 +10,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { nodeIdOf } from "../../src/node/node-id.js";
-import { startRedis } from "../store/redis-server.js";
-import type { RedisServer } from "../store/redis-server.js";
 import { startWriter } from "./membership-writer.js";
-import { SqliteNode, leaderUrl, repl, sqliteCluster, tempDir, until } from "./programs.js";
+import { SqliteNode, leaderUrl, repl, tempDir, until } from "./programs.js";
+import { redisCluster, redisFlags, redisMget, redisServers } from "./redis-nodes.js";
 import { freePort } from "../free-port.js";
-
-/** The values of `keys` in database `db` of a Redis (null where absent). */
-async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<(string | null)[]> {
-  const c = new Redis({ port: srv.port, db, lazyConnect: true, maxRetriesPerRequest: 0 });
-  await c.connect();
-  try {
-    return keys.length === 0 ? [] : await c.mget(...keys);
-  } finally {
-    c.disconnect();
-  }
-}
 
 /** The member lines of `repl listNodes`-style output: `<id> => <url>[ (leader)]`. */
 function memberLines(stdout: string): string[] {
@@ -39,11 +26,7 @@ describe("membership at runtime on Redis (the original's walkthrough)", () => {
     "addNode of a fourth node launched with the cluster's URLs and its own, then removeNode of a follower and of the leader, writes going on throughout",
     { timeout: 240_000 },
     async () => {
-      const redis = [await startRedis(), await startRedis(), await startRedis()];
-      const nodes = await sqliteCluster(3, [], "redis_repl", (i) => [
-        "-redisPort",
-        String(redis[i]!.port),
-      ]);
+      const { nodes, redis } = await redisCluster(3);
       await Promise.all(nodes.map((n) => n.start()));
       const addr = nodes[0]!.addr;
       await until(
@@ -82,7 +65,7 @@ describe("membership at runtime on Redis (the original's walkthrough)", () => {
 
         // "Launch a node listening at a specific address": the cluster's URLs and its own, no
         // -nexus-node-state (it sees its URL is not among the cluster's and joins).
-        const r4 = await startRedis();
+        const r4 = (await redisServers(1))[0]!;
         const fourth = new SqliteNode(
           await freePort(),
           await freePort(),
@@ -90,7 +73,7 @@ describe("membership at runtime on Redis (the original's walkthrough)", () => {
           nodes.map((n) => n.url),
           [],
           "redis_repl",
-          ["-redisPort", String(r4.port)],
+          redisFlags(r4),
         );
         await fourth.start();
         const added = await repl(addr, "addNode", fourth.url);

@@ -7,20 +7,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Redis } from "ioredis";
-import { startRedis } from "../store/redis-server.js";
-import type { RedisServer } from "../store/redis-server.js";
-import { leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
-
-async function redisMget(srv: RedisServer, db: number, keys: string[]): Promise<(string | null)[]> {
-  const c = new Redis({ port: srv.port, db, lazyConnect: true, maxRetriesPerRequest: 0 });
-  await c.connect();
-  try {
-    return await c.mget(...keys);
-  } finally {
-    c.disconnect();
-  }
-}
+import { leaderUrl, repl, run, tempDir, until } from "./programs.js";
+import { redisCluster, redisMget } from "./redis-nodes.js";
 
 const KEYS = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"];
 
@@ -29,11 +17,7 @@ describe("repl restore: a backup restored into a running cluster (Redis, real pr
     "replaces every Redis's data at one index; digests equal; later saves apply",
     { timeout: 300_000 },
     async () => {
-      const redis = [await startRedis(), await startRedis(), await startRedis()];
-      const nodes = await sqliteCluster(3, [], "redis_repl", (i) => [
-        "-redisPort",
-        String(redis[i]!.port),
-      ]);
+      const { nodes, redis } = await redisCluster(3);
       await Promise.all(nodes.map((n) => n.start()));
       await until(
         "a leader",

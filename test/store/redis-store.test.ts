@@ -261,6 +261,47 @@ describe("RedisStore", () => {
     }
   });
 
+  it("a backup read in many batches is the state at its position: applies wait until it is read", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    await a.store.open();
+    await b.store.open();
+    try {
+      await a.store.apply([
+        entry(1, "for i = 1, 5000 do redis.call('set', 'k' .. i, i) end return 1", "0"),
+      ]);
+      const before = await digestOf(a.store);
+      const backup = await a.store.backup();
+      const it = backup.stream[Symbol.asyncIterator]();
+      const chunks: Uint8Array[] = [];
+      for (let i = 0; i < 2; i++) chunks.push((await it.next()).value as Uint8Array);
+      // Sent while the backup is being read: applied only once it has been.
+      let applied = false;
+      const write = a.store
+        .apply([
+          entry(2, "for i = 1, 5000 do redis.call('set', 'k' .. i, 'changed') end return 1", "0"),
+        ])
+        .then(() => (applied = true));
+      for (let r = await it.next(); r.done !== true; r = await it.next()) {
+        assert.equal(applied, false, "an apply ran while the backup was read");
+        chunks.push(r.value);
+      }
+      assert.ok(chunks.length > 3, `${chunks.length} chunks: the keys were read in batches`);
+      await write;
+      await b.store.restore(
+        backup.position,
+        (async function* () {
+          yield* chunks;
+        })(),
+      );
+      assert.equal(await digestOf(b.store), before);
+      assert.equal(await load(b.store, "return redis.call('dbsize')", "0"), "5000");
+    } finally {
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
   it("a truncated or corrupted backup is refused and the target keeps its data", async () => {
     const a = await fresh();
     const b = await fresh();

@@ -26,8 +26,10 @@
  *   never appear in an error or a log; `tls` encrypts it and verifies the server's certificate.
  * - digest(): see redis-digest.ts; applies wait while it is computed (Redis has no snapshots).
  * - backup(): every key of every database except the metadata one, with its TTL (SCAN + DUMP +
- *   PTTL), streamed. Applying pauses while a backup is read, so the copy is exactly the state at
- *   its position. restore(): the stream is first written to a local temporary file and validated
+ *   PTTL), streamed. Read in batches of BACKUP_BATCH_KEYS keys, one pipelined round trip each
+ *   (a script reading the batch's DUMPs and PTTLs, and the next SCAN), the next batch read while one is consumed:
+ *   memory holds two batches. Applying pauses while a backup is read, so the copy is exactly the
+ *   state at its position. restore(): the stream is first written to a local temporary file and validated
  *   (nothing in Redis changes if it is bad); then the user databases are flushed and loaded with
  *   RESTORE ... REPLACE. A restore interrupted by a Redis failure leaves a marker, and the store
  *   then reports position 0 so the node restores again from its snapshot.
@@ -549,39 +551,46 @@ export class RedisStore implements Store {
     const dbs = this.userDbs();
     const metaDb = this.metadataDb;
     const unavailable = (err: unknown): StoreUnavailableError => this.unavailable(err);
+    /** The batch being read from Redis, if any. */
+    let reading: Promise<DumpedBatch> | undefined;
     async function* stream(): AsyncGenerator<Uint8Array> {
       try {
         yield MAGIC;
         let count = 0;
         const hash = createHash("sha256");
+        /** The batch's records, hashed and counted, as one chunk (undefined: none). */
+        const chunkOf = (db: number, dumped: readonly Dumped[]): Buffer | undefined => {
+          const recs = dumped.map((d) => encodeRecord(db, d.key, d.dump, d.pttl));
+          for (const r of recs) hash.update(r);
+          count += recs.length;
+          return recs.length === 0 ? undefined : Buffer.concat(recs);
+        };
         for (const db of dbs) {
           await c.select(db);
-          let cursor = "0";
-          do {
-            const [next, keys] = await c.scanBuffer(cursor, "COUNT", 500);
-            cursor = next.toString();
-            for (const key of keys) {
-              const dump = await c.dumpBuffer(key);
-              if (dump === null) continue;
-              const pttl = await c.pttl(key);
-              const rec = encodeRecord(db, key, dump, pttl);
-              hash.update(rec);
-              count++;
-              yield rec;
-            }
-          } while (cursor !== "0");
+          reading = dumpBatch(c, [], "0");
+          for (;;) {
+            const batch: DumpedBatch = await reading;
+            // The next batch is read from Redis while this one is consumed (two in memory).
+            const next = batch.next;
+            reading = next === undefined ? undefined : dumpBatch(c, next.keys, next.cursor);
+            reading?.catch(() => undefined);
+            const chunk = chunkOf(db, batch.dumped);
+            if (chunk !== undefined) yield chunk;
+            if (reading === undefined) break;
+          }
         }
         // The request records of the metadata database, under a database number of their own
-        // (the restoring node's metadata database may have another number).
+        // (the restoring node's metadata database may have another number), without TTL.
         await c.select(metaDb);
         const ids = (await c.zrange(REQUESTS_KEY, 0, -1)).map((id) => REQUEST_PREFIX + id);
-        for (const key of [REQUESTS_KEY, ...ids]) {
-          const dump = await c.dumpBuffer(key);
-          if (dump === null) continue;
-          const rec = encodeRecord(REQUESTS_BACKUP_DB, Buffer.from(key), dump, -1);
-          hash.update(rec);
-          count++;
-          yield rec;
+        const keys = [REQUESTS_KEY, ...ids].map((k) => Buffer.from(k));
+        for (let i = 0; i < keys.length; i += BACKUP_BATCH_KEYS) {
+          const { dumped } = await dumpBatch(c, keys.slice(i, i + BACKUP_BATCH_KEYS), undefined);
+          const chunk = chunkOf(
+            REQUESTS_BACKUP_DB,
+            dumped.map((d) => ({ ...d, pttl: -1 })),
+          );
+          if (chunk !== undefined) yield chunk;
         }
         const end = Buffer.alloc(1 + 8 + 32);
         end.write("E", 0);
@@ -591,6 +600,8 @@ export class RedisStore implements Store {
       } catch (err) {
         throw isConnectionError(err) ? unavailable(err) : err;
       } finally {
+        // A consumer that stopped early: the batch being read finishes before others use `c`.
+        await reading?.catch(() => undefined);
         release();
       }
     }
@@ -716,6 +727,74 @@ export class RedisStore implements Store {
       release();
     }
   }
+}
+
+/**
+ * Keys a backup reads per round trip to Redis (its SCAN COUNT): each batch's DUMP and PTTL
+ * replies, and the batch's records, are in memory at once.
+ */
+const BACKUP_BATCH_KEYS = 1000;
+
+/** A key read for a backup: its DUMP and its PTTL (ms; -1: none). */
+interface Dumped {
+  readonly key: Buffer;
+  readonly dump: Buffer;
+  readonly pttl: number;
+}
+
+/** A batch of keys read, and what to read next (see dumpBatch). */
+interface DumpedBatch {
+  readonly dumped: Dumped[];
+  readonly next?: { readonly cursor: string | undefined; readonly keys: Buffer[] };
+}
+
+/**
+ * DUMP and PTTL of every key of KEYS, flat (a key gone meanwhile: false, that is nil, and -2),
+ * read together so that a key cannot expire between the two.
+ */
+const DUMP_SCRIPT = `local out = {}
+for i, k in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call('DUMP', k) or false
+  out[2 * i] = redis.call('PTTL', k)
+end
+return out`;
+
+/**
+ * Reads `keys` (of the selected database) in one pipelined round trip: DUMP and PTTL of each
+ * (DUMP_SCRIPT), and, when `cursor` is given, the SCAN from it that yields the next batch (`next`: its keys, and
+ * the cursor to scan on from, undefined when that SCAN was the last; `next` undefined when there
+ * is nothing more to read). A key gone meanwhile (expired) is left out.
+ */
+async function dumpBatch(
+  c: Redis,
+  keys: readonly Buffer[],
+  cursor: string | undefined,
+): Promise<DumpedBatch> {
+  const p = c.pipeline();
+  if (keys.length > 0) p.callBuffer("EVAL", DUMP_SCRIPT, String(keys.length), ...keys);
+  if (cursor !== undefined) p.scanBuffer(cursor, "COUNT", BACKUP_BATCH_KEYS);
+  const replies = (await p.exec()) ?? [];
+  const reply = (i: number): unknown => {
+    const r = replies[i];
+    if (r === undefined) throw new Error("Redis answered fewer replies than commands sent");
+    if (r[0] !== null) throw r[0];
+    return r[1];
+  };
+  const dumped: Dumped[] = [];
+  if (keys.length > 0) {
+    const pairs = reply(0) as (Buffer | number | null)[];
+    for (const [i, key] of keys.entries()) {
+      const dump = pairs[2 * i] as Buffer | null;
+      const pttl = pairs[2 * i + 1] as number;
+      if (dump !== null) dumped.push({ key, dump, pttl });
+    }
+  }
+  if (cursor === undefined) return { dumped };
+  const [nextCursor, nextKeys] = reply(keys.length > 0 ? 1 : 0) as [Buffer, Buffer[]];
+  // A SCAN returning cursor 0 is the last one: its keys are still read, with no SCAN after.
+  const next = nextCursor.toString();
+  if (next === "0" && nextKeys.length === 0) return { dumped };
+  return { dumped, next: { cursor: next === "0" ? undefined : next, keys: nextKeys } };
 }
 
 interface Rec {
