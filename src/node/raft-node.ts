@@ -34,6 +34,7 @@ import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import type { MonotonicClock } from "./leader-lease.js";
 import { LeaseUpkeep } from "./lease-upkeep.js";
+import { leaseBoundMs } from "./auto-timing.js";
 import { LeaderFreshness, majorityHeardAtMs } from "./leader-freshness.js";
 import type { Staleness } from "./leader-freshness.js";
 import { ConsistencyChecker } from "./consistency-checker.js";
@@ -115,7 +116,23 @@ export class RaftNode {
     this.events = new NodeEvents(this.logger);
     this.clock = opts.clock ?? (() => performance.now());
     const schedule = (): void => this.schedule();
-    this.lease = new LeaseUpkeep({ ...opts, clock: this.clock, raw, schedule });
+    this.lease = new LeaseUpkeep({
+      ...opts,
+      clock: this.clock,
+      raw,
+      schedule,
+      leaseBoundMs: () => {
+        const cs = raw.status().config;
+        const timingOf = (id: NodeId) => opts.transport.timingOf?.(id);
+        return leaseBoundMs(
+          [...cs.voters, ...cs.votersOutgoing],
+          opts.id,
+          opts,
+          timingOf,
+          opts.leaseDriftMargin ?? 0.1,
+        );
+      },
+    });
     this.directory = new MemberDirectory(opts.id, opts.transport, this.logger);
     this.members = this.directory.urls;
     this.snapshots = new SnapshotManager(

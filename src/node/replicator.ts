@@ -103,7 +103,8 @@ function bytesOf(data: unknown, call: string): Uint8Array {
 }
 
 class ReplicatorImpl implements Replicator {
-  private readonly o: NormalizedOptions;
+  /** Validated options; at start, the timing measured when it was "auto". */
+  private o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
   /** The running node's wiring (its timers stop with it). */
@@ -142,6 +143,7 @@ class ReplicatorImpl implements Replicator {
       progressView: () => this.progressView(),
       members: () => this.listMembers().members,
     });
+    this.o = started.options;
     this.started = started;
     this.transport = started.transport;
     this.transfers = started.transfers;
