@@ -21,6 +21,8 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createNexusClient } from "../src/api/client.js";
+import { closedLoop } from "./lib/closed-loop.js";
+import type { LoadFigures } from "./lib/closed-loop.js";
 import { ChaosCluster, RAFT_PORT } from "../test/chaos/cluster.js";
 import { ChaosNetwork, cleanupStale, workDirOf } from "../test/chaos/netns.js";
 import { SeededRng } from "../test/chaos/seeded-rng.js";
@@ -53,48 +55,34 @@ function parse(args: readonly string[]): Args {
   return a;
 }
 
-function pct(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
 function emit(o: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ bench: "wan", ...o })}\n`);
 }
 
-/** Closed-loop saves from `clients` clients at `addr` for `seconds`. */
+/** Closed-loop saves (bench/lib/closed-loop.ts) from `clients` clients at node `node`. */
 async function drive(
-  addr: string,
+  c: ChaosCluster,
+  node: number,
   clients: number,
   seconds: number,
-  sql: () => string = () => `insert into kv (v) values ('${VALUE}')`,
-): Promise<{ ops: number; opsPerSec: number; p50: number; p99: number }> {
-  const cs = Array.from({ length: clients }, () => createNexusClient(addr, { timeoutMs: 15_000 }));
-  const lat: number[] = [];
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
+): Promise<LoadFigures> {
+  const sql = enc.encode(`insert into kv (v) values ('${VALUE}')`);
+  const cs = Array.from({ length: clients }, () =>
+    createNexusClient(c.node(node).addr, { timeoutMs: 15_000 }),
+  );
   try {
-    await Promise.all(
-      cs.map(async (c) => {
-        while (performance.now() < end) {
-          const t = performance.now();
-          await c.save(enc.encode(sql()));
-          lat.push(performance.now() - t);
-        }
-      }),
-    );
+    return await closedLoop({
+      clients,
+      seconds,
+      warmupSeconds: 0,
+      pids: c.nodes.flatMap((n) => (n.pid === undefined ? [] : [n.pid])),
+      op: (i) => cs[i]!.save(sql),
+    });
   } finally {
-    for (const c of cs) c.close();
+    for (const cl of cs) cl.close();
   }
-  const wall = (performance.now() - t0) / 1000;
-  lat.sort((x, y) => x - y);
-  return {
-    ops: lat.length,
-    opsPerSec: round(lat.length / wall),
-    p50: round(pct(lat, 50)),
-    p99: round(pct(lat, 99)),
-  };
 }
 
 /** A cluster of `rtt.length` nodes in emulated regions, n1 preferred as leader. */
@@ -167,14 +155,13 @@ async function placements(name: string, rtt: number[][], a: Args): Promise<void>
       [`beside follower n${far}`, far, floorLeader + wan.rtt(far, 1)],
     ] as const) {
       for (const clients of [1, 64]) {
-        const r = await drive(c.node(node).addr, clients, a.seconds);
+        const r = await drive(c, node, clients, a.seconds);
         emit({
           scenario: name,
           placement,
-          clients,
           ...r,
           floorMs: floor,
-          p50OverFloor: round(r.p50 / floor, 2),
+          p50OverFloor: round(r.p50Ms / floor, 2),
         });
       }
     }
@@ -188,18 +175,18 @@ async function throughputRatio(a: Args): Promise<void> {
     [100, 100, 0],
   ];
   await withCluster("100ms-vs-loopback", rtt, a.seed, {}, async (c, wan) => {
-    const slow = await drive(c.node(1).addr, 64, a.seconds);
+    const slow = await drive(c, 1, 64, a.seconds);
     for (let i = 1; i <= 3; i++) {
       for (let j = 1; j <= 3; j++) await wan.setLink(i, j, { delayMs: 0 });
     }
-    const fast = await drive(c.node(1).addr, 64, a.seconds);
+    const fast = await drive(c, 1, 64, a.seconds);
     emit({
       scenario: "100ms-vs-loopback",
       clients: 64,
       opsPerSec100ms: slow.opsPerSec,
-      p50At100ms: slow.p50,
+      p50At100ms: slow.p50Ms,
       opsPerSecLoopback: fast.opsPerSec,
-      p50Loopback: fast.p50,
+      p50Loopback: fast.p50Ms,
       ratio: round(slow.opsPerSec / fast.opsPerSec, 2),
     });
   });
