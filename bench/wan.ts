@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- wan [--seconds S] [--seed N]`: real `sqlite_repl` nodes in emulated regions
+ * `npm run bench -- wan [--seconds S] [--seed N] [--only SCENARIO]`: real `sqlite_repl` nodes in emulated regions
  * (test/wan: one network namespace per node, a relay per directed link holding bytes for the
  * link's delay), driven through the gRPC API like a user. Needs root, `ip`, `unshare` and `nft`,
  * as `npm run chaos` does.
@@ -13,10 +13,12 @@
  * plus the hop to the leader from a follower; fsyncs come on top).
  * - `100ms-vs-loopback`: 3 nodes, every round trip 100 ms, then 0 ms: saves/s at 64 clients.
  * - `snapshot-catch-up`: a follower that missed tens of MB catches up by snapshot over a 100 ms,
- *   100 Mbit/s link: time, bytes, rate, and whether leadership held meanwhile.
+ *   100 Mbit/s link: time from its restart to caught up, the snapshot's transfer alone (the
+ *   leader's "snapshot sent" log line), rates, and whether leadership held meanwhile.
+ * `--only` runs one scenario (`3-regions`, `5-nodes`, `100ms-vs-loopback`, `snapshot-catch-up`).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,20 +37,26 @@ const dec = new TextDecoder();
 const VALUE = "v".repeat(256);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+const SCENARIOS = ["3-regions", "5-nodes", "100ms-vs-loopback", "snapshot-catch-up"] as const;
+
 interface Args {
   seconds: number;
   seed: number;
+  only: string | undefined;
 }
 
 function parse(args: readonly string[]): Args {
-  const a: Args = { seconds: 5, seed: 1 };
+  const a: Args = { seconds: 5, seed: 1, only: undefined };
   for (let i = 0; i < args.length; i++) {
     const v = Number(args[i + 1]);
     if (args[i] === "--seconds" && v >= 1) a.seconds = v;
     else if (args[i] === "--seed" && Number.isSafeInteger(v)) a.seed = v;
+    else if (args[i] === "--only" && (SCENARIOS as readonly string[]).includes(args[i + 1] ?? ""))
+      a.only = args[i + 1];
     else
       throw new Error(
-        `bad argument ${args[i]}; usage: npm run bench -- wan [--seconds S] [--seed N]`,
+        `bad argument ${args[i]}; usage: npm run bench -- wan [--seconds S] [--seed N] ` +
+          `[--only ${SCENARIOS.join("|")}]`,
       );
     i++;
   }
@@ -90,7 +98,7 @@ async function withCluster(
   name: string,
   rtt: readonly (readonly number[])[],
   seed: number,
-  o: { snapshotCount?: number },
+  o: { snapshotCount?: number; logLevel?: string },
   body: (c: ChaosCluster, wan: WanEmulator) => Promise<void>,
 ): Promise<void> {
   const network = await ChaosNetwork.create(rtt.length);
@@ -115,7 +123,7 @@ async function withCluster(
       extraFlags: [],
       heartbeatMs: 100,
       electionMs: 1000,
-      logLevel: "warn",
+      logLevel: o.logLevel ?? "warn",
       advertisedIp,
       nodeFlags: (i) => (i === 1 ? ["-nexus-leader-priority=10"] : []),
       ...(o.snapshotCount === undefined ? {} : { snapshotCount: o.snapshotCount }),
@@ -192,13 +200,30 @@ async function throughputRatio(a: Args): Promise<void> {
   });
 }
 
+/** The leader's last "snapshot sent" log line (bytes, ms) in a node's JSON log, if any. */
+function lastSnapshotSent(file: string): { bytes: number; ms: number } | undefined {
+  let last: { bytes: number; ms: number } | undefined;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.includes('"snapshot sent"')) continue;
+    try {
+      const j = JSON.parse(line) as { bytes?: number; ms?: number };
+      if (typeof j.bytes === "number" && typeof j.ms === "number")
+        last = { bytes: j.bytes, ms: j.ms };
+    } catch {
+      // A line cut by a kill: skip it.
+    }
+  }
+  return last;
+}
+
 async function snapshotCatchUp(a: Args): Promise<void> {
   const rtt = [
     [0, 20, 100],
     [20, 0, 100],
     [100, 100, 0],
   ];
-  await withCluster("snapshot-catch-up", rtt, a.seed, { snapshotCount: 200 }, async (c, wan) => {
+  const o = { snapshotCount: 200, logLevel: "info" };
+  await withCluster("snapshot-catch-up", rtt, a.seed, o, async (c, wan) => {
     // 100 Mbit/s to and from n3.
     for (const [i, j] of [
       [1, 3],
@@ -257,6 +282,7 @@ async function snapshotCatchUp(a: Args): Promise<void> {
       await sleep(100);
     }
     const s = (performance.now() - t0) / 1000;
+    const sent = lastSnapshotSent(join(workDirOf(process.pid), "node-1.log"));
     emit({
       scenario: "snapshot-catch-up",
       link: "100 ms, 100 Mbit/s",
@@ -265,29 +291,36 @@ async function snapshotCatchUp(a: Args): Promise<void> {
       seconds: round(s, 2),
       mbPerSec: round(snapBytes / 1e6 / s, 2),
       shareOfLink: round(snapBytes / 12.5e6 / s, 2),
+      transferBytes: sent?.bytes,
+      transferSeconds: sent === undefined ? undefined : round(sent.ms / 1000, 2),
+      transferShareOfLink: sent === undefined ? undefined : round(sent.bytes / 12.5e3 / sent.ms, 2),
       leaderHeld,
     });
   });
 }
 
 async function inner(a: Args): Promise<void> {
+  const runs = (name: string): boolean => a.only === undefined || a.only === name;
   const rng = new SeededRng(a.seed);
-  await placements(
-    "3-regions",
-    [
-      [0, 30, 80],
-      [30, 0, 150],
-      [80, 150, 0],
-    ],
-    a,
-  );
+  if (runs("3-regions")) {
+    await placements(
+      "3-regions",
+      [
+        [0, 30, 80],
+        [30, 0, 150],
+        [80, 150, 0],
+      ],
+      a,
+    );
+  }
+  // Drawn whether it runs or not: the 5 nodes' round trips depend on the seed alone.
   const five = Array.from({ length: 5 }, () => new Array<number>(5).fill(0));
   for (let i = 0; i < 5; i++) {
     for (let j = i + 1; j < 5; j++) five[i]![j] = five[j]![i] = rng.between(20, 200);
   }
-  await placements("5-nodes", five, a);
-  await throughputRatio(a);
-  await snapshotCatchUp(a);
+  if (runs("5-nodes")) await placements("5-nodes", five, a);
+  if (runs("100ms-vs-loopback")) await throughputRatio(a);
+  if (runs("snapshot-catch-up")) await snapshotCatchUp(a);
 }
 
 export default async function main(args: string[]): Promise<void> {
