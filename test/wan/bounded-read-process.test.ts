@@ -3,7 +3,8 @@
  * advertises a link relay's address (`-nexus-listen-url` for its own), so a follower can be cut
  * off from its leader by stalling its relay. Fresh, the follower serves a bounded read from its
  * own store; stalled past the bound it refuses with TOO_STALE (the leader meanwhile took a write
- * the follower cannot have); once the stall ends it serves again, with that write.
+ * the follower cannot have), or, asked to fall back, reads through the leader and sees the write;
+ * once the stall ends it serves again, with that write.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -87,8 +88,13 @@ test("a stalled follower refuses a bounded read past its bound and serves it whe
       `a follower cut off for 500 ms served a read bounded at 300 ms: ${String(refused)}`,
     );
 
+    // Asked to fall back: a linearizable read through the leader, which answers only once the
+    // follower hears it again, and then with the write (never the stale value).
+    const fallback = read({ "max-lag-ms": "300", "on-stale": "linearizable" });
+    await new Promise((r) => setTimeout(r, 300));
     // Fresh again: served, with the write made while it was cut off.
     relays[fi]!.stall(0);
+    assert.equal(await fallback, '[{"v":"2"}]');
     assert.equal(
       await until(
         "the write after the stall",
