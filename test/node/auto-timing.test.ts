@@ -24,6 +24,7 @@ import { FlagError, parseFlags } from "../../src/cli/flags.js";
 import { NODE_FLAGS, nodeConfigOf } from "../../src/cli/node-flags.js";
 import { freePort } from "../free-port.js";
 import { LinkRelay } from "../wan/link-relay.js";
+import { RawPeer, peerHeaders } from "../transport/raw-peer.js";
 import { until } from "./helpers.js";
 
 describe("deriveTiming: heartbeat from the farthest round trip, election 10 heartbeats", () => {
@@ -232,6 +233,23 @@ describe("timings announced between peers", () => {
       a.send([createMessage({ type: "heartbeat", from: "a", to: "b", term: 1 })]);
       await until(() => received > 0, 5000, "the heartbeat");
       assert.deepEqual(b.timingOf("a"), { heartbeatTickMs: 120, electionTick: 10 });
+      // A malformed announcement is ignored (the last good one stays): it could only shorten or
+      // lengthen a lease on a sender's say-so.
+      const raw = new RawPeer(`http://127.0.0.1:${pb}`);
+      try {
+        for (const bad of ["0/10", "100/1", "fast", "100/10/3", "-5/10"]) {
+          await raw.sendMessages({ ...peerHeaders("a", "t"), "nexus-timing": bad }, [
+            createMessage({ type: "heartbeat", from: "a", to: "b", term: 1 }),
+          ]);
+        }
+        assert.deepEqual(b.timingOf("a"), { heartbeatTickMs: 120, electionTick: 10 });
+        await raw.sendMessages({ ...peerHeaders("a", "t"), "nexus-timing": "130/12" }, [
+          createMessage({ type: "heartbeat", from: "a", to: "b", term: 1 }),
+        ]);
+        assert.deepEqual(b.timingOf("a"), { heartbeatTickMs: 130, electionTick: 12 });
+      } finally {
+        raw.session.close();
+      }
     } finally {
       await a.stop();
       await b.stop();
