@@ -44,7 +44,10 @@ export class LeaderLease {
   private readonly durationMs: number;
   private readonly now: MonotonicClock;
   /** Renewal rounds in flight: context key -> term, monotonic send time and lease duration. */
-  private readonly pending = new Map<string, { term: number; sentAt: number; durationMs: number }>();
+  private readonly pending = new Map<
+    string,
+    { term: number; sentAt: number; durationMs: number }
+  >();
   private term = 0;
   /** When the lease of the rounds a quorum confirmed for `term` ends (monotonic ms). */
   private confirmedUntil = Number.NEGATIVE_INFINITY;
@@ -101,11 +104,7 @@ export class LeaderLease {
 
   /** Whether a lease read may be served now by a leader of `term`. */
   valid(term: number): boolean {
-    return (
-      term === this.term &&
-      term !== this.revokedTerm &&
-      this.now() < this.confirmedUntil
-    );
+    return term === this.term && term !== this.revokedTerm && this.now() < this.confirmedUntil;
   }
 
   /** Milliseconds of lease left for `term` (0 when not valid). */

@@ -1011,7 +1011,8 @@ export class Http2Transport {
       return;
     }
     const m = /^(\d{1,7})\/(\d{1,4})$/.exec(raw);
-    const t = m === null ? undefined : { heartbeatTickMs: Number(m[1]), electionTick: Number(m[2]) };
+    const t =
+      m === null ? undefined : { heartbeatTickMs: Number(m[1]), electionTick: Number(m[2]) };
     if (t === undefined || t.heartbeatTickMs < 1 || t.electionTick < 2) {
       this.refusals.warn(`timing:${who.id}`, "ignored a malformed Raft timing", {
         from: who.id,
