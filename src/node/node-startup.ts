@@ -112,13 +112,15 @@ export async function startNode(given: NormalizedOptions, w: StartWiring): Promi
     logger: o.logger,
   });
   await transport.start();
+  const peers = o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url }));
+  const others = peers.filter((p) => p.id !== o.nodeId);
   // With no WAL, a node the cluster already heard from must not start empty (bootstrap-check.ts).
   try {
     await checkNotKnownToCluster({
       nodeId: o.nodeId,
       nodeUrl: o.nodeUrl.url,
       logDir: o.logDir,
-      peers: o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })),
+      peers,
       transport,
       timeoutMs: Math.min(5000, Math.max(2000, 2 * o.electionTickMs)),
       logger: o.logger,
@@ -127,9 +129,8 @@ export async function startNode(given: NormalizedOptions, w: StartWiring): Promi
     await transport.stop();
     throw err;
   }
-  const peers = o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url }));
-  const others = peers.filter((p) => p.id !== o.nodeId);
-  for (const p of others) transport.addPeer(p.id, p.url);
+  // Auto timing times them before the node runs.
+  if (o.autoTiming) for (const p of others) transport.addPeer(p.id, p.url);
   o = await resolveTiming(
     o,
     transport,
@@ -138,7 +139,7 @@ export async function startNode(given: NormalizedOptions, w: StartWiring): Promi
   transport.announceTiming({ heartbeatTickMs: o.heartbeatTickMs, electionTick: o.electionTick });
   const node = await RaftNode.open({
     id: o.nodeId,
-    bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
+    bootstrap: o.initialMember ? peers : [],
     walDir: o.logDir,
     walOptions: { maxWals: o.maxWals, onSync: (ms, bytes) => o.metrics.walSynced(ms, bytes) },
     snapDir: o.snapDir,
@@ -163,6 +164,9 @@ export async function startNode(given: NormalizedOptions, w: StartWiring): Promi
       o.onFatal?.(err);
     },
   });
+  // Peers of the initial cluster are known before the log is applied (again with auto timing: a
+  // snapshot's membership installed at open may have dropped some of those timed).
+  for (const p of others) transport.addPeer(p.id, p.url);
   node.events.on("leader-change", (e) => w.events.emit("leader-change", e));
   node.events.on("membership-change", (e) => w.events.emit("membership-change", e));
   node.events.on("divergence", (e) => w.events.emit("divergence", e));
