@@ -4,7 +4,8 @@
  * off from its leader by stalling its relay. Fresh, the follower serves a bounded read from its
  * own store; stalled past the bound it refuses with TOO_STALE (the leader meanwhile took a write
  * the follower cannot have), or, asked to fall back, reads through the leader and sees the write;
- * once the stall ends it serves again, with that write.
+ * once the stall ends it serves again, with that write. A leader cut off from its quorum refuses
+ * as well: it may have been deposed.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -42,6 +43,8 @@ test("a stalled follower refuses a bounded read past its bound and serves it whe
       async (r, i) =>
         new SqliteNode(r.port, await freePort(), join(root, `n${i}`), urls, [
           `-nexus-listen-url=http://127.0.0.1:${listenPorts[i]!}`,
+          // Long enough for the leader to stay leader while cut off for a moment (below).
+          "-nexus-election-ms=2000",
         ]),
     ),
   );
@@ -104,6 +107,25 @@ test("a stalled follower refuses a bounded read past its bound and serves it whe
       ),
       '[{"v":"2"}]',
     );
+
+    // The leader cut off from every follower (every byte towards it held): still the leader for
+    // an election timeout, but it has not heard a quorum within the bound, so it refuses too.
+    relays[li]!.stall(3000);
+    await new Promise((r) => setTimeout(r, 600));
+    const atLeader = await leader
+      .load(enc.encode("select v from kv where k = 'a'"), {
+        consistency: "bounded",
+        "max-lag-ms": "300",
+      })
+      .then(
+        (b) => dec.decode(b),
+        (e: unknown) => e,
+      );
+    assert.ok(
+      isNexusError(atLeader, "TOO_STALE"),
+      `a leader that heard no quorum for 600 ms served a read bounded at 300 ms: ${String(atLeader)}`,
+    );
+    relays[li]!.stall(0);
   } finally {
     for (const c of clients) c.close();
     await Promise.all(nodes.map((n) => n.stop()));
