@@ -16,7 +16,8 @@ export type SaveOutcome =
   "ok" | "store_error" | "dropped" | "no_leader" | "unknown_outcome" | "not_serving" | "error";
 
 /** How a load ended. */
-export type LoadOutcome = "ok" | "store_error" | "no_leader" | "timeout" | "not_serving" | "error";
+export type LoadOutcome =
+  "ok" | "store_error" | "no_leader" | "timeout" | "not_serving" | "too_stale" | "error";
 
 /** Something else that hears every event (StatsD). */
 export interface MetricsListener {

@@ -14,6 +14,8 @@ import {
   staleReason,
 } from "../../src/node/bounded-read.js";
 import { createMessage } from "../../src/raft/types.js";
+import { NexusError } from "../../src/errors/index.js";
+import { loadOutcomeOf } from "../../src/ops/measured.js";
 
 const snapAt = (index: number, term: number) =>
   createMessage({
@@ -186,5 +188,11 @@ describe("bounded reads: serve, refuse (TOO_STALE) or fall back", () => {
       () => staleBoundOfArgs({}),
       (e: unknown) => isNexusError(e, "INVALID_ARGUMENT"),
     );
+  });
+});
+
+describe("a refused bounded read in the metrics", () => {
+  it("is counted as too_stale, not as an error", () => {
+    assert.equal(loadOutcomeOf(new NexusError("TOO_STALE", "behind")), "too_stale");
   });
 });
