@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- wan [--seconds S] [--seed N]`: real `sqlite_repl` nodes in emulated regions
+ * `npm run bench -- wan [--seconds S] [--seed N] [--only SCENARIO]`: real `sqlite_repl` nodes in emulated regions
  * (test/wan: one network namespace per node, a relay per directed link holding bytes for the
  * link's delay), driven through the gRPC API like a user. Needs root, `ip`, `unshare` and `nft`,
  * as `npm run chaos` does.
@@ -13,14 +13,18 @@
  * plus the hop to the leader from a follower; fsyncs come on top).
  * - `100ms-vs-loopback`: 3 nodes, every round trip 100 ms, then 0 ms: saves/s at 64 clients.
  * - `snapshot-catch-up`: a follower that missed tens of MB catches up by snapshot over a 100 ms,
- *   100 Mbit/s link: time, bytes, rate, and whether leadership held meanwhile.
+ *   100 Mbit/s link: time from its restart to caught up, the snapshot's transfer alone (the
+ *   leader's "snapshot sent" log line), rates, and whether leadership held meanwhile.
+ * `--only` runs one scenario (`3-regions`, `5-nodes`, `100ms-vs-loopback`, `snapshot-catch-up`).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createNexusClient } from "../src/api/client.js";
+import { closedLoop } from "./lib/closed-loop.js";
+import type { LoadFigures } from "./lib/closed-loop.js";
 import { ChaosCluster, RAFT_PORT } from "../test/chaos/cluster.js";
 import { ChaosNetwork, cleanupStale, workDirOf } from "../test/chaos/netns.js";
 import { SeededRng } from "../test/chaos/seeded-rng.js";
@@ -33,28 +37,30 @@ const dec = new TextDecoder();
 const VALUE = "v".repeat(256);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+const SCENARIOS = ["3-regions", "5-nodes", "100ms-vs-loopback", "snapshot-catch-up"] as const;
+
 interface Args {
   seconds: number;
   seed: number;
+  only: string | undefined;
 }
 
 function parse(args: readonly string[]): Args {
-  const a: Args = { seconds: 5, seed: 1 };
+  const a: Args = { seconds: 5, seed: 1, only: undefined };
   for (let i = 0; i < args.length; i++) {
     const v = Number(args[i + 1]);
     if (args[i] === "--seconds" && v >= 1) a.seconds = v;
     else if (args[i] === "--seed" && Number.isSafeInteger(v)) a.seed = v;
+    else if (args[i] === "--only" && (SCENARIOS as readonly string[]).includes(args[i + 1] ?? ""))
+      a.only = args[i + 1];
     else
       throw new Error(
-        `bad argument ${args[i]}; usage: npm run bench -- wan [--seconds S] [--seed N]`,
+        `bad argument ${args[i]}; usage: npm run bench -- wan [--seconds S] [--seed N] ` +
+          `[--only ${SCENARIOS.join("|")}]`,
       );
     i++;
   }
   return a;
-}
-
-function pct(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
@@ -63,38 +69,28 @@ function emit(o: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ bench: "wan", ...o })}\n`);
 }
 
-/** Closed-loop saves from `clients` clients at `addr` for `seconds`. */
+/** Closed-loop saves (bench/lib/closed-loop.ts) from `clients` clients at node `node`. */
 async function drive(
-  addr: string,
+  c: ChaosCluster,
+  node: number,
   clients: number,
   seconds: number,
-  sql: () => string = () => `insert into kv (v) values ('${VALUE}')`,
-): Promise<{ ops: number; opsPerSec: number; p50: number; p99: number }> {
-  const cs = Array.from({ length: clients }, () => createNexusClient(addr, { timeoutMs: 15_000 }));
-  const lat: number[] = [];
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
+): Promise<LoadFigures> {
+  const sql = enc.encode(`insert into kv (v) values ('${VALUE}')`);
+  const cs = Array.from({ length: clients }, () =>
+    createNexusClient(c.node(node).addr, { timeoutMs: 15_000 }),
+  );
   try {
-    await Promise.all(
-      cs.map(async (c) => {
-        while (performance.now() < end) {
-          const t = performance.now();
-          await c.save(enc.encode(sql()));
-          lat.push(performance.now() - t);
-        }
-      }),
-    );
+    return await closedLoop({
+      clients,
+      seconds,
+      warmupSeconds: 0,
+      pids: c.nodes.flatMap((n) => (n.pid === undefined ? [] : [n.pid])),
+      op: (i) => cs[i]!.save(sql),
+    });
   } finally {
-    for (const c of cs) c.close();
+    for (const cl of cs) cl.close();
   }
-  const wall = (performance.now() - t0) / 1000;
-  lat.sort((x, y) => x - y);
-  return {
-    ops: lat.length,
-    opsPerSec: round(lat.length / wall),
-    p50: round(pct(lat, 50)),
-    p99: round(pct(lat, 99)),
-  };
 }
 
 /** A cluster of `rtt.length` nodes in emulated regions, n1 preferred as leader. */
@@ -102,7 +98,7 @@ async function withCluster(
   name: string,
   rtt: readonly (readonly number[])[],
   seed: number,
-  o: { snapshotCount?: number },
+  o: { snapshotCount?: number; logLevel?: string },
   body: (c: ChaosCluster, wan: WanEmulator) => Promise<void>,
 ): Promise<void> {
   const network = await ChaosNetwork.create(rtt.length);
@@ -127,7 +123,7 @@ async function withCluster(
       extraFlags: [],
       heartbeatMs: 100,
       electionMs: 1000,
-      logLevel: "warn",
+      logLevel: o.logLevel ?? "warn",
       advertisedIp,
       nodeFlags: (i) => (i === 1 ? ["-nexus-leader-priority=10"] : []),
       ...(o.snapshotCount === undefined ? {} : { snapshotCount: o.snapshotCount }),
@@ -167,14 +163,13 @@ async function placements(name: string, rtt: number[][], a: Args): Promise<void>
       [`beside follower n${far}`, far, floorLeader + wan.rtt(far, 1)],
     ] as const) {
       for (const clients of [1, 64]) {
-        const r = await drive(c.node(node).addr, clients, a.seconds);
+        const r = await drive(c, node, clients, a.seconds);
         emit({
           scenario: name,
           placement,
-          clients,
           ...r,
           floorMs: floor,
-          p50OverFloor: round(r.p50 / floor, 2),
+          p50OverFloor: round(r.p50Ms / floor, 2),
         });
       }
     }
@@ -188,21 +183,37 @@ async function throughputRatio(a: Args): Promise<void> {
     [100, 100, 0],
   ];
   await withCluster("100ms-vs-loopback", rtt, a.seed, {}, async (c, wan) => {
-    const slow = await drive(c.node(1).addr, 64, a.seconds);
+    const slow = await drive(c, 1, 64, a.seconds);
     for (let i = 1; i <= 3; i++) {
       for (let j = 1; j <= 3; j++) await wan.setLink(i, j, { delayMs: 0 });
     }
-    const fast = await drive(c.node(1).addr, 64, a.seconds);
+    const fast = await drive(c, 1, 64, a.seconds);
     emit({
       scenario: "100ms-vs-loopback",
       clients: 64,
       opsPerSec100ms: slow.opsPerSec,
-      p50At100ms: slow.p50,
+      p50At100ms: slow.p50Ms,
       opsPerSecLoopback: fast.opsPerSec,
-      p50Loopback: fast.p50,
+      p50Loopback: fast.p50Ms,
       ratio: round(slow.opsPerSec / fast.opsPerSec, 2),
     });
   });
+}
+
+/** The leader's last "snapshot sent" log line (bytes, ms) in a node's JSON log, if any. */
+function lastSnapshotSent(file: string): { bytes: number; ms: number } | undefined {
+  let last: { bytes: number; ms: number } | undefined;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.includes('"snapshot sent"')) continue;
+    try {
+      const j = JSON.parse(line) as { bytes?: number; ms?: number };
+      if (typeof j.bytes === "number" && typeof j.ms === "number")
+        last = { bytes: j.bytes, ms: j.ms };
+    } catch {
+      // A line cut by a kill: skip it.
+    }
+  }
+  return last;
 }
 
 async function snapshotCatchUp(a: Args): Promise<void> {
@@ -211,7 +222,8 @@ async function snapshotCatchUp(a: Args): Promise<void> {
     [20, 0, 100],
     [100, 100, 0],
   ];
-  await withCluster("snapshot-catch-up", rtt, a.seed, { snapshotCount: 200 }, async (c, wan) => {
+  const o = { snapshotCount: 200, logLevel: "info" };
+  await withCluster("snapshot-catch-up", rtt, a.seed, o, async (c, wan) => {
     // 100 Mbit/s to and from n3.
     for (const [i, j] of [
       [1, 3],
@@ -270,6 +282,7 @@ async function snapshotCatchUp(a: Args): Promise<void> {
       await sleep(100);
     }
     const s = (performance.now() - t0) / 1000;
+    const sent = lastSnapshotSent(join(workDirOf(process.pid), "node-1.log"));
     emit({
       scenario: "snapshot-catch-up",
       link: "100 ms, 100 Mbit/s",
@@ -278,29 +291,36 @@ async function snapshotCatchUp(a: Args): Promise<void> {
       seconds: round(s, 2),
       mbPerSec: round(snapBytes / 1e6 / s, 2),
       shareOfLink: round(snapBytes / 12.5e6 / s, 2),
+      transferBytes: sent?.bytes,
+      transferSeconds: sent === undefined ? undefined : round(sent.ms / 1000, 2),
+      transferShareOfLink: sent === undefined ? undefined : round(sent.bytes / 12.5e3 / sent.ms, 2),
       leaderHeld,
     });
   });
 }
 
 async function inner(a: Args): Promise<void> {
+  const runs = (name: string): boolean => a.only === undefined || a.only === name;
   const rng = new SeededRng(a.seed);
-  await placements(
-    "3-regions",
-    [
-      [0, 30, 80],
-      [30, 0, 150],
-      [80, 150, 0],
-    ],
-    a,
-  );
+  if (runs("3-regions")) {
+    await placements(
+      "3-regions",
+      [
+        [0, 30, 80],
+        [30, 0, 150],
+        [80, 150, 0],
+      ],
+      a,
+    );
+  }
+  // Drawn whether it runs or not: the 5 nodes' round trips depend on the seed alone.
   const five = Array.from({ length: 5 }, () => new Array<number>(5).fill(0));
   for (let i = 0; i < 5; i++) {
     for (let j = i + 1; j < 5; j++) five[i]![j] = five[j]![i] = rng.between(20, 200);
   }
-  await placements("5-nodes", five, a);
-  await throughputRatio(a);
-  await snapshotCatchUp(a);
+  if (runs("5-nodes")) await placements("5-nodes", five, a);
+  if (runs("100ms-vs-loopback")) await throughputRatio(a);
+  if (runs("snapshot-catch-up")) await snapshotCatchUp(a);
 }
 
 export default async function main(args: string[]): Promise<void> {

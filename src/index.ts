@@ -17,6 +17,7 @@ export type {
   SaveOptions,
   LoadOptions,
   ReadConsistency,
+  StalenessBound,
   ConsistencyCheckResult,
   ReplicatedBackup,
   RestoreOptions,

@@ -35,6 +35,7 @@ const GRPC_CODE_OF: Readonly<Record<NexusErrorCode, Code>> = {
   STORE_ERROR: Code.InvalidArgument,
   STORE_UNAVAILABLE: Code.Unavailable,
   NOT_SERVING: Code.Unavailable,
+  TOO_STALE: Code.Unavailable,
   WAL_FAILED: Code.Internal,
   CORRUPTED: Code.DataLoss,
   BAD_CONFIG: Code.InvalidArgument,

@@ -6,6 +6,7 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { NexusError } from "../errors/index.js";
 import type { Replicator, ReadConsistency } from "../node/replicator.js";
 import { writeTrace } from "../node/write-trace.js";
+import { staleBoundOfArgs } from "../node/bounded-read.js";
 import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
@@ -79,7 +80,7 @@ function checkSize(data: Uint8Array, args: { [k: string]: Uint8Array }, max: num
   }
 }
 
-const CONSISTENCIES: readonly ReadConsistency[] = ["linearizable", "lease", "local"];
+const CONSISTENCIES: readonly ReadConsistency[] = ["linearizable", "lease", "local", "bounded"];
 
 const OK = { code: 0, message: "" };
 
@@ -218,12 +219,13 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
             if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
               throw new NexusError(
                 "INVALID_ARGUMENT",
-                `consistency must be linearizable, lease or local, got "${c}"`,
+                `consistency must be linearizable, lease, local or bounded, got "${c}"`,
               );
             }
             const res = await r.load(req.data, {
               args,
               ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
+              ...(c === "bounded" ? { staleness: staleBoundOfArgs(args) } : {}),
             });
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {

@@ -113,17 +113,18 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
   },
   {
     name: "nexus-heartbeat-ms",
-    kind: "int",
-    min: 1,
-    default: 100,
-    help: "ms between leader heartbeats (ours; on a WAN about the round-trip time)",
+    kind: "string",
+    default: "100",
+    help:
+      "ms between leader heartbeats (ours; on a WAN about the round-trip time), or auto: " +
+      "measured at start, the farthest peer's round trip (at least 100) with a 10x election timeout",
   },
   {
     name: "nexus-election-ms",
     kind: "int",
     min: 2,
     default: 1000,
-    help: "ms without a leader before an election (ours; 10x the heartbeat)",
+    help: "ms without a leader before an election (ours; 10x the heartbeat; with auto heartbeats, the lowest)",
   },
   {
     name: "nexus-max-request-bytes",
@@ -291,6 +292,12 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   const grpcPort = int(f, "grpcPort");
   if (grpcPort === undefined)
     throw new FlagError("flag -grpcPort is required, e.g. -grpcPort 9121");
+  const heartbeat = str(f, "nexus-heartbeat-ms")!;
+  if (heartbeat !== "auto" && !/^[1-9]\d{0,8}$/.test(heartbeat)) {
+    throw new FlagError(
+      `flag -nexus-heartbeat-ms must be an integer from 1 (ms) or auto, got "${heartbeat}"`,
+    );
+  }
   const nodeState = str(f, "nexus-node-state")!;
   if (!["auto", "new", "existing"].includes(nodeState)) {
     throw new FlagError(`flag -nexus-node-state must be new, existing or auto, got "${nodeState}"`);
@@ -367,7 +374,7 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
       snapshotCatchUpEntries: int(f, "nexus-snapshot-catchup-entries")!,
       maxSnapshots: int(f, "nexus-max-snapshots")!,
       maxWals: int(f, "nexus-max-wals")!,
-      heartbeatTickMs: int(f, "nexus-heartbeat-ms")!,
+      heartbeatTickMs: heartbeat === "auto" ? "auto" : Number(heartbeat),
       electionTickMs: int(f, "nexus-election-ms")!,
       maxRequestBytes: int(f, "nexus-max-request-bytes")!,
       maxSnapshotBytes: int(f, "nexus-max-snapshot-bytes")!,

@@ -32,6 +32,11 @@ export type NexusErrorCode =
   | "STORE_UNAVAILABLE"
   /** The node cannot serve now (no leader, store down, diverged). */
   | "NOT_SERVING"
+  /**
+   * A read with a staleness bound (consistency "bounded") found this node further behind its
+   * leader than the bound allows; nothing was read. Read from another node or without the bound.
+   */
+  | "TOO_STALE"
   /** A write or sync of the write-ahead log failed; the node must stop. */
   | "WAL_FAILED"
   /** The write-ahead log or a snapshot on disk is corrupted; the node refuses to start. */
@@ -61,6 +66,7 @@ export const NEXUS_ERROR_CODES: readonly NexusErrorCode[] = [
   "STORE_ERROR",
   "STORE_UNAVAILABLE",
   "NOT_SERVING",
+  "TOO_STALE",
   "WAL_FAILED",
   "CORRUPTED",
   "BAD_CONFIG",

@@ -21,15 +21,18 @@
  * the safety margin (default 10%) over one election timeout, and a node's timers never fire early.
  * Monotonic clocks do not jump; a pause of the leader only makes its lease expire (safe).
  *
+ * The duration may differ per round (`renewalSent`'s `durationMs`): with timings measured per
+ * node (auto-timing.ts) it is the shortest hold-off among the voters when the round is sent.
+ *
  * Invariant: valid(term) implies a quorum acknowledged a heartbeat of `term` sent less than
- * durationMs ago.
+ * that round's durationMs ago.
  */
 
 /** A monotonic clock in milliseconds. */
 export type MonotonicClock = () => number;
 
 export interface LeaderLeaseOptions {
-  /** How long a confirmed round keeps the lease, ms (already reduced by the safety margin). */
+  /** How long a confirmed round keeps the lease by default, ms (already reduced by the safety margin). */
   readonly durationMs: number;
   readonly now: MonotonicClock;
 }
@@ -40,11 +43,14 @@ const PENDING_LIFETIME_DURATIONS = 4;
 export class LeaderLease {
   private readonly durationMs: number;
   private readonly now: MonotonicClock;
-  /** Renewal rounds in flight: context key -> term and monotonic send time. */
-  private readonly pending = new Map<string, { term: number; sentAt: number }>();
+  /** Renewal rounds in flight: context key -> term, monotonic send time and lease duration. */
+  private readonly pending = new Map<
+    string,
+    { term: number; sentAt: number; durationMs: number }
+  >();
   private term = 0;
-  /** The newest send time of a round a quorum confirmed, for `term`. */
-  private confirmedSentAt = Number.NEGATIVE_INFINITY;
+  /** When the lease of the rounds a quorum confirmed for `term` ends (monotonic ms). */
+  private confirmedUntil = Number.NEGATIVE_INFINITY;
   /** The term in which a leadership transfer was seen: no lease for it. */
   private revokedTerm = 0;
 
@@ -54,10 +60,13 @@ export class LeaderLease {
     this.now = o.now;
   }
 
-  /** Records a renewal round about to be sent in `term` under context `key`. */
-  renewalSent(key: string, term: number): void {
+  /**
+   * Records a renewal round about to be sent in `term` under context `key`, whose confirmation
+   * keeps the lease `durationMs` from now (default: the lease's duration; never longer).
+   */
+  renewalSent(key: string, term: number, durationMs = this.durationMs): void {
     const now = this.now();
-    this.pending.set(key, { term, sentAt: now });
+    this.pending.set(key, { term, sentAt: now, durationMs: Math.min(durationMs, this.durationMs) });
     if (this.pending.size > 64) {
       const horizon = now - PENDING_LIFETIME_DURATIONS * this.durationMs;
       for (const [k, p] of this.pending) if (p.sentAt < horizon) this.pending.delete(k);
@@ -80,31 +89,28 @@ export class LeaderLease {
     if (!isLeader || p.term !== currentTerm || p.term === this.revokedTerm) return true;
     if (p.term !== this.term) {
       this.term = p.term;
-      this.confirmedSentAt = Number.NEGATIVE_INFINITY;
+      this.confirmedUntil = Number.NEGATIVE_INFINITY;
     }
-    if (p.sentAt > this.confirmedSentAt) this.confirmedSentAt = p.sentAt;
+    const until = p.sentAt + p.durationMs;
+    if (until > this.confirmedUntil) this.confirmedUntil = until;
     return true;
   }
 
   /** A leadership transfer started in `term`: no lease for the rest of it. */
   revoke(term: number): void {
     this.revokedTerm = term;
-    if (this.term === term) this.confirmedSentAt = Number.NEGATIVE_INFINITY;
+    if (this.term === term) this.confirmedUntil = Number.NEGATIVE_INFINITY;
   }
 
   /** Whether a lease read may be served now by a leader of `term`. */
   valid(term: number): boolean {
-    return (
-      term === this.term &&
-      term !== this.revokedTerm &&
-      this.now() < this.confirmedSentAt + this.durationMs
-    );
+    return term === this.term && term !== this.revokedTerm && this.now() < this.confirmedUntil;
   }
 
   /** Milliseconds of lease left for `term` (0 when not valid). */
   remainingMs(term: number): number {
     if (!this.valid(term)) return 0;
-    return this.confirmedSentAt + this.durationMs - this.now();
+    return this.confirmedUntil - this.now();
   }
 }
 

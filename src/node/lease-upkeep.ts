@@ -27,6 +27,11 @@ export interface LeaseUpkeepOptions {
   readonly raw: Pick<RawNode, "basicStatus" | "readIndex">;
   /** Asks the Ready loop to run. */
   readonly schedule: () => void;
+  /**
+   * The longest safe lease now, ms: the shortest vote hold-off among the voters, which announce
+   * their timings (auto-timing.ts leaseBoundMs). Default: this node's own timing alone.
+   */
+  readonly leaseBoundMs?: (() => number) | undefined;
 }
 
 export class LeaseUpkeep {
@@ -77,7 +82,8 @@ export class LeaseUpkeep {
     if (bs.state !== "leader" || bs.leadTransferee !== "") return;
     const ctx = new Uint8Array(randomBytes(16));
     this.leaseRenewedAt = now;
-    this.lease.renewalSent(requestKey(ctx), bs.term);
+    const bound = this.o.leaseBoundMs?.();
+    this.lease.renewalSent(requestKey(ctx), bs.term, ...(bound === undefined ? [] : [bound]));
     this.o.raw.readIndex(ctx);
     this.o.schedule();
   }

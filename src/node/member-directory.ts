@@ -150,6 +150,11 @@ export class MemberDirectory {
     this.heardAt.set(peer, now);
   }
 
+  /** When `peer` was last heard from (monotonic ms), or undefined if never. */
+  lastHeard(peer: NodeId): number | undefined {
+    return this.heardAt.get(peer);
+  }
+
   /** Whether `peer` was heard from within `windowMs` of `now`. */
   heardWithin(peer: NodeId, now: number, windowMs: number): boolean {
     const at = this.heardAt.get(peer);

@@ -45,6 +45,8 @@ export interface NodeMetricsView {
   transfers(): readonly SnapshotTransfer[];
   /** Snapshot restores and consistency digests running now (progress-board.ts). */
   longTasks(): readonly LongTask[];
+  /** The heartbeat and election timeout the node runs with (measured with auto timing), ms. */
+  timing?(): { readonly heartbeatTickMs: number; readonly electionTickMs: number };
 }
 
 export interface NodeMetrics {

@@ -19,6 +19,7 @@ import type { NormalizedOptions } from "./options.js";
 import { PeerAdmission } from "./peer-admission.js";
 import { ProgressBoard, storeWithProgress } from "./progress-board.js";
 import { RaftNode } from "./raft-node.js";
+import { resolveTiming } from "./auto-timing.js";
 import type { MemberInfo, ReplicatorEvents } from "./replicator-api.js";
 import { tempFolders } from "./temp-dirs.js";
 import type { TestHooks } from "./test-hooks.js";
@@ -29,6 +30,8 @@ const CATCH_UP_SAMPLE_MS = 5000;
 
 /** A started node and what runs beside it. */
 export interface StartedNode {
+  /** The options the node runs with: `o`, with the measured timing when it was "auto". */
+  readonly options: NormalizedOptions;
   readonly node: RaftNode;
   readonly transport: Http2Transport;
   /** Snapshot streams in flight. */
@@ -49,7 +52,8 @@ export interface StartWiring {
 }
 
 /** Opens and starts a node for the validated options `o`. */
-export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<StartedNode> {
+export async function startNode(given: NormalizedOptions, w: StartWiring): Promise<StartedNode> {
+  let o = given;
   const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
   if (temp.length > 0) {
     o.logger.warn(
@@ -108,13 +112,15 @@ export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<S
     logger: o.logger,
   });
   await transport.start();
+  const peers = o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url }));
+  const others = peers.filter((p) => p.id !== o.nodeId);
   // With no WAL, a node the cluster already heard from must not start empty (bootstrap-check.ts).
   try {
     await checkNotKnownToCluster({
       nodeId: o.nodeId,
       nodeUrl: o.nodeUrl.url,
       logDir: o.logDir,
-      peers: o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })),
+      peers,
       transport,
       timeoutMs: Math.min(5000, Math.max(2000, 2 * o.electionTickMs)),
       logger: o.logger,
@@ -123,9 +129,17 @@ export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<S
     await transport.stop();
     throw err;
   }
+  // Auto timing times them before the node runs.
+  if (o.autoTiming) for (const p of others) transport.addPeer(p.id, p.url);
+  o = await resolveTiming(
+    o,
+    transport,
+    others.map((p) => p.id),
+  );
+  transport.announceTiming({ heartbeatTickMs: o.heartbeatTickMs, electionTick: o.electionTick });
   const node = await RaftNode.open({
     id: o.nodeId,
-    bootstrap: o.initialMember ? o.clusterUrls.map((u) => ({ id: nodeIdOf(u), url: u.url })) : [],
+    bootstrap: o.initialMember ? peers : [],
     walDir: o.logDir,
     walOptions: { maxWals: o.maxWals, onSync: (ms, bytes) => o.metrics.walSynced(ms, bytes) },
     snapDir: o.snapDir,
@@ -150,17 +164,20 @@ export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<S
       o.onFatal?.(err);
     },
   });
-  // Peers of the initial cluster are known before the log is applied.
-  for (const u of o.clusterUrls) {
-    const id = nodeIdOf(u);
-    if (id !== o.nodeId) transport.addPeer(id, u.url);
-  }
+  // Peers of the initial cluster are known before the log is applied (again with auto timing: a
+  // snapshot's membership installed at open may have dropped some of those timed).
+  for (const p of others) transport.addPeer(p.id, p.url);
   node.events.on("leader-change", (e) => w.events.emit("leader-change", e));
   node.events.on("membership-change", (e) => w.events.emit("membership-change", e));
   node.events.on("divergence", (e) => w.events.emit("divergence", e));
   const placement = startLeaderPlacement(o, node, transport, w.members);
   holder.node = node;
-  const view = { peers: () => transport.stats(), latestCheck: () => node.latestCheck() };
+  const timing = { heartbeatTickMs: o.heartbeatTickMs, electionTickMs: o.electionTickMs };
+  const view = {
+    peers: () => transport.stats(),
+    latestCheck: () => node.latestCheck(),
+    timing: () => timing,
+  };
   o.metrics.attach({
     ...view,
     transfers: () => transfers.list(),
@@ -175,6 +192,7 @@ export async function startNode(o: NormalizedOptions, w: StartWiring): Promise<S
   }, CATCH_UP_SAMPLE_MS);
   catchUpTimer.unref();
   return {
+    options: o,
     node,
     transport,
     transfers,

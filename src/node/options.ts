@@ -4,6 +4,7 @@
  * docs give WAN guidance for the tick settings.
  */
 import { MAX_LEADER_PRIORITY, isLeaderPriority } from "./leader-placement.js";
+import { AUTO_HEARTBEAT_FLOOR_MS } from "./auto-timing.js";
 import { join, resolve } from "node:path";
 import { NexusError } from "../errors/index.js";
 import type { Store } from "../store/store.js";
@@ -125,10 +126,15 @@ export interface ReplicatorOptions {
   /**
    * Milliseconds per Raft tick for heartbeats. Default 100. The election timeout is
    * `electionTickMs`. On a WAN, set heartbeatTickMs to about the round-trip time between the
-   * farthest members and electionTickMs to 10x that.
+   * farthest members and electionTickMs to 10x that, or give "auto": at start the node times its
+   * peers' round trips and takes the farthest one (at least 100 ms) as the heartbeat and 10
+   * heartbeats (at least electionTickMs) as the election timeout (auto-timing.ts).
    */
-  readonly heartbeatTickMs?: number;
-  /** Milliseconds without a leader before an election. Default 1000 (10 heartbeats). */
+  readonly heartbeatTickMs?: number | "auto";
+  /**
+   * Milliseconds without a leader before an election. Default 1000 (10 heartbeats). With
+   * heartbeatTickMs "auto", the lowest election timeout the measured timing may choose.
+   */
   readonly electionTickMs?: number;
   /** How this node starts. Default "auto". */
   readonly nodeState?: NodeState;
@@ -182,10 +188,13 @@ export interface NormalizedOptions {
   readonly maxSnapshots: number;
   readonly maxWals: number;
   readonly clusterName: string;
+  /** With autoTiming, the floor until start measures the peers (then the measured value). */
   readonly heartbeatTickMs: number;
   readonly electionTickMs: number;
   /** electionTickMs / heartbeatTickMs, at least 2. */
   readonly electionTick: number;
+  /** heartbeatTickMs "auto": the timing is derived from measured round trips at start. */
+  readonly autoTiming: boolean;
   readonly nodeState: NodeState;
   readonly maxRequestBytes: number;
   readonly peerTls:
@@ -317,7 +326,10 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
         "add it to the cluster URLs or start it with nodeState new",
     );
   }
-  const heartbeatTickMs = int("heartbeatTickMs", o.heartbeatTickMs, 100, 1);
+  const autoTiming = o.heartbeatTickMs === "auto";
+  const heartbeatTickMs = autoTiming
+    ? AUTO_HEARTBEAT_FLOOR_MS
+    : int("heartbeatTickMs", o.heartbeatTickMs as number | undefined, 100, 1);
   const electionTickMs = int("electionTickMs", o.electionTickMs, 1000, 1);
   if (electionTickMs < 2 * heartbeatTickMs) {
     throw bad(
@@ -377,6 +389,7 @@ export function normalizeOptions(o: ReplicatorOptions): NormalizedOptions {
     heartbeatTickMs,
     electionTickMs,
     electionTick: Math.max(2, Math.round(electionTickMs / heartbeatTickMs)),
+    autoTiming,
     nodeState,
     maxRequestBytes: int("maxRequestBytes", o.maxRequestBytes, 4 * 1024 * 1024, 1),
     peerTls,

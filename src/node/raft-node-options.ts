@@ -17,6 +17,8 @@ export interface PeerTransport {
   send(msgs: readonly Message[]): void;
   addPeer(id: NodeId, url: string): void;
   removePeer(id: NodeId): void;
+  /** The Raft timing a peer announced, if it did (bounds the leader's lease, auto-timing.ts). */
+  timingOf?(peer: NodeId): { heartbeatTickMs: number; electionTick: number } | undefined;
 }
 
 export interface RaftNodeOptions {

@@ -34,6 +34,9 @@ import type { NexusLogger } from "./options.js";
 import { SILENT } from "./options.js";
 import type { MonotonicClock } from "./leader-lease.js";
 import { LeaseUpkeep } from "./lease-upkeep.js";
+import { leaseBoundMs } from "./auto-timing.js";
+import { LeaderFreshness, majorityHeardAtMs } from "./leader-freshness.js";
+import type { Staleness } from "./leader-freshness.js";
 import { ConsistencyChecker } from "./consistency-checker.js";
 import type { Divergence } from "./consistency-checker.js";
 import type { CheckRound } from "./consistency.js";
@@ -87,6 +90,8 @@ export class RaftNode {
   private readonly checker: ConsistencyChecker;
   /** The leader's read lease kept renewed, and the vote hold-off after start. */
   private readonly lease: LeaseUpkeep;
+  /** The highest leader commit index seen and when a leader was last heard (bounded reads). */
+  private readonly freshness = new LeaderFreshness();
   /** The leader as of the last Ready that said ("" for none). */
   private knownLead: NodeId = "";
   /** Ticks since start. */
@@ -111,7 +116,23 @@ export class RaftNode {
     this.events = new NodeEvents(this.logger);
     this.clock = opts.clock ?? (() => performance.now());
     const schedule = (): void => this.schedule();
-    this.lease = new LeaseUpkeep({ ...opts, clock: this.clock, raw, schedule });
+    this.lease = new LeaseUpkeep({
+      ...opts,
+      clock: this.clock,
+      raw,
+      schedule,
+      leaseBoundMs: () => {
+        const cs = raw.status().config;
+        const timingOf = (id: NodeId) => opts.transport.timingOf?.(id);
+        return leaseBoundMs(
+          [...cs.voters, ...cs.votersOutgoing],
+          opts.id,
+          opts,
+          timingOf,
+          opts.leaseDriftMargin ?? 0.1,
+        );
+      },
+    });
     this.directory = new MemberDirectory(opts.id, opts.transport, this.logger);
     this.members = this.directory.urls;
     this.snapshots = new SnapshotManager(
@@ -275,6 +296,7 @@ export class RaftNode {
       if (m.type === "app" && this.divergesFromLeader(m)) return;
       try {
         this.raw.step(m);
+        this.freshness.observe(m, this.raw.basicStatus().term, this.clock());
       } catch (err) {
         if (err instanceof RaftError) continue;
         // Not a refusal: a bug (a tripped invariant) or a storage failure inside the core, which
@@ -323,6 +345,29 @@ export class RaftNode {
   leaseReadIndex(): number | undefined {
     this.running();
     return this.lease.readIndex();
+  }
+
+  /**
+   * How stale this node's store may be now (bounded-read.ts): entries behind the highest leader
+   * commit index it saw, and ms since it heard a leader. On the leader: behind its own commit
+   * index, and ms since a quorum of voters was last heard (it may have been deposed since).
+   */
+  staleness(): Staleness {
+    this.running();
+    const now = this.clock();
+    const applied = this.appliedIndex();
+    const st = this.raw.basicStatus();
+    if (st.state !== "leader") return this.freshness.staleness(applied, now);
+    const cs = this.raw.status().config;
+    const heard = (id: string): number | undefined => this.directory.lastHeard(id);
+    const incoming = majorityHeardAtMs(cs.voters, this.id, heard, now);
+    const outgoing = majorityHeardAtMs(cs.votersOutgoing, this.id, heard, now);
+    const at =
+      incoming === undefined || outgoing === undefined ? undefined : Math.min(incoming, outgoing);
+    return {
+      lagEntries: Math.max(0, st.commit - applied),
+      sinceLeaderMs: at === undefined ? undefined : Math.max(0, now - at),
+    };
   }
 
   /** Resolves once the store has applied `index` (or rejects when the node stops). */

@@ -5,11 +5,16 @@
 import type { NodeId } from "../raft/types.js";
 import type { NodeEventMap } from "./node-events.js";
 import type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
+import type { StalenessBound } from "./bounded-read.js";
 
 export type { RestoreOptions, RestoreResult } from "./cluster-restore.js";
+export type { StalenessBound } from "./bounded-read.js";
 
-/** How a read is served. */
-export type ReadConsistency = "linearizable" | "lease" | "local";
+/**
+ * How a read is served: "linearizable" (ReadIndex), "lease" (the leader's lease), "local" (this
+ * store as it is), "bounded" (this store when within `LoadOptions.staleness`, bounded-read.ts).
+ */
+export type ReadConsistency = "linearizable" | "lease" | "local" | "bounded";
 
 /**
  * What every call takes. `signal` ends the call's waiting: it rejects with the signal's reason
@@ -53,6 +58,12 @@ export interface LoadOptions extends CallOptions {
   readonly args?: Readonly<Record<string, string>>;
   /** Default "linearizable" (or "lease" when the replicator was started with leaseBasedReads). */
   readonly consistency?: ReadConsistency;
+  /**
+   * With consistency "bounded" (required then, INVALID_ARGUMENT without a limit): how far behind
+   * the leader this node may be to serve the load from its own store, with no round trip.
+   * Beyond it: TOO_STALE, or ReadIndex with `onStale: "linearizable"`.
+   */
+  readonly staleness?: StalenessBound;
 }
 
 /** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */

@@ -41,6 +41,7 @@ import type { TestHooks } from "./test-hooks.js";
 
 export type {
   ReadConsistency,
+  StalenessBound,
   CallOptions,
   ReplicatorEvents,
   SaveOptions,
@@ -85,6 +86,7 @@ import type {
 } from "./replicator-api.js";
 import { restoreIntoCluster } from "./cluster-restore.js";
 import { saveWithRequestId } from "./request-save.js";
+import { servesWithinBound } from "./bounded-read.js";
 import { startNode } from "./node-startup.js";
 import type { StartedNode } from "./node-startup.js";
 
@@ -101,7 +103,8 @@ function bytesOf(data: unknown, call: string): Uint8Array {
 }
 
 class ReplicatorImpl implements Replicator {
-  private readonly o: NormalizedOptions;
+  /** Validated options; at start, the timing measured when it was "auto". */
+  private o: NormalizedOptions;
   private node: RaftNode | undefined;
   private transport: Http2Transport | undefined;
   /** The running node's wiring (its timers stop with it). */
@@ -140,6 +143,7 @@ class ReplicatorImpl implements Replicator {
       progressView: () => this.progressView(),
       members: () => this.listMembers().members,
     });
+    this.o = started.options;
     this.started = started;
     this.transport = started.transport;
     this.transfers = started.transfers;
@@ -231,6 +235,13 @@ class ReplicatorImpl implements Replicator {
         await abortable(node.waitApplied(at, this.o.replTimeoutMs), signal);
         return abortable(this.o.store.load({ data, args }), signal);
       }
+    }
+    // Within the caller's staleness bound: this store as it is; beyond it, refused or ReadIndex.
+    if (
+      consistency === "bounded" &&
+      servesWithinBound(opts.staleness, node.staleness(), this.o.electionTickMs)
+    ) {
+      return abortable(this.o.store.load({ data, args }), signal);
     }
     if (consistency !== "local") await this.readBarrier(node, signal);
     return abortable(this.o.store.load({ data, args }), signal);

@@ -28,6 +28,7 @@ const LOAD_OUTCOMES: Partial<Record<NexusErrorCode, LoadOutcome>> = {
   UNKNOWN_OUTCOME: "timeout",
   NOT_SERVING: "not_serving",
   STORE_UNAVAILABLE: "not_serving",
+  TOO_STALE: "too_stale",
 };
 
 /** The outcome label of a save that threw `err`. */

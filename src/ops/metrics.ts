@@ -16,7 +16,8 @@ export type SaveOutcome =
   "ok" | "store_error" | "dropped" | "no_leader" | "unknown_outcome" | "not_serving" | "error";
 
 /** How a load ended. */
-export type LoadOutcome = "ok" | "store_error" | "no_leader" | "timeout" | "not_serving" | "error";
+export type LoadOutcome =
+  "ok" | "store_error" | "no_leader" | "timeout" | "not_serving" | "too_stale" | "error";
 
 /** Something else that hears every event (StatsD). */
 export interface MetricsListener {
@@ -222,6 +223,22 @@ export class OpsMetrics implements NodeMetrics {
       registers: [r],
     });
     const view = (): NodeMetricsView | undefined => this.view;
+    gauge(
+      "nexus_heartbeat_seconds",
+      "The leader's heartbeat interval this node runs with (measured with -nexus-heartbeat-ms auto)",
+      () => {
+        const t = view()?.timing?.();
+        return t === undefined ? undefined : t.heartbeatTickMs / 1000;
+      },
+    );
+    gauge(
+      "nexus_election_timeout_seconds",
+      "The election timeout this node runs with (measured with -nexus-heartbeat-ms auto)",
+      () => {
+        const t = view()?.timing?.();
+        return t === undefined ? undefined : t.electionTickMs / 1000;
+      },
+    );
     new Gauge({
       name: "nexus_snapshot_transfer_bytes",
       help: "Bytes so far of a snapshot stream in flight, by direction and peer",

@@ -12,7 +12,9 @@
  * - `GET /nexus/raft/v1/progress`: the replication progress the node knows as leader (200), or
  *   503 when it is not the leader. Served only to a member.
  * - Headers `nexus-cluster` (cluster name), `nexus-from` (sender id) and `nexus-from-url` (sender
- *   URL), and `nexus-priority` (the sender's leader priority, 0-1000) when it has one. With TLS the sender's certificate must name that URL and the URL must hash to that id;
+ *   URL), `nexus-priority` (the sender's leader priority, 0-1000) when it has one, and
+ *   `nexus-timing` (`<heartbeat ms>/<election ticks>`, what bounds a leader's lease) once it is
+ *   known. With TLS the sender's certificate must name that URL and the URL must hash to that id;
  *   every message's `from` must be the sender, every `to` this node, and the sender a member
  *   (`admitsSender`), or the request is refused (403, no detail) or the frame dropped.
  *
@@ -157,6 +159,12 @@ export interface Http2TransportOptions {
   };
 }
 
+/** A node's Raft timing as it announces it: heartbeat tick and election timeout in ticks. */
+export interface PeerTiming {
+  readonly heartbeatTickMs: number;
+  readonly electionTick: number;
+}
+
 /** Counters per peer. */
 export interface PeerStats {
   framesSent: number;
@@ -248,6 +256,10 @@ export class Http2Transport {
   private readonly streamWindowBytes: number;
   /** Leader priorities announced by authenticated senders (bounded; placement reads only members). */
   private readonly priorities = new Map<NodeId, number>();
+  /** Raft timings announced by authenticated senders (bounded like priorities). */
+  private readonly timings = new Map<NodeId, PeerTiming>();
+  /** This node's timing, announced in `nexus-timing` once set (announceTiming). */
+  private ownTiming: PeerTiming | undefined;
   private readonly connectionWindowBytes: number;
   private readonly maxHeaderListBytes: number;
   private readonly maxInboundSessions: number;
@@ -736,7 +748,59 @@ export class Http2Transport {
       ...(this.opts.leaderPriority === undefined
         ? {}
         : { "nexus-priority": String(this.opts.leaderPriority) }),
+      ...(this.ownTiming === undefined
+        ? {}
+        : {
+            "nexus-timing": `${this.ownTiming.heartbeatTickMs}/${this.ownTiming.electionTick}`,
+          }),
     };
+  }
+
+  /** Announces this node's Raft timing on every request from now on (streams opened after). */
+  announceTiming(t: PeerTiming): void {
+    this.ownTiming = t;
+  }
+
+  /** The Raft timing a peer announced on its last message stream, if it did. */
+  timingOf(peer: NodeId): PeerTiming | undefined {
+    return this.timings.get(peer);
+  }
+
+  /**
+   * Times one round trip to a peer: an HTTP/2 PING on its connection (made first if need be),
+   * ms. Undefined when the peer is unknown or does not answer within `timeoutMs`.
+   */
+  async measureRtt(peer: NodeId, timeoutMs: number): Promise<number | undefined> {
+    const p = this.peers.get(peer);
+    if (p === undefined || this.stopped) return undefined;
+    const s = this.client(p);
+    if (s === undefined) return undefined;
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (ms: number | undefined): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        s.off("connect", ping);
+        s.off("close", gone);
+        resolve(ms);
+      };
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      const gone = (): void => finish(undefined);
+      const ping = (): void => {
+        try {
+          s.ping((err, ms) => {
+            if (err === null) p.stats.rttMs = ms;
+            finish(err === null ? ms : undefined);
+          });
+        } catch {
+          finish(undefined);
+        }
+      };
+      s.once("close", gone);
+      if (s.connecting) s.once("connect", ping);
+      else ping();
+    });
   }
 
   /** The leader priority a peer announced on its last message stream, if it did. */
@@ -940,6 +1004,25 @@ export class Http2Transport {
     return { id, address: socket?.remoteAddress ?? "" };
   }
 
+  /** Remembers a sender's announced timing (`<ms>/<ticks>`); anything malformed is ignored. */
+  private noteTiming(who: Sender, raw: string | undefined): void {
+    if (raw === undefined) {
+      this.timings.delete(who.id);
+      return;
+    }
+    const m = /^(\d{1,7})\/(\d{1,4})$/.exec(raw);
+    const t =
+      m === null ? undefined : { heartbeatTickMs: Number(m[1]), electionTick: Number(m[2]) };
+    if (t === undefined || t.heartbeatTickMs < 1 || t.electionTick < 2) {
+      this.refusals.warn(`timing:${who.id}`, "ignored a malformed Raft timing", {
+        from: who.id,
+        timing: quote(raw),
+      });
+      return;
+    }
+    if (this.timings.size < 4096 || this.timings.has(who.id)) this.timings.set(who.id, t);
+  }
+
   /** Remembers a sender's announced priority: a decimal integer 0-1000; anything else is ignored. */
   private notePriority(who: Sender, raw: string | undefined): void {
     if (raw === undefined) {
@@ -984,6 +1067,7 @@ export class Http2Transport {
     }
     if (path === STREAM_PATH && header(headers, ":method") === "POST") {
       this.notePriority(who, header(headers, "nexus-priority"));
+      this.noteTiming(who, header(headers, "nexus-timing"));
       stream.respond({ ":status": 200 });
       this.readFrames(stream, who);
       return;

@@ -38,6 +38,7 @@ const EXPECTED: Record<NexusErrorCode, "failed" | "unknown"> = {
   STORE_ERROR: "failed",
   STORE_UNAVAILABLE: "unknown",
   NOT_SERVING: "failed",
+  TOO_STALE: "failed",
   WAL_FAILED: "unknown",
   CORRUPTED: "unknown",
   BAD_CONFIG: "failed",

@@ -12,6 +12,7 @@
  * |                      |         | EHOSTUNREACH, ...): nothing was sent. For a save the client      |
  * |                      |         | turns every other transport failure into UNKNOWN_OUTCOME.        |
  * | NOT_SERVING          | failed  | the node refused up front (its store is down): nothing proposed  |
+ * | TOO_STALE            | failed  | (reads only) a bounded read refused by a node too far behind     |
  * | PROPOSAL_DROPPED     | failed  | the core refused the proposal, or the transport reports that the |
  * |                      |         | forwarded proposal never reached the leader                      |
  * | NO_LEADER            | failed  | refused before proposing (no leader known), retried by the node  |
@@ -45,6 +46,7 @@ import type { OpOutcome } from "./history.js";
 export const FAILED_CODES: ReadonlySet<NexusErrorCode> = new Set<NexusErrorCode>([
   "UNREACHABLE",
   "NOT_SERVING",
+  "TOO_STALE",
   "PROPOSAL_DROPPED",
   "NO_LEADER",
   "NOT_LEADER",

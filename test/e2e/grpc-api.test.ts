@@ -120,7 +120,7 @@ describe("gRPC API end to end", () => {
     );
     assert.equal(e2.code, Code.InvalidArgument);
     assert.equal(nexusCode(e2), "INVALID_ARGUMENT");
-    assert.match(e2.rawMessage, /consistency must be linearizable, lease or local/);
+    assert.match(e2.rawMessage, /consistency must be linearizable, lease, local or bounded/);
     const e3 = await failure(
       c.save({ data: enc.encode("select 1"), args: { params: new Uint8Array([0xff, 0xfe]) } }),
     );

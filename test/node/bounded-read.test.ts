@@ -1,0 +1,198 @@
+/**
+ * Reads with a staleness bound: the tracker of the leader's commit index and of when a leader
+ * was last heard (leader-freshness.ts), and the decision to serve, refuse or fall back
+ * (bounded-read.ts). Pure: explicit clocks, hand-made messages.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { isNexusError } from "../../src/errors/index.js";
+import { LeaderFreshness, majorityHeardAtMs } from "../../src/node/leader-freshness.js";
+import {
+  checkStalenessBound,
+  servesWithinBound,
+  staleBoundOfArgs,
+  staleReason,
+} from "../../src/node/bounded-read.js";
+import { createMessage } from "../../src/raft/types.js";
+import { NexusError } from "../../src/errors/index.js";
+import { loadOutcomeOf } from "../../src/ops/measured.js";
+
+const snapAt = (index: number, term: number) =>
+  createMessage({
+    type: "snap",
+    from: "a",
+    to: "b",
+    term,
+    snapshot: {
+      metadata: {
+        index,
+        term,
+        confState: {
+          voters: ["a", "b"],
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        },
+      },
+      data: new Uint8Array(),
+    },
+  });
+
+describe("LeaderFreshness: the leader's commit index and when a leader was heard", () => {
+  it("knows nothing before a leader is heard", () => {
+    assert.deepEqual(new LeaderFreshness().staleness(0, 1000), {
+      lagEntries: 0,
+      sinceLeaderMs: undefined,
+    });
+  });
+
+  for (const c of [
+    {
+      name: "an append carries the leader's commit",
+      m: createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }),
+      want: 40,
+    },
+    {
+      name: "a heartbeat carries its (clamped) commit",
+      m: createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 35 }),
+      want: 35,
+    },
+    { name: "a snapshot's index is committed", m: snapAt(50, 2), want: 50 },
+  ]) {
+    it(c.name, () => {
+      const f = new LeaderFreshness();
+      f.observe(c.m, 2, 1000);
+      assert.equal(f.highestLeaderCommit(), c.want);
+      assert.deepEqual(f.staleness(30, 1250), { lagEntries: c.want - 30, sinceLeaderMs: 250 });
+    });
+  }
+
+  it("ignores messages of another term (a deposed leader) and of other kinds", () => {
+    const f = new LeaderFreshness();
+    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 1, commit: 9 }), 2, 1000);
+    f.observe(createMessage({ type: "vote", from: "c", to: "b", term: 2, commit: 0 }), 2, 1000);
+    f.observe(createMessage({ type: "app-resp", from: "c", to: "b", term: 2 }), 2, 1000);
+    assert.deepEqual(f.staleness(0, 1100), { lagEntries: 0, sinceLeaderMs: undefined });
+  });
+
+  it("keeps the highest commit seen (a lower heartbeat commit does not lower it)", () => {
+    const f = new LeaderFreshness();
+    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }), 2, 1000);
+    f.observe(
+      createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 12 }),
+      2,
+      1100,
+    );
+    assert.equal(f.highestLeaderCommit(), 40);
+    assert.deepEqual(f.staleness(12, 1100), { lagEntries: 28, sinceLeaderMs: 0 });
+    assert.deepEqual(f.staleness(45, 1100).lagEntries, 0, "not behind once applied past it");
+  });
+});
+
+describe("majorityHeardAtMs: when a leader last heard from a quorum", () => {
+  const heard = new Map([
+    ["b", 900],
+    ["c", 500],
+    ["d", 100],
+  ]);
+  const at = (id: string) => heard.get(id);
+  for (const c of [
+    { name: "alone: now", voters: ["a"], want: 1000 },
+    { name: "3 voters: the more recent of the others", voters: ["a", "b", "c"], want: 900 },
+    { name: "5 voters: the third newest", voters: ["a", "b", "c", "d", "e"], want: 500 },
+    { name: "never heard from enough: unknown", voters: ["a", "e", "f"], want: undefined },
+    { name: "an empty (outgoing) half: now", voters: [], want: 1000 },
+  ]) {
+    it(c.name, () => assert.equal(majorityHeardAtMs(c.voters, "a", at, 1000), c.want));
+  }
+});
+
+describe("bounded reads: serve, refuse (TOO_STALE) or fall back", () => {
+  const fresh = { lagEntries: 3, sinceLeaderMs: 80 };
+  for (const c of [
+    { name: "entries within", b: { maxLagEntries: 3 }, s: fresh, stale: false },
+    { name: "entries beyond", b: { maxLagEntries: 2 }, s: fresh, stale: true },
+    { name: "time within", b: { maxLagMs: 80 }, s: fresh, stale: false },
+    { name: "time beyond", b: { maxLagMs: 79 }, s: fresh, stale: true },
+    { name: "both, time beyond", b: { maxLagEntries: 10, maxLagMs: 50 }, s: fresh, stale: true },
+    {
+      name: "no leader ever heard, time bound",
+      b: { maxLagMs: 1000 },
+      s: { lagEntries: 0, sinceLeaderMs: undefined },
+      stale: true,
+    },
+    // A partitioned node sees no lag: the last commit index it heard is only trusted for an
+    // election timeout.
+    {
+      name: "entries bound alone, leader silent past the election timeout",
+      b: { maxLagEntries: 100 },
+      s: { lagEntries: 0, sinceLeaderMs: 1001 },
+      stale: true,
+    },
+    {
+      name: "entries bound alone, leader heard within the election timeout",
+      b: { maxLagEntries: 100 },
+      s: { lagEntries: 0, sinceLeaderMs: 1000 },
+      stale: false,
+    },
+  ]) {
+    it(c.name, () => assert.equal(staleReason(c.b, c.s, 1000) !== undefined, c.stale));
+  }
+
+  it("refuses beyond the bound with TOO_STALE, saying by how much", () => {
+    assert.throws(
+      () => servesWithinBound({ maxLagEntries: 1 }, fresh, 1000),
+      (e: unknown) => isNexusError(e, "TOO_STALE") && /3 entries behind/.test(String(e)),
+    );
+  });
+
+  it("falls back (false: go through ReadIndex) when the caller asks", () => {
+    assert.equal(
+      servesWithinBound({ maxLagEntries: 1, onStale: "linearizable" }, fresh, 1000),
+      false,
+    );
+    assert.equal(servesWithinBound({ maxLagEntries: 3 }, fresh, 1000), true);
+  });
+
+  for (const c of [
+    { name: "no bound at all", b: undefined },
+    { name: "an empty bound", b: {} },
+    { name: "a negative entry bound", b: { maxLagEntries: -1 } },
+    { name: "a zero time bound", b: { maxLagMs: 0 } },
+    { name: "a fractional time bound", b: { maxLagMs: 1.5 } },
+    { name: "an unknown fallback", b: { maxLagMs: 5, onStale: "local" as "refuse" } },
+  ]) {
+    it(`refuses ${c.name} (INVALID_ARGUMENT)`, () =>
+      assert.throws(
+        () => checkStalenessBound(c.b),
+        (e: unknown) => isNexusError(e, "INVALID_ARGUMENT"),
+      ));
+  }
+
+  it("reads the bound from a Load's args", () => {
+    assert.deepEqual(
+      staleBoundOfArgs({
+        consistency: "bounded",
+        "max-lag-entries": "5",
+        "max-lag-ms": "200",
+        "on-stale": "linearizable",
+      }),
+      { maxLagEntries: 5, maxLagMs: 200, onStale: "linearizable" },
+    );
+    assert.throws(
+      () => staleBoundOfArgs({ "max-lag-ms": "soon" }),
+      (e: unknown) => isNexusError(e, "INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () => staleBoundOfArgs({}),
+      (e: unknown) => isNexusError(e, "INVALID_ARGUMENT"),
+    );
+  });
+});
+
+describe("a refused bounded read in the metrics", () => {
+  it("is counted as too_stale, not as an error", () => {
+    assert.equal(loadOutcomeOf(new NexusError("TOO_STALE", "behind")), "too_stale");
+  });
+});
