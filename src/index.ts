@@ -15,6 +15,8 @@ export type {
   MembershipChanges,
   AddMemberOptions,
   SaveOptions,
+  SaveResult,
+  Session,
   LoadOptions,
   ReadConsistency,
   ConsistencyCheckResult,

@@ -10,6 +10,7 @@ import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
+import { minIndexOf } from "./request-args.js";
 import { checksRoutes } from "./checks-service.js";
 import { backupRoutes } from "./backup-service.js";
 import { healthRoutes } from "./health-service.js";
@@ -194,7 +195,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
             // With a request id, retries of an unknown outcome are safe: go on while the caller
             // waits (its deadline), else make one attempt and let the caller retry with the id.
             const left = ctx.timeoutMs();
-            const res = await r.save(req.data, {
+            const res = await r.saveWithIndex(req.data, {
               args,
               signal: ctx.signal,
               ...(request === undefined
@@ -205,7 +206,12 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
                   }),
             });
             if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
-            return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+            return {
+              status: { code: 0, message: "" },
+              reqData: req.data,
+              resData: res.data,
+              index: BigInt(res.index),
+            };
           } catch (err) {
             throw toConnectError(err);
           }
@@ -213,7 +219,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
         async load(req, _ctx: HandlerContext) {
           try {
             checkSize(req.data, req.args, o.maxRequestBytes);
-            const args = argsOf(req.args);
+            const { args, minIndex } = minIndexOf(argsOf(req.args));
             const c = args["consistency"];
             if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
               throw new NexusError(
@@ -224,6 +230,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
             const res = await r.load(req.data, {
               args,
               ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
+              ...(minIndex === undefined ? {} : { minIndex }),
             });
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {

@@ -48,11 +48,49 @@ export interface SaveOptions extends CallOptions {
   readonly retryForMs?: number;
 }
 
+/** What saveWithIndex() returns. */
+export interface SaveResult {
+  /** The store's result (what save() returns). */
+  readonly data: Uint8Array;
+  /**
+   * The log index the save committed at; for a repeat of a recorded request id, the index of the
+   * entry that first applied it. A load with `{ minIndex: index }` on any node sees the save.
+   */
+  readonly index: number;
+}
+
 export interface LoadOptions extends CallOptions {
   /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
   readonly args?: Readonly<Record<string, string>>;
   /** Default "linearizable" (or "lease" when the replicator was started with leaseBasedReads). */
   readonly consistency?: ReadConsistency;
+  /**
+   * Read-your-writes without a round trip to the leader: wait until this node has applied this
+   * log index (a SaveResult's `index`), then read its store as it is. Without `consistency`,
+   * that is the whole read; with it, that read mode follows the wait. TIMEOUT when the node does
+   * not reach the index within replTimeoutMs (nothing was read: retry, or read elsewhere);
+   * INVALID_ARGUMENT unless a safe integer >= 0.
+   */
+  readonly minIndex?: number;
+}
+
+/**
+ * A client's session on a Replicator (Replicator.session()): it remembers the highest log index
+ * its saves committed at, and its loads wait for that index on this node (LoadOptions.minIndex),
+ * so a load always sees the session's own saves, with no round trip to the leader.
+ */
+export interface Session {
+  /** The highest index this session saw (0 before its first save). */
+  readonly lastIndex: number;
+  /** Replicator.save(), remembering the index it committed at. */
+  save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /**
+   * Replicator.load() with `minIndex` at least the session's `lastIndex`: without `consistency`,
+   * a read of this node's store once it holds the session's saves.
+   */
+  load(data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array>;
+  /** Takes an index seen elsewhere (e.g. another session's save) into account. */
+  observe(index: number): void;
 }
 
 /** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */
@@ -225,6 +263,10 @@ export interface Replicator {
    * after replTimeoutMs (the write may still be applied), NO_LEADER, STOPPED, TOO_LARGE.
    */
   save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /** save(), also giving the log index the save committed at (see SaveResult). */
+  saveWithIndex(data: Uint8Array | string, opts?: SaveOptions): Promise<SaveResult>;
+  /** A new session for read-your-writes on this node (see Session). */
+  session(): Session;
   /**
    * Reads from the store; linearizable unless asked otherwise. `data`, like save()'s, is bytes or
    * a string (sent as UTF-8); the result is the store's bytes (`new TextDecoder().decode(r)`).

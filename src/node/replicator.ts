@@ -44,6 +44,8 @@ export type {
   CallOptions,
   ReplicatorEvents,
   SaveOptions,
+  SaveResult,
+  Session,
   LoadOptions,
   NodeRole,
   MemberRole,
@@ -68,6 +70,8 @@ import type {
   CallOptions,
   ReplicatorEvents,
   SaveOptions,
+  SaveResult,
+  Session,
   LoadOptions,
   MembersWithProgress,
   MembershipChanges,
@@ -85,6 +89,7 @@ import type {
 } from "./replicator-api.js";
 import { restoreIntoCluster } from "./cluster-restore.js";
 import { saveWithRequestId } from "./request-save.js";
+import { createSession } from "./session.js";
 import { startNode } from "./node-startup.js";
 import type { StartedNode } from "./node-startup.js";
 
@@ -183,6 +188,14 @@ class ReplicatorImpl implements Replicator {
   }
 
   async save(input: Uint8Array | string, opts: SaveOptions = {}): Promise<Uint8Array> {
+    return (await this.saveWithIndex(input, opts)).data;
+  }
+
+  session(): Session {
+    return createSession(this);
+  }
+
+  async saveWithIndex(input: Uint8Array | string, opts: SaveOptions = {}): Promise<SaveResult> {
     opts.signal?.throwIfAborted();
     const data = bytesOf(input, "save");
     const args = opts.args ?? {};
@@ -194,7 +207,7 @@ class ReplicatorImpl implements Replicator {
     return this.retryUnwritten(async () => {
       const r = await this.running().propose(data, args);
       if (!r.ok) throw new StoreError(r.error);
-      return r.data;
+      return { data: r.data, index: r.index };
     }, opts.signal);
   }
 
@@ -204,7 +217,7 @@ class ReplicatorImpl implements Replicator {
     args: Readonly<Record<string, string>>,
     id: string,
     opts: SaveOptions,
-  ): Promise<Uint8Array> {
+  ): Promise<SaveResult> {
     return saveWithRequestId(id, opts, {
       heartbeatTickMs: this.o.heartbeatTickMs,
       attempt: (request) => {
@@ -222,6 +235,11 @@ class ReplicatorImpl implements Replicator {
     this.checkSize(data, args);
     const node = this.running();
     this.checkStore();
+    if (opts.minIndex !== undefined) {
+      await this.waitMinIndex(node, opts.minIndex, signal);
+      if (opts.consistency === undefined)
+        return abortable(this.o.store.load({ data, args }), signal);
+    }
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
     if (consistency === "lease") {
       // On the leader, within its lease: no round trip. Anywhere else, or without a valid lease
@@ -234,6 +252,24 @@ class ReplicatorImpl implements Replicator {
     }
     if (consistency !== "local") await this.readBarrier(node, signal);
     return abortable(this.o.store.load({ data, args }), signal);
+  }
+
+  /**
+   * A read-your-writes point (LoadOptions.minIndex): waits until this node's store has applied
+   * `minIndex`, with no round trip to the leader. TIMEOUT after replTimeoutMs.
+   */
+  private async waitMinIndex(
+    node: RaftNode,
+    minIndex: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!Number.isSafeInteger(minIndex) || minIndex < 0) {
+      throw new NexusError(
+        "INVALID_ARGUMENT",
+        `minIndex must be a log index (an integer >= 0), got ${String(minIndex)}`,
+      );
+    }
+    await abortable(node.waitApplied(minIndex, this.o.replTimeoutMs), signal);
   }
 
   /**

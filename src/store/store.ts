@@ -52,8 +52,16 @@ export interface ApplyEntry {
  * The result of one entry: the store's answer, or the user's statement error (the same on every
  * replica). A failed entry has no effect on the data, but the applied index still moves past it.
  */
-export type ApplyResult =
-  { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly error: string };
+export type ApplyResult = (
+  { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly error: string }
+) & {
+  /**
+   * Set on the answer to a repeat of a recorded request id (request-records.ts `decide`): the
+   * index of the entry that first applied it, whose result this is. Absent otherwise (the result
+   * is this entry's own).
+   */
+  readonly firstIndex?: number;
+};
 
 /** A consistent copy of the store at `position`, as a stream of bytes (any size). */
 export interface StoreBackup {
