@@ -17,6 +17,7 @@ export type {
   SaveOptions,
   SaveResult,
   Session,
+  RequestOutcome,
   LoadOptions,
   ReadConsistency,
   ConsistencyCheckResult,

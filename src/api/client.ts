@@ -79,9 +79,26 @@ export interface NexusClient {
   nodeStatus(): Promise<NodeStatusInfo>;
   /** Runs a consistency check now, waiting up to timeoutMs for every member's report. */
   checkConsistency(timeoutMs?: number): Promise<ConsistencyCheckInfo>;
+  /**
+   * Whether a save with this request-id committed, and with what result (NexusChecks
+   * RequestOutcome; Replicator.requestOutcome says what each field means).
+   */
+  requestOutcome(requestId: string): Promise<RequestOutcomeInfo>;
   /** Closes the connection. */
   close(): void;
 }
+
+/** A request id's outcome as NexusChecks.RequestOutcome reports it. */
+export type RequestOutcomeInfo =
+  | {
+      readonly committed: true;
+      readonly index: number;
+      readonly result:
+        | { readonly ok: true; readonly data: Uint8Array }
+        | { readonly ok: false; readonly error: string };
+      readonly appliedIndex: number;
+    }
+  | { readonly committed: false; readonly appliedIndex: number };
 
 /** A node's status as NexusChecks.NodeStatus reports it. */
 export interface NodeStatusInfo {
@@ -422,6 +439,18 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             verdict: m.verdict,
             reason: m.reason,
           })),
+        };
+      }),
+    requestOutcome: (requestId) =>
+      call("the outcome of a request", "read", async () => {
+        const r = await checks.requestOutcome({ requestId }, { timeoutMs });
+        const appliedIndex = Number(r.appliedIndex);
+        if (!r.committed) return { committed: false, appliedIndex };
+        return {
+          committed: true,
+          index: Number(r.index),
+          result: r.ok ? { ok: true, data: r.resData } : { ok: false, error: r.error },
+          appliedIndex,
         };
       }),
     close: () => sessions.abort(),

@@ -19,6 +19,7 @@ export type {
   ListedNode,
   NexusClient,
   NodeStatusInfo,
+  RequestOutcomeInfo,
 } from "./client.js";
 export { createClientSession } from "./client-session.js";
 export type { ClientSession } from "./client-session.js";

@@ -93,6 +93,30 @@ export interface Session {
   observe(index: number): void;
 }
 
+/**
+ * Whether a request id committed (Replicator.requestOutcome), read from the store's request
+ * records after a read barrier: `at` is the index this node had applied when it looked.
+ */
+export type RequestOutcome =
+  | {
+      readonly committed: true;
+      /** The index of the entry that applied the request. */
+      readonly index: number;
+      /** Its result: the store's answer, or the statement's error (the same on every replica). */
+      readonly result:
+        | { readonly ok: true; readonly data: Uint8Array }
+        | { readonly ok: false; readonly error: string };
+      readonly at: number;
+    }
+  | {
+      /**
+       * No record: the id did not commit up to `at` (a save still in flight may commit later),
+       * or its record outlived the request window and was purged.
+       */
+      readonly committed: false;
+      readonly at: number;
+    };
+
 /** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */
 export type NodeRole = "follower" | "pre-candidate" | "candidate" | "leader";
 
@@ -267,6 +291,12 @@ export interface Replicator {
   saveWithIndex(data: Uint8Array | string, opts?: SaveOptions): Promise<SaveResult>;
   /** A new session for read-your-writes on this node (see Session). */
   session(): Session;
+  /**
+   * Whether a save with request id `id` committed, and with what result (see RequestOutcome).
+   * Linearizable (a read barrier first): it covers every save acknowledged before the call.
+   * INVALID_ARGUMENT for a malformed id, BAD_CONFIG when the store keeps no request records.
+   */
+  requestOutcome(id: string, opts?: CallOptions): Promise<RequestOutcome>;
   /**
    * Reads from the store; linearizable unless asked otherwise. `data`, like save()'s, is bytes or
    * a string (sent as UTF-8); the result is the store's bytes (`new TextDecoder().decode(r)`).

@@ -46,6 +46,7 @@ export type {
   SaveOptions,
   SaveResult,
   Session,
+  RequestOutcome,
   LoadOptions,
   NodeRole,
   MemberRole,
@@ -72,6 +73,7 @@ import type {
   SaveOptions,
   SaveResult,
   Session,
+  RequestOutcome,
   LoadOptions,
   MembersWithProgress,
   MembershipChanges,
@@ -90,6 +92,8 @@ import type {
 import { restoreIntoCluster } from "./cluster-restore.js";
 import { saveWithRequestId } from "./request-save.js";
 import { createSession } from "./session.js";
+import { validateRequestId } from "../store/request-records.js";
+import { hasRequestRecords } from "../store/store.js";
 import { startNode } from "./node-startup.js";
 import type { StartedNode } from "./node-startup.js";
 
@@ -193,6 +197,25 @@ class ReplicatorImpl implements Replicator {
 
   session(): Session {
     return createSession(this);
+  }
+
+  async requestOutcome(id: string, opts: CallOptions = {}): Promise<RequestOutcome> {
+    opts.signal?.throwIfAborted();
+    validateRequestId(id);
+    const store = this.o.store;
+    if (!hasRequestRecords(store)) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `the ${store.kind} store keeps no request records: it cannot tell a request's outcome`,
+      );
+    }
+    const node = this.running();
+    this.checkStore();
+    await this.readBarrier(node, opts.signal);
+    const at = node.appliedIndex();
+    const rec = await abortable(store.requestRecord(id), opts.signal);
+    if (rec === undefined) return { committed: false, at };
+    return { committed: true, index: rec.index, result: rec.result, at };
   }
 
   async saveWithIndex(input: Uint8Array | string, opts: SaveOptions = {}): Promise<SaveResult> {

@@ -7,7 +7,7 @@
  * instant `lastApplied()` says exactly which entries took effect, and the runtime re-applies only
  * the ones after it: no entry is applied twice, none is skipped.
  */
-import type { RequestKey } from "./request-records.js";
+import type { RequestKey, RequestRecord } from "./request-records.js";
 
 /** A position in the replicated log. */
 export interface AppliedPosition {
@@ -147,3 +147,19 @@ export interface Store {
 
 /** The empty result data. */
 export const EMPTY_RESULT: Uint8Array = new Uint8Array(0);
+
+/**
+ * An optional ability of a Store: reading the record of a request id (request-records.ts), for
+ * "did this request commit, and with what result" (Replicator.requestOutcome, `repl outcome`).
+ * Every built-in backend has it. Reads the committed state: a record an apply in progress writes
+ * is seen once that apply is done.
+ */
+export interface RequestRecordSource {
+  /** The stored record of `id` (live or expired but not yet purged), or undefined. */
+  requestRecord(id: string): Promise<RequestRecord | undefined>;
+}
+
+/** Whether `store` can read its request records (RequestRecordSource). */
+export function hasRequestRecords(store: Store): store is Store & RequestRecordSource {
+  return typeof (store as Partial<RequestRecordSource>).requestRecord === "function";
+}

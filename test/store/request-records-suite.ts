@@ -6,6 +6,7 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
+import { hasRequestRecords } from "../../src/store/store.js";
 import { requestKeyOf } from "../../src/store/request-records.js";
 import { digestOf } from "./conformance.js";
 import type { ConformanceOptions } from "./conformance.js";
@@ -76,6 +77,25 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
       assert.deepEqual(same[2], { ...same[0]!, firstIndex: 4 });
       assert.equal(await get(s!, "j"), "y");
       assert.deepEqual(await s!.lastApplied(), { index: 6, term: 1 });
+    }));
+
+  it(`${o.name}: a request's record is read back: its first result and index`, () =>
+    withStores(1, async ([s]) => {
+      assert.ok(hasRequestRecords(s!), "the store reads its request records");
+      const [r1, , r3] = await s!.apply([
+        entry(1, o.commands.set("k", "a"), "rr-1"),
+        entry(2, o.commands.set("k", "b")),
+        entry(3, o.commands.failing(), "rr-3"),
+      ]);
+      const one = await s!.requestRecord("rr-1");
+      assert.deepEqual(one === undefined ? undefined : { index: one.index, result: one.result }, {
+        index: 1,
+        result: r1,
+      });
+      const three = await s!.requestRecord("rr-3");
+      assert.equal(three?.index, 3);
+      assert.equal(three.result.ok ? "" : three.result.error, errorOf(r3));
+      assert.equal(await s!.requestRecord("rr-2"), undefined);
     }));
 
   it(`${o.name}: an error result is recorded and returned to retries`, () =>
