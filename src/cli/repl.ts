@@ -38,6 +38,14 @@ const FLAGS: readonly FlagSpec[] = [
     help: "for loads: linearizable (the node's default), lease or local",
   },
   {
+    name: "request-id",
+    kind: "string",
+    help:
+      "for saves: the request id to send (default: a new one per save). A save repeating an id " +
+      "already committed is not applied again and answers the first result (within the nodes' " +
+      "-nexus-request-window); `outcome <id>` tells whether it committed",
+  },
+  {
     name: "params",
     kind: "string",
     help: "for sqlite and mysql: statement parameters as a JSON array or object, e.g. '[\"a\", 1]'",
@@ -369,6 +377,15 @@ export async function runRepl(
     );
     return EXIT.USAGE;
   }
+  const requestId = str(flags, "request-id");
+  if (requestId !== undefined) {
+    try {
+      validateRequestId(requestId);
+    } catch (err) {
+      io.err(`${name}: flag -request-id: ${(err as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
   const params = str(flags, "params");
   if (params !== undefined) {
     try {
@@ -523,7 +540,7 @@ export async function runRepl(
         let res: Uint8Array;
         if (m === "load") res = await client.load(enc.encode(expr), reqArgs);
         else if (m === "save") {
-          const id = randomUUID();
+          const id = requestId ?? randomUUID();
           try {
             res = await saveOnce(
               client,

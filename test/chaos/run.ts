@@ -39,7 +39,13 @@ const ELECTION_MS = 1000;
 /** Client deadline per call: above the nodes' 5 s replication timeout, so a save that the node
  * gives up on comes back as the node's UNKNOWN_OUTCOME rather than a client timeout. */
 const CLIENT_TIMEOUT_MS = 8000;
-/** How long an exactly-once save is retried with its request id (once-workload.ts), ms. */
+/**
+ * The exactly-once clients' deadline per call (once-workload.ts): short, so that a save stuck
+ * behind a fault is abandoned by the client (its outcome unknown) and sent again with its request
+ * id through another node while the first attempt may still commit.
+ */
+const ONCE_TIMEOUT_MS = 2000;
+/** How long an exactly-once save is retried with its request id, ms. */
 const ONCE_RETRY_MS = 20_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -188,7 +194,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       addrs: c.nodes.map((n) => n.addr),
       rng: new SeededRng((seed ^ 0x0dce0dce) >>> 0),
       now,
-      timeoutMs: CLIENT_TIMEOUT_MS,
+      timeoutMs: ONCE_TIMEOUT_MS,
       retryForMs: ONCE_RETRY_MS,
       runTag: `nxc-${seed}-${process.pid}`,
     });
