@@ -12,7 +12,17 @@ const op = (
   key: string,
   outcome: OnceOp["outcome"],
   requestId: string,
-): OnceOp => ({ client: 0, kind, key, requestId, outcome, attempts: 1, startMs: 0, endMs: 1 });
+): OnceOp => ({
+  client: 0,
+  kind,
+  key,
+  requestId,
+  outcome,
+  issuedAt: 0,
+  attempts: 1,
+  startMs: 0,
+  endMs: 1,
+});
 
 const OPS: OnceOp[] = [
   op("incr", "shared", "ok", "r1"),
@@ -36,6 +46,7 @@ const read = (value: number | undefined, min: number, max: number): RywRead => (
 const good = {
   ops: OPS,
   reads: [read(1, 1, 1), read(undefined, 1, 1)],
+  resends: [{ requestId: "r4", index: 7, result: "a", again: { index: 7, result: "a" } }],
   committed: new Set(["r3"]),
   counters: new Map([
     ["shared", 3],
@@ -113,6 +124,13 @@ describe("judgeOnce", () => {
       name: "a read-your-writes read that missed the client's save",
       change: { reads: [read(0, 1, 1)] },
       want: /read-your-writes: client 0 read counter own-0 = 0 on node 2 at min-index 9, expected 1/,
+    },
+    {
+      name: "a repeat answered with another index",
+      change: {
+        resends: [{ requestId: "r4", index: 7, result: "a", again: { index: 9, result: "a" } }],
+      },
+      want: /request r4 sent again answered index 9 'a', not the first answer, index 7 'a'/,
     },
   ]) {
     it(`finds ${c.name}`, () => {

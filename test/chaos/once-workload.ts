@@ -6,7 +6,9 @@
  * (maybe a stale one) with `min-index` set to the index the save answered: read-your-writes.
  *
  * At the end (`settle`, on the healed cluster) the outcome of every save left unknown is asked
- * with RequestOutcome, and `judgeOnce` checks, from the final rows:
+ * with RequestOutcome. Besides, an acknowledged save is now and then sent again with its id through
+ * another node, as if its answer had been lost: it must answer the first result and index and not
+ * apply again. `judgeOnce` checks, from the final rows:
  * - every counter is at least its acknowledged increments and at most those plus the unknown
  *   ones (the issue's bound), and exactly the acknowledged plus the unknown ones that the request
  *   records say committed;
@@ -52,13 +54,28 @@ export interface OnceOp {
    * it was proposed); unknown: at least one attempt may have been applied, none acknowledged.
    */
   readonly outcome: "ok" | "failed" | "unknown";
-  /** The index the save answered (ok only). */
+  /** The index the save answered, and its result (ok only). */
   readonly index?: number;
+  readonly result?: string;
+  /** When it was first issued (the `request-issued-at` sent), ms since the epoch. */
+  readonly issuedAt: number;
   readonly attempts: number;
   readonly startMs: number;
   readonly endMs: number;
   /** The last error, when not ok. */
   readonly error?: string;
+}
+
+/**
+ * An acknowledged save sent again with its id, as a client does when the answer was lost: it must
+ * answer the first result and index, and not apply again (the counters and tags tell).
+ */
+export interface Resend {
+  readonly requestId: string;
+  readonly index: number;
+  readonly result: string;
+  /** The repeat's answer, when it came back ok. */
+  readonly again?: { readonly index: number; readonly result: string };
 }
 
 /** A read-your-writes read: a client's load at `minIndex` (its save's index) on `node`. */
@@ -113,6 +130,7 @@ export function numberOf(res: Uint8Array): number | undefined {
 export class OnceWorkload {
   readonly ops: OnceOp[] = [];
   readonly reads: RywRead[] = [];
+  readonly resends: Resend[] = [];
   private stopping = false;
   private running: Promise<void>[] = [];
   private readonly conns: NexusClient[];
@@ -141,21 +159,29 @@ export class OnceWorkload {
     const own = `own-${c}`;
     let ownAcked = 0;
     let ownUnknown = 0;
+    const move = (): number => {
+      home = 1 + ((home + rng.int(n - 1)) % n);
+      return home;
+    };
     for (let seq = 0; !this.stopping; seq++) {
       const kind = rng.weighted({ own: 40, shared: 20, insert: 40 });
       const key = kind === "own" ? own : kind === "shared" ? SHARED_COUNTER : `t-${c}-${seq}`;
-      const op = await this.saveOnce(
-        c,
-        kind === "insert" ? "insert" : "incr",
-        key,
-        seq,
-        () => {
-          home = 1 + ((home + rng.int(n - 1)) % n);
-          return home;
-        },
-        home,
-      );
+      const id = { requestId: `${this.o.runTag}-${c}-${seq}`, issuedAt: Date.now() };
+      const opKind = kind === "insert" ? "insert" : "incr";
+      const op = await this.saveOnce(c, opKind, key, id, move, home);
       this.ops.push(op);
+      if (op.outcome === "ok" && rng.chance(0.3)) {
+        // The answer "was lost": the same request again, through another node.
+        const again = await this.saveOnce(c, opKind, key, id, move, move());
+        this.resends.push({
+          requestId: id.requestId,
+          index: op.index!,
+          result: op.result!,
+          ...(again.outcome === "ok"
+            ? { again: { index: again.index!, result: again.result! } }
+            : {}),
+        });
+      }
       if (key === own) {
         if (op.outcome === "ok") ownAcked++;
         if (op.outcome === "unknown") ownUnknown++;
@@ -174,12 +200,11 @@ export class OnceWorkload {
     client: number,
     kind: "incr" | "insert",
     key: string,
-    seq: number,
+    id: { readonly requestId: string; readonly issuedAt: number },
     move: () => number,
     home: number,
   ): Promise<OnceOp> {
-    const requestId = `${this.o.runTag}-${client}-${seq}`;
-    const issuedAt = Date.now();
+    const { requestId, issuedAt } = id;
     const args = {
       params: JSON.stringify([key]),
       [REQUEST_ID_ARG]: requestId,
@@ -192,8 +217,14 @@ export class OnceWorkload {
     for (let attempts = 1; ; attempts++) {
       try {
         const r = await this.conns[node - 1]!.saveWithIndex(sql, args);
-        const base = { client, kind, key, requestId, attempts, startMs, endMs: this.o.now() };
-        return { ...base, outcome: "ok", index: r.index };
+        const base = { client, kind, key, requestId, issuedAt, attempts, startMs };
+        return {
+          ...base,
+          endMs: this.o.now(),
+          outcome: "ok",
+          index: r.index,
+          result: dec.decode(r.data),
+        };
       } catch (err) {
         const o = outcomeOfError(err);
         if (o.outcome === "unknown") maybeApplied = true;
@@ -205,6 +236,7 @@ export class OnceWorkload {
             kind,
             key,
             requestId,
+            issuedAt,
             outcome: maybeApplied && !final ? "unknown" : "failed",
             attempts,
             startMs,
@@ -272,7 +304,14 @@ export class OnceWorkload {
     const tags = new Map(
       (await rowsOf(TAG_COUNTS_SQL)).map((r) => [String(r["tag"]), Number(r["n"])]),
     );
-    return judgeOnce({ ops: this.ops, reads: this.reads, committed, counters, tags });
+    return judgeOnce({
+      ops: this.ops,
+      reads: this.reads,
+      resends: this.resends,
+      committed,
+      counters,
+      tags,
+    });
   }
 }
 
@@ -285,6 +324,8 @@ export interface OnceVerdict {
   readonly saves: { readonly ok: number; readonly failed: number; readonly unknown: number };
   readonly unknownCommitted: number;
   readonly retried: number;
+  /** Acknowledged saves sent again, and of those answered ok. */
+  readonly resent: { readonly sent: number; readonly answered: number };
   readonly reads: { readonly ok: number; readonly unavailable: number };
   readonly counters: readonly {
     readonly key: string;
@@ -298,6 +339,7 @@ export interface OnceVerdict {
 export function judgeOnce(r: {
   readonly ops: readonly OnceOp[];
   readonly reads: readonly RywRead[];
+  readonly resends: readonly Resend[];
   /** Request ids of unknown saves that RequestOutcome says committed (with an ok result). */
   readonly committed: ReadonlySet<string>;
   readonly counters: ReadonlyMap<string, number>;
@@ -358,6 +400,15 @@ export function judgeOnce(r: {
       );
     }
   }
+  for (const x of r.resends) {
+    if (x.again === undefined) continue;
+    if (x.again.index !== x.index || x.again.result !== x.result) {
+      problems.push(
+        `request ${x.requestId} sent again answered index ${x.again.index} '${x.again.result}', ` +
+          `not the first answer, index ${x.index} '${x.result}'`,
+      );
+    }
+  }
   const count = (o: OnceOp["outcome"]): number => r.ops.filter((x) => x.outcome === o).length;
   return {
     ok: problems.length === 0,
@@ -366,6 +417,10 @@ export function judgeOnce(r: {
     unknownCommitted: r.ops.filter((o) => o.outcome === "unknown" && r.committed.has(o.requestId))
       .length,
     retried: r.ops.filter((o) => o.attempts > 1).length,
+    resent: {
+      sent: r.resends.length,
+      answered: r.resends.filter((x) => x.again !== undefined).length,
+    },
     reads: {
       ok: r.reads.filter((x) => x.value !== undefined).length,
       unavailable: r.reads.filter((x) => x.value === undefined).length,
@@ -379,7 +434,8 @@ export function describeOnce(v: OnceVerdict): string {
   const lines = [
     `exactly-once saves (request ids, retried through faults): ${v.ok ? "OK" : "VIOLATION"}`,
     `  saves: ${v.saves.ok} ok, ${v.saves.failed} failed, ${v.saves.unknown} unknown after their deadline ` +
-      `(${v.unknownCommitted} of them committed, by their request records); ${v.retried} retried`,
+      `(${v.unknownCommitted} of them committed, by their request records); ${v.retried} retried; ` +
+      `${v.resent.sent} acknowledged ones sent again as if their answer was lost (${v.resent.answered} answered)`,
     `  counters: ${v.counters.map((c) => `${c.key}=${c.value} (acked ${c.acked}, unknown ${c.unknown})`).join(", ")}`,
     `  read-your-writes (min-index on a random node): ${v.reads.ok} read, ${v.reads.unavailable} not answered in time`,
     ...v.problems.map((p) => `  PROBLEM: ${p}`),
