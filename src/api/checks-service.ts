@@ -1,6 +1,6 @@
 /**
  * The NexusChecks service: a node's own status (why it does not serve, whether a consistency
- * check found it diverged) and consistency checks on demand.
+ * check found it diverged), consistency checks on demand, and whether a request id committed.
  */
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Replicator } from "../node/replicator.js";
@@ -29,6 +29,22 @@ export function checksRoutes(r: Replicator, router: ConnectRouter, version = "")
           divergedAt: BigInt(st.diverged?.index ?? -1),
           divergedReason: st.diverged?.reason ?? "",
           version,
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async requestOutcome(req) {
+      try {
+        const o = await r.requestOutcome(req.requestId);
+        return {
+          status: OK,
+          committed: o.committed,
+          ok: o.committed && o.result.ok,
+          resData: o.committed && o.result.ok ? o.result.data : new Uint8Array(0),
+          error: o.committed && !o.result.ok ? o.result.error : "",
+          index: BigInt(o.committed ? o.index : 0),
+          appliedIndex: BigInt(o.at),
         };
       } catch (err) {
         throw toConnectError(err);

@@ -29,6 +29,15 @@ export interface NexusClient {
   check(): Promise<"SERVING" | "NOT_SERVING" | "UNKNOWN">;
   /** Throws UNKNOWN_OUTCOME when the call was sent but no answer came back. */
   save(data: Uint8Array, args?: Record<string, string>): Promise<Uint8Array>;
+  /**
+   * save(), also giving the log index the save committed at (the SaveResponse's `index`; for a
+   * repeat of a recorded `request-id`, the first commit's; 0 from a server older than that field).
+   * A load with the arg `min-index` set to it reads the save on any node.
+   */
+  saveWithIndex(
+    data: Uint8Array,
+    args?: Record<string, string>,
+  ): Promise<{ data: Uint8Array; index: number }>;
   load(data: Uint8Array, args?: Record<string, string>): Promise<Uint8Array>;
   /** Throws UNKNOWN_OUTCOME when the call was sent but no answer came back. */
   addNode(url: string): Promise<void>;
@@ -70,9 +79,26 @@ export interface NexusClient {
   nodeStatus(): Promise<NodeStatusInfo>;
   /** Runs a consistency check now, waiting up to timeoutMs for every member's report. */
   checkConsistency(timeoutMs?: number): Promise<ConsistencyCheckInfo>;
+  /**
+   * Whether a save with this request-id committed, and with what result (NexusChecks
+   * RequestOutcome; Replicator.requestOutcome says what each field means).
+   */
+  requestOutcome(requestId: string): Promise<RequestOutcomeInfo>;
   /** Closes the connection. */
   close(): void;
 }
+
+/** A request id's outcome as NexusChecks.RequestOutcome reports it. */
+export type RequestOutcomeInfo =
+  | {
+      readonly committed: true;
+      readonly index: number;
+      readonly result:
+        | { readonly ok: true; readonly data: Uint8Array }
+        | { readonly ok: false; readonly error: string };
+      readonly appliedIndex: number;
+    }
+  | { readonly committed: false; readonly appliedIndex: number };
 
 /** A node's status as NexusChecks.NodeStatus reports it. */
 export interface NodeStatusInfo {
@@ -270,6 +296,17 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
     const enc = new TextEncoder();
     return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, enc.encode(v)]));
   };
+  const saveWithIndex = (
+    data: Uint8Array,
+    args?: Record<string, string>,
+  ): Promise<{ data: Uint8Array; index: number }> =>
+    call("the save", "write", async () => {
+      const r = await client.save({ data, args: bytesArgs(args) }, { timeoutMs });
+      if (r.status !== undefined && r.status.code !== 0) {
+        throw new NexusError("STORE_ERROR", r.status.message);
+      }
+      return { data: r.resData, index: Number(r.index) };
+    });
 
   return {
     check: () =>
@@ -281,14 +318,8 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             ? "NOT_SERVING"
             : "UNKNOWN";
       }),
-    save: (data, args) =>
-      call("the save", "write", async () => {
-        const r = await client.save({ data, args: bytesArgs(args) }, { timeoutMs });
-        if (r.status !== undefined && r.status.code !== 0) {
-          throw new NexusError("STORE_ERROR", r.status.message);
-        }
-        return r.resData;
-      }),
+    saveWithIndex,
+    save: async (data, args) => (await saveWithIndex(data, args)).data,
     load: (data, args) =>
       call("the load", "read", async () => {
         const r = await client.load({ data, args: bytesArgs(args) }, { timeoutMs });
@@ -408,6 +439,18 @@ export function createNexusClient(address: string, opts: ClientOptions = {}): Ne
             verdict: m.verdict,
             reason: m.reason,
           })),
+        };
+      }),
+    requestOutcome: (requestId) =>
+      call("the outcome of a request", "read", async () => {
+        const r = await checks.requestOutcome({ requestId }, { timeoutMs });
+        const appliedIndex = Number(r.appliedIndex);
+        if (!r.committed) return { committed: false, appliedIndex };
+        return {
+          committed: true,
+          index: Number(r.index),
+          result: r.ok ? { ok: true, data: r.resData } : { ok: false, error: r.error },
+          appliedIndex,
         };
       }),
     close: () => sessions.abort(),

@@ -19,7 +19,11 @@ export type {
   ListedNode,
   NexusClient,
   NodeStatusInfo,
+  RequestOutcomeInfo,
 } from "./client.js";
+export { createClientSession } from "./client-session.js";
+export type { ClientSession } from "./client-session.js";
+export { MIN_INDEX_ARG } from "./request-args.js";
 export { startApiServer } from "./server.js";
 export type { ApiServer, ApiServerLog, ApiServerOptions } from "./server.js";
 export { Nexus } from "./gen/nexus_pb.js";

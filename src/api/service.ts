@@ -11,6 +11,7 @@ import { Nexus, HealthCheckResponse_ServingStatus } from "./gen/nexus_pb.js";
 import { NexusAdmin } from "./gen/nexus_admin_pb.js";
 import { NodeInfo_NodeStatus } from "./gen/models/internal_pb.js";
 import { toConnectError } from "./errors.js";
+import { minIndexOf } from "./request-args.js";
 import { checksRoutes } from "./checks-service.js";
 import { backupRoutes } from "./backup-service.js";
 import { healthRoutes } from "./health-service.js";
@@ -195,7 +196,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
             // With a request id, retries of an unknown outcome are safe: go on while the caller
             // waits (its deadline), else make one attempt and let the caller retry with the id.
             const left = ctx.timeoutMs();
-            const res = await r.save(req.data, {
+            const res = await r.saveWithIndex(req.data, {
               args,
               signal: ctx.signal,
               ...(request === undefined
@@ -206,7 +207,12 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
                   }),
             });
             if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
-            return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+            return {
+              status: { code: 0, message: "" },
+              reqData: req.data,
+              resData: res.data,
+              index: BigInt(res.index),
+            };
           } catch (err) {
             throw toConnectError(err);
           }
@@ -214,7 +220,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
         async load(req, _ctx: HandlerContext) {
           try {
             checkSize(req.data, req.args, o.maxRequestBytes);
-            const args = argsOf(req.args);
+            const { args, minIndex } = minIndexOf(argsOf(req.args));
             const c = args["consistency"];
             if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
               throw new NexusError(
@@ -226,6 +232,7 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
               args,
               ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
               ...(c === "bounded" ? { staleness: staleBoundOfArgs(args) } : {}),
+              ...(minIndex === undefined ? {} : { minIndex }),
             });
             return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
           } catch (err) {

@@ -140,6 +140,17 @@ export const NODE_FLAGS: readonly FlagSpec[] = [
     help: "time between consistency checks across replicas, e.g. 30s, 5m, 1h; 0 disables (ours; the original's TODO)",
   },
   {
+    name: "nexus-request-window",
+    kind: "string",
+    default: "10m",
+    help:
+      "how long a save's request id is remembered, e.g. 10m, 1h (at least 1s): a retry with the " +
+      "id within it gets the first result and is not applied again, a retry issued longer ago " +
+      "is refused. Counted on the leaders' clocks, from when the request was first issued. Give " +
+      "every node the same: a node with another window may decide a retry differently and is " +
+      "then found diverged (ours)",
+  },
+  {
     name: "nexus-on-divergence",
     kind: "string",
     default: "report",
@@ -278,6 +289,21 @@ export function parseDurationMs(flag: string, text: string): number {
   return Math.round(ms);
 }
 
+/**
+ * -nexus-request-window in ms: the stores' `requestWindowMs` (src/store/request-records.ts).
+ * Throws FlagError when it is not a duration of at least 1s.
+ */
+export function requestWindowMsOf(f: ParsedFlags): number {
+  const ms = parseDurationMs("nexus-request-window", str(f, "nexus-request-window")!);
+  if (ms < 1000) {
+    throw new FlagError(
+      `flag -nexus-request-window must be at least 1s, got "${str(f, "nexus-request-window")!}"; ` +
+        "the default is 10m",
+    );
+  }
+  return ms;
+}
+
 /** Reads the node flags. Throws FlagError naming the flag when one is missing or wrong. */
 export function nodeConfigOf(f: ParsedFlags): NodeConfig {
   const nodeUrl = required(f, "nexus-node-url", "http://127.0.0.1:9021");
@@ -306,6 +332,7 @@ export function nodeConfigOf(f: ParsedFlags): NodeConfig {
     "nexus-consistency-check-interval",
     str(f, "nexus-consistency-check-interval")!,
   );
+  requestWindowMsOf(f);
   const onDivergence = str(f, "nexus-on-divergence")!;
   if (onDivergence !== "report" && onDivergence !== "stop") {
     throw new FlagError(`flag -nexus-on-divergence must be report or stop, got "${onDivergence}"`);

@@ -4,6 +4,7 @@
  * save carries a request id and is sent again with it while its outcome is unknown, until
  * -timeout has passed (save-once.ts): it applies once.
  */
+import { randomUUID } from "node:crypto";
 import { saveOnce } from "./save-once.js";
 import { createNexusClient } from "../api/client.js";
 import type { NexusClient } from "../api/client.js";
@@ -16,6 +17,8 @@ import { FlagError, bool, describeFlags, int, parseFlags, str } from "./flags.js
 import { OUTPUT_FLAG, outputFormat } from "./output.js";
 import type { Io } from "./serve.js";
 import { askOnStdin, parseRestoreArgs, runReplRestore } from "./repl-restore.js";
+import { printRequestOutcome } from "./repl-outcome.js";
+import { validateRequestId } from "../store/request-records.js";
 import type { Ask } from "./repl-restore.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 import { snapshotPercent } from "../node/member-progress.js";
@@ -33,6 +36,14 @@ const FLAGS: readonly FlagSpec[] = [
     name: "consistency",
     kind: "string",
     help: "for loads: linearizable (the node's default), lease or local",
+  },
+  {
+    name: "request-id",
+    kind: "string",
+    help:
+      "for saves: the request id to send (default: a new one per save). A save repeating an id " +
+      "already committed is not applied again and answers the first result (within the nodes' " +
+      "-nexus-request-window); `outcome <id>` tells whether it committed",
   },
   {
     name: "params",
@@ -56,6 +67,8 @@ export function replUsage(name: string): string {
     "replaceNode <oldAddr> <newAddr> [--no-probe]  (one joint-consensus change)\n" +
     "transferLeader [<nodeAddr>]                   (to the given or the most up-to-date voter)\n" +
     "checkConsistency                              (digest every replica's store at one index now)\n" +
+    "outcome <request-id> [-o json]               (did a save with this id commit, and with what\n" +
+    "    result; repl prints a save's id when its outcome stays unknown)\n" +
     "restore <file> [-y|--yes]                     (replace the cluster's state with a backup, on\n" +
     "    every replica at one log index; asks first unless --yes)\n" +
     "mysql load <expression>\n" +
@@ -236,6 +249,19 @@ function membershipOptions(
 
 class UsageError extends Error {}
 
+/**
+ * -o text|json also after the command (`repl <addr> listNodes -o json`): whether JSON is asked
+ * for (`json`, from the flags before the address, unless given here), and the other arguments.
+ */
+function trailingFormat(args: readonly string[], json: boolean): { json: boolean; rest: string[] } {
+  const o = membershipOptions(args, [], ["o", "output"]);
+  const fmt = o.values.get("o") ?? o.values.get("output");
+  if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
+    throw new UsageError(`-o must be text or json, got "${fmt}"`);
+  }
+  return { json: fmt === undefined ? json : fmt === "json", rest: o.rest };
+}
+
 /** How often `promoteNode --wait` asks the leader for the learner's progress. */
 const WAIT_POLL_MS = 500;
 
@@ -351,6 +377,15 @@ export async function runRepl(
     );
     return EXIT.USAGE;
   }
+  const requestId = str(flags, "request-id");
+  if (requestId !== undefined) {
+    try {
+      validateRequestId(requestId);
+    } catch (err) {
+      io.err(`${name}: flag -request-id: ${(err as Error).message}\n`);
+      return EXIT.USAGE;
+    }
+  }
   const params = str(flags, "params");
   if (params !== undefined) {
     try {
@@ -375,13 +410,7 @@ export async function runRepl(
     const cmd = rawCmd.toLowerCase();
     switch (cmd) {
       case "listnodes": {
-        // -o json also after the command, as `repl <addr> listNodes -o json`.
-        const o = membershipOptions(args, [], ["o", "output"]);
-        const fmt = o.values.get("o") ?? o.values.get("output");
-        if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
-          throw new UsageError(`-o must be text or json, got "${fmt}"`);
-        }
-        if (fmt === "json" || (fmt === undefined && json)) await printMembersJson(client, io);
+        if (trailingFormat(args, json).json) await printMembersJson(client, io);
         else await printMembers(client, io);
         return EXIT.OK;
       }
@@ -446,6 +475,16 @@ export async function runRepl(
         if (typeof ra === "string") throw new UsageError(ra);
         return await runReplRestore(address, ra, io, clientSecurityOf(flags), ask, name);
       }
+      case "outcome": {
+        const o = trailingFormat(args, json);
+        if (o.rest.length !== 1) throw new UsageError("outcome takes one request id");
+        try {
+          validateRequestId(o.rest[0]!);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+        return await printRequestOutcome(client, o.rest[0]!, o.json, io);
+      }
       case "checkconsistency": {
         if (args.length > 0) throw new UsageError("checkConsistency takes no arguments");
         // Wait for every member's report for up to 15 s (within the -timeout of the call).
@@ -501,14 +540,25 @@ export async function runRepl(
         let res: Uint8Array;
         if (m === "load") res = await client.load(enc.encode(expr), reqArgs);
         else if (m === "save") {
-          res = await saveOnce(
-            client,
-            enc.encode(expr),
-            reqArgs,
-            int(flags, "timeout")! * 1000,
-            (id, err) =>
-              io.err(`${name}: no answer for save ${id} (${err.message}); sending it again\n`),
-          );
+          const id = requestId ?? randomUUID();
+          try {
+            res = await saveOnce(
+              client,
+              enc.encode(expr),
+              reqArgs,
+              int(flags, "timeout")! * 1000,
+              (rid, err) =>
+                io.err(`${name}: no answer for save ${rid} (${err.message}); sending it again\n`),
+              id,
+            );
+          } catch (err) {
+            if (!isNexusError(err, "UNKNOWN_OUTCOME") && !isNexusError(err, "UNREACHABLE")) {
+              throw err;
+            }
+            io.err(`${name}: ${describeFailure(err)}\n`);
+            io.err(`${name}: find out later with: ${name} ${address} outcome ${id}\n`);
+            return exitCodeOf(err.code);
+          }
         } else throw new UsageError(`Unknown mode: ${mode ?? ""} (use load or save)`);
         io.out(`Response from ${store} (without quotes): '${dec.decode(res)}'\n`);
         return EXIT.OK;

@@ -12,6 +12,7 @@ import type { Store } from "../store/store.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, int, str } from "./flags.js";
 import { MYSQL_SECRET_FLAGS, mysqlStoreOptions } from "./mysql-secret-flags.js";
+import { requestWindowMsOf } from "./node-flags.js";
 import {
   REDIS_GUARD_FLAGS,
   SQLITE_GUARD_FLAGS,
@@ -90,7 +91,11 @@ export const SQLITE: StoreKind = {
     const path = sqlitePathOf(f, dataDir);
     const { SqliteStore } = await import("../store/sqlite/index.js");
     return {
-      store: new SqliteStore({ path, ...sqliteGuardOptions(f) }),
+      store: new SqliteStore({
+        path,
+        ...sqliteGuardOptions(f),
+        requestWindowMs: requestWindowMsOf(f),
+      }),
       describe: `sqlite ${path}`,
     };
   },
@@ -100,9 +105,12 @@ export const MEMORY: StoreKind = {
   name: "memory",
   display: "memory",
   flags: [],
-  async create() {
+  async create(f) {
     const { MemoryStore } = await import("../store/memory/index.js");
-    return { store: new MemoryStore(), describe: "memory (lost on restart; for tests)" };
+    return {
+      store: new MemoryStore({ requestWindowMs: requestWindowMsOf(f) }),
+      describe: "memory (lost on restart; for tests)",
+    };
   },
 };
 
@@ -131,7 +139,13 @@ export const REDIS: StoreKind = {
     );
     const guard = redisGuardOptions(f);
     return {
-      store: new RedisStore({ host, port, metadataDb: int(f, "metadataDB")!, ...guard }),
+      store: new RedisStore({
+        host,
+        port,
+        metadataDb: int(f, "metadataDB")!,
+        ...guard,
+        requestWindowMs: requestWindowMsOf(f),
+      }),
       describe: `redis ${guard.tls === undefined ? "" : "tls "}${host}:${port}`,
     };
   },
@@ -160,7 +174,10 @@ export const MYSQL: StoreKind = {
       "mysql2",
       () => import("../store/mysql/index.js"),
     );
-    const store = new MySqlStore(mysqlStoreOptions(url, f));
+    const store = new MySqlStore({
+      ...mysqlStoreOptions(url, f),
+      requestWindowMs: requestWindowMsOf(f),
+    });
     return { store, describe: `mysql ${store.dsn.host}:${store.dsn.port}/${store.dsn.database}` };
   },
 };

@@ -27,12 +27,19 @@ export interface ClientRequestsOptions {
   readonly schedule: () => void;
 }
 
+/**
+ * A write's result as this node applied it: the store's result and the log index it committed at
+ * (for a repeat of a recorded request id, the index of the entry that first applied it). A read
+ * with `minIndex` of that index sees the write on any node.
+ */
+export type SavedResult = ApplyResult & { readonly index: number };
+
 /** What a caller may propose: a user's write, or the steps of a restore into the running cluster. */
 export type ProposalKind = "command" | "restore-chunk" | "restore-commit" | "restore-abort";
 
 export class ClientRequests {
   private readonly o: ClientRequestsOptions;
-  private readonly saves = new Waiters<ApplyResult>();
+  private readonly saves = new Waiters<SavedResult>();
   private readonly reads = new Waiters<number>();
   /** Reads waiting for the store to apply an index. */
   private readonly appliedWaiters = new IndexWaiters();
@@ -46,7 +53,8 @@ export class ClientRequests {
   }
 
   /**
-   * Proposes a write and resolves with the store's result once it is applied on this node.
+   * Proposes a write and resolves with the store's result and its index once it is applied on
+   * this node.
    * Rejects with UNKNOWN_OUTCOME if it does not complete within replTimeoutMs (it may still be
    * applied), NO_LEADER / PROPOSAL_DROPPED if the core refused it (nothing was written), or
    * STOPPED.
@@ -57,7 +65,7 @@ export class ClientRequests {
     kind: ProposalKind = "command",
     replTimeoutMs: number = this.o.replTimeoutMs,
     clientRequest?: ClientRequest,
-  ): Promise<ApplyResult> {
+  ): Promise<SavedResult> {
     this.running();
     const requestId = new Uint8Array(randomBytes(16));
     const key = requestKey(requestId);
@@ -113,9 +121,9 @@ export class ClientRequests {
     this.o.schedule();
   }
 
-  /** The write with this request id was applied here with `result`. */
-  saved(requestId: Uint8Array, result: ApplyResult): void {
-    this.saves.resolve(requestKey(requestId), result);
+  /** The write with this request id was applied here, as entry `index`, with `result`. */
+  saved(requestId: Uint8Array, index: number, result: ApplyResult): void {
+    this.saves.resolve(requestKey(requestId), { ...result, index: result.firstIndex ?? index });
   }
 
   /**

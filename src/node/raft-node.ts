@@ -23,10 +23,9 @@ import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
 import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
-import type { ApplyResult } from "../store/store.js";
 import { Applier } from "./applier.js";
 import { RestoreStaging } from "./restore-staging.js";
-import type { ProposalKind } from "./client-requests.js";
+import type { ProposalKind, SavedResult } from "./client-requests.js";
 import { requestKey } from "./entry-payload.js";
 import { writeTrace } from "./write-trace.js";
 import type { ClientRequest } from "./entry-payload.js";
@@ -235,7 +234,7 @@ export class RaftNode {
           if (payload.kind === "check-report") holder.node?.checker.onReport(payload);
           else {
             writeTrace?.applied(requestKey(payload.requestId), index);
-            holder.node?.requests.saved(payload.requestId, result);
+            holder.node?.requests.saved(payload.requestId, index, result);
           }
         },
         onCheck: async (payload, index, outcomes) =>
@@ -439,7 +438,7 @@ export class RaftNode {
     kind: ProposalKind = "command",
     timeoutMs: number = this.opts.replTimeoutMs,
     clientRequest?: ClientRequest,
-  ): Promise<ApplyResult> {
+  ): Promise<SavedResult> {
     return this.requests.propose(data, args, kind, timeoutMs, clientRequest);
   }
 

@@ -53,6 +53,17 @@ export interface SaveOptions extends CallOptions {
   readonly retryForMs?: number;
 }
 
+/** What saveWithIndex() returns. */
+export interface SaveResult {
+  /** The store's result (what save() returns). */
+  readonly data: Uint8Array;
+  /**
+   * The log index the save committed at; for a repeat of a recorded request id, the index of the
+   * entry that first applied it. A load with `{ minIndex: index }` on any node sees the save.
+   */
+  readonly index: number;
+}
+
 export interface LoadOptions extends CallOptions {
   /** Request arguments passed to the store (e.g. `db.index` for Redis, `params` for SQL). */
   readonly args?: Readonly<Record<string, string>>;
@@ -64,7 +75,58 @@ export interface LoadOptions extends CallOptions {
    * Beyond it: TOO_STALE, or ReadIndex with `onStale: "linearizable"`.
    */
   readonly staleness?: StalenessBound;
+  /**
+   * Read-your-writes without a round trip to the leader: wait until this node has applied this
+   * log index (a SaveResult's `index`), then read its store as it is. Without `consistency`,
+   * that is the whole read; with it, that read mode follows the wait. TIMEOUT when the node does
+   * not reach the index within replTimeoutMs (nothing was read: retry, or read elsewhere);
+   * INVALID_ARGUMENT unless a safe integer >= 0.
+   */
+  readonly minIndex?: number;
 }
+
+/**
+ * A client's session on a Replicator (Replicator.session()): it remembers the highest log index
+ * its saves committed at, and its loads wait for that index on this node (LoadOptions.minIndex),
+ * so a load always sees the session's own saves, with no round trip to the leader.
+ */
+export interface Session {
+  /** The highest index this session saw (0 before its first save). */
+  readonly lastIndex: number;
+  /** Replicator.save(), remembering the index it committed at. */
+  save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /**
+   * Replicator.load() with `minIndex` at least the session's `lastIndex`: without `consistency`,
+   * a read of this node's store once it holds the session's saves.
+   */
+  load(data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array>;
+  /** Takes an index seen elsewhere (e.g. another session's save) into account. */
+  observe(index: number): void;
+}
+
+/**
+ * Whether a request id committed (Replicator.requestOutcome), read from the store's request
+ * records after a read barrier: `at` is the index this node had applied when it looked.
+ */
+export type RequestOutcome =
+  | {
+      readonly committed: true;
+      /** The index of the entry that applied the request. */
+      readonly index: number;
+      /** Its result: the store's answer, or the statement's error (the same on every replica). */
+      readonly result:
+        | { readonly ok: true; readonly data: Uint8Array }
+        | { readonly ok: false; readonly error: string };
+      readonly at: number;
+    }
+  | {
+      /**
+       * No record: the id did not commit up to `at` (a save still in flight may commit later),
+       * or its record outlived the request window and was purged.
+       */
+      readonly committed: false;
+      readonly at: number;
+    };
 
 /** This node's Raft role (Raft §5.1; a pre-candidate runs a pre-vote first, thesis §9.6). */
 export type NodeRole = "follower" | "pre-candidate" | "candidate" | "leader";
@@ -236,6 +298,16 @@ export interface Replicator {
    * after replTimeoutMs (the write may still be applied), NO_LEADER, STOPPED, TOO_LARGE.
    */
   save(data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array>;
+  /** save(), also giving the log index the save committed at (see SaveResult). */
+  saveWithIndex(data: Uint8Array | string, opts?: SaveOptions): Promise<SaveResult>;
+  /** A new session for read-your-writes on this node (see Session). */
+  session(): Session;
+  /**
+   * Whether a save with request id `id` committed, and with what result (see RequestOutcome).
+   * Linearizable (a read barrier first): it covers every save acknowledged before the call.
+   * INVALID_ARGUMENT for a malformed id, BAD_CONFIG when the store keeps no request records.
+   */
+  requestOutcome(id: string, opts?: CallOptions): Promise<RequestOutcome>;
   /**
    * Reads from the store; linearizable unless asked otherwise. `data`, like save()'s, is bytes or
    * a string (sent as UTF-8); the result is the store's bytes (`new TextDecoder().decode(r)`).

@@ -45,6 +45,9 @@ export type {
   CallOptions,
   ReplicatorEvents,
   SaveOptions,
+  SaveResult,
+  Session,
+  RequestOutcome,
   LoadOptions,
   NodeRole,
   MemberRole,
@@ -69,6 +72,9 @@ import type {
   CallOptions,
   ReplicatorEvents,
   SaveOptions,
+  SaveResult,
+  Session,
+  RequestOutcome,
   LoadOptions,
   MembersWithProgress,
   MembershipChanges,
@@ -87,6 +93,9 @@ import type {
 import { restoreIntoCluster } from "./cluster-restore.js";
 import { saveWithRequestId } from "./request-save.js";
 import { servesWithinBound } from "./bounded-read.js";
+import { createSession } from "./session.js";
+import { validateRequestId } from "../store/request-records.js";
+import { hasRequestRecords } from "../store/store.js";
 import { startNode } from "./node-startup.js";
 import type { StartedNode } from "./node-startup.js";
 
@@ -187,6 +196,33 @@ class ReplicatorImpl implements Replicator {
   }
 
   async save(input: Uint8Array | string, opts: SaveOptions = {}): Promise<Uint8Array> {
+    return (await this.saveWithIndex(input, opts)).data;
+  }
+
+  session(): Session {
+    return createSession(this);
+  }
+
+  async requestOutcome(id: string, opts: CallOptions = {}): Promise<RequestOutcome> {
+    opts.signal?.throwIfAborted();
+    validateRequestId(id);
+    const store = this.o.store;
+    if (!hasRequestRecords(store)) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `the ${store.kind} store keeps no request records: it cannot tell a request's outcome`,
+      );
+    }
+    const node = this.running();
+    this.checkStore();
+    await this.readBarrier(node, opts.signal);
+    const at = node.appliedIndex();
+    const rec = await abortable(store.requestRecord(id), opts.signal);
+    if (rec === undefined) return { committed: false, at };
+    return { committed: true, index: rec.index, result: rec.result, at };
+  }
+
+  async saveWithIndex(input: Uint8Array | string, opts: SaveOptions = {}): Promise<SaveResult> {
     opts.signal?.throwIfAborted();
     const data = bytesOf(input, "save");
     const args = opts.args ?? {};
@@ -198,7 +234,7 @@ class ReplicatorImpl implements Replicator {
     return this.retryUnwritten(async () => {
       const r = await this.running().propose(data, args);
       if (!r.ok) throw new StoreError(r.error);
-      return r.data;
+      return { data: r.data, index: r.index };
     }, opts.signal);
   }
 
@@ -208,7 +244,7 @@ class ReplicatorImpl implements Replicator {
     args: Readonly<Record<string, string>>,
     id: string,
     opts: SaveOptions,
-  ): Promise<Uint8Array> {
+  ): Promise<SaveResult> {
     return saveWithRequestId(id, opts, {
       heartbeatTickMs: this.o.heartbeatTickMs,
       attempt: (request) => {
@@ -226,6 +262,11 @@ class ReplicatorImpl implements Replicator {
     this.checkSize(data, args);
     const node = this.running();
     this.checkStore();
+    if (opts.minIndex !== undefined) {
+      await this.waitMinIndex(node, opts.minIndex, signal);
+      if (opts.consistency === undefined)
+        return abortable(this.o.store.load({ data, args }), signal);
+    }
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
     if (consistency === "lease") {
       // On the leader, within its lease: no round trip. Anywhere else, or without a valid lease
@@ -245,6 +286,24 @@ class ReplicatorImpl implements Replicator {
     }
     if (consistency !== "local") await this.readBarrier(node, signal);
     return abortable(this.o.store.load({ data, args }), signal);
+  }
+
+  /**
+   * A read-your-writes point (LoadOptions.minIndex): waits until this node's store has applied
+   * `minIndex`, with no round trip to the leader. TIMEOUT after replTimeoutMs.
+   */
+  private async waitMinIndex(
+    node: RaftNode,
+    minIndex: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!Number.isSafeInteger(minIndex) || minIndex < 0) {
+      throw new NexusError(
+        "INVALID_ARGUMENT",
+        `minIndex must be a log index (an integer >= 0), got ${String(minIndex)}`,
+      );
+    }
+    await abortable(node.waitApplied(minIndex, this.o.replTimeoutMs), signal);
   }
 
   /**

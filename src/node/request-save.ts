@@ -7,9 +7,9 @@
  */
 import { NexusError, StoreError, isNexusError } from "../errors/index.js";
 import { validateIssuedAt, validateRequestId } from "../store/request-records.js";
-import type { ApplyResult } from "../store/store.js";
+import type { SavedResult } from "./client-requests.js";
 import type { ClientRequest } from "./entry-payload.js";
-import type { SaveOptions } from "./replicator-api.js";
+import type { SaveOptions, SaveResult } from "./replicator-api.js";
 import { isRetryableUnwritten, retryUnwritten } from "./retry.js";
 
 /** How long a save with a request id keeps retrying by default, in ms from its issue time. */
@@ -18,14 +18,14 @@ export const DEFAULT_SAVE_RETRY_MS = 60_000;
 export interface RequestSaveWiring {
   readonly heartbeatTickMs: number;
   /** One attempt: propose the save carrying `request` and resolve with the store's result. */
-  attempt(request: ClientRequest): Promise<ApplyResult>;
+  attempt(request: ClientRequest): Promise<SavedResult>;
 }
 
 export async function saveWithRequestId(
   id: string,
   opts: SaveOptions,
   w: RequestSaveWiring,
-): Promise<Uint8Array> {
+): Promise<SaveResult> {
   validateRequestId(id);
   const issuedAtMs = opts.issuedAtMs ?? Date.now();
   validateIssuedAt(issuedAtMs);
@@ -40,7 +40,7 @@ export async function saveWithRequestId(
     async () => {
       const r = await w.attempt({ id, issuedAtMs });
       if (!r.ok) throw new StoreError(r.error);
-      return r.data;
+      return { data: r.data, index: r.index };
     },
     {
       deadline: Math.max(issuedAtMs + retryForMs, Date.now() + 1),

@@ -1,11 +1,18 @@
 /**
- * A Replicator and a Store that time what passes through them and tell OpsMetrics: saves and loads
- * (with their outcome, decided by error code, and read mode), store applies, and snapshots taken
- * (a store backup read to its end). They change nothing else: every other call goes straight on.
+ * A Replicator and a Store that time what passes through them and tell OpsMetrics: saves (also
+ * saveWithIndex and a session's) and loads (with their outcome, decided by error code, and read
+ * mode), store applies, and snapshots taken (a store backup read to its end). They change nothing else: every other call goes straight on.
  */
 import { isNexusError } from "../errors/index.js";
 import type { NexusErrorCode } from "../errors/index.js";
-import type { LoadOptions, ReadConsistency, Replicator, SaveOptions } from "../node/replicator.js";
+import type {
+  LoadOptions,
+  ReadConsistency,
+  Replicator,
+  SaveOptions,
+  SaveResult,
+} from "../node/replicator.js";
+import { createSession } from "../node/session.js";
 import type { ApplyEntry, ApplyResult, Store, StoreBackup } from "../store/store.js";
 import type { LoadOutcome, OpsMetrics, SaveOutcome } from "./metrics.js";
 
@@ -50,10 +57,13 @@ export function measureReplicator(
   m: OpsMetrics,
   defaultMode: ReadConsistency,
 ): Replicator {
-  const save = async (data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array> => {
+  const saveWithIndex = async (
+    data: Uint8Array | string,
+    opts?: SaveOptions,
+  ): Promise<SaveResult> => {
     const t0 = performance.now();
     try {
-      const r = await rep.save(data, opts);
+      const r = await rep.saveWithIndex(data, opts);
       m.saved(performance.now() - t0, "ok");
       return r;
     } catch (err) {
@@ -61,9 +71,13 @@ export function measureReplicator(
       throw err;
     }
   };
+  const save = async (data: Uint8Array | string, opts?: SaveOptions): Promise<Uint8Array> =>
+    (await saveWithIndex(data, opts)).data;
   const load = async (data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array> => {
     const t0 = performance.now();
-    const mode = opts?.consistency ?? defaultMode;
+    // A minIndex load without a mode reads this node's store once it has applied the index.
+    const mode =
+      opts?.consistency ?? (opts?.minIndex === undefined ? defaultMode : ("local" as const));
     try {
       const r = await rep.load(data, opts);
       m.loaded(performance.now() - t0, "ok", mode);
@@ -76,7 +90,10 @@ export function measureReplicator(
   return new Proxy(rep, {
     get(target, key) {
       if (key === "save") return save;
+      if (key === "saveWithIndex") return saveWithIndex;
       if (key === "load") return load;
+      // A session's saves and loads go through the measured ones.
+      if (key === "session") return () => createSession({ saveWithIndex, load });
       const v: unknown = Reflect.get(target, key, target);
       return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

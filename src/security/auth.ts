@@ -4,8 +4,8 @@
  * read, write and admin; `#` starts a comment. Tokens themselves are never stored: a call's
  * bearer token is hashed and compared with every line's hash in constant time.
  *
- * read allows Load, Check, ListNodes, ListMembers and NodeStatus; write allows Save; admin allows
- * membership changes, leadership transfer and consistency checks. A method not in the table needs
+ * read allows Load, Check, ListNodes, ListMembers, NodeStatus and RequestOutcome; write allows
+ * Save; admin allows membership changes, leadership transfer and consistency checks. A method not in the table needs
  * admin. Permissions do not imply one another: an operator's token usually has all three.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
@@ -45,6 +45,7 @@ const NEEDS: Readonly<Record<string, Readonly<Record<string, Permission>>>> = {
   },
   "nexus.api.NexusChecks": {
     NodeStatus: "read",
+    RequestOutcome: "read",
     CheckConsistency: "admin",
   },
 };

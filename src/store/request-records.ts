@@ -139,7 +139,8 @@ export function refusal(e: ApplyEntry, key: RequestKey, windowMs: number): Apply
 
 /**
  * The decision for an entry with a request key and the record found for its id (if any):
- * `{ result }` (not applied: the recorded or refusing result), or `{ apply: true }`.
+ * `{ result }` (not applied: the recorded result, with `firstIndex` the index of the entry that
+ * recorded it, or a refusing result), or `{ apply: true }`.
  */
 export function decide(
   e: ApplyEntry,
@@ -155,7 +156,10 @@ export function decide(
         result: { ok: false, error: `request id ${key.id} was used for a different request` },
       };
     }
-    return { result: found.result };
+    // Records written before the index was kept read back as 0: the caller then has none.
+    return {
+      result: found.index > 0 ? { ...found.result, firstIndex: found.index } : found.result,
+    };
   }
   return { apply: true };
 }

@@ -7,7 +7,7 @@
  * instant `lastApplied()` says exactly which entries took effect, and the runtime re-applies only
  * the ones after it: no entry is applied twice, none is skipped.
  */
-import type { RequestKey } from "./request-records.js";
+import type { RequestKey, RequestRecord } from "./request-records.js";
 
 /** A position in the replicated log. */
 export interface AppliedPosition {
@@ -52,8 +52,16 @@ export interface ApplyEntry {
  * The result of one entry: the store's answer, or the user's statement error (the same on every
  * replica). A failed entry has no effect on the data, but the applied index still moves past it.
  */
-export type ApplyResult =
-  { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly error: string };
+export type ApplyResult = (
+  { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly error: string }
+) & {
+  /**
+   * Set on the answer to a repeat of a recorded request id (request-records.ts `decide`): the
+   * index of the entry that first applied it, whose result this is. Absent otherwise (the result
+   * is this entry's own).
+   */
+  readonly firstIndex?: number;
+};
 
 /** A consistent copy of the store at `position`, as a stream of bytes (any size). */
 export interface StoreBackup {
@@ -139,3 +147,19 @@ export interface Store {
 
 /** The empty result data. */
 export const EMPTY_RESULT: Uint8Array = new Uint8Array(0);
+
+/**
+ * An optional ability of a Store: reading the record of a request id (request-records.ts), for
+ * "did this request commit, and with what result" (Replicator.requestOutcome, `repl outcome`).
+ * Every built-in backend has it. Reads the committed state: a record an apply in progress writes
+ * is seen once that apply is done.
+ */
+export interface RequestRecordSource {
+  /** The stored record of `id` (live or expired but not yet purged), or undefined. */
+  requestRecord(id: string): Promise<RequestRecord | undefined>;
+}
+
+/** Whether `store` can read its request records (RequestRecordSource). */
+export function hasRequestRecords(store: Store): store is Store & RequestRecordSource {
+  return typeof (store as Partial<RequestRecordSource>).requestRecord === "function";
+}

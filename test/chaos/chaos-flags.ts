@@ -9,6 +9,8 @@ export interface ChaosFlags {
   /** The nemesis and workload seed; random when not given. */
   readonly seed: number | undefined;
   readonly clients: number;
+  /** Clients of the exactly-once workload (once-workload.ts); 0: none. */
+  readonly onceClients: number;
   readonly keys: number;
   /** Keep the history and node logs even when the run passes. */
   readonly keep: boolean;
@@ -24,7 +26,7 @@ export interface ChaosFlags {
 }
 
 export const CHAOS_USAGE = `usage: npm run chaos -- [--seconds N] [--reads linearizable|lease] [--seed S]
-                        [--clients N] [--keys N] [--think-ms N] [--local-share F]
+                        [--clients N] [--once-clients N] [--keys N] [--think-ms N] [--local-share F]
                         [--node-log-level L] [--wan] [--keep]
 
 Runs a 5-node sqlite_repl cluster in private network namespaces (needs root, ip, unshare, nft),
@@ -37,6 +39,10 @@ and that the history is linearizable. Exit 0 only when it is linearizable and co
                     node and consistency=lease on every read)
   --seed S          replay the nemesis plan and workload choices of seed S (default: random)
   --clients N       concurrent sequential clients (default 6, 1 to 32)
+  --once-clients N  clients sending counter increments and inserts with request ids, retried
+                    through the faults, each read back with min-index on a random node; at the
+                    end every counter must match its acknowledged increments and no insert may
+                    appear twice (default 2, 0 to 16)
   --keys N          registers (default 4, 1 to 26)
   --think-ms N      mean pause between a client's operations (default 10)
   --local-share F   share of reads sent with consistency=local (default 0.2, 0 to 1)
@@ -58,6 +64,7 @@ const DEFAULTS: ChaosFlags = {
   reads: "linearizable",
   seed: undefined,
   clients: 6,
+  onceClients: 2,
   keys: 4,
   keep: false,
   thinkMs: 10,
@@ -106,6 +113,9 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
         break;
       case "clients":
         f.clients = int(name, value(), 1, 32);
+        break;
+      case "once-clients":
+        f.onceClients = int(name, value(), 0, 16);
         break;
       case "keys":
         f.keys = int(name, value(), 1, 26);

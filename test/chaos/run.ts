@@ -25,6 +25,8 @@ import { formatReport, passed } from "./report.js";
 import type { ConvergenceReport } from "./report.js";
 import { SeededRng } from "./seeded-rng.js";
 import { CREATE_TABLE, Workload } from "./workload.js";
+import { ONCE_TABLES, OnceWorkload, describeOnce } from "./once-workload.js";
+import type { OnceVerdict } from "./once-workload.js";
 import { REGIONS, WanEmulator, advertisedIp } from "../wan/wan-emulator.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -37,6 +39,14 @@ const ELECTION_MS = 1000;
 /** Client deadline per call: above the nodes' 5 s replication timeout, so a save that the node
  * gives up on comes back as the node's UNKNOWN_OUTCOME rather than a client timeout. */
 const CLIENT_TIMEOUT_MS = 8000;
+/**
+ * The exactly-once clients' deadline per call (once-workload.ts): short, so that a save stuck
+ * behind a fault is abandoned by the client (its outcome unknown) and sent again with its request
+ * id through another node while the first attempt may still commit.
+ */
+const ONCE_TIMEOUT_MS = 2000;
+/** How long an exactly-once save is retried with its request id, ms. */
+const ONCE_RETRY_MS = 20_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const enc = new TextEncoder();
@@ -71,12 +81,14 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
   let network: ChaosNetwork | undefined;
   let cluster: ChaosCluster | undefined;
   let workload: Workload | undefined;
+  let once: OnceWorkload | undefined;
   let wan: WanEmulator | undefined;
   let torn = false;
   const teardown = async (): Promise<void> => {
     if (torn) return;
     torn = true;
     workload?.close();
+    once?.close();
     wan?.stop();
     cluster?.closeClients();
     await cluster?.killAll().catch(() => undefined);
@@ -125,7 +137,9 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     const setupDeadline = performance.now() + 60_000;
     for (let i = 0; ; i++) {
       try {
-        await c.admin(1 + (i % NODES)).save(enc.encode(CREATE_TABLE));
+        for (const sql of [CREATE_TABLE, ...ONCE_TABLES]) {
+          await c.admin(1 + (i % NODES)).save(enc.encode(sql));
+        }
         break;
       } catch (err) {
         if (performance.now() > setupDeadline) throw err;
@@ -175,10 +189,21 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       now,
       staleNodes: () => nemesis.staleNodes(),
     });
+    once = new OnceWorkload({
+      clients: flags.onceClients,
+      addrs: c.nodes.map((n) => n.addr),
+      rng: new SeededRng((seed ^ 0x0dce0dce) >>> 0),
+      now,
+      timeoutMs: ONCE_TIMEOUT_MS,
+      retryForMs: ONCE_RETRY_MS,
+      runTag: `nxc-${seed}-${process.pid}`,
+    });
+    const ow = once;
     const w = workload;
     probe.fire = (node, count) => w.probe(node, count);
     probe.write = (node) => w.probeWrites(node);
     w.start();
+    ow.start();
     wan?.startStalls((from, to, ms) =>
       say(`  ${(now() / 1000).toFixed(1).padStart(6)}s wan stall n${from}->n${to} ${ms} ms`),
     );
@@ -186,7 +211,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     // Everything is healed: let the clients run on a whole cluster for a few more seconds.
     await nemesis.waitWhole(-1, 60_000);
     await sleep(Math.max(flags.seconds * 1000 - now(), 0) + 3000);
-    await w.stop();
+    await Promise.all([w.stop(), ow.stop()]);
     // The links keep their delays for the final reads and convergence; only the stalls end.
     wan?.stopStalls();
     const workloadMs = now();
@@ -204,6 +229,13 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
         if (op.outcome === "ok" || now() > deadline) break;
         await sleep(300);
       }
+    }
+
+    // Exactly-once: the unknown saves' outcomes and the final counters and inserts, judged.
+    let onceVerdict: OnceVerdict | undefined;
+    if (flags.onceClients > 0) {
+      onceVerdict = await ow.settle(async () => (await c.leader()) ?? 1);
+      say(`chaos: ${describeOnce(onceVerdict).split("\n")[0]!}`);
     }
 
     const local = await waitLocalAgreement(c, 60_000);
@@ -228,7 +260,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     say(`chaos: checking ${ops.length} operations`);
     const verdict = checkHistory(ops, { include: (o) => o.mode !== "local" });
     const verdictWithLocal = checkHistory(ops, { maxMs: 20_000 });
-    const ok = passed({ verdict, convergence, crashes });
+    const ok = passed({ verdict, convergence, crashes }) && (onceVerdict?.ok ?? true);
     const keep = flags.keep || !ok;
     let text = formatReport({
       seed,
@@ -251,6 +283,7 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
       runDir,
       historyKept: keep,
     });
+    if (onceVerdict !== undefined) text += `\n${describeOnce(onceVerdict)}`;
     if (wan !== undefined)
       text += `\nemulated regions: ${wan.describe()}\n  ${wan.stalls} link stalls\n`;
     if (!verdict.ok) text += `\nchecker, without local reads:\n${describeVerdict(verdict)}\n`;
@@ -259,6 +292,12 @@ export async function runChaos(flags: ChaosFlags & { seed: number }): Promise<nu
     }
     text += `\nnode processes (how each start ended):\n${exits.map((e) => `  ${e}`).join("\n")}\n`;
     writeFileSync(join(runDir, "report.txt"), text);
+    if (keep && flags.onceClients > 0) {
+      writeFileSync(
+        join(runDir, "once.jsonl"),
+        [...ow.ops, ...ow.reads].map((x) => JSON.stringify(x)).join("\n") + "\n",
+      );
+    }
     if (!keep) {
       rmSync(join(runDir, "history.jsonl"), { force: true });
       for (const n of c.nodes) rmSync(join(runDir, `node-${n.index}.log`), { force: true });

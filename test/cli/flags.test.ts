@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { FlagError, parseFlags } from "../../src/cli/flags.js";
 import type { FlagSpec } from "../../src/cli/flags.js";
 import { scanParams } from "../../src/cli/repl.js";
-import { parseDurationMs } from "../../src/cli/node-flags.js";
+import { NODE_FLAGS, parseDurationMs, requestWindowMsOf } from "../../src/cli/node-flags.js";
+import { MEMORY } from "../../src/cli/stores.js";
+import type { MemoryStore } from "../../src/store/memory/memory-store.js";
+import { DEFAULT_REQUEST_WINDOW_MS, requestKeyOf } from "../../src/store/request-records.js";
 
 const SPECS: readonly FlagSpec[] = [
   { name: "nexus-node-url", kind: "string", help: "" },
@@ -126,4 +129,39 @@ describe("durations, as Go writes them (-nexus-consistency-check-interval)", () 
           /-nexus-consistency-check-interval must be a duration/.test(e.message),
       ));
   }
+});
+
+describe("-nexus-request-window: how long request ids are remembered", () => {
+  const window = (argv: string[]): number =>
+    requestWindowMsOf(parseFlags(argv, NODE_FLAGS, { allowPositionals: true }));
+  it("is 10 minutes by default, the stores' own default", () =>
+    assert.equal(window([]), DEFAULT_REQUEST_WINDOW_MS));
+  it("takes a duration", () => assert.equal(window(["-nexus-request-window", "1h"]), 3_600_000));
+  for (const bad of ["500ms", "0", "ten"]) {
+    it(`refuses "${bad}" naming the flag`, () =>
+      assert.throws(
+        () => window([`-nexus-request-window=${bad}`]),
+        (e: unknown) => e instanceof FlagError && /-nexus-request-window/.test(e.message),
+      ));
+  }
+  it("reaches the store a node program makes", async () => {
+    const f = parseFlags(["-nexus-request-window", "2s"], [...NODE_FLAGS, ...MEMORY.flags], {
+      allowPositionals: true,
+    });
+    const { store } = await MEMORY.create(f, "", "");
+    const m = store as MemoryStore;
+    const cmd = { data: new TextEncoder().encode("incr n"), args: {} };
+    const at = (index: number, ms: number) => ({
+      index,
+      term: 1,
+      command: cmd,
+      timestampMs: ms,
+      seed: 0,
+      request: requestKeyOf(cmd, "w", 1000),
+    });
+    // Within 2 s of its issue a retry is answered from the record; 2.5 s after, it is refused.
+    const [first, within, after] = await m.apply([at(1, 1000), at(2, 2900), at(3, 3500)]);
+    assert.deepEqual(within, { ...first!, firstIndex: 1 });
+    assert.equal(after!.ok, false);
+  });
 });

@@ -16,9 +16,12 @@ describe("raft node on real WALs", () => {
     try {
       await until(() => c.leader() !== undefined, 10_000, "a leader");
       const res = await c.leader()!.propose(enc.encode("set x 1"));
-      assert.deepEqual(res, { ok: true, data: enc.encode("OK") });
+      // With the index it committed at: this node has applied it.
+      assert.deepEqual(res, { ok: true, data: enc.encode("OK"), index: res.index });
+      assert.ok(res.index > 0 && res.index <= c.leader()!.appliedIndex(), String(res.index));
       const bad = await c.leader()!.propose(enc.encode("nonsense"));
       assert.equal(bad.ok, false);
+      assert.equal(bad.index, res.index + 1);
       await until(
         () => IDS.every((id) => c.stores.get(id)!.data.get("x") === "1"),
         5000,

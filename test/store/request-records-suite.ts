@@ -6,6 +6,7 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import type { ApplyEntry, ApplyResult, Store } from "../../src/store/store.js";
+import { hasRequestRecords } from "../../src/store/store.js";
 import { requestKeyOf } from "../../src/store/request-records.js";
 import { digestOf } from "./conformance.js";
 import type { ConformanceOptions } from "./conformance.js";
@@ -56,7 +57,7 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
   const errorOf = (r: ApplyResult | undefined): string =>
     r !== undefined && !r.ok ? r.error : assert.fail(`expected an error, got ${JSON.stringify(r)}`);
 
-  it(`${o.name}: a save with a request id is applied once; retries get the first result`, () =>
+  it(`${o.name}: a save with a request id is applied once; retries get the first result and its index`, () =>
     withStores(1, async ([s]) => {
       const first = await s!.apply([entry(1, o.commands.set("k", "a"), "req-1")]);
       assert.equal(first[0]!.ok, true);
@@ -65,7 +66,7 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
         entry(2, o.commands.set("k", "b")),
         entry(3, o.commands.set("k", "a"), "req-1", 3, 1),
       ]);
-      assert.deepEqual(later[1], first[0]);
+      assert.deepEqual(later[1], { ...first[0]!, firstIndex: 1 });
       assert.equal(await get(s!, "k"), "b");
       // In the same batch as the first apply too.
       const same = await s!.apply([
@@ -73,9 +74,28 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
         entry(5, o.commands.set("j", "y")),
         entry(6, o.commands.set("j", "x"), "req-2", 6, 4),
       ]);
-      assert.deepEqual(same[2], same[0]);
+      assert.deepEqual(same[2], { ...same[0]!, firstIndex: 4 });
       assert.equal(await get(s!, "j"), "y");
       assert.deepEqual(await s!.lastApplied(), { index: 6, term: 1 });
+    }));
+
+  it(`${o.name}: a request's record is read back: its first result and index`, () =>
+    withStores(1, async ([s]) => {
+      assert.ok(hasRequestRecords(s!), "the store reads its request records");
+      const [r1, , r3] = await s!.apply([
+        entry(1, o.commands.set("k", "a"), "rr-1"),
+        entry(2, o.commands.set("k", "b")),
+        entry(3, o.commands.failing(), "rr-3"),
+      ]);
+      const one = await s!.requestRecord("rr-1");
+      assert.deepEqual(one === undefined ? undefined : { index: one.index, result: one.result }, {
+        index: 1,
+        result: r1,
+      });
+      const three = await s!.requestRecord("rr-3");
+      assert.equal(three?.index, 3);
+      assert.equal(three.result.ok ? "" : three.result.error, errorOf(r3));
+      assert.equal(await s!.requestRecord("rr-2"), undefined);
     }));
 
   it(`${o.name}: an error result is recorded and returned to retries`, () =>
@@ -84,6 +104,7 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
       const message = errorOf(r1);
       const [r2] = await s!.apply([entry(2, o.commands.failing(), "bad-1", 2, 1)]);
       assert.equal(errorOf(r2), message);
+      assert.equal(r2!.firstIndex, 1);
     }));
 
   it(`${o.name}: a different payload under a recorded id is refused and has no effect`, () =>
@@ -114,14 +135,14 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
       for (const e of entries) ra.push(...(await a!.apply([e])));
       const rb = await b!.apply(entries);
       assert.deepEqual(ra, rb);
-      assert.deepEqual(ra[2], ra[0]);
+      assert.deepEqual(ra[2], { ...ra[0]!, firstIndex: 1 });
       assert.match(
         errorOf(ra[3]),
         /^request id e-1 expired: retried after the 5000 ms window; read to find out whether it was applied$/,
       );
       assert.equal(ra[4]!.ok, true);
       assert.match(errorOf(ra[5]), /^request id e-6 was issued .* in the future/);
-      assert.deepEqual(ra[6], ra[4]);
+      assert.deepEqual(ra[6], { ...ra[4]!, firstIndex: 5 });
       assert.equal(await get(a!, "k"), "5");
       assert.equal(await get(b!, "k"), "5");
       assert.equal(await digestOf(a!), await digestOf(b!));
@@ -146,7 +167,7 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
         try {
           await t.open();
           const [retry] = await t.apply([entry(3, o.commands.set("k", "a"), "req-1", 3, 1)]);
-          assert.deepEqual(retry, first);
+          assert.deepEqual(retry, { ...first!, firstIndex: 1 });
           assert.equal(await get(t, "k"), "b");
         } finally {
           await t.close();
@@ -166,7 +187,7 @@ export function runRequestRecordSuite(o: ConformanceOptions): void {
         entry(3, o.commands.set("k", "a"), "req-1", 3, 1),
         entry(4, o.commands.set("k", "zz"), "req-1", 4, 1),
       ]);
-      assert.deepEqual(retry, first);
+      assert.deepEqual(retry, { ...first!, firstIndex: 1 });
       assert.equal(errorOf(other), "request id req-1 was used for a different request");
       assert.equal(await get(t!, "k"), "b");
     }));

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nexus_checks.proto.
  */
 export const file_nexus_checks: GenFile = /*@__PURE__*/
-  fileDesc("ChJuZXh1c19jaGVja3MucHJvdG8SCW5leHVzLmFwaSLiAQoSTm9kZVN0YXR1c1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDwoHc2VydmluZxgCIAEoCBIOCgZyZWFzb24YAyABKAkSDAoEcm9sZRgEIAEoCRIMCgR0ZXJtGAUgASgDEg4KBmxlYWRlchgGIAEoCRIOCgZjb21taXQYByABKAMSDwoHYXBwbGllZBgIIAEoAxISCgpkaXZlcmdlZEF0GAkgASgDEhYKDmRpdmVyZ2VkUmVhc29uGAogASgJEg8KB3ZlcnNpb24YCyABKAkiLAoXQ2hlY2tDb25zaXN0ZW5jeVJlcXVlc3QSEQoJdGltZW91dE1zGAEgASgNIl0KEU1lbWJlckNvbnNpc3RlbmN5EgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIOCgZkaWdlc3QYAyABKAkSDwoHdmVyZGljdBgEIAEoCRIOCgZyZWFzb24YBSABKAkijQEKGENoZWNrQ29uc2lzdGVuY3lSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEg0KBWluZGV4GAIgASgDEhAKCGNvbXBsZXRlGAMgASgIEi0KB21lbWJlcnMYBCADKAsyHC5uZXh1cy5hcGkuTWVtYmVyQ29uc2lzdGVuY3kyrwEKC05leHVzQ2hlY2tzEkMKCk5vZGVTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaHS5uZXh1cy5hcGkuTm9kZVN0YXR1c1Jlc3BvbnNlElsKEENoZWNrQ29uc2lzdGVuY3kSIi5uZXh1cy5hcGkuQ2hlY2tDb25zaXN0ZW5jeVJlcXVlc3QaIy5uZXh1cy5hcGkuQ2hlY2tDb25zaXN0ZW5jeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_nexus]);
+  fileDesc("ChJuZXh1c19jaGVja3MucHJvdG8SCW5leHVzLmFwaSLiAQoSTm9kZVN0YXR1c1Jlc3BvbnNlEiEKBnN0YXR1cxgBIAEoCzIRLm5leHVzLmFwaS5TdGF0dXMSDwoHc2VydmluZxgCIAEoCBIOCgZyZWFzb24YAyABKAkSDAoEcm9sZRgEIAEoCRIMCgR0ZXJtGAUgASgDEg4KBmxlYWRlchgGIAEoCRIOCgZjb21taXQYByABKAMSDwoHYXBwbGllZBgIIAEoAxISCgpkaXZlcmdlZEF0GAkgASgDEhYKDmRpdmVyZ2VkUmVhc29uGAogASgJEg8KB3ZlcnNpb24YCyABKAkiLAoXQ2hlY2tDb25zaXN0ZW5jeVJlcXVlc3QSEQoJdGltZW91dE1zGAEgASgNIl0KEU1lbWJlckNvbnNpc3RlbmN5EgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIOCgZkaWdlc3QYAyABKAkSDwoHdmVyZGljdBgEIAEoCRIOCgZyZWFzb24YBSABKAkijQEKGENoZWNrQ29uc2lzdGVuY3lSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEg0KBWluZGV4GAIgASgDEhAKCGNvbXBsZXRlGAMgASgIEi0KB21lbWJlcnMYBCADKAsyHC5uZXh1cy5hcGkuTWVtYmVyQ29uc2lzdGVuY3kiKgoVUmVxdWVzdE91dGNvbWVSZXF1ZXN0EhEKCXJlcXVlc3RJZBgBIAEoCSKfAQoWUmVxdWVzdE91dGNvbWVSZXNwb25zZRIhCgZzdGF0dXMYASABKAsyES5uZXh1cy5hcGkuU3RhdHVzEhEKCWNvbW1pdHRlZBgCIAEoCBIKCgJvaxgDIAEoCBIPCgdyZXNEYXRhGAQgASgMEg0KBWVycm9yGAUgASgJEg0KBWluZGV4GAYgASgDEhQKDGFwcGxpZWRJbmRleBgHIAEoAzKGAgoLTmV4dXNDaGVja3MSQwoKTm9kZVN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRodLm5leHVzLmFwaS5Ob2RlU3RhdHVzUmVzcG9uc2USWwoQQ2hlY2tDb25zaXN0ZW5jeRIiLm5leHVzLmFwaS5DaGVja0NvbnNpc3RlbmN5UmVxdWVzdBojLm5leHVzLmFwaS5DaGVja0NvbnNpc3RlbmN5UmVzcG9uc2USVQoOUmVxdWVzdE91dGNvbWUSIC5uZXh1cy5hcGkuUmVxdWVzdE91dGNvbWVSZXF1ZXN0GiEubmV4dXMuYXBpLlJlcXVlc3RPdXRjb21lUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_empty, file_nexus]);
 
 /**
  * @generated from message nexus.api.NodeStatusResponse
@@ -197,6 +197,83 @@ export const CheckConsistencyResponseSchema: GenMessage<CheckConsistencyResponse
   messageDesc(file_nexus_checks, 3);
 
 /**
+ * @generated from message nexus.api.RequestOutcomeRequest
+ */
+export type RequestOutcomeRequest = Message<"nexus.api.RequestOutcomeRequest"> & {
+  /**
+   * The request-id a Save carried.
+   *
+   * @generated from field: string requestId = 1;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message nexus.api.RequestOutcomeRequest.
+ * Use `create(RequestOutcomeRequestSchema)` to create a new message.
+ */
+export const RequestOutcomeRequestSchema: GenMessage<RequestOutcomeRequest> = /*@__PURE__*/
+  messageDesc(file_nexus_checks, 4);
+
+/**
+ * Whether a request id committed, read from the store's request records after a read barrier.
+ *
+ * @generated from message nexus.api.RequestOutcomeResponse
+ */
+export type RequestOutcomeResponse = Message<"nexus.api.RequestOutcomeResponse"> & {
+  /**
+   * @generated from field: nexus.api.Status status = 1;
+   */
+  status?: Status | undefined;
+
+  /**
+   * A record was found: the request committed. False: it did not up to appliedIndex (a save
+   * still in flight may commit later), or its record outlived the request window.
+   *
+   * @generated from field: bool committed = 2;
+   */
+  committed: boolean;
+
+  /**
+   * Its result, when committed: ok with resData, or the statement's error.
+   *
+   * @generated from field: bool ok = 3;
+   */
+  ok: boolean;
+
+  /**
+   * @generated from field: bytes resData = 4;
+   */
+  resData: Uint8Array;
+
+  /**
+   * @generated from field: string error = 5;
+   */
+  error: string;
+
+  /**
+   * The index of the entry that applied it (0 when not committed).
+   *
+   * @generated from field: int64 index = 6;
+   */
+  index: bigint;
+
+  /**
+   * The index the node had applied when it looked.
+   *
+   * @generated from field: int64 appliedIndex = 7;
+   */
+  appliedIndex: bigint;
+};
+
+/**
+ * Describes the message nexus.api.RequestOutcomeResponse.
+ * Use `create(RequestOutcomeResponseSchema)` to create a new message.
+ */
+export const RequestOutcomeResponseSchema: GenMessage<RequestOutcomeResponse> = /*@__PURE__*/
+  messageDesc(file_nexus_checks, 5);
+
+/**
  * @generated from service nexus.api.NexusChecks
  */
 export const NexusChecks: GenService<{
@@ -215,6 +292,14 @@ export const NexusChecks: GenService<{
     methodKind: "unary";
     input: typeof CheckConsistencyRequestSchema;
     output: typeof CheckConsistencyResponseSchema;
+  },
+  /**
+   * @generated from rpc nexus.api.NexusChecks.RequestOutcome
+   */
+  requestOutcome: {
+    methodKind: "unary";
+    input: typeof RequestOutcomeRequestSchema;
+    output: typeof RequestOutcomeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_nexus_checks, 0);

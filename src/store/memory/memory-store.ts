@@ -128,8 +128,8 @@ export class MemoryStore implements Store {
   }
 
   /** The record of a request id, if one is stored (dead or live). */
-  requestRecord(id: string): RequestRecord | undefined {
-    return this.requests.get(id);
+  requestRecord(id: string): Promise<RequestRecord | undefined> {
+    return Promise.resolve(this.requests.get(id));
   }
 
   private exec(e: ApplyEntry): ApplyResult {

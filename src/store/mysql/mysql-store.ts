@@ -38,6 +38,7 @@ import {
   validateRequestWindow,
 } from "../request-records.js";
 import { purgeRequests, readRequest, writeRequest } from "./request-table.js";
+import type { RequestRecord } from "../request-records.js";
 import { isIP } from "node:net";
 import mysql from "mysql2";
 import type { Connection as CoreConnection, ConnectionOptions, Pool as CorePool } from "mysql2";
@@ -313,6 +314,11 @@ export class MySqlStore implements Store {
    * entries on their own under the crash protocol (ddl-protocol.ts); see the file's comment.
    * Entries at or below the recorded position are skipped (their result is empty).
    */
+  /** The request record of `id`, if any (RequestRecordSource). */
+  requestRecord(id: string): Promise<RequestRecord | undefined> {
+    return this.exclusive((c) => readRequest(c, id));
+  }
+
   apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {
     return this.exclusive(async (c) => {
       const tx = new BatchTransaction(c, await readPosition(c));

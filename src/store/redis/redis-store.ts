@@ -424,7 +424,7 @@ export class RedisStore implements Store {
             results.push({ ok: true, data: new Uint8Array(0) });
             continue;
           }
-          const d = decide(e, key, await this.requestRecord(c, key.id), this.requestWindowMs);
+          const d = decide(e, key, await this.recordIn(c, key.id), this.requestWindowMs);
           if ("result" in d) {
             await c.eval(ADVANCE_SCRIPT, 0, meta, idx, term);
             results.push(d.result);
@@ -482,8 +482,16 @@ export class RedisStore implements Store {
     });
   }
 
+  /** The request record of `id`, if any (RequestRecordSource). */
+  requestRecord(id: string): Promise<RequestRecord | undefined> {
+    return this.exclusive(async (c) => {
+      await c.select(this.metadataDb);
+      return this.recordIn(c, id);
+    });
+  }
+
   /** The request record of `id` in the metadata database (selected on `c`), if any. */
-  private async requestRecord(c: Redis, id: string): Promise<RequestRecord | undefined> {
+  private async recordIn(c: Redis, id: string): Promise<RequestRecord | undefined> {
     const h = await c.hgetallBuffer(REQUEST_PREFIX + id);
     const hash = h["hash"];
     if (hash === undefined) return undefined;

@@ -1,5 +1,6 @@
 /** Messages between SqliteStore (main thread) and its workers (apply, load, digest). */
 import type { AppliedPosition, ApplyEntry, ApplyResult } from "../store.js";
+import type { RequestRecord } from "../request-records.js";
 
 /** The apply connection's settings that loads must never change (SqliteStore.applySettings()). */
 export interface ApplySettings {
@@ -25,6 +26,7 @@ export type WorkerRequest =
   | { readonly id: number; readonly op: "apply"; readonly entries: readonly ApplyEntry[] }
   | { readonly id: number; readonly op: "settings" }
   | { readonly id: number; readonly op: "lastApplied" }
+  | { readonly id: number; readonly op: "requestRecord"; readonly requestId: string }
   | { readonly id: number; readonly op: "backup"; readonly file: string }
   | {
       readonly id: number;
@@ -36,7 +38,7 @@ export type WorkerRequest =
     }
   | { readonly id: number; readonly op: "close" };
 
-export type WorkerResult = AppliedPosition | ApplyResult[] | ApplySettings | null;
+export type WorkerResult = AppliedPosition | ApplyResult[] | ApplySettings | RequestRecord | null;
 
 /** From the apply worker. BAD_CONFIG: the step budget was asked for and cannot be had. */
 export type WorkerResponse =

@@ -22,6 +22,7 @@
  *   and computed there (sqlite-digest.ts), so applying goes on during it.
  */
 import { DEFAULT_REQUEST_WINDOW_MS, validateRequestWindow } from "../request-records.js";
+import type { RequestRecord } from "../request-records.js";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -210,6 +211,12 @@ export class SqliteStore implements Store {
 
   async lastApplied(): Promise<AppliedPosition> {
     return (await this.call({ op: "lastApplied" })) as AppliedPosition;
+  }
+
+  /** The request record of `id`, if any (RequestRecordSource). */
+  async requestRecord(id: string): Promise<RequestRecord | undefined> {
+    const r = (await this.call({ op: "requestRecord", requestId: id })) as RequestRecord | null;
+    return r ?? undefined;
   }
 
   async apply(entries: readonly ApplyEntry[]): Promise<ApplyResult[]> {

@@ -248,6 +248,9 @@ function apply(entries: readonly ApplyEntry[]): ApplyResult[] {
   }
 }
 
+const FIND_RECORD =
+  "select id, hash, ok, data, error, entry_index, kept_from_ms from _nexus_requests where id = ?";
+
 /** The stored request record of `id`, if any. */
 function readRecord(find: Database.Statement, id: string): RequestRecord | undefined {
   const row = find.get(id) as
@@ -283,9 +286,7 @@ function applyOnce(
     "insert into _nexus_meta (k, v) values (?, ?) on conflict(k) do update set v = excluded.v",
   );
   const resetRowid = d.prepare("insert or replace into temp._nexus_rowid (rowid, x) values (0, 0)");
-  const findRecord = d.prepare(
-    "select id, hash, ok, data, error, entry_index, kept_from_ms from _nexus_requests where id = ?",
-  );
+  const findRecord = d.prepare(FIND_RECORD);
   const putRecord = d.prepare(
     "insert or replace into _nexus_requests (id, hash, ok, data, error, entry_index, kept_from_ms) " +
       "values (?, ?, ?, ?, ?, ?, ?)",
@@ -398,6 +399,8 @@ async function handle(req: WorkerRequest): Promise<WorkerResult> {
     }
     case "lastApplied":
       return getMeta(need());
+    case "requestRecord":
+      return readRecord(need().prepare(FIND_RECORD), req.requestId) ?? null;
     case "backup": {
       const d = need();
       const position = getMeta(d);
