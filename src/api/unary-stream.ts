@@ -15,7 +15,7 @@
 import type http2 from "node:http2";
 import type { DescMessage, DescMethodUnary, MessageShape } from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { HandlerContext, MethodImpl } from "@connectrpc/connect";
+import type { ContextValues, HandlerContext, MethodImpl } from "@connectrpc/connect";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 
@@ -231,7 +231,11 @@ function handlerContext(
   signal: AbortSignal,
   deadline: number | undefined,
 ): HandlerContext {
+  // Built on first use: the hot handlers read none of them.
   let requestHeader: Headers | undefined;
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  let values: ContextValues | undefined;
   return {
     method: route.method,
     service: route.method.parent,
@@ -248,10 +252,16 @@ function handlerContext(
       }
       return requestHeader;
     },
-    responseHeader: new Headers(),
-    responseTrailer: new Headers(),
+    get responseHeader(): Headers {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer(): Headers {
+      return (responseTrailer ??= new Headers());
+    },
     protocolName: "grpc",
-    values: createContextValues(),
+    get values(): ContextValues {
+      return (values ??= createContextValues());
+    },
     url: headers[":path"] ?? "",
   };
 }
