@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { NexusError, isNexusError } from "../../src/errors/index.js";
 import { requestKey } from "../../src/node/entry-payload.js";
+import { ClientRequests } from "../../src/node/client-requests.js";
 import { ReadRounds } from "../../src/node/read-rounds.js";
 import type { RawNode } from "../../src/raft/raw-node.js";
 
@@ -115,5 +116,36 @@ describe("ReadRounds", () => {
     await assert.rejects(b, (e: unknown) => isNexusError(e, "NO_LEADER"));
     assert.equal(issued.length, 1);
     assert.equal(r.size, 0);
+  });
+});
+
+describe("ClientRequests.readBarrier", () => {
+  it("32 concurrent linearizable reads share the node's read-index rounds", async () => {
+    const { raw, issued } = fakeRaw();
+    let applied = 0;
+    const requests = new ClientRequests(
+      {
+        raw: { ...raw, propose: () => undefined },
+        replTimeoutMs: 60_000,
+        heartbeatTickMs: 100,
+        electionTick: 10,
+        applier: { position: () => ({ index: applied, term: 1 }), storeError: () => undefined },
+        schedule: () => undefined,
+      },
+      () => undefined,
+    );
+    let done = 0;
+    const reads = Array.from({ length: 32 }, () => requests.readBarrier(60_000).then(() => done++));
+    assert.equal(issued.length, 1);
+    requests.readConfirmed(issued[0]!, 4);
+    requests.readConfirmed(issued[1]!, 5);
+    assert.equal(issued.length, 2);
+    await tick();
+    assert.equal(done, 0, "confirmed, but this node has not applied index 4 yet");
+    applied = 5;
+    requests.applied(5);
+    await Promise.all(reads);
+    assert.equal(done, 32);
+    assert.equal(issued.length, 2);
   });
 });
