@@ -7,7 +7,7 @@
  * its method is refused with INVALID_ARGUMENT before any handler runs.
  */
 import http2 from "node:http2";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
@@ -228,11 +228,6 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
           handshakeTimeout: 10_000,
         });
   server.on("stream", onStream);
-  // Answers leave at once: with Nagle's algorithm a small response waits for the client's
-  // delayed ACK of the previous one (tens of ms) whenever calls overlap on a connection.
-  server.on(o.tls === undefined ? "connection" : "secureConnection", (socket: Socket) =>
-    socket.setNoDelay(true),
-  );
   if (o.tls !== undefined) {
     const tls = o.tls;
     const secure = server as http2.Http2SecureServer;
