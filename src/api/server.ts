@@ -10,7 +10,6 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { DescMessage } from "@bufbuild/protobuf";
-import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
 import {
   compressionBrotli,
@@ -22,7 +21,15 @@ import type { Replicator } from "../node/replicator.js";
 import type { TokenAuth } from "../security/auth.js";
 import type { ReloadableTls } from "../security/tls.js";
 import { serverSecureOptions } from "../security/tls.js";
-import { nexusRoutes } from "./service.js";
+import { fastRoutes, nexusRoutes } from "./service.js";
+import type { UnaryStreamOptions } from "./unary-stream.js";
+import {
+  compressedWithoutEncoding,
+  decodeRequest,
+  errorStatusHeaders,
+  isPlainUnaryCall,
+  serveUnary,
+} from "./unary-stream.js";
 
 /** Where the server reports refusals and reloads (a pino logger fits). */
 export interface ApiServerLog {
@@ -82,7 +89,59 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     ...(o.version === undefined ? {} : { version: o.version }),
   })(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const unaryRoutes = new Map(
+    fastRoutes(o.replicator, { maxRequestBytes: o.maxRequestBytes }).map((r) => [
+      `/${r.method.parent.typeName}/${r.method.name}`,
+      r,
+    ]),
+  );
   const refusals = refusalLog(log);
+  const answerFailed = (err: unknown): void => {
+    if (ConnectError.from(err).code !== Code.Aborted) {
+      log.warn({ error: String(err) }, "a gRPC call failed while answering");
+    }
+  };
+  const unaryOptions: UnaryStreamOptions = {
+    readMaxBytes,
+    maxTimeoutMs: MAX_TIMEOUT_MS,
+    statusHeaders: (e) => ({ ":status": 200, ...statusHeaders(e) }),
+    onAnswerFailed: answerFailed,
+  };
+
+  /**
+   * The refusal of a call before it runs (auth, a deadline too long), or undefined: the same
+   * admission on both paths.
+   */
+  const admit = (
+    headers: http2.IncomingHttpHeaders,
+    service: string,
+    method: string,
+    remote: string | undefined,
+  ): ConnectError | undefined => {
+    if (o.auth !== undefined) {
+      const auth = headers["authorization"];
+      const d = o.auth.decide(typeof auth === "string" ? auth : undefined, service, method);
+      if (!d.ok) {
+        refusals({
+          code: d.code,
+          method: `${service}/${method}`,
+          ...(d.code === "PERMISSION_DENIED" ? { token: d.name } : {}),
+          remote,
+        });
+        return d.code === "UNAUTHENTICATED"
+          ? new ConnectError(UNAUTHENTICATED_MESSAGE, Code.Unauthenticated)
+          : new ConnectError(PERMISSION_DENIED_MESSAGE, Code.PermissionDenied);
+      }
+    }
+    const timeout = headers["grpc-timeout"];
+    if (typeof timeout === "string" && tooLong(timeout)) {
+      return new ConnectError(
+        `grpc-timeout ${timeout} is longer than the ~24 days allowed`,
+        Code.InvalidArgument,
+      );
+    }
+    return undefined;
+  };
 
   const onRequest = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
     const h = handlers.get((req.url ?? "").split("?", 1)[0]!);
@@ -91,35 +150,15 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.end();
       return;
     }
-    if (o.auth !== undefined) {
-      const auth = req.headers["authorization"];
-      const d = o.auth.decide(
-        typeof auth === "string" ? auth : undefined,
-        h.service.typeName,
-        h.method.name,
-      );
-      if (!d.ok) {
-        refusals({
-          code: d.code,
-          method: `${h.service.typeName}/${h.method.name}`,
-          ...(d.code === "PERMISSION_DENIED" ? { token: d.name } : {}),
-          remote: req.socket?.remoteAddress,
-        });
-        refuse(
-          res,
-          d.code === "UNAUTHENTICATED" ? Code.Unauthenticated : Code.PermissionDenied,
-          d.code === "UNAUTHENTICATED" ? UNAUTHENTICATED_MESSAGE : PERMISSION_DENIED_MESSAGE,
-        );
-        return;
-      }
-    }
-    const timeout = req.headers["grpc-timeout"];
-    if (typeof timeout === "string" && tooLong(timeout)) {
-      refuse(
-        res,
-        Code.InvalidArgument,
-        `grpc-timeout ${timeout} is longer than the ~24 days allowed`,
-      );
+    const refusal = admit(
+      req.headers,
+      h.service.typeName,
+      h.method.name,
+      req.socket?.remoteAddress,
+    );
+    if (refusal !== undefined) {
+      res.writeHead(200, statusHeaders(refusal));
+      res.end();
       return;
     }
     respondWithSpecMessages(res);
@@ -136,25 +175,59 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         if (!res.writableEnded && !res.stream.destroyed) {
           res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         }
-        if (ConnectError.from(err).code !== Code.Aborted) {
-          log.warn({ error: String(err) }, "a gRPC call failed while answering");
-        }
+        answerFailed(err);
       });
+  };
+
+  /**
+   * Every stream: plain unary calls of the hot methods on the stream API (unary-stream.ts),
+   * everything else through the compatibility layer and the Connect router.
+   */
+  const onStream = (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    _flags: number,
+    rawHeaders: string[],
+  ): void => {
+    const route = unaryRoutes.get((headers[":path"] ?? "").split("?", 1)[0]!);
+    if (route !== undefined && isPlainUnaryCall(headers)) {
+      const refusal = admit(
+        headers,
+        route.method.parent.typeName,
+        route.method.name,
+        stream.session?.socket?.remoteAddress,
+      );
+      if (refusal !== undefined) {
+        stream.on("error", () => undefined);
+        stream.respond({ ":status": 200, ...statusHeaders(refusal) }, { endStream: true });
+        return;
+      }
+      serveUnary(stream, headers, route, unaryOptions);
+      return;
+    }
+    // What node:http2 does for a server with a request listener (its compatibility layer).
+    const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+    const res = new http2.Http2ServerResponse(stream);
+    if (headers[":method"] === "CONNECT") {
+      res.statusCode = http2.constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
+      res.end();
+      return;
+    }
+    if (headers["expect"] === "100-continue") res.writeContinue();
+    onRequest(req, res);
   };
 
   const server =
     o.tls === undefined
-      ? http2.createServer(SERVER_LIMITS, onRequest)
-      : http2.createSecureServer(
-          {
-            ...SERVER_LIMITS,
-            ...serverSecureOptions(o.tls.material),
-            allowHTTP1: false,
-            minVersion: "TLSv1.2",
-            handshakeTimeout: 10_000,
-          },
-          onRequest,
-        );
+      ? http2.createServer(SERVER_LIMITS)
+      : http2.createSecureServer({
+          ...SERVER_LIMITS,
+          ...serverSecureOptions(o.tls.material),
+          allowHTTP1: false,
+          minVersion: "TLSv1.2",
+          handshakeTimeout: 10_000,
+        });
+  server.on("stream", onStream);
   if (o.tls !== undefined) {
     const tls = o.tls;
     const secure = server as http2.Http2SecureServer;
@@ -221,14 +294,13 @@ const SERVER_LIMITS = {
   maxSessionRejectedStreams: 100,
 } satisfies http2.ServerOptions;
 
-/** Answers a call with a gRPC status only (a trailers-only response), without running it. */
-function refuse(res: http2.Http2ServerResponse, code: Code, message: string): void {
-  res.writeHead(200, {
+/** The headers of a status-only answer (trailers-only): the status, its message and details. */
+function statusHeaders(e: ConnectError): http2.OutgoingHttpHeaders {
+  return {
     "content-type": "application/grpc+proto",
-    "grpc-status": String(code),
-    "grpc-message": encodeGrpcMessage(message),
-  });
-  res.end();
+    ...errorStatusHeaders(e),
+    "grpc-message": encodeGrpcMessage(e.rawMessage),
+  };
 }
 
 /**
@@ -311,12 +383,7 @@ export function checkMessages(
     if (compressed) {
       const inflate =
         encoding === "gzip" ? gunzipSync : encoding === "br" ? brotliDecompressSync : undefined;
-      if (encoding === "" || encoding === "identity") {
-        throw new ConnectError(
-          "the request message is flagged compressed but the call names no grpc-encoding",
-          Code.InvalidArgument,
-        );
-      }
+      if (encoding === "" || encoding === "identity") throw compressedWithoutEncoding();
       if (inflate === undefined) continue;
       try {
         data = inflate(data, { maxOutputLength: limit });
@@ -333,14 +400,7 @@ export function checkMessages(
         );
       }
     }
-    try {
-      fromBinary(schema, data);
-    } catch {
-      throw new ConnectError(
-        `the request is not a valid ${schema.typeName} message (protobuf encoding)`,
-        Code.InvalidArgument,
-      );
-    }
+    decodeRequest(schema, data);
   }
 }
 

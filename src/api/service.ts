@@ -2,7 +2,7 @@
  * The gRPC service `nexus.api.Nexus` (proto/nexus.proto, wire-compatible with the original),
  * implemented over a Replicator.
  */
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { NexusError } from "../errors/index.js";
 import type { Replicator, ReadConsistency } from "../node/replicator.js";
 import { writeTrace } from "../node/write-trace.js";
@@ -15,6 +15,8 @@ import { minIndexOf } from "./request-args.js";
 import { checksRoutes } from "./checks-service.js";
 import { backupRoutes } from "./backup-service.js";
 import { healthRoutes } from "./health-service.js";
+import type { UnaryRoute } from "./unary-stream.js";
+import { unaryRoute } from "./unary-stream.js";
 
 export interface ServiceOptions {
   /** Largest request (data plus args) accepted, bytes. */
@@ -174,112 +176,128 @@ export function nexusRoutes(r: Replicator, o: ServiceOptions): (router: ConnectR
   return (router) =>
     adminRoutes(
       r,
-      backupRoutes(r, checksRoutes(r, healthRoutes(r, router), o.version ?? "")).service(Nexus, {
-        check() {
-          let serving = false;
-          try {
-            serving = r.status().serving;
-          } catch {
-            serving = false;
-          }
-          return {
-            status: serving
-              ? HealthCheckResponse_ServingStatus.SERVING
-              : HealthCheckResponse_ServingStatus.NOT_SERVING,
-          };
-        },
-        async save(req, ctx: HandlerContext) {
-          const receivedAt = writeTrace?.now();
-          try {
-            checkSize(req.data, req.args, o.maxRequestBytes);
-            const { args, request } = requestOf(argsOf(req.args));
-            // With a request id, retries of an unknown outcome are safe: go on while the caller
-            // waits (its deadline), else make one attempt and let the caller retry with the id.
-            const left = ctx.timeoutMs();
-            const res = await r.saveWithIndex(req.data, {
-              args,
-              signal: ctx.signal,
-              ...(request === undefined
-                ? {}
-                : {
-                    ...request,
-                    retryForMs: Math.max(0, Date.now() - request.issuedAtMs + (left ?? 0)),
-                  }),
-            });
-            if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
-            return {
-              status: { code: 0, message: "" },
-              reqData: req.data,
-              resData: res.data,
-              index: BigInt(res.index),
-            };
-          } catch (err) {
-            throw toConnectError(err);
-          }
-        },
-        async load(req, _ctx: HandlerContext) {
-          try {
-            checkSize(req.data, req.args, o.maxRequestBytes);
-            const { args, minIndex } = minIndexOf(argsOf(req.args));
-            const c = args["consistency"];
-            if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
-              throw new NexusError(
-                "INVALID_ARGUMENT",
-                `consistency must be linearizable, lease, local or bounded, got "${c}"`,
-              );
-            }
-            const res = await r.load(req.data, {
-              args,
-              ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
-              ...(c === "bounded" ? { staleness: staleBoundOfArgs(args) } : {}),
-              ...(minIndex === undefined ? {} : { minIndex }),
-            });
-            return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
-          } catch (err) {
-            throw toConnectError(err);
-          }
-        },
-        async addNode(req) {
-          try {
-            await r.addMember(req.nodeUrl);
-            return { code: 0, message: "" };
-          } catch (err) {
-            throw toConnectError(err);
-          }
-        },
-        async removeNode(req) {
-          try {
-            await r.removeMember(req.nodeUrl);
-            return { code: 0, message: "" };
-          } catch (err) {
-            throw toConnectError(err);
-          }
-        },
-        listNodes() {
-          try {
-            const { leader, members } = r.listMembers();
-            const nodes: Record<
-              string,
-              { nodeUrl: string; nodeId: bigint; status: NodeInfo_NodeStatus }
-            > = {};
-            for (const m of members) {
-              const id = BigInt(`0x${m.id}`);
-              nodes[id.toString()] = {
-                nodeUrl: m.url,
-                nodeId: id,
-                status:
-                  m.role === "leader" ? NodeInfo_NodeStatus.LEADER : NodeInfo_NodeStatus.FOLLOWER,
-              };
-            }
-            return {
-              status: { code: 0, message: "" },
-              leader: leader === "" ? 0n : BigInt(`0x${leader}`),
-              nodes,
-            };
-          } catch (err) {
-            throw toConnectError(err);
-          }
-        },
-      }),
+      backupRoutes(r, checksRoutes(r, healthRoutes(r, router), o.version ?? "")).service(
+        Nexus,
+        nexusService(r, o),
+      ),
     );
+}
+
+/** The implementation of nexus.api.Nexus (save, load, membership, health). */
+export function nexusService(r: Replicator, o: ServiceOptions): ServiceImpl<typeof Nexus> {
+  return {
+    check() {
+      let serving = false;
+      try {
+        serving = r.status().serving;
+      } catch {
+        serving = false;
+      }
+      return {
+        status: serving
+          ? HealthCheckResponse_ServingStatus.SERVING
+          : HealthCheckResponse_ServingStatus.NOT_SERVING,
+      };
+    },
+    async save(req, ctx: HandlerContext) {
+      const receivedAt = writeTrace?.now();
+      try {
+        checkSize(req.data, req.args, o.maxRequestBytes);
+        const { args, request } = requestOf(argsOf(req.args));
+        // With a request id, retries of an unknown outcome are safe: go on while the caller
+        // waits (its deadline), else make one attempt and let the caller retry with the id.
+        const left = ctx.timeoutMs();
+        const res = await r.saveWithIndex(req.data, {
+          args,
+          signal: ctx.signal,
+          ...(request === undefined
+            ? {}
+            : {
+                ...request,
+                retryForMs: Math.max(0, Date.now() - request.issuedAtMs + (left ?? 0)),
+              }),
+        });
+        if (receivedAt !== undefined) writeTrace?.answered(receivedAt);
+        return {
+          status: { code: 0, message: "" },
+          reqData: req.data,
+          resData: res.data,
+          index: BigInt(res.index),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async load(req, _ctx: HandlerContext) {
+      try {
+        checkSize(req.data, req.args, o.maxRequestBytes);
+        const { args, minIndex } = minIndexOf(argsOf(req.args));
+        const c = args["consistency"];
+        if (c !== undefined && !CONSISTENCIES.includes(c as ReadConsistency)) {
+          throw new NexusError(
+            "INVALID_ARGUMENT",
+            `consistency must be linearizable, lease, local or bounded, got "${c}"`,
+          );
+        }
+        const res = await r.load(req.data, {
+          args,
+          ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
+          ...(c === "bounded" ? { staleness: staleBoundOfArgs(args) } : {}),
+          ...(minIndex === undefined ? {} : { minIndex }),
+        });
+        return { status: { code: 0, message: "" }, reqData: req.data, resData: res };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async addNode(req) {
+      try {
+        await r.addMember(req.nodeUrl);
+        return { code: 0, message: "" };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async removeNode(req) {
+      try {
+        await r.removeMember(req.nodeUrl);
+        return { code: 0, message: "" };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    listNodes() {
+      try {
+        const { leader, members } = r.listMembers();
+        const nodes: Record<
+          string,
+          { nodeUrl: string; nodeId: bigint; status: NodeInfo_NodeStatus }
+        > = {};
+        for (const m of members) {
+          const id = BigInt(`0x${m.id}`);
+          nodes[id.toString()] = {
+            nodeUrl: m.url,
+            nodeId: id,
+            status: m.role === "leader" ? NodeInfo_NodeStatus.LEADER : NodeInfo_NodeStatus.FOLLOWER,
+          };
+        }
+        return {
+          status: { code: 0, message: "" },
+          leader: leader === "" ? 0n : BigInt(`0x${leader}`),
+          nodes,
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+  };
+}
+
+/**
+ * The hot calls, Save and Load, answered on the HTTP/2 stream API (unary-stream.ts) with the
+ * same implementation as on the Connect router.
+ */
+export function fastRoutes(r: Replicator, o: ServiceOptions): UnaryRoute[] {
+  const impl = nexusService(r, o);
+  return [unaryRoute(Nexus.method.save, impl.save), unaryRoute(Nexus.method.load, impl.load)];
 }

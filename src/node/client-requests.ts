@@ -16,11 +16,15 @@ import { decodeEntryPayload, encodeEntryPayload, requestKey } from "./entry-payl
 import { writeTrace } from "./write-trace.js";
 import type { PayloadKind } from "./entry-payload.js";
 import { nexusErrorOfRaft } from "./raft-errors.js";
+import { ReadRounds } from "./read-rounds.js";
 import { IndexWaiters, Waiters } from "./waiters.js";
 
 export interface ClientRequestsOptions {
   readonly raw: Pick<RawNode, "propose" | "readIndex" | "basicStatus">;
   readonly replTimeoutMs: number;
+  /** The heartbeat interval (ms) and the election timeout in heartbeats: a read round's retry. */
+  readonly heartbeatTickMs: number;
+  readonly electionTick: number;
   /** The apply pipeline: the store's applied index, and the store failure that stalls it. */
   readonly applier: Pick<Applier, "position" | "storeError">;
   /** Asks the Ready loop to run. */
@@ -40,7 +44,8 @@ export type ProposalKind = "command" | "restore-chunk" | "restore-commit" | "res
 export class ClientRequests {
   private readonly o: ClientRequestsOptions;
   private readonly saves = new Waiters<SavedResult>();
-  private readonly reads = new Waiters<number>();
+  /** Linearizable reads, batched into ReadIndex rounds. */
+  private readonly reads: ReadRounds;
   /** Reads waiting for the store to apply an index. */
   private readonly appliedWaiters = new IndexWaiters();
 
@@ -50,6 +55,11 @@ export class ClientRequests {
     private readonly running: () => void,
   ) {
     this.o = o;
+    this.reads = new ReadRounds({
+      raw: o.raw,
+      schedule: o.schedule,
+      retryMs: o.heartbeatTickMs * o.electionTick,
+    });
   }
 
   /**
@@ -129,31 +139,23 @@ export class ClientRequests {
   /**
    * A linearizable read point (ReadIndex, thesis §6.4): resolves once this node has applied
    * everything committed before the call, so a read of the local store is linearizable.
-   * Rejects with TIMEOUT when no leader confirms it in time (safe to retry: nothing was written).
+   * Concurrent reads share one ReadIndex round (read-rounds.ts). Rejects with TIMEOUT when no
+   * leader confirms it in time, NO_LEADER when none is known or it could not be reached (safe
+   * to retry: nothing was written).
    */
   async readBarrier(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     this.running();
-    // The core drops a read request when it knows no leader: say so now, not at the timeout.
-    if (this.o.raw.basicStatus().lead === "") {
-      throw new NexusError("NO_LEADER", "no leader is known to confirm the read; retry");
-    }
-    const ctx = new Uint8Array(randomBytes(16));
-    const key = requestKey(ctx);
-    const index = this.reads.wait(
-      key,
+    const at = await this.reads.wait(
       timeoutMs,
       () => new NexusError("TIMEOUT", `no leader confirmed the read within ${timeoutMs} ms; retry`),
     );
-    this.o.raw.readIndex(ctx);
-    this.o.schedule();
-    const at = await index;
     await this.waitApplied(at, Math.max(1, deadline - Date.now()));
   }
 
-  /** A leader confirmed the read `key` at `index`. */
+  /** A leader confirmed the read round `key` at `index` (ReadRounds.confirmed). */
   readConfirmed(key: string, index: number): void {
-    this.reads.resolve(key, index);
+    this.reads.confirmed(key, index);
   }
 
   /**
@@ -217,7 +219,7 @@ export class ClientRequests {
       } else if (m.type === "read-index") {
         const ctx = m.entries[0]?.data;
         if (ctx !== undefined) {
-          this.reads.reject(
+          this.reads.failed(
             requestKey(ctx),
             new NexusError(
               "NO_LEADER",
