@@ -21,7 +21,10 @@ const BIG = Buffer.alloc(4096, 0x61);
 
 /** A Replicator that answers from the request: "fail" refuses, "hang" waits for its signal. */
 const fake = {
-  async save(data: Uint8Array, o: { signal?: AbortSignal }): Promise<Uint8Array> {
+  async saveWithIndex(
+    data: Uint8Array,
+    o: { signal?: AbortSignal },
+  ): Promise<{ data: Uint8Array; index: number }> {
     const text = Buffer.from(data).toString();
     if (text === "fail") throw new NexusError("NOT_LEADER", "not the leader: ask another node");
     if (text === "hang") {
@@ -29,7 +32,7 @@ const fake = {
         o.signal?.addEventListener("abort", () => reject(o.signal?.reason as Error));
       });
     }
-    return enc.encode(`saved ${text}`);
+    return { data: enc.encode(`saved ${text}`), index: 7 };
   },
   async load(): Promise<Uint8Array> {
     return BIG;
