@@ -9,6 +9,7 @@ import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, int, str } from "./flags.js";
 import { LOG_FORMATS, LOG_LEVELS, defaultLogFormat } from "./logger.js";
 import type { LogFormat, LogLevel } from "./logger.js";
+import { DEFAULT_REQUEST_WINDOW_MS } from "../store/request-records.js";
 
 export const NODE_FLAGS: readonly FlagSpec[] = [
   {
@@ -294,7 +295,10 @@ export function parseDurationMs(flag: string, text: string): number {
  * Throws FlagError when it is not a duration of at least 1s.
  */
 export function requestWindowMsOf(f: ParsedFlags): number {
-  const ms = parseDurationMs("nexus-request-window", str(f, "nexus-request-window")!);
+  // Programs that open a store without running a node (nexus restore, recover) have no such flag.
+  const text = str(f, "nexus-request-window");
+  if (text === undefined) return DEFAULT_REQUEST_WINDOW_MS;
+  const ms = parseDurationMs("nexus-request-window", text);
   if (ms < 1000) {
     throw new FlagError(
       `flag -nexus-request-window must be at least 1s, got "${str(f, "nexus-request-window")!}"; ` +

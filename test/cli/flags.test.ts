@@ -137,6 +137,17 @@ describe("-nexus-request-window: how long request ids are remembered", () => {
   it("is 10 minutes by default, the stores' own default", () =>
     assert.equal(window([]), DEFAULT_REQUEST_WINDOW_MS));
   it("takes a duration", () => assert.equal(window(["-nexus-request-window", "1h"]), 3_600_000));
+  it("is the default for a program without the flag (nexus restore, recover)", () => {
+    // Before: a TypeError in parseDurationMs, and nexus restore into a MySQL store exited 1.
+    const f = parseFlags(
+      ["-mysqlConnUrl", "x"],
+      [{ name: "mysqlConnUrl", kind: "string", help: "" }],
+      {
+        allowPositionals: true,
+      },
+    );
+    assert.equal(requestWindowMsOf(f), DEFAULT_REQUEST_WINDOW_MS);
+  });
   for (const bad of ["500ms", "0", "ten"]) {
     it(`refuses "${bad}" naming the flag`, () =>
       assert.throws(
