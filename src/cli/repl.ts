@@ -19,6 +19,8 @@ import type { Io } from "./serve.js";
 import { askOnStdin, parseRestoreArgs, runReplRestore } from "./repl-restore.js";
 import { printRequestOutcome } from "./repl-outcome.js";
 import { validateRequestId } from "../store/request-records.js";
+import { BOUND_ARGS } from "../node/bounded-read.js";
+import { MIN_INDEX_ARG } from "../api/request-args.js";
 import type { Ask } from "./repl-restore.js";
 import { VERSION_FLAG, versionLine } from "./version.js";
 import { snapshotPercent } from "../node/member-progress.js";
@@ -35,7 +37,34 @@ const FLAGS: readonly FlagSpec[] = [
   {
     name: "consistency",
     kind: "string",
-    help: "for loads: linearizable (the node's default), lease or local",
+    help:
+      "for loads: linearizable (the node's default), lease, local, or bounded (a follower's own " +
+      "store within -max-lag-entries / -max-lag-ms of its leader)",
+  },
+  {
+    name: "max-lag-entries",
+    kind: "int",
+    min: 0,
+    help: "for bounded loads: how many committed entries the node may be behind its leader",
+  },
+  {
+    name: "max-lag-ms",
+    kind: "int",
+    min: 0,
+    help: "for bounded loads: how long ago (ms) the node may last have heard from its leader",
+  },
+  {
+    name: "on-stale",
+    kind: "string",
+    help: "for bounded loads beyond the bound: refuse (TOO_STALE, the default) or linearizable",
+  },
+  {
+    name: "min-index",
+    kind: "int",
+    min: 0,
+    help:
+      "for loads: wait until the node has applied this log index (a save's index: `outcome <request-id>` shows it), " +
+      "then read its own store (read-your-writes on any node)",
   },
   {
     name: "request-id",
@@ -371,11 +400,32 @@ export async function runRepl(
     return EXIT.USAGE;
   }
   const consistency = str(flags, "consistency");
-  if (consistency !== undefined && !["linearizable", "lease", "local"].includes(consistency)) {
+  if (
+    consistency !== undefined &&
+    !["linearizable", "lease", "local", "bounded"].includes(consistency)
+  ) {
     io.err(
-      `${name}: flag -consistency must be linearizable, lease or local, got "${consistency}"\n`,
+      `${name}: flag -consistency must be linearizable, lease, local or bounded, got "${consistency}"\n`,
     );
     return EXIT.USAGE;
+  }
+  // The read's own args: a bound (checked by the node: at least one limit) and a minimum index.
+  const readArgs: Record<string, string> = {};
+  for (const [flag, arg] of [
+    ["max-lag-entries", BOUND_ARGS.maxLagEntries],
+    ["max-lag-ms", BOUND_ARGS.maxLagMs],
+    ["min-index", MIN_INDEX_ARG],
+  ] as const) {
+    const v = int(flags, flag);
+    if (v !== undefined) readArgs[arg] = String(v);
+  }
+  const onStale = str(flags, "on-stale");
+  if (onStale !== undefined) {
+    if (onStale !== "refuse" && onStale !== "linearizable") {
+      io.err(`${name}: flag -on-stale must be refuse or linearizable, got "${onStale}"\n`);
+      return EXIT.USAGE;
+    }
+    readArgs[BOUND_ARGS.onStale] = onStale;
   }
   const requestId = str(flags, "request-id");
   if (requestId !== undefined) {
@@ -535,6 +585,7 @@ export async function runRepl(
           if (params !== undefined) reqArgs["params"] = params;
         }
         if (consistency !== undefined) reqArgs["consistency"] = consistency;
+        if ((mode ?? "").toLowerCase() === "load") Object.assign(reqArgs, readArgs);
         if (expr === undefined || expr === "") throw new UsageError("the expression is empty");
         const m = (mode ?? "").toLowerCase();
         let res: Uint8Array;

@@ -72,6 +72,35 @@ describe("repl outcome", () => {
       } finally {
         follower.close();
       }
+      // The same through repl's flags: -min-index, and a bounded read on the follower.
+      const mine = await repl(
+        "-min-index",
+        String(saved.index),
+        c.addr,
+        "sqlite",
+        "load",
+        "select v from t",
+      );
+      assert.equal(mine.code, 0, mine.stderr);
+      assert.equal(mine.stdout, `Response from SQLite (without quotes): '[{"v":"x"}]'\n`);
+      const bounded = await repl(
+        "-consistency",
+        "bounded",
+        "-max-lag-ms",
+        "60000",
+        c.addr,
+        "sqlite",
+        "load",
+        "select count(*) as n from t",
+      );
+      assert.equal(bounded.code, 0, bounded.stderr);
+      assert.equal(bounded.stdout, `Response from SQLite (without quotes): '[{"n":1}]'\n`);
+      // A bounded read without a limit is the node's INVALID_ARGUMENT; a bad -on-stale, a usage error.
+      const unbounded = await repl("-consistency", "bounded", c.addr, "sqlite", "load", "select 1");
+      assert.notEqual(unbounded.code, 0, unbounded.stdout);
+      assert.match(unbounded.stderr, /INVALID_ARGUMENT|limit/i);
+      const badStale = await repl("-on-stale", "maybe", c.addr, "sqlite", "load", "select 1");
+      assert.equal(badStale.code, 2, badStale.stderr);
     } finally {
       client.close();
       await Promise.all(nodes.map((n) => n.stop()));
