@@ -77,13 +77,15 @@ export class ClientRequests {
     clientRequest?: ClientRequest,
   ): Promise<SavedResult> {
     this.running();
-    const requestId = new Uint8Array(randomBytes(16));
+    // One draw of random bytes for the request id (16) and the entry's seed (6).
+    const random = randomBytes(22);
+    const requestId = new Uint8Array(random.buffer, random.byteOffset, 16);
     const key = requestKey(requestId);
     const payload = encodeEntryPayload({
       kind,
       requestId,
       timestampMs: Date.now(),
-      seed: randomBytes(6).readUIntLE(0, 6),
+      seed: random.readUIntLE(16, 6),
       data,
       args,
       ...(clientRequest === undefined ? {} : { clientRequest }),
