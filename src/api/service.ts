@@ -228,7 +228,7 @@ export function nexusService(r: Replicator, o: ServiceOptions): ServiceImpl<type
         throw toConnectError(err);
       }
     },
-    async load(req, _ctx: HandlerContext) {
+    async load(req, ctx: HandlerContext) {
       try {
         checkSize(req.data, req.args, o.maxRequestBytes);
         const { args, minIndex } = minIndexOf(argsOf(req.args));
@@ -239,8 +239,10 @@ export function nexusService(r: Replicator, o: ServiceOptions): ServiceImpl<type
             `consistency must be linearizable, lease, local or bounded, got "${c}"`,
           );
         }
+        // The caller's deadline ends a wait (min-index, a read barrier) with the call.
         const res = await r.load(req.data, {
           args,
+          signal: ctx.signal,
           ...(c === undefined ? {} : { consistency: c as ReadConsistency }),
           ...(c === "bounded" ? { staleness: staleBoundOfArgs(args) } : {}),
           ...(minIndex === undefined ? {} : { minIndex }),

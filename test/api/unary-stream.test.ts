@@ -19,6 +19,8 @@ import type { Replicator } from "../../src/node/replicator.js";
 const enc = new TextEncoder();
 const BIG = Buffer.alloc(4096, 0x61);
 
+let loadsAborted = 0;
+
 /** A Replicator that answers from the request: "fail" refuses, "hang" waits for its signal. */
 const fake = {
   async saveWithIndex(
@@ -34,7 +36,15 @@ const fake = {
     }
     return { data: enc.encode(`saved ${text}`), index: 7 };
   },
-  async load(): Promise<Uint8Array> {
+  async load(data: Uint8Array, o: { signal?: AbortSignal }): Promise<Uint8Array> {
+    if (Buffer.from(data).toString() === "hang") {
+      return new Promise((_, reject) => {
+        o.signal?.addEventListener("abort", () => {
+          loadsAborted++;
+          reject(o.signal?.reason as Error);
+        });
+      });
+    }
     return BIG;
   },
 } as unknown as Replicator;
@@ -183,6 +193,22 @@ describe("unary calls on the HTTP/2 stream API", () => {
   it("a message flagged compressed in a call without grpc-encoding is INVALID_ARGUMENT", async () => {
     const r = await call("Save", envelope(Buffer.from([1, 2, 3]), 1));
     assert.equal(r.status, String(Code.InvalidArgument));
+  });
+
+  it("a load waiting past the call's grpc-timeout is ended with it (a min-index wait does not outlive the call)", async () => {
+    // Before: the service did not pass the call's signal to load(); the wait went on until the
+    // node's own replication timeout and the call was never answered in time.
+    const before = loadsAborted;
+    const body = envelope(
+      toBinary(LoadRequestSchema, create(LoadRequestSchema, { data: enc.encode("hang") })),
+    );
+    const r = await Promise.race([
+      call("Load", body, { "grpc-timeout": "100m" }),
+      new Promise<undefined>((res) => setTimeout(() => res(undefined), 3000)),
+    ]);
+    assert.notEqual(r, undefined, "no answer within 3 s");
+    assert.equal(r!.status, String(Code.DeadlineExceeded));
+    assert.equal(loadsAborted, before + 1);
   });
 
   it("the server still answers after a client cancels a call", async () => {
