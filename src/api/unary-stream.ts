@@ -86,6 +86,9 @@ export interface UnaryStreamOptions {
   readonly onAnswerFailed: (err: unknown) => void;
 }
 
+/** How long a call's request body may pause before the call is answered DEADLINE_EXCEEDED. */
+const REQUEST_IDLE_MS = 30_000;
+
 const OK_HEADERS = { ":status": 200, "content-type": "application/grpc+proto" } as const;
 const OK_TRAILERS = { "grpc-status": "0" } as const;
 
@@ -105,14 +108,17 @@ export function serveUnary(
     o.maxTimeoutMs,
   );
   const deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  // Set once the request is read and the handler runs: before that, a deadline answers at once
+  // (a client that never ends its request is not left holding a stream).
+  let started = false;
   const timer =
     timeout.timeoutMs === undefined || timeout.error !== undefined
       ? undefined
-      : setTimeout(
-          () =>
-            controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
-          timeout.timeoutMs,
-        );
+      : setTimeout(() => {
+          const err = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+          controller.abort(err);
+          if (!started) fail(err);
+        }, timeout.timeoutMs);
 
   const fail = (err: unknown): void => {
     const e =
@@ -126,6 +132,8 @@ export function serveUnary(
     answered = true;
     clearTimeout(timer);
     stream.off("data", onData);
+    stream.setTimeout(0);
+    chunks.length = 0;
     if (stream.destroyed || stream.closed) return;
     try {
       write();
@@ -152,8 +160,23 @@ export function serveUnary(
       fail(extraMessage());
     }
   };
+  if (timeout.error !== undefined) {
+    fail(timeout.error);
+    return;
+  }
   stream.on("data", onData);
   stream.on("error", () => undefined);
+  // A request body that stops arriving (no grpc-timeout to end it) is not waited for forever.
+  stream.setTimeout(REQUEST_IDLE_MS, () => {
+    if (!started) {
+      fail(
+        new ConnectError(
+          `the request did not arrive: nothing received for ${REQUEST_IDLE_MS / 1000} s`,
+          Code.DeadlineExceeded,
+        ),
+      );
+    }
+  });
   stream.once("close", () => {
     clearTimeout(timer);
     if (!answered) {
@@ -163,10 +186,7 @@ export function serveUnary(
   });
   stream.once("end", () => {
     if (answered) return;
-    if (timeout.error !== undefined) {
-      fail(timeout.error);
-      return;
-    }
+    stream.setTimeout(0);
     let data: Uint8Array;
     try {
       data = messageOf(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
@@ -174,6 +194,7 @@ export function serveUnary(
       fail(err);
       return;
     }
+    started = true;
     const ctx = handlerContext(route, headers, controller.signal, deadline);
     route.call(data, ctx).then((body) => {
       finish(() => {

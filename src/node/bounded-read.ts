@@ -95,6 +95,14 @@ export function staleReason(
       ? `no leader has been heard from since this node started (bound ${b.maxLagMs} ms)`
       : `the leader was last heard from ${Math.round(since)} ms ago (bound ${b.maxLagMs} ms)`;
   }
+  // A time bound alone bounds the data's age only once this node has applied what the leader had
+  // committed when last heard: hearing a leader recently says nothing of a slow apply.
+  if (b.maxLagMs !== undefined && b.maxLagEntries === undefined && s.lagEntries > 0) {
+    return (
+      `this node has not applied the ${s.lagEntries} entries its leader had committed when last ` +
+      `heard from (a time bound alone needs none behind; add maxLagEntries to allow some)`
+    );
+  }
   if (b.maxLagEntries !== undefined) {
     if (since === undefined || since > electionMs) {
       return `no leader heard from within the election timeout (${electionMs} ms), so the lag is unknown`;

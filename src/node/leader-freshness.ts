@@ -4,12 +4,16 @@
  * (monotonic ms). Pure: the RaftNode feeds it every message the core accepted; it does no I/O and
  * reads no clock.
  *
- * What counts: an append, a heartbeat or a snapshot from a leader of this node's current term
- * (after the core stepped it, so a deposed leader's message, of an older term, does not). An
- * append carries the leader's commit index; a heartbeat carries it clamped to what the follower is
- * known to hold (the core never lets a follower commit what it may not have), so it is a lower
- * bound of the leader's; a snapshot's index is committed. Commit indexes never go back across
- * terms (Raft §5.4, leader completeness), so the highest seen from any leader is kept.
+ * What counts: an append from a leader of this node's current term (after the core stepped it, so
+ * a deposed leader's message, of an older term, does not): it carries the leader's own commit
+ * index, and only it refreshes when a leader was heard. A snapshot's index is committed, so it
+ * raises the commit index seen, but says nothing of how far the leader is beyond it: it does not
+ * count as hearing the leader. A heartbeat counts for nothing: its commit is clamped to what the
+ * leader knows this follower holds, so a follower held in snapshot or probe state (after a
+ * restart, or far behind) would look caught up while it is arbitrarily stale. An idle cluster
+ * sends no appends: a bounded read then finds no fresh leader and is refused (or falls back to
+ * ReadIndex). Commit indexes never go back across terms (Raft §5.4, leader completeness), so the
+ * highest seen from any leader is kept.
  *
  * Invariant: leaderCommit never decreases.
  */
@@ -37,11 +41,10 @@ export class LeaderFreshness {
     nowMs: number,
   ): void {
     if (m.term !== currentTerm) return;
-    let commit: number;
-    if (m.type === "app" || m.type === "heartbeat") commit = m.commit;
-    else if (m.type === "snap" && m.snapshot !== undefined) commit = m.snapshot.metadata.index;
-    else return;
-    this.heardLeader(commit, nowMs);
+    if (m.type === "app") this.heardLeader(m.commit, nowMs);
+    else if (m.type === "snap" && m.snapshot !== undefined) {
+      this.leaderCommit = Math.max(this.leaderCommit, m.snapshot.metadata.index);
+    }
   }
 
   /** Notes a leader heard at `nowMs` with commit index `commit` (also the leader noting itself). */

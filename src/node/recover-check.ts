@@ -18,7 +18,7 @@ import { decodeConfChange } from "../raft/confchange/codec.js";
 import type { NodeId } from "../raft/types.js";
 import { Snapshotter } from "../storage/snapshotter.js";
 import type { Wal, WalState } from "../storage/wal.js";
-import { Http2Transport } from "../transport/http2-transport.js";
+import { Http2Transport, PeerRefusedError } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
 import { askPeersForProgress } from "./bootstrap-check.js";
 import type { ProgressAsker } from "./bootstrap-check.js";
@@ -143,6 +143,10 @@ function refuseIfAnswered(
       running.push(p.url);
     } else if (a.reason instanceof NexusError && a.reason.code === "NOT_LEADER") {
       running.push(p.url);
+    } else if (a.reason instanceof PeerRefusedError) {
+      // Something runs there and refused the question (another -nexus-cluster-name, a cluster
+      // that removed this node, peer TLS): not silence, so not a lost member.
+      running.push(`${p.url} (answered HTTP ${a.reason.httpStatus})`);
     } else {
       logger.debug(
         { peer: p.url, error: (a.reason as Error).message },

@@ -226,6 +226,20 @@ function approxSize(m: Message): number {
 /** How long a removed peer's connection stays open for what was written to it. */
 const REMOVED_PEER_GRACE_MS = 1000;
 
+/**
+ * A peer that answered a request with an HTTP status other than success or NOT_LEADER (another
+ * cluster's name, an unknown sender, a TLS identity it refuses): code UNREACHABLE, as for a peer
+ * that did not answer, but something runs there (`nexus recover` refuses on it).
+ */
+export class PeerRefusedError extends NexusError {
+  constructor(
+    readonly url: string,
+    readonly httpStatus: number,
+  ) {
+    super("UNREACHABLE", `${url} answered HTTP ${httpStatus}`);
+  }
+}
+
 export function destroySoon(s: http2.Http2Session): void {
   setImmediate(() => s.destroy());
 }
@@ -1460,7 +1474,7 @@ export class Http2Transport {
           if (status === 200) resolve(Buffer.concat(chunks));
           else if (status === 503)
             reject(new NexusError("NOT_LEADER", `${p.url} is not the leader`));
-          else reject(new NexusError("UNREACHABLE", `${p.url} answered HTTP ${status}`));
+          else reject(new PeerRefusedError(p.url, status));
         }),
       );
       st.on("error", (err) =>
@@ -1469,7 +1483,7 @@ export class Http2Transport {
       st.on("close", () =>
         settle(() => {
           if (status !== 0 && status !== 200 && status !== 503) {
-            reject(new NexusError("UNREACHABLE", `${p.url} answered HTTP ${status}`));
+            reject(new PeerRefusedError(p.url, status));
           } else reject(new NexusError("UNREACHABLE", `${p.url} closed the request`));
         }),
       );

@@ -211,6 +211,33 @@ describe("unary calls on the HTTP/2 stream API", () => {
     assert.equal(loadsAborted, before + 1);
   });
 
+  it("a call whose request never ends is answered DEADLINE_EXCEEDED at its grpc-timeout", async () => {
+    // Before: the deadline only aborted a handler that had not started; the stream stayed open
+    // with what it had buffered until the client gave up.
+    const answer = new Promise<string>((resolve, reject) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/nexus.api.Nexus/Save",
+        "content-type": "application/grpc",
+        "grpc-timeout": "200m",
+        te: "trailers",
+      });
+      let status = "";
+      req.on("response", (h) => (status = String(h["grpc-status"] ?? status)));
+      req.on("trailers", (t) => (status = String(t["grpc-status"] ?? status)));
+      req.on("end", () => resolve(status));
+      req.on("close", () => resolve(status));
+      req.on("error", reject);
+      req.write(save("x").subarray(0, 3)); // and never end
+      req.resume();
+    });
+    const r = await Promise.race([
+      answer,
+      new Promise<string>((res) => setTimeout(() => res("no answer within 3 s"), 3000)),
+    ]);
+    assert.equal(r, String(Code.DeadlineExceeded));
+  });
+
   it("the server still answers after a client cancels a call", async () => {
     const req = session.request({
       ":method": "POST",

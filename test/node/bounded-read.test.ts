@@ -53,12 +53,6 @@ describe("LeaderFreshness: the leader's commit index and when a leader was heard
       m: createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }),
       want: 40,
     },
-    {
-      name: "a heartbeat carries its (clamped) commit",
-      m: createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 35 }),
-      want: 35,
-    },
-    { name: "a snapshot's index is committed", m: snapAt(50, 2), want: 50 },
   ]) {
     it(c.name, () => {
       const f = new LeaderFreshness();
@@ -68,6 +62,25 @@ describe("LeaderFreshness: the leader's commit index and when a leader was heard
     });
   }
 
+  it("a heartbeat counts for nothing: its commit is clamped to what the leader knows this node holds", () => {
+    // Before: a follower held in snapshot state, sent only heartbeats with commit = its own
+    // match, looked 0 entries behind and just heard from, and served reads of any age.
+    const f = new LeaderFreshness();
+    f.observe(
+      createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 35 }),
+      2,
+      1000,
+    );
+    assert.deepEqual(f.staleness(35, 1000), { lagEntries: 0, sinceLeaderMs: undefined });
+  });
+
+  it("a snapshot's index is committed, but a snapshot is not hearing the leader", () => {
+    const f = new LeaderFreshness();
+    f.observe(snapAt(50, 2), 2, 1000);
+    assert.equal(f.highestLeaderCommit(), 50);
+    assert.deepEqual(f.staleness(30, 1250), { lagEntries: 20, sinceLeaderMs: undefined });
+  });
+
   it("ignores messages of another term (a deposed leader) and of other kinds", () => {
     const f = new LeaderFreshness();
     f.observe(createMessage({ type: "app", from: "a", to: "b", term: 1, commit: 9 }), 2, 1000);
@@ -76,14 +89,10 @@ describe("LeaderFreshness: the leader's commit index and when a leader was heard
     assert.deepEqual(f.staleness(0, 1100), { lagEntries: 0, sinceLeaderMs: undefined });
   });
 
-  it("keeps the highest commit seen (a lower heartbeat commit does not lower it)", () => {
+  it("keeps the highest commit seen (a lower append commit does not lower it)", () => {
     const f = new LeaderFreshness();
     f.observe(createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }), 2, 1000);
-    f.observe(
-      createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 12 }),
-      2,
-      1100,
-    );
+    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 12 }), 2, 1100);
     assert.equal(f.highestLeaderCommit(), 40);
     assert.deepEqual(f.staleness(12, 1100), { lagEntries: 28, sinceLeaderMs: 0 });
     assert.deepEqual(f.staleness(45, 1100).lagEntries, 0, "not behind once applied past it");
@@ -113,7 +122,21 @@ describe("bounded reads: serve, refuse (TOO_STALE) or fall back", () => {
   for (const c of [
     { name: "entries within", b: { maxLagEntries: 3 }, s: fresh, stale: false },
     { name: "entries beyond", b: { maxLagEntries: 2 }, s: fresh, stale: true },
-    { name: "time within", b: { maxLagMs: 80 }, s: fresh, stale: false },
+    {
+      name: "time within, nothing left to apply",
+      b: { maxLagMs: 80 },
+      s: { lagEntries: 0, sinceLeaderMs: 80 },
+      stale: false,
+    },
+    // Before: a node heard from just now but 3 entries from applying what the leader had
+    // committed was served under a time bound alone (a slow apply aged the data without limit).
+    { name: "time within, entries left to apply", b: { maxLagMs: 80 }, s: fresh, stale: true },
+    {
+      name: "time and entries within",
+      b: { maxLagEntries: 3, maxLagMs: 80 },
+      s: fresh,
+      stale: false,
+    },
     { name: "time beyond", b: { maxLagMs: 79 }, s: fresh, stale: true },
     { name: "both, time beyond", b: { maxLagEntries: 10, maxLagMs: 50 }, s: fresh, stale: true },
     {

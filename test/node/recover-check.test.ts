@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PeerRefusedError } from "../../src/transport/http2-transport.js";
 import { NexusError, isNexusError } from "../../src/errors/index.js";
 import { encodeConfChange } from "../../src/raft/confchange/codec.js";
 import type { ConfChange, Entry } from "../../src/raft/types.js";
@@ -146,8 +147,15 @@ describe("checkNoLiveCluster", () => {
     },
     { name: "no member answers: allowed", answers: {}, refused: undefined },
     {
-      name: "a member refuses the question (another cluster at its address): allowed",
-      answers: { [A]: new NexusError("UNREACHABLE", "answered HTTP 403") },
+      // Before: allowed. A forgotten -nexus-cluster-name, or a cluster that removed this node,
+      // refuses the question while it runs: recover then made a second cluster beside it.
+      name: "a member refuses the question (another cluster name, a removed sender): refused",
+      answers: { [A]: new PeerRefusedError(URL[A]!, 403) },
+      refused: /http:\/\/127\.0\.0\.1:1 \(answered HTTP 403\) still runs/,
+    },
+    {
+      name: "a member that does not answer at all (connection refused, timeout): allowed",
+      answers: { [A]: new NexusError("UNREACHABLE", "connect ECONNREFUSED") },
       refused: undefined,
     },
   ]) {
