@@ -5,6 +5,7 @@
  * first, with no round trip to the leader.
  */
 import type { NexusClient } from "./client.js";
+import { HighestIndex } from "../node/session.js";
 import { MIN_INDEX_ARG } from "./request-args.js";
 
 /** A session on a NexusClient (createClientSession). */
@@ -25,23 +26,21 @@ export interface ClientSession {
 export function createClientSession(
   client: Pick<NexusClient, "saveWithIndex" | "load">,
 ): ClientSession {
-  let lastIndex = 0;
-  const observe = (index: number): void => {
-    if (Number.isSafeInteger(index) && index > lastIndex) lastIndex = index;
-  };
+  const seen = new HighestIndex();
   return {
     get lastIndex() {
-      return lastIndex;
+      return seen.lastIndex;
     },
-    observe,
+    observe: (index) => seen.observe(index),
     async save(data, args) {
       const r = await client.saveWithIndex(data, args);
-      observe(r.index);
+      seen.observe(r.index);
       return r.data;
     },
     load(data, args = {}) {
       const asked = Number(args[MIN_INDEX_ARG] ?? 0);
-      const minIndex = Number.isSafeInteger(asked) ? Math.max(asked, lastIndex) : lastIndex;
+      const last = seen.lastIndex;
+      const minIndex = Number.isSafeInteger(asked) ? Math.max(asked, last) : last;
       return client.load(data, { ...args, [MIN_INDEX_ARG]: String(minIndex) });
     },
   };

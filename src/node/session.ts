@@ -11,23 +11,39 @@ export interface SessionTarget {
   load(data: Uint8Array | string, opts?: LoadOptions): Promise<Uint8Array>;
 }
 
+/**
+ * The highest log index a session has seen: what both sessions (this one and the gRPC client's,
+ * api/client-session.ts) keep. An index that is not a safe integer, or not higher, is ignored.
+ */
+export class HighestIndex {
+  private highest = 0;
+
+  get lastIndex(): number {
+    return this.highest;
+  }
+
+  observe(index: number): void {
+    if (Number.isSafeInteger(index) && index > this.highest) this.highest = index;
+  }
+}
+
 export function createSession(target: SessionTarget): Session {
-  let lastIndex = 0;
-  const observe = (index: number): void => {
-    if (Number.isSafeInteger(index) && index > lastIndex) lastIndex = index;
-  };
+  const seen = new HighestIndex();
   return {
     get lastIndex() {
-      return lastIndex;
+      return seen.lastIndex;
     },
-    observe,
+    observe: (index) => seen.observe(index),
     async save(data, opts) {
       const r = await target.saveWithIndex(data, opts);
-      observe(r.index);
+      seen.observe(r.index);
       return r.data;
     },
     load(data, opts = {}) {
-      return target.load(data, { ...opts, minIndex: Math.max(opts.minIndex ?? 0, lastIndex) });
+      return target.load(data, {
+        ...opts,
+        minIndex: Math.max(opts.minIndex ?? 0, seen.lastIndex),
+      });
     },
   };
 }
