@@ -12,6 +12,8 @@ import type { NodeUrl } from "./node-id.js";
 export interface AdmissionNode {
   /** Member URLs by id, from the applied configuration and snapshots. */
   readonly members: ReadonlyMap<NodeId, string>;
+  /** Whether a conf change in the log, not applied yet, names `id` (log-members.ts). */
+  namedByLog(id: NodeId): boolean;
   status(): {
     readonly hardState: { readonly term: number; readonly commit: number };
     readonly lastIndex: number;
@@ -41,7 +43,8 @@ function isEmptyConf(cs: ConfState): boolean {
  * Admission of peers by membership.
  *
  * A sender is admitted when it is a member this node knows: named by its configuration (voter,
- * learner, either half of a joint configuration) or by its member list. A node that has not
+ * learner, either half of a joint configuration), by its member list, or by a conf change in its
+ * log that it has not applied yet (it may lead before this node learns that entry is committed). A node that has not
  * joined a cluster yet (an empty log and no configuration: started with nodeState new) admits
  * any sender, since it cannot know who leads the cluster it is being added to; it joins whoever
  * reaches it first with a valid log (with TLS: a holder of a certificate from the cluster's CA).
@@ -61,7 +64,7 @@ export class PeerAdmission {
   admitsSender(from: NodeId): boolean {
     const n = this.node();
     if (n === undefined || from === this.id) return false;
-    if (n.members.has(from)) return true;
+    if (n.members.has(from) || n.namedByLog(from)) return true;
     const st = n.status();
     if (names(st.config, from)) return true;
     return st.lastIndex === 0 && isEmptyConf(st.config);

@@ -19,6 +19,7 @@ import type { RawNode } from "../raft/raw-node.js";
 import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
+import { LogMembers } from "./log-members.js";
 import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
@@ -82,6 +83,8 @@ export class RaftNode {
   private readonly directory: MemberDirectory;
   /** Member URLs by id, from applied conf changes and installed snapshots. */
   readonly members: ReadonlyMap<NodeId, string>;
+  /** Members named by conf changes in the log not applied yet (admitted, with peers). */
+  private readonly logMembers: LogMembers;
   /** Taking, streaming, receiving and installing snapshots; backups. */
   private readonly snapshots: SnapshotManager;
   private readonly clock: MonotonicClock;
@@ -134,6 +137,12 @@ export class RaftNode {
     });
     this.directory = new MemberDirectory(opts.id, opts.transport, this.logger);
     this.members = this.directory.urls;
+    this.logMembers = new LogMembers(
+      opts.id,
+      opts.transport,
+      this.directory.urls,
+      decodeConfChange,
+    );
     this.snapshots = new SnapshotManager(
       {
         ...opts,
@@ -257,6 +266,7 @@ export class RaftNode {
     if (newest !== undefined) {
       node.directory.install(newest.meta.index, newest.meta.confState, newest.meta.members);
     }
+    node.logMembers.appended(unknownCommitted(storage));
     await node.checker.open();
     holder.node = node;
     return node;
@@ -403,6 +413,14 @@ export class RaftNode {
     this.schedule();
   }
 
+  /**
+   * Whether a conf change in this node's log that it has not applied yet names `id`: such a
+   * member may lead before this node learns the entry is committed (log-members.ts).
+   */
+  namedByLog(id: NodeId): boolean {
+    return this.logMembers.has(id);
+  }
+
   /** The core's view: role, term, leader, applied. */
   status(): ReturnType<RawNode["status"]> {
     return this.raw.status();
@@ -525,6 +543,8 @@ export class RaftNode {
     // Followers acknowledge only what is durable.
     this.opts.transport.send(rd.persistedMessages);
     for (const e of rd.committedEntries) if (e.type === "conf-change") this.applyConfChange(e);
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastCommitted !== undefined) this.logMembers.appliedThrough(lastCommitted.index);
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot);
     writeTrace?.committed(rd.committedEntries);
     this.applier.enqueue({ entries: rd.committedEntries });
@@ -580,8 +600,10 @@ export class RaftNode {
     if (rd.snapshot !== undefined && marker !== undefined) {
       this.snapshots.covered(marker);
       this.storage.applySnapshot(rd.snapshot);
+      this.logMembers.clear();
     }
     this.storage.append(rd.entries);
+    this.logMembers.appended(rd.entries);
     if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
   }
 
@@ -673,4 +695,11 @@ export class RaftNode {
     await this.wal.close().catch(() => undefined);
     await this.opts.store.close();
   }
+}
+
+/** The entries of the log after the commit index it knows: not applied on open (log-members.ts). */
+function unknownCommitted(storage: DiskStorage): Entry[] {
+  const from = Math.max(storage.initialState().hardState.commit, storage.firstIndex() - 1) + 1;
+  const last = storage.lastIndex();
+  return from > last ? [] : storage.entries(from, last + 1, Number.MAX_SAFE_INTEGER);
 }

@@ -289,7 +289,14 @@ describe("joint membership changes (library)", () => {
     }
   });
 
-  it("a leader that dies between entering and leaving a joint change: the survivors finish it, no acknowledged write is lost", async () => {
+  /**
+   * The leader dies between entering and leaving a joint change that adds `fresh` and removes
+   * `old`; the survivors finish it; the old leader comes back with the joint entry in its log but
+   * not known committed (a commit-only hard state is not written on its own) and must learn the
+   * outcome from whoever leads then. `freshLeads`: the new member leads when it comes back (it is
+   * named only by that entry, which the old leader has not applied).
+   */
+  async function leaderDiesInJointChange(freshLeads: boolean): Promise<void> {
     const c = await Cluster.create(3);
     let writer: ReturnType<typeof startWriter> | undefined;
     try {
@@ -334,6 +341,10 @@ describe("joint membership changes (library)", () => {
       await until(() => w.acked.length >= before + 20, 15_000, "writes after the failure");
       // The old leader comes back with what it had on disk and learns the outcome.
       await c.stop(old);
+      if (freshLeads) {
+        await c.rep(await c.waitLeader()).transferLeadership(fresh);
+        assert.equal(c.leaderUrl(), fresh);
+      }
       await c.start(lead);
       await c.waitView([lead, b, fresh], [lead, b, fresh], "the restarted leader to catch up");
       const acked = await w.stop();
@@ -343,6 +354,14 @@ describe("joint membership changes (library)", () => {
       await writer?.stop();
       await c.stopAll();
     }
+  }
+
+  it("a leader that dies between entering and leaving a joint change: the survivors finish it, no acknowledged write is lost", async () => {
+    await leaderDiesInJointChange(false);
+  });
+
+  it("the same, and the member the joint change added leads when the old leader comes back: the old leader hears it and catches up", async () => {
+    await leaderDiesInJointChange(true);
   });
 });
 
