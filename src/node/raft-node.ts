@@ -697,9 +697,18 @@ export class RaftNode {
   }
 }
 
-/** The entries of the log after the commit index it knows: not applied on open (log-members.ts). */
+/**
+ * The conf-change entries of the log after the commit index it knows: not applied on open
+ * (log-members.ts). Read in slices, so a long tail costs no more memory than one slice.
+ */
 function unknownCommitted(storage: DiskStorage): Entry[] {
-  const from = Math.max(storage.initialState().hardState.commit, storage.firstIndex() - 1) + 1;
+  const out: Entry[] = [];
   const last = storage.lastIndex();
-  return from > last ? [] : storage.entries(from, last + 1, Number.MAX_SAFE_INTEGER);
+  let next = Math.max(storage.initialState().hardState.commit, storage.firstIndex() - 1) + 1;
+  while (next <= last) {
+    const slice = storage.entries(next, last + 1, 4 << 20);
+    for (const e of slice) if (e.type === "conf-change") out.push(e);
+    next += slice.length;
+  }
+  return out;
 }
