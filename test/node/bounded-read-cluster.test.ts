@@ -139,9 +139,9 @@ describe("bounded reads on a real cluster", () => {
       assert.equal(leader.rep.status().commit, commit, "the cluster stayed idle");
       for (const n of followers) {
         for (const bound of [
-          { maxLagMs: 200 },
+          { maxLagMs: 500 },
           { maxLagEntries: 0 },
-          { maxLagEntries: 0, maxLagMs: 200 },
+          { maxLagEntries: 0, maxLagMs: 500 },
         ]) {
           const got = await read(n, "x", bound);
           assert.equal(
