@@ -6,7 +6,8 @@
  *
  * The bound, either or both:
  * - `maxLagEntries`: at most this many entries behind the highest commit index a leader told this
- *   node of (leader-freshness.ts). That index comes with the leader's messages, so it is only
+ *   node of (leader-freshness.ts). That index comes with the leader's appends and heartbeats
+ *   (its own commit index, not the clamped one a heartbeat commits by), so it is only
  *   known while a leader is heard from: with this bound alone, a node that heard no leader for an
  *   election timeout is stale too (a partitioned node would otherwise see no lag at all).
  * - `maxLagMs`: a leader heard from within this many ms (monotonic clock). What this node had

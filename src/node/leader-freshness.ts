@@ -1,23 +1,25 @@
 /**
  * How fresh this node's view of the leader is, for reads with a staleness bound (bounded-read.ts):
  * the highest commit index a leader has told this node of, and when a leader was last heard
- * (monotonic ms). Pure: the RaftNode feeds it every message the core accepted; it does no I/O and
- * reads no clock.
+ * (monotonic ms). Pure: the RaftNode feeds it what the core noted after each message it stepped
+ * (RawNode.leaderCommitHeard); it does no I/O and reads no clock.
  *
- * What counts: an append from a leader of this node's current term (after the core stepped it, so
- * a deposed leader's message, of an older term, does not): it carries the leader's own commit
- * index, and only it refreshes when a leader was heard. A snapshot's index is committed, so it
- * raises the commit index seen, but says nothing of how far the leader is beyond it: it does not
- * count as hearing the leader. A heartbeat counts for nothing: its commit is clamped to what the
- * leader knows this follower holds, so a follower held in snapshot or probe state (after a
- * restart, or far behind) would look caught up while it is arbitrarily stale. An idle cluster
- * sends no appends: a bounded read then finds no fresh leader and is refused (or falls back to
- * ReadIndex). Commit indexes never go back across terms (Raft §5.4, leader completeness), so the
- * highest seen from any leader is kept.
+ * What counts as hearing the leader: an append or a heartbeat from the leader of this node's
+ * current term, which carries the leader's own commit index (`leaderCommit`, apart from the
+ * heartbeat's `commit` that the leader clamps to what it knows this follower holds). The core
+ * checks it (term and sender are the current leader's, raised to this node's own commit index), so
+ * a deposed leader's message, of an older term, does not count. A follower held in snapshot or
+ * probe state hears the real commit index and so knows how far behind it is; an idle cluster's
+ * heartbeats keep a follower fresh. A heartbeat from a peer that predates the field carries no
+ * leader commit and counts for nothing (its clamped commit would make a lagging follower look
+ * caught up). A snapshot's index is committed, so it raises the commit index seen, but says
+ * nothing of how far the leader is beyond it (the data may have taken seconds to arrive): it does
+ * not count as hearing the leader. Commit indexes never go back across terms (Raft §5.4, leader
+ * completeness), so the highest seen from any leader is kept.
  *
  * Invariant: leaderCommit never decreases.
  */
-import type { Message } from "../raft/types.js";
+import type { LeaderCommitHeard, Message } from "../raft/types.js";
 
 /** A node's staleness now: entries behind the leader's commit it knows of, ms since it heard one. */
 export interface Staleness {
@@ -30,19 +32,26 @@ export interface Staleness {
 export class LeaderFreshness {
   private leaderCommit = 0;
   private heardAtMs: number | undefined;
+  /** The core's count of the last hearing taken (LeaderCommitHeard.count). */
+  private heardCount: number | undefined;
 
   /**
-   * Notes a message the core accepted. `currentTerm` is the node's term after stepping it: only a
-   * message of that term comes from the current leader.
+   * Notes what the core made of a message it accepted: `heard` is RawNode.leaderCommitHeard()
+   * after stepping it, `currentTerm` the node's term then. A new hearing (a new count) of the
+   * current term's leader refreshes when the leader was heard; a snapshot raises the commit index
+   * seen.
    */
   observe(
-    m: Pick<Message, "type" | "term" | "commit" | "snapshot">,
+    m: Pick<Message, "type" | "term" | "snapshot">,
+    heard: LeaderCommitHeard | undefined,
     currentTerm: number,
     nowMs: number,
   ): void {
-    if (m.term !== currentTerm) return;
-    if (m.type === "app") this.heardLeader(m.commit, nowMs);
-    else if (m.type === "snap" && m.snapshot !== undefined) {
+    if (heard !== undefined && heard.term === currentTerm && heard.count !== this.heardCount) {
+      this.heardCount = heard.count;
+      this.heardLeader(heard.leaderCommit, nowMs);
+    }
+    if (m.type === "snap" && m.term === currentTerm && m.snapshot !== undefined) {
       this.leaderCommit = Math.max(this.leaderCommit, m.snapshot.metadata.index);
     }
   }

@@ -305,7 +305,12 @@ export class RaftNode {
       if (m.type === "app" && this.divergesFromLeader(m)) return;
       try {
         this.raw.step(m);
-        this.freshness.observe(m, this.raw.basicStatus().term, this.clock());
+        this.freshness.observe(
+          m,
+          this.raw.leaderCommitHeard(),
+          this.raw.basicStatus().term,
+          this.clock(),
+        );
       } catch (err) {
         if (err instanceof RaftError) continue;
         // Not a refusal: a bug (a tripped invariant) or a storage failure inside the core, which

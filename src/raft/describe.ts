@@ -120,6 +120,10 @@ export function describeMessage(m: Message): string {
     if (m.logTerm !== 0 && !(m.type === "app-resp" && m.reject)) s += ` logTerm=${m.logTerm}`;
   }
   if (m.commit !== 0) s += ` commit=${m.commit}`;
+  // The leader's own commit, when it differs from the (clamped) one a heartbeat carries.
+  if (m.leaderCommit !== undefined && m.leaderCommit !== m.commit) {
+    s += ` leaderCommit=${m.leaderCommit}`;
+  }
   if (m.reject) {
     s += " rejected";
     if (m.type === "app-resp") s += ` hint=${m.rejectHint}@${m.logTerm}`;

@@ -33,6 +33,7 @@ export type {
   Entry,
   EntryType,
   HardState,
+  LeaderCommitHeard,
   ConfState,
   ConfChange,
   ConfChangeSingle,

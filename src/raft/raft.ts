@@ -30,6 +30,7 @@ import type {
   ConfState,
   Entry,
   HardState,
+  LeaderCommitHeard,
   Message,
   MessageType,
   NodeId,
@@ -230,6 +231,14 @@ export class Raft {
   pendingReadIndexMessages: Message[] = [];
   /** Contexts of ReadIndex requests forwarded to the leader and not yet answered. */
   pendingForwardedReads = new Set<string>();
+  /**
+   * The latest leader commit index heard from the leader of this term (followers and learners);
+   * undefined before one in this term. Never moves this node's own commit index.
+   * Invariant: leaderCommitHeard.term === term, and its leaderCommit >= raftLog.committed when set.
+   */
+  leaderCommitHeard: LeaderCommitHeard | undefined = undefined;
+  /** Messages that carried a leader commit index, over the life of this Raft (never reset). */
+  private leaderCommitHeardCount = 0;
 
   /** Proposals were appended and not yet broadcast (flushed when the Ready is collected). */
   pendingBcastAppend = false;
@@ -361,6 +370,7 @@ export class Raft {
       logTerm: prevTerm,
       entries: ents,
       commit: this.raftLog.committed,
+      leaderCommit: this.raftLog.committed,
     });
     pr.sentEntries(ents.length, last, payloadsSize(ents));
     return true;
@@ -406,7 +416,14 @@ export class Raft {
     // Never let the follower commit past what it is known to have: it might not have it.
     const pr = this.trk.progress.get(to)!;
     const commit = Math.min(pr.match, this.raftLog.committed);
-    this.send({ type: "heartbeat", to, commit, context: ctx });
+    // The real one travels apart, for reads with a staleness bound on the follower.
+    this.send({
+      type: "heartbeat",
+      to,
+      commit,
+      leaderCommit: this.raftLog.committed,
+      context: ctx,
+    });
   }
 
   /** Broadcasts proposals appended since the last Ready, if any (leader only). */
@@ -533,6 +550,7 @@ export class Raft {
       this.term = term;
       this.vote = NONE;
       this.pendingForwardedReads.clear();
+      this.leaderCommitHeard = undefined;
     }
     this.lead = NONE;
     this.electionElapsed = 0;
@@ -841,6 +859,31 @@ export class Raft {
     }
     this.raftLog.commitTo(Math.min(m.commit, last));
     this.send({ type: "heartbeat-resp", to: m.from, context: m.context });
+  }
+
+  /**
+   * Notes the leader's commit index that an append or heartbeat of the current leader carries
+   * (after the handler: this node's commit index may have moved). A missing `leaderCommit` is
+   * unknown, except on an append, whose `commit` is the leader's unclamped (a peer predating the
+   * field). A value below this node's commit index (only a buggy or hostile peer sends one) is
+   * raised to it; within a term the highest is kept. A message of another term or sender (which
+   * the step functions never pass here) is ignored.
+   */
+  noteLeaderCommit(m: Message): void {
+    if (m.term !== this.term || m.from !== this.lead || this.lead === NONE) return;
+    const sent = m.leaderCommit ?? (m.type === "app" ? m.commit : undefined);
+    if (sent === undefined) return;
+    const prev = this.leaderCommitHeard;
+    let leaderCommit = Math.max(sent, this.raftLog.committed);
+    if (prev !== undefined && prev.term === this.term) {
+      leaderCommit = Math.max(leaderCommit, prev.leaderCommit);
+    }
+    this.leaderCommitHeard = {
+      term: this.term,
+      lead: this.lead,
+      leaderCommit,
+      count: ++this.leaderCommitHeardCount,
+    };
   }
 
   handleSnapshot(m: Message): void {
@@ -1261,10 +1304,12 @@ function stepCandidate(r: Raft, m: Message): void {
     case "app":
       r.becomeFollower(m.term, m.from);
       r.handleAppendEntries(m);
+      r.noteLeaderCommit(m);
       return;
     case "heartbeat":
       r.becomeFollower(m.term, m.from);
       r.handleHeartbeat(m);
+      r.noteLeaderCommit(m);
       return;
     case "snap":
       r.becomeFollower(m.term, m.from);
@@ -1313,11 +1358,13 @@ function stepFollower(r: Raft, m: Message): void {
       r.electionElapsed = 0;
       r.lead = m.from;
       r.handleAppendEntries(m);
+      r.noteLeaderCommit(m);
       return;
     case "heartbeat":
       r.electionElapsed = 0;
       r.lead = m.from;
       r.handleHeartbeat(m);
+      r.noteLeaderCommit(m);
       return;
     case "snap":
       r.electionElapsed = 0;

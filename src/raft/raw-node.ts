@@ -25,6 +25,7 @@ import type {
   ConfState,
   Entry,
   HardState,
+  LeaderCommitHeard,
   Message,
   NodeId,
   ReadState,
@@ -289,6 +290,15 @@ export class RawNode {
       commit: r.raftLog.committed,
       leadTransferee: r.leadTransferee,
     };
+  }
+
+  /**
+   * The latest commit index heard from the leader of the current term (app or heartbeat), or
+   * undefined (none yet in this term, or this node leads). Cheap: read it after every step; a new
+   * `count` is a new hearing, for the runtime to stamp with its clock.
+   */
+  leaderCommitHeard(): LeaderCommitHeard | undefined {
+    return this.raft.leaderCommitHeard;
   }
 
   /** The current state, for status pages and tests. */

@@ -131,12 +131,41 @@ export interface Message {
   readonly logTerm: number;
   readonly index: number;
   readonly entries: readonly Entry[];
+  /**
+   * The commit index this node may advance to (app, heartbeat). On a heartbeat the leader clamps
+   * it to what it knows the follower holds: min(match, committed).
+   */
   readonly commit: number;
+  /**
+   * The leader's own commit index, never clamped (app, heartbeat); absent when unknown (other
+   * message types, or a peer that predates the field). A follower never advances its commit
+   * index by it: it only says how far the leader is (Raft.leaderCommitHeard).
+   */
+  readonly leaderCommit?: number | undefined;
   readonly snapshot: Snapshot | undefined;
   readonly reject: boolean;
   readonly rejectHint: number;
   /** Opaque context: read request ids, the campaign-transfer marker, heartbeat read contexts. */
   readonly context: Uint8Array;
+}
+
+/**
+ * The latest commit index a follower heard from the leader of its current term (app or
+ * heartbeat), for reads with a staleness bound. The core keeps no clock: the runtime stamps the
+ * time at which `count` changed.
+ */
+export interface LeaderCommitHeard {
+  /** The term of the leader heard. */
+  readonly term: number;
+  /** The leader heard. */
+  readonly lead: NodeId;
+  /**
+   * The highest commit index that leader sent in this term, and never below this node's own
+   * commit index (a lower value, from a buggy or hostile peer, is raised to it).
+   */
+  readonly leaderCommit: number;
+  /** Grows by one with every message that carried it (across terms): a new one is a new hearing. */
+  readonly count: number;
 }
 
 /** The role of a node. */

@@ -5,6 +5,10 @@
  * snapshot exactly where one belongs (a `snap` message, with a non-zero index and a term not above
  * the message's), a `prop` with entries, an `app` whose entries follow its index one by one. A
  * malformed message is rejected with a clear error (INVALID_ARGUMENT); it never reaches the core.
+ * `leaderCommit` (the leader's unclamped commit index) travels on `app` and `heartbeat` only: on
+ * any other type it is dropped (a later version may carry it elsewhere), and absent stays absent
+ * (unknown, as from a peer that predates it). Its value is checked against the receiver's own
+ * commit index by the core (Raft.noteLeaderCommit), which the codec cannot see.
  * Who may send (membership, identity) is checked by the transport and the runtime, not here.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -72,6 +76,9 @@ function ids(list: readonly string[], what: string): string[] {
   return list.map((s) => id(s, what));
 }
 
+/** The message types that carry the leader's unclamped commit index. */
+const CARRIES_LEADER_COMMIT: ReadonlySet<string> = new Set<MessageType>(["app", "heartbeat"]);
+
 function toPb(m: Message): PbMessage {
   return create(MessageSchema, {
     type: m.type,
@@ -108,6 +115,9 @@ function toPb(m: Message): PbMessage {
     reject: m.reject,
     rejectHint: BigInt(m.rejectHint),
     context: m.context,
+    ...(m.leaderCommit === undefined || !CARRIES_LEADER_COMMIT.has(m.type)
+      ? {}
+      : { leaderCommit: BigInt(m.leaderCommit) }),
   });
 }
 
@@ -165,6 +175,10 @@ function fromPb(p: PbMessage): Message {
   } else if (p.type === "snap") {
     throw bad("a snap message without a snapshot");
   }
+  const leaderCommit =
+    p.leaderCommit === undefined || !CARRIES_LEADER_COMMIT.has(p.type)
+      ? undefined
+      : num(p.leaderCommit, "leaderCommit");
   return {
     type: p.type as MessageType,
     to: id(p.to, "to"),
@@ -178,6 +192,7 @@ function fromPb(p: PbMessage): Message {
     reject: p.reject,
     rejectHint: num(p.rejectHint, "rejectHint"),
     context: p.context,
+    ...(leaderCommit === undefined ? {} : { leaderCommit }),
   };
 }
 

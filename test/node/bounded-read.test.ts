@@ -14,6 +14,7 @@ import {
   staleReason,
 } from "../../src/node/bounded-read.js";
 import { createMessage } from "../../src/raft/types.js";
+import type { LeaderCommitHeard } from "../../src/raft/types.js";
 import { NexusError } from "../../src/errors/index.js";
 import { loadOutcomeOf } from "../../src/ops/measured.js";
 
@@ -47,52 +48,74 @@ describe("LeaderFreshness: the leader's commit index and when a leader was heard
     });
   });
 
-  for (const c of [
-    {
-      name: "an append carries the leader's commit",
-      m: createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }),
-      want: 40,
-    },
-  ]) {
-    it(c.name, () => {
-      const f = new LeaderFreshness();
-      f.observe(c.m, 2, 1000);
-      assert.equal(f.highestLeaderCommit(), c.want);
-      assert.deepEqual(f.staleness(30, 1250), { lagEntries: c.want - 30, sinceLeaderMs: 250 });
-    });
-  }
+  const heard = (term: number, leaderCommit: number, count: number): LeaderCommitHeard => ({
+    term,
+    lead: "a",
+    leaderCommit,
+    count,
+  });
+  const hbAt = (term: number) =>
+    createMessage({ type: "heartbeat", from: "a", to: "b", term, commit: 0 });
 
-  it("a heartbeat counts for nothing: its commit is clamped to what the leader knows this node holds", () => {
-    // Before: a follower held in snapshot state, sent only heartbeats with commit = its own
-    // match, looked 0 entries behind and just heard from, and served reads of any age.
+  it("a hearing of the current leader carries its commit and refreshes when it was heard", () => {
     const f = new LeaderFreshness();
+    f.observe(hbAt(2), heard(2, 40, 1), 2, 1000);
+    assert.equal(f.highestLeaderCommit(), 40);
+    assert.deepEqual(f.staleness(30, 1250), { lagEntries: 10, sinceLeaderMs: 250 });
+  });
+
+  it("an idle leader's heartbeats (same commit, new count) keep refreshing it", () => {
+    // Before: only appends counted, so an idle cluster's followers went stale after the bound.
+    const f = new LeaderFreshness();
+    f.observe(hbAt(2), heard(2, 7, 1), 2, 1000);
+    f.observe(hbAt(2), heard(2, 7, 2), 2, 5000);
+    assert.deepEqual(f.staleness(7, 5100), { lagEntries: 0, sinceLeaderMs: 100 });
+  });
+
+  it("a follower held behind hears the leader's real commit: it is behind, not fresh", () => {
+    // Before: a follower held in snapshot or probe state, sent only heartbeats with commit = its
+    // own match, looked 0 entries behind.
+    const f = new LeaderFreshness();
+    f.observe(hbAt(2), heard(2, 500, 1), 2, 1000);
+    assert.deepEqual(f.staleness(35, 1000), { lagEntries: 465, sinceLeaderMs: 0 });
+  });
+
+  it("the same hearing seen again (another message stepped after it) does not refresh", () => {
+    const f = new LeaderFreshness();
+    f.observe(hbAt(2), heard(2, 7, 1), 2, 1000);
     f.observe(
-      createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 35 }),
+      createMessage({ type: "vote", from: "c", to: "b", term: 2 }),
+      heard(2, 7, 1),
       2,
-      1000,
+      3000,
     );
-    assert.deepEqual(f.staleness(35, 1000), { lagEntries: 0, sinceLeaderMs: undefined });
+    assert.deepEqual(f.staleness(7, 3000), { lagEntries: 0, sinceLeaderMs: 2000 });
+  });
+
+  it("nothing heard (a heartbeat of a peer that predates leaderCommit) counts for nothing", () => {
+    const f = new LeaderFreshness();
+    f.observe(hbAt(2), undefined, 2, 1000);
+    assert.deepEqual(f.staleness(0, 1000), { lagEntries: 0, sinceLeaderMs: undefined });
   });
 
   it("a snapshot's index is committed, but a snapshot is not hearing the leader", () => {
     const f = new LeaderFreshness();
-    f.observe(snapAt(50, 2), 2, 1000);
+    f.observe(snapAt(50, 2), undefined, 2, 1000);
     assert.equal(f.highestLeaderCommit(), 50);
     assert.deepEqual(f.staleness(30, 1250), { lagEntries: 20, sinceLeaderMs: undefined });
   });
 
-  it("ignores messages of another term (a deposed leader) and of other kinds", () => {
+  it("ignores a hearing of another term (the core's record of a deposed leader)", () => {
     const f = new LeaderFreshness();
-    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 1, commit: 9 }), 2, 1000);
-    f.observe(createMessage({ type: "vote", from: "c", to: "b", term: 2, commit: 0 }), 2, 1000);
-    f.observe(createMessage({ type: "app-resp", from: "c", to: "b", term: 2 }), 2, 1000);
+    f.observe(hbAt(1), heard(1, 9, 1), 2, 1000);
+    f.observe(snapAt(60, 1), undefined, 2, 1000);
     assert.deepEqual(f.staleness(0, 1100), { lagEntries: 0, sinceLeaderMs: undefined });
   });
 
-  it("keeps the highest commit seen (a lower append commit does not lower it)", () => {
+  it("keeps the highest commit seen (a new leader's lower commit does not lower it)", () => {
     const f = new LeaderFreshness();
-    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 }), 2, 1000);
-    f.observe(createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 12 }), 2, 1100);
+    f.observe(hbAt(2), heard(2, 40, 1), 2, 1000);
+    f.observe(hbAt(3), heard(3, 12, 2), 3, 1100);
     assert.equal(f.highestLeaderCommit(), 40);
     assert.deepEqual(f.staleness(12, 1100), { lagEntries: 28, sinceLeaderMs: 0 });
     assert.deepEqual(f.staleness(45, 1100).lagEntries, 0, "not behind once applied past it");

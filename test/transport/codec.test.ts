@@ -6,7 +6,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { decodeBatch, decodeMessage, encodeBatch } from "../../src/transport/codec.js";
+import {
+  decodeBatch,
+  decodeMessage,
+  encodeBatch,
+  encodeMessage,
+} from "../../src/transport/codec.js";
 import { MessageBatchSchema, MessageSchema } from "../../src/transport/gen/raft_pb.js";
 import { createMessage } from "../../src/raft/types.js";
 
@@ -98,6 +103,11 @@ describe("codec: what a peer sends is checked", () => {
       want: /snapshot without metadata/,
     },
     {
+      name: "a leaderCommit of 2^53",
+      fields: { leaderCommit: 2n ** 53n },
+      want: /leaderCommit 9007199254740992 is not a safe integer/,
+    },
+    {
       name: "a snapshot at index 0",
       fields: {
         type: "snap",
@@ -167,5 +177,37 @@ describe("codec: what a peer sends is checked", () => {
       ],
     });
     assert.deepEqual(decodeBatch(encodeBatch([prop, app])), [prop, app]);
+  });
+});
+
+describe("codec: the leader's unclamped commit index (leaderCommit)", () => {
+  it("round-trips on app and heartbeat, apart from the clamped commit", () => {
+    const hb = createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 3 });
+    const withIt = { ...hb, leaderCommit: 40 };
+    const app = createMessage({ type: "app", from: "a", to: "b", term: 2, commit: 40 });
+    const appWithIt = { ...app, leaderCommit: 40 };
+    assert.deepEqual(decodeBatch(encodeBatch([withIt, appWithIt])), [withIt, appWithIt]);
+    assert.equal(decodeBatch(encodeBatch([{ ...hb, leaderCommit: 0 }]))[0]!.leaderCommit, 0);
+  });
+
+  it("absent (a peer that predates it) stays absent: unknown, not 0", () => {
+    const [m] = decodeBatch(wire({ term: 2n, commit: 3n }));
+    assert.equal(m!.commit, 3);
+    assert.equal("leaderCommit" in m!, false);
+  });
+
+  it("is dropped on other message types, in both directions", () => {
+    const [m] = decodeBatch(wire({ type: "heartbeat-resp", term: 2n, leaderCommit: 9n }));
+    assert.equal("leaderCommit" in m!, false);
+    const vote = createMessage({ type: "vote", from: "a", to: "b", term: 2, leaderCommit: 9 });
+    assert.equal("leaderCommit" in decodeBatch(encodeBatch([vote]))[0]!, false);
+  });
+
+  it("a field this version does not know is skipped (as an older peer skips leaderCommit)", () => {
+    const hb = createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 3 });
+    // Field 99, varint 1: what a later version might add.
+    const later = new Uint8Array([...encodeMessage(hb), 0x98, 0x06, 0x01]);
+    const got = decodeMessage(later);
+    assert.deepEqual([got.type, got.term, got.commit], ["heartbeat", 2, 3]);
   });
 });

@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file raft.proto.
  */
 export const file_raft: GenFile = /*@__PURE__*/
-  fileDesc("CgpyYWZ0LnByb3RvEgpuZXh1cy5yYWZ0IkAKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSDAoEdHlwZRgDIAEoDRIMCgRkYXRhGAQgASgMInEKCUNvbmZTdGF0ZRIOCgZ2b3RlcnMYASADKAkSEAoIbGVhcm5lcnMYAiADKAkSFwoPdm90ZXJzX291dGdvaW5nGAMgAygJEhUKDWxlYXJuZXJzX25leHQYBCADKAkSEgoKYXV0b19sZWF2ZRgFIAEoCCJaChBTbmFwc2hvdE1ldGFkYXRhEg0KBWluZGV4GAEgASgEEgwKBHRlcm0YAiABKAQSKQoKY29uZl9zdGF0ZRgDIAEoCzIVLm5leHVzLnJhZnQuQ29uZlN0YXRlIkgKCFNuYXBzaG90Ei4KCG1ldGFkYXRhGAEgASgLMhwubmV4dXMucmFmdC5TbmFwc2hvdE1ldGFkYXRhEgwKBGRhdGEYAiABKAwi8gEKB01lc3NhZ2USDAoEdHlwZRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgRmcm9tGAMgASgJEgwKBHRlcm0YBCABKAQSEAoIbG9nX3Rlcm0YBSABKAQSDQoFaW5kZXgYBiABKAQSIgoHZW50cmllcxgHIAMoCzIRLm5leHVzLnJhZnQuRW50cnkSDgoGY29tbWl0GAggASgEEiYKCHNuYXBzaG90GAkgASgLMhQubmV4dXMucmFmdC5TbmFwc2hvdBIOCgZyZWplY3QYCiABKAgSEwoLcmVqZWN0X2hpbnQYCyABKAQSDwoHY29udGV4dBgMIAEoDCI1CgxNZXNzYWdlQmF0Y2gSJQoIbWVzc2FnZXMYASADKAsyEy5uZXh1cy5yYWZ0Lk1lc3NhZ2ViBnByb3RvMw");
+  fileDesc("CgpyYWZ0LnByb3RvEgpuZXh1cy5yYWZ0IkAKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSDAoEdHlwZRgDIAEoDRIMCgRkYXRhGAQgASgMInEKCUNvbmZTdGF0ZRIOCgZ2b3RlcnMYASADKAkSEAoIbGVhcm5lcnMYAiADKAkSFwoPdm90ZXJzX291dGdvaW5nGAMgAygJEhUKDWxlYXJuZXJzX25leHQYBCADKAkSEgoKYXV0b19sZWF2ZRgFIAEoCCJaChBTbmFwc2hvdE1ldGFkYXRhEg0KBWluZGV4GAEgASgEEgwKBHRlcm0YAiABKAQSKQoKY29uZl9zdGF0ZRgDIAEoCzIVLm5leHVzLnJhZnQuQ29uZlN0YXRlIkgKCFNuYXBzaG90Ei4KCG1ldGFkYXRhGAEgASgLMhwubmV4dXMucmFmdC5TbmFwc2hvdE1ldGFkYXRhEgwKBGRhdGEYAiABKAwioAIKB01lc3NhZ2USDAoEdHlwZRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgRmcm9tGAMgASgJEgwKBHRlcm0YBCABKAQSEAoIbG9nX3Rlcm0YBSABKAQSDQoFaW5kZXgYBiABKAQSIgoHZW50cmllcxgHIAMoCzIRLm5leHVzLnJhZnQuRW50cnkSDgoGY29tbWl0GAggASgEEiYKCHNuYXBzaG90GAkgASgLMhQubmV4dXMucmFmdC5TbmFwc2hvdBIOCgZyZWplY3QYCiABKAgSEwoLcmVqZWN0X2hpbnQYCyABKAQSDwoHY29udGV4dBgMIAEoDBIaCg1sZWFkZXJfY29tbWl0GA0gASgESACIAQFCEAoOX2xlYWRlcl9jb21taXQiNQoMTWVzc2FnZUJhdGNoEiUKCG1lc3NhZ2VzGAEgAygLMhMubmV4dXMucmFmdC5NZXNzYWdlYgZwcm90bzM");
 
 /**
  * @generated from message nexus.raft.Entry
@@ -201,6 +201,15 @@ export type Message = Message$1<"nexus.raft.Message"> & {
    * @generated from field: bytes context = 12;
    */
   context: Uint8Array;
+
+  /**
+   * The leader's own commit index on "app" and "heartbeat" ("commit" on a heartbeat is clamped
+   * to what the leader knows the follower holds). Absent means unknown (a peer that predates it);
+   * a follower never advances its commit index by it (reads with a staleness bound only).
+   *
+   * @generated from field: optional uint64 leader_commit = 13;
+   */
+  leaderCommit?: bigint | undefined;
 };
 
 /**
