@@ -2,9 +2,6 @@
  * A one-node cluster on SQLite with its gRPC service on a free loopback port, for the tests of the
  * gRPC service. Its folder goes when the test file ends.
  */
-import { after } from "node:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApiServer } from "../../src/api/server.js";
 import type { ApiServer } from "../../src/api/server.js";
@@ -13,11 +10,7 @@ import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 export interface SingleNode {
   readonly rep: Replicator;
@@ -39,8 +32,7 @@ export async function startSingleNode(
   prefix: string,
   options: Partial<ReplicatorOptions> = {},
 ): Promise<SingleNode> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  roots.push(dir);
+  const dir = tempDir(prefix);
   const url = `http://127.0.0.1:${await freePort()}`;
   const rep = createReplicator({
     nodeUrl: url,
