@@ -4,14 +4,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator-api.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { until } from "./helpers.js";
-import { freePort } from "../free-port.js";
+import { loneReplicator, until } from "./helpers.js";
 import { tempDir } from "../temp-dir.js";
 
 const dec = new TextDecoder();
@@ -29,17 +26,7 @@ class SlowOnceStore extends MemoryStore {
 
 async function single(store: MemoryStore, replTimeoutMs = 5000): Promise<Replicator> {
   const root = tempDir("nexus-once-");
-  const url = `http://127.0.0.1:${await freePort()}`;
-  const rep = createReplicator({
-    nodeUrl: url,
-    clusterUrls: [url],
-    store,
-    logDir: join(root, "logs"),
-    snapDir: join(root, "snap"),
-    heartbeatTickMs: 20,
-    electionTickMs: 200,
-    replTimeoutMs,
-  });
+  const rep = await loneReplicator(root, { store, replTimeoutMs });
   await rep.start();
   await until(() => rep.status().role === "leader", 10_000, "the single node to lead");
   return rep;
