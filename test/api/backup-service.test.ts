@@ -1,46 +1,23 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { streamBackup } from "../../src/api/backup-client.js";
 import type { BackupEvent } from "../../src/api/backup-client.js";
-import { startApiServer } from "../../src/api/server.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
-import { createReplicator } from "../../src/node/replicator.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { startSingleNode } from "./single-node.js";
 
 describe("gRPC service nexus.api.NexusBackup", () => {
   it("streams a header (store, cluster, index, term, members, version), the store's backup and a SHA-256 trailer", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nexus-api-backup-"));
-    roots.push(dir);
-    const url = `http://127.0.0.1:${await freePort()}`;
-    const rep = createReplicator({
-      nodeUrl: url,
-      clusterUrls: [url],
+    const {
+      rep,
+      url,
+      address: addr,
+      stop,
+    } = await startSingleNode("nexus-api-backup-", {
       clusterName: "backup-test",
-      store: new SqliteStore({ path: join(dir, "db.sqlite") }),
-      logDir: join(dir, "logs"),
-      snapDir: join(dir, "snap"),
-      heartbeatTickMs: 20,
-      electionTickMs: 200,
     });
-    await rep.start();
-    const api = await startApiServer({
-      replicator: rep,
-      host: "127.0.0.1",
-      port: 0,
-      maxRequestBytes: 1 << 20,
-    });
-    const addr = `127.0.0.1:${api.port}`;
     try {
       await rep.save("create table t (k integer primary key, v blob)");
       // Over 1 MiB of data: several chunks on the wire.
@@ -82,8 +59,7 @@ describe("gRPC service nexus.api.NexusBackup", () => {
         d0.kind === "data" && Buffer.from(d0.data.subarray(0, 15)).toString() === "SQLite format 3",
       );
     } finally {
-      await api.close();
-      await rep.stop();
+      await stop();
     }
   });
 

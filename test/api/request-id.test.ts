@@ -2,11 +2,8 @@
  * The gRPC Save's request args `request-id` and `request-issued-at`: a save repeated with the
  * same id applies once and answers the first result (src/store/request-records.ts).
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
 import protobuf from "protobufjs";
@@ -15,18 +12,12 @@ import { Nexus, SaveResponseSchema } from "../../src/api/gen/nexus_pb.js";
 import { createNexusClient } from "../../src/api/client.js";
 import { createClientSession } from "../../src/api/client-session.js";
 import { minIndexOf } from "../../src/api/request-args.js";
-import { startApiServer } from "../../src/api/server.js";
 import { requestOf } from "../../src/api/service.js";
-import { createReplicator } from "../../src/node/replicator.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { until } from "../node/helpers.js";
-import { freePort } from "../free-port.js";
+import { startSingleNode } from "./single-node.js";
+import type { SingleNode } from "./single-node.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -44,37 +35,11 @@ const ORIGINAL = protobuf.Root.fromJSON({
   },
 }).lookupType("SaveResponse");
 
-/** A single SQLite node with its gRPC service; `stop` ends both. */
-async function singleNode(replTimeoutMs = 5000) {
-  const dir = mkdtempSync(join(tmpdir(), "nexus-api-rid-"));
-  roots.push(dir);
-  const url = `http://127.0.0.1:${await freePort()}`;
-  const rep = createReplicator({
-    nodeUrl: url,
-    clusterUrls: [url],
-    store: new SqliteStore({ path: join(dir, "db.sqlite") }),
-    logDir: join(dir, "logs"),
-    snapDir: join(dir, "snap"),
-    heartbeatTickMs: 20,
-    electionTickMs: 200,
-    replTimeoutMs,
-  });
-  await rep.start();
-  const api = await startApiServer({
-    replicator: rep,
-    host: "127.0.0.1",
-    port: 0,
-    maxRequestBytes: 1024 * 1024,
-  });
-  await until(() => rep.status().role === "leader", 10_000, "the node to lead");
-  return {
-    rep,
-    address: `127.0.0.1:${api.port}`,
-    stop: async () => {
-      await api.close();
-      await rep.stop();
-    },
-  };
+/** A single SQLite node with its gRPC service, leading; `stop` ends both. */
+async function singleNode(replTimeoutMs = 5000): Promise<SingleNode> {
+  const n = await startSingleNode("nexus-api-rid-", { replTimeoutMs });
+  await until(() => n.rep.status().role === "leader", 10_000, "the node to lead");
+  return n;
 }
 
 describe("gRPC Save's index and Load's min-index", () => {

@@ -1,8 +1,5 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
@@ -12,41 +9,16 @@ import {
 } from "../../src/api/gen/nexus_pb.js";
 import { NodeInfo_NodeStatus } from "../../src/api/gen/models/internal_pb.js";
 import { ErrorInfoSchema } from "../../src/api/gen/google/rpc/error_details_pb.js";
-import { encodeGrpcMessage, startApiServer } from "../../src/api/server.js";
-import { createReplicator } from "../../src/node/replicator.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { encodeGrpcMessage } from "../../src/api/server.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
-import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { startSingleNode } from "./single-node.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 describe("gRPC service nexus.api.Nexus", () => {
   it("serves Check, Save, Load, ListNodes with the original's shapes and errors as gRPC statuses", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nexus-api-"));
-    roots.push(dir);
-    const url = `http://127.0.0.1:${await freePort()}`;
-    const rep = createReplicator({
-      nodeUrl: url,
-      clusterUrls: [url],
-      store: new SqliteStore({ path: join(dir, "db.sqlite") }),
-      logDir: join(dir, "logs"),
-      snapDir: join(dir, "snap"),
-      heartbeatTickMs: 20,
-      electionTickMs: 200,
-    });
-    await rep.start();
-    const api = await startApiServer({
-      replicator: rep,
-      host: "127.0.0.1",
-      port: 0,
-      maxRequestBytes: 1024 * 1024,
-    });
+    const { url, api, stop } = await startSingleNode("nexus-api-");
     const client = createClient(
       Nexus,
       createGrpcTransport({ baseUrl: `http://127.0.0.1:${api.port}` }),
@@ -109,8 +81,7 @@ describe("gRPC service nexus.api.Nexus", () => {
       assert.equal(nodes.nodes[id.toString()]?.nodeUrl, url);
       assert.equal(nodes.nodes[id.toString()]?.status, NodeInfo_NodeStatus.LEADER);
     } finally {
-      await api.close();
-      await rep.stop();
+      await stop();
     }
   });
 });

@@ -14,16 +14,17 @@ import { LeaderLease, leaseDurationMs } from "../../src/node/leader-lease.js";
 import { LeaseUpkeep } from "../../src/node/lease-upkeep.js";
 import { requestKey } from "../../src/node/entry-payload.js";
 import type { NodeMetrics, NodeMetricsView } from "../../src/node/node-metrics.js";
-import { createReplicator } from "../../src/node/replicator.js";
 import { createMessage } from "../../src/raft/types.js";
 import { Http2Transport } from "../../src/transport/http2-transport.js";
 import type { TransportHandler } from "../../src/transport/http2-transport.js";
-import type { Replicator } from "../../src/node/replicator.js";
-import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { FlagError, parseFlags } from "../../src/cli/flags.js";
 import { NODE_FLAGS, nodeConfigOf } from "../../src/cli/node-flags.js";
-import { freePort } from "../free-port.js";
-import { LinkRelay } from "../wan/link-relay.js";
+import {
+  closeRelays,
+  relayedReplicators,
+  startRelay,
+  startRelayedCluster,
+} from "../wan/helpers.js";
 import { RawPeer, peerHeaders } from "../transport/raw-peer.js";
 import { until } from "./helpers.js";
 
@@ -215,15 +216,7 @@ describe("timings announced between peers", () => {
     const b = make("b");
     const pb = await b.start();
     await a.start();
-    const relay = new LinkRelay({
-      listenHost: "127.0.0.1",
-      listenPort: 0,
-      targetHost: "127.0.0.1",
-      targetPort: pb,
-      out: { delayMs: 40, jitterMs: 0, bandwidthBps: 0 },
-      back: { delayMs: 40, jitterMs: 0, bandwidthBps: 0 },
-    });
-    await relay.start();
+    const relay = await startRelay(pb, 40);
     try {
       a.addPeer("b", `http://127.0.0.1:${relay.port}`);
       const rtt = await a.measureRtt("b", 5000);
@@ -263,40 +256,17 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 describe("auto timing on real nodes behind 150 ms relays", () => {
   it("measures the round trip and runs with it", async () => {
-    const listenPorts = await Promise.all([1, 2, 3].map(() => freePort()));
-    const relays = await Promise.all(
-      listenPorts.map(async (port) => {
-        const r = new LinkRelay({
-          listenHost: "127.0.0.1",
-          listenPort: 0,
-          targetHost: "127.0.0.1",
-          targetPort: port,
-          out: { delayMs: 75, jitterMs: 0, bandwidthBps: 0 },
-          back: { delayMs: 75, jitterMs: 0, bandwidthBps: 0 },
-        });
-        await r.start();
-        return r;
-      }),
-    );
-    const urls = relays.map((r) => `http://127.0.0.1:${r.port}`);
+    const cluster = await startRelayedCluster(3, 75);
     const views: (NodeMetricsView | undefined)[] = [undefined, undefined, undefined];
     const sink = (i: number): NodeMetrics => ({
       attach: (v) => void (views[i] = v),
       walSynced: () => undefined,
       snapshotTransferred: () => undefined,
     });
-    const reps: Replicator[] = urls.map((u, i) =>
-      createReplicator({
-        nodeUrl: u,
-        listenUrl: `http://127.0.0.1:${listenPorts[i]!}`,
-        clusterUrls: urls,
-        store: new MemoryStore(),
-        logDir: join(root, `n${i}`, "logs"),
-        snapDir: join(root, `n${i}`, "snap"),
-        heartbeatTickMs: "auto",
-        metrics: sink(i),
-      }),
-    );
+    const reps = relayedReplicators(cluster, root, (i) => ({
+      heartbeatTickMs: "auto",
+      metrics: sink(i),
+    }));
     try {
       await Promise.all(reps.map((r) => r.start()));
       for (const v of views) {
@@ -316,7 +286,7 @@ describe("auto timing on real nodes behind 150 ms relays", () => {
       );
     } finally {
       for (const r of reps) await r.stop().catch(() => undefined);
-      for (const r of relays) await r.close();
+      await closeRelays(cluster.relays);
     }
   });
 });

@@ -3,28 +3,21 @@
  * commit index (the core's mustSync false) is not written on its own (Raft §5.3: commitIndex is
  * volatile state); it goes to disk with the next save, and a restart still finds every write.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReplicator } from "../../src/node/replicator.js";
 import { NOOP_NODE_METRICS } from "../../src/node/node-metrics.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 const dec = new TextDecoder();
 
 describe("WAL syncs per write", () => {
   it("one fdatasync per write on a one-node cluster, and the writes survive a restart", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-commit-sync-"));
-    roots.push(root);
+    const root = tempDir("nexus-commit-sync-");
     const url = `http://127.0.0.1:${await freePort()}`;
     let syncs = 0;
     const open = (store: MemoryStore) =>

@@ -2,23 +2,14 @@
  * Saves with a request id (src/store/request-records.ts) through the library: applied once, the
  * first result to every retry, and save() itself retrying an unknown outcome with the same id.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator-api.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { until } from "./helpers.js";
-import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { loneReplicator, until } from "./helpers.js";
+import { tempDir } from "../temp-dir.js";
 
 const dec = new TextDecoder();
 
@@ -34,19 +25,8 @@ class SlowOnceStore extends MemoryStore {
 }
 
 async function single(store: MemoryStore, replTimeoutMs = 5000): Promise<Replicator> {
-  const root = mkdtempSync(join(tmpdir(), "nexus-once-"));
-  roots.push(root);
-  const url = `http://127.0.0.1:${await freePort()}`;
-  const rep = createReplicator({
-    nodeUrl: url,
-    clusterUrls: [url],
-    store,
-    logDir: join(root, "logs"),
-    snapDir: join(root, "snap"),
-    heartbeatTickMs: 20,
-    electionTickMs: 200,
-    replTimeoutMs,
-  });
+  const root = tempDir("nexus-once-");
+  const rep = await loneReplicator(root, { store, replTimeoutMs });
   await rep.start();
   await until(() => rep.status().role === "leader", 10_000, "the single node to lead");
   return rep;

@@ -13,7 +13,10 @@ import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
 import type { PeerTransport } from "../../src/node/raft-node.js";
-import type { NexusLogger } from "../../src/node/options.js";
+import type { NexusLogger, ReplicatorOptions } from "../../src/node/options.js";
+import { createReplicator } from "../../src/node/replicator.js";
+import type { Replicator } from "../../src/node/replicator.js";
+import { freePort } from "../free-port.js";
 import type {
   AppliedPosition,
   ApplyEntry,
@@ -197,4 +200,24 @@ export async function walCluster(o: WalClusterOptions = {}) {
   const snapDirOf = (id: string): string => join(root, `${id}-snap`);
   const walDirOf = (id: string): string => join(root, id);
   return { ids, net, stores, nodes, open, leader, fatal, stopAll, snapDirOf, walDirOf, root };
+}
+
+/**
+ * A replicator alone in its cluster on a free loopback port, its WAL and snapshots under `root`
+ * (heartbeat 20 ms, election 200 ms, then `options`). Not started.
+ */
+export async function loneReplicator(
+  root: string,
+  options: Partial<ReplicatorOptions> & Pick<ReplicatorOptions, "store">,
+): Promise<Replicator> {
+  const url = `http://127.0.0.1:${await freePort()}`;
+  return createReplicator({
+    nodeUrl: url,
+    clusterUrls: [url],
+    logDir: join(root, "logs"),
+    snapDir: join(root, "snap"),
+    heartbeatTickMs: 20,
+    electionTickMs: 200,
+    ...options,
+  });
 }

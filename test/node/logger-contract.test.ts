@@ -4,10 +4,8 @@
  * by the compiler (the `@ts-expect-error` lines below are checked by `npm run typecheck`: if such
  * a logger ever type-checks again, the typecheck fails).
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
@@ -16,11 +14,7 @@ import { createReplicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 /** The old, console-style contract: message first, fields second. */
 const consoleStyle = (msg: string, fields?: Record<string, unknown>): void => void [msg, fields];
@@ -41,8 +35,7 @@ export const oneLevelConsoleStyle: NexusLogger = {
 
 describe("the NexusLogger contract", () => {
   it("a pino logger given to createReplicator receives the runtime's structured fields", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-logger-"));
-    roots.push(root);
+    const root = tempDir("nexus-logger-");
     const lines: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {

@@ -4,10 +4,8 @@
  * index on a lagging follower waits until the follower applied it, then reads its store with no
  * leader round trip; past replTimeoutMs it says so (TIMEOUT).
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator-api.js";
@@ -16,11 +14,8 @@ import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 const dec = new TextDecoder();
 
 /** A MemoryStore whose applies wait while `hold()` is in effect (a follower that lags). */
@@ -41,8 +36,7 @@ class GatedStore extends MemoryStore {
 }
 
 async function cluster(): Promise<{ reps: Replicator[]; stores: GatedStore[] }> {
-  const root = mkdtempSync(join(tmpdir(), "nexus-ryw-"));
-  roots.push(root);
+  const root = tempDir("nexus-ryw-");
   const urls = await Promise.all([1, 2, 3].map(async () => `http://127.0.0.1:${await freePort()}`));
   const stores = urls.map(() => new GatedStore());
   const reps = urls.map((u, i) =>

@@ -2,21 +2,15 @@
  * The public API's calls and events (src/node/replicator.ts): every call takes an AbortSignal,
  * and a Replicator reports leader changes and membership changes as typed events.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReplicator, nodeIdOf } from "../../src/index.js";
 import type { LeaderChange, MembershipChange, Replicator } from "../../src/index.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 async function node(urls: string[], url: string, root: string): Promise<Replicator> {
   return createReplicator({
@@ -40,8 +34,7 @@ function isAbort(reason: unknown): (e: unknown) => boolean {
 
 describe("the public API: AbortSignal and events", () => {
   it("a single node: leader-change on election, membership-change on a change; aborted calls change nothing", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-api-"));
-    roots.push(root);
+    const root = tempDir("nexus-api-");
     const url = `http://127.0.0.1:${await freePort()}`;
     const r = await node([url], url, root);
     const leaders: LeaderChange[] = [];
@@ -107,8 +100,7 @@ describe("the public API: AbortSignal and events", () => {
   });
 
   it("aborting a call that waits for a leader ends it at once", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-api-"));
-    roots.push(root);
+    const root = tempDir("nexus-api-");
     // Two members, one running: no leader is ever elected, so calls wait (retrying NO_LEADER).
     const urls = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
     const r = await node(urls, urls[0]!, root);

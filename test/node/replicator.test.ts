@@ -1,7 +1,5 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReplicator } from "../../src/node/replicator.js";
 import type { Replicator } from "../../src/node/replicator.js";
@@ -10,19 +8,14 @@ import { isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { until } from "./helpers.js";
 import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 describe("Replicator over HTTP/2 on loopback", () => {
   it("replicates writes through any node, reads linearizably, survives the leader stopping", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-repl-"));
-    roots.push(root);
+    const root = tempDir("nexus-repl-");
     const urls = await Promise.all(
       [1, 2, 3].map(async () => `http://127.0.0.1:${await freePort()}`),
     );
@@ -99,8 +92,7 @@ describe("Replicator over HTTP/2 on loopback", () => {
 
 describe("Replicator snapshots", () => {
   it("a follower that falls behind past compaction catches up from a streamed snapshot", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-snap-"));
-    roots.push(root);
+    const root = tempDir("nexus-snap-");
     const urls = await Promise.all(
       [1, 2, 3].map(async () => `http://127.0.0.1:${await freePort()}`),
     );

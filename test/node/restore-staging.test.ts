@@ -276,8 +276,11 @@ describe("Applier with restore entries", () => {
     return { index, term, type: "normal", data: encodeEntryPayload(p) };
   }
 
-  it("replaces the store at the commit's index: earlier saves are replaced, later ones apply on the restored state", async () => {
-    const store = new MemoryStore();
+  /**
+   * An Applier with a restore staging over `store`, opened here; `results` holds each entry's
+   * answer (its text, or its error) by index, and `applyAll` applies entries and stops it.
+   */
+  async function restoringApplier(store: MemoryStore) {
     const pos = await store.open();
     const staging = await RestoreStaging.open(dir(), pos, SILENT);
     const results = new Map<number, string>();
@@ -295,6 +298,18 @@ describe("Applier with restore entries", () => {
       30_000,
       staging,
     );
+    const applyAll = async (es: Entry[]): Promise<void> => {
+      a.start();
+      a.enqueue({ entries: es });
+      await a.drain();
+      await a.stop();
+    };
+    return { results, applyAll };
+  }
+
+  it("replaces the store at the commit's index: earlier saves are replaced, later ones apply on the restored state", async () => {
+    const store = new MemoryStore();
+    const { results, applyAll } = await restoringApplier(store);
     const bytes = await backupBytes({ a: "from-backup" });
     const { chunks, commit } = restoreEntries(bytes, ID1, 64);
     const cmd = (s: string): EntryPayload => payload("command", enc.encode(s), {});
@@ -308,10 +323,7 @@ describe("Applier with restore entries", () => {
     const ci = ++i;
     es.push(entry(ci, 1, commit));
     es.push(entry(++i, 1, cmd("set b after")));
-    a.start();
-    a.enqueue({ entries: es });
-    await a.drain();
-    await a.stop();
+    await applyAll(es);
     const outcome = JSON.parse(results.get(ci)!) as RestoreOutcome;
     assert.deepEqual(outcome, { restored: true, index: ci, bytes: bytes.length });
     assert.deepEqual(
@@ -325,33 +337,14 @@ describe("Applier with restore entries", () => {
 
   it("a refused commit changes nothing in the store and moves the index", async () => {
     const store = new MemoryStore();
-    const pos = await store.open();
-    const staging = await RestoreStaging.open(dir(), pos, SILENT);
-    const results = new Map<number, string>();
-    const a = new Applier(
-      store,
-      {
-        onResult: (_p, index, r) =>
-          results.set(index, r.ok ? new TextDecoder().decode(r.data) : r.error),
-        onApplied: () => undefined,
-        onStoreHealth: () => undefined,
-      },
-      SILENT,
-      pos,
-      100,
-      30_000,
-      staging,
-    );
+    const { results, applyAll } = await restoringApplier(store);
     const bytes = await backupBytes({ a: "x" }, { kind: "redis" });
     const { chunks, commit } = restoreEntries(bytes, ID1, 4096);
     const es: Entry[] = [entry(1, 1, payload("command", enc.encode("set a kept"), {}))];
     chunks.forEach((c, k) => es.push(entry(2 + k, 1, c)));
     const ci = 2 + chunks.length;
     es.push(entry(ci, 1, commit));
-    a.start();
-    a.enqueue({ entries: es });
-    await a.drain();
-    await a.stop();
+    await applyAll(es);
     const o = JSON.parse(results.get(ci)!) as RestoreOutcome;
     assert.equal(o.restored, false);
     if (!o.restored) assert.equal(o.reason, "wrong-store-kind");

@@ -2,38 +2,19 @@
  * save() and load() take a string (sent as UTF-8) as well as bytes; anything else is refused
  * with INVALID_ARGUMENT before it reaches the log.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createReplicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
 import { isNexusError } from "../../src/errors/index.js";
-import { until } from "./helpers.js";
-import { freePort } from "../free-port.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { loneReplicator, until } from "./helpers.js";
+import { tempDir } from "../temp-dir.js";
 
 const dec = new TextDecoder();
 
 describe("save and load input", () => {
   it("take strings and bytes alike; other values are INVALID_ARGUMENT and write nothing", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-input-"));
-    roots.push(root);
-    const url = `http://127.0.0.1:${await freePort()}`;
-    const rep = createReplicator({
-      nodeUrl: url,
-      clusterUrls: [url],
-      store: new MemoryStore(),
-      logDir: join(root, "logs"),
-      snapDir: join(root, "snap"),
-      heartbeatTickMs: 20,
-      electionTickMs: 200,
-    });
+    const root = tempDir("nexus-input-");
+    const rep = await loneReplicator(root, { store: new MemoryStore() });
     await rep.start();
     try {
       await until(() => rep.status().role === "leader", 10_000, "the single node to lead");

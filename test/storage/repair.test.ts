@@ -1,17 +1,12 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Wal } from "../../src/storage/wal.js";
 import type { Entry } from "../../src/raft/types.js";
 import { isNexusError } from "../../src/errors/index.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 function ents(first: number, n: number): Entry[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -24,8 +19,7 @@ function ents(first: number, n: number): Entry[] {
 
 describe("nexus wal repair", () => {
   it("a WAL corrupted in the middle refuses to open; repair keeps everything up to the last good record", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-repair-"));
-    roots.push(root);
+    const root = tempDir("nexus-repair-");
     const dir = join(root, "wal");
     const { wal } = await Wal.open(dir, { segmentBytes: 4096, maxWals: 0 });
     for (let i = 1; i <= 200; i += 10) await wal.save(undefined, ents(i, 10));
@@ -57,8 +51,7 @@ describe("nexus wal repair", () => {
   });
 
   it("repair of an intact WAL changes nothing; bad usage exits 2", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-repair-"));
-    roots.push(root);
+    const root = tempDir("nexus-repair-");
     const dir = join(root, "wal");
     const { wal } = await Wal.open(dir);
     await wal.save(undefined, ents(1, 5));

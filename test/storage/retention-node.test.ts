@@ -6,28 +6,22 @@
  * the segments holding those entries, inside the catch-up window. When the follower returns, the
  * leader must send it a snapshot; no node may stop.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { RaftNode } from "../../src/node/raft-node.js";
 import type { PeerTransport } from "../../src/node/raft-node.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
 import { TestStore, until } from "../node/helpers.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 const enc = new TextEncoder();
 const VALUE = "x".repeat(52 * 1024);
 
 describe("retention on running nodes", () => {
   it("a follower lagging into the catch-up window after its leader restarted gets a snapshot; nobody stops", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-retention-node-"));
-    roots.push(root);
+    const root = tempDir("nexus-retention-node-");
     const ids = ["a", "b", "c"];
     const members = ids.map((id, i) => ({ id, url: `http://127.0.0.1:${9300 + i}` }));
     const stores = new Map(ids.map((id) => [id, new TestStore()]));

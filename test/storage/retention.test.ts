@@ -5,10 +5,9 @@
  * an internal error that kills the leader's Ready loop. A three-node cluster of the core's
  * RawNodes: the leader on a real WAL and DiskStorage, the followers on MemoryStorage.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Wal } from "../../src/storage/wal.js";
 import { DiskStorage } from "../../src/storage/disk-storage.js";
@@ -19,11 +18,7 @@ import { createSeededRandom } from "../../src/raft/random.js";
 import { bootstrapEntries } from "../../src/raft/bootstrap.js";
 import { decodeConfChange } from "../../src/raft/confchange/codec.js";
 import type { Message, NodeId } from "../../src/raft/types.js";
-
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
+import { tempDir } from "../temp-dir.js";
 
 const ENTRY_BYTES = 52 * 1024;
 const SEGMENT_BYTES = 256 * 1024;
@@ -34,8 +29,7 @@ const SNAPSHOT_EVERY = 4;
 
 describe("retention and the catch-up window", () => {
   it("a follower lagging into the window past the cache gets a snapshot, never an internal error", async () => {
-    const root = mkdtempSync(join(tmpdir(), "nexus-retention-"));
-    roots.push(root);
+    const root = tempDir("nexus-retention-");
     const walDir = join(root, "wal");
     const { wal, state } = await Wal.open(walDir, {
       segmentBytes: SEGMENT_BYTES,

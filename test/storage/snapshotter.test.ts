@@ -1,20 +1,14 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { Snapshotter } from "../../src/storage/snapshotter.js";
 import type { SnapshotMeta } from "../../src/storage/snapshotter.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "nexus-snap-"));
-  roots.push(d);
-  return d;
+  return tempDir("nexus-snap-");
 }
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 
 function meta(index: number, term = 1): SnapshotMeta {
   return {

@@ -1,31 +1,17 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-  cpSync,
-  truncateSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, rmSync, writeFileSync, cpSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { Wal, segmentName } from "../../src/storage/wal.js";
 import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
 import type { Entry } from "../../src/raft/types.js";
 import { isNexusError } from "../../src/errors/index.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "nexus-wal-"));
-  roots.push(d);
-  return d;
+  return tempDir("nexus-wal-");
 }
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 
 function ents(first: number, n: number, term: number, size = 20): Entry[] {
   return Array.from({ length: n }, (_, i) => ({

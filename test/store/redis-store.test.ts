@@ -37,11 +37,30 @@ async function server(): Promise<RedisServer> {
   return shared;
 }
 
+interface FreshStore {
+  readonly store: RedisStore;
+  readonly srv: RedisServer;
+}
+
 /** A fresh store on its own server (so tests do not share data). */
-async function fresh(): Promise<{ store: RedisStore; srv: RedisServer }> {
+async function fresh(): Promise<FreshStore> {
   const srv = await startRedis();
   const store = new RedisStore({ port: srv.port });
   return { store, srv };
+}
+
+/** Two fresh stores, open, for `body`; both closed after it, whether it passes or not. */
+async function withTwoStores(body: (a: FreshStore, b: FreshStore) => Promise<void>): Promise<void> {
+  const a = await fresh();
+  const b = await fresh();
+  await a.store.open();
+  await b.store.open();
+  try {
+    await body(a, b);
+  } finally {
+    await a.store.close();
+    await b.store.close();
+  }
 }
 
 describe("RedisStore", () => {
@@ -224,12 +243,8 @@ describe("RedisStore", () => {
     }
   });
 
-  it("backup streams every key of every database with its TTL; restore loads it on another server; digests agree", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+  it("backup streams every key of every database with its TTL; restore loads it on another server; digests agree", () =>
+    withTwoStores(async (a, b) => {
       const fill = `for i = 1, 3000 do
           redis.call('set', 's' .. i, 'v' .. i)
           redis.call('hset', 'h' .. (i % 50), 'f' .. i, i)
@@ -255,18 +270,10 @@ describe("RedisStore", () => {
       // One more write on a only: the digests differ.
       await a.store.apply([entry(3, "return redis.call('set', 's1', 'changed')", "0")]);
       assert.notEqual(await digestOf(a.store), await digestOf(b.store));
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
+    }));
 
-  it("a backup read in many batches is the state at its position: applies wait until it is read", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+  it("a backup read in many batches is the state at its position: applies wait until it is read", () =>
+    withTwoStores(async (a, b) => {
       await a.store.apply([
         entry(1, "for i = 1, 5000 do redis.call('set', 'k' .. i, i) end return 1", "0"),
       ]);
@@ -296,18 +303,10 @@ describe("RedisStore", () => {
       );
       assert.equal(await digestOf(b.store), before);
       assert.equal(await load(b.store, "return redis.call('dbsize')", "0"), "5000");
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
+    }));
 
-  it("a truncated or corrupted backup is refused and the target keeps its data", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+  it("a truncated or corrupted backup is refused and the target keeps its data", () =>
+    withTwoStores(async (a, b) => {
       await a.store.apply([
         entry(1, "for i = 1, 100 do redis.call('set', 'k' .. i, i) end return 1", "0"),
       ]);
@@ -331,18 +330,10 @@ describe("RedisStore", () => {
         assert.equal(await load(b.store, "return redis.call('get', 'mine')", "0"), "kept");
         assert.equal(await load(b.store, "return redis.call('get', 'k1')", "0"), "");
       }
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
+    }));
 
-  it("digests compare logical values: the same data built differently digests the same", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+  it("digests compare logical values: the same data built differently digests the same", () =>
+    withTwoStores(async (a, b) => {
       // a: a hash grown large (hashtable encoding) and shrunk back; b: built small (listpack).
       await a.store.apply([
         entry(
@@ -355,17 +346,9 @@ describe("RedisStore", () => {
         entry(1, "redis.call('hset', 'h', 'f2', 2) redis.call('hset', 'h', 'f1', 1) return 1", "0"),
       ]);
       assert.equal(await digestOf(a.store), await digestOf(b.store));
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
-  it("digests of large values (read piecewise and by SCAN) agree across servers whatever the insertion order, and see one changed element", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+    }));
+  it("digests of large values (read piecewise and by SCAN) agree across servers whatever the insertion order, and see one changed element", () =>
+    withTwoStores(async (a, b) => {
       // Over the sizes read whole in a batch: a 3 MiB string, 2000-element list, set, hash, zset.
       const fill = (order: "up" | "down"): string => `
         local n = 2000
@@ -410,18 +393,10 @@ describe("RedisStore", () => {
         assert.ok(!seen.has(x), `${what}: the digest did not change`);
         seen.add(x);
       }
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
+    }));
 
-  it("digests tell types apart, take scores as numbers, and skip the metadata database", async () => {
-    const a = await fresh();
-    const b = await fresh();
-    await a.store.open();
-    await b.store.open();
-    try {
+  it("digests tell types apart, take scores as numbers, and skip the metadata database", () =>
+    withTwoStores(async (a, b) => {
       await a.store.apply([
         entry(1, "return redis.call('zadd', 'z', '1.0', 'm', '1e1', 'n')", "0"),
       ]);
@@ -440,11 +415,7 @@ describe("RedisStore", () => {
         c.disconnect();
       }
       assert.equal(await digestOf(a.store), before);
-    } finally {
-      await a.store.close();
-      await b.store.close();
-    }
-  });
+    }));
 
   it("applies wait while a digest is computed (Redis has no snapshots): the digest is of its position", async () => {
     const { store: s } = await fresh();

@@ -2,10 +2,8 @@
  * SqliteStore's digest: pinned on a WAL snapshot in a second worker, computed while applying goes
  * on, ended by close() and restore(), and what it covers (schema, rowids, storage classes).
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
@@ -13,15 +11,10 @@ import { isNexusError } from "../../src/errors/index.js";
 import { hashSnapshot, pinSnapshot } from "../../src/store/sqlite/sqlite-digest.js";
 import { digestOf } from "./conformance.js";
 import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-binding.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "nexus-sqlite-digest-"));
-  roots.push(d);
-  return d;
+  return tempDir("nexus-sqlite-digest-");
 }
 const enc = new TextEncoder();
 

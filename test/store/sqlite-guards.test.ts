@@ -3,27 +3,21 @@
  * manages refused however they are written, and loads kept off the apply connection, read-only,
  * and capped in rows, bytes and time.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
 import type { ApplyEntry, ApplyResult } from "../../src/store/store.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { digestOf } from "./conformance.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 async function open(opts: Partial<SqliteStoreOptions> = {}): Promise<SqliteStore> {
-  const d = mkdtempSync(join(tmpdir(), "nexus-sqlite-guards-"));
-  roots.push(d);
+  const d = tempDir("nexus-sqlite-guards-");
   const s = new SqliteStore({ path: join(d, "db.sqlite"), ...opts });
   await s.open();
   return s;

@@ -1,7 +1,6 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-binding.js";
@@ -10,15 +9,10 @@ import { digestOf, runStoreConformance } from "./conformance.js";
 import type { ConformanceOptions } from "./conformance.js";
 import { runRequestRecordSuite } from "./request-records-suite.js";
 import { isNexusError } from "../../src/errors/index.js";
+import { tempDir } from "../temp-dir.js";
 
-const roots: string[] = [];
-after(() => {
-  for (const d of roots) rmSync(d, { recursive: true, force: true });
-});
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "nexus-sqlite-"));
-  roots.push(d);
-  return d;
+  return tempDir("nexus-sqlite-");
 }
 const enc = new TextEncoder();
 const dec = new TextDecoder();

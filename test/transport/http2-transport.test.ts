@@ -80,6 +80,26 @@ function node(
   });
 }
 
+/** A transport of cluster "test" listening on `port` (one `closedPort` gave), with no snapshot. */
+function nodeOnPort(id: string, handler: Recorder, port: number): Http2Transport {
+  return new Http2Transport({
+    id,
+    clusterName: "test",
+    listenHost: "127.0.0.1",
+    listenPort: port,
+    handler,
+    openSnapshot: async function* () {},
+  });
+}
+
+/** A port a transport bound and let go: nothing listens there until a test starts a node on it. */
+async function closedPort(): Promise<number> {
+  const probe = node("x", recorder());
+  const port = await probe.start();
+  await probe.stop();
+  return port;
+}
+
 const hb = (from: string, to: string, term: number): Message =>
   createMessage({ type: "heartbeat", from, to, term, commit: term });
 
@@ -184,23 +204,13 @@ describe("HTTP/2 peer transport", () => {
     const ra = recorder();
     const a = node("a", ra);
     await a.start();
-    // Find a free port, then leave it closed for now.
-    const probe = node("x", recorder());
-    const port = await probe.start();
-    await probe.stop();
+    const port = await closedPort();
     a.addPeer("b", `http://127.0.0.1:${port}`);
     try {
       a.send([hb("a", "b", 1)]);
       await until(() => ra.unreachable.includes("b"));
       const rb = recorder();
-      const b = new Http2Transport({
-        id: "b",
-        clusterName: "test",
-        listenHost: "127.0.0.1",
-        listenPort: port,
-        handler: rb,
-        openSnapshot: async function* () {},
-      });
+      const b = nodeOnPort("b", rb, port);
       await b.start();
       try {
         await until(() => {
@@ -219,9 +229,7 @@ describe("HTTP/2 peer transport", () => {
     const ra = recorder();
     const a = node("a", ra);
     await a.start();
-    const probe = node("x", recorder());
-    const port = await probe.start();
-    await probe.stop();
+    const port = await closedPort();
     a.addPeer("b", `http://127.0.0.1:${port}`);
     try {
       // Nobody listens: the connection fails before it is established.
@@ -233,14 +241,7 @@ describe("HTTP/2 peer transport", () => {
       );
       // A peer that is up receives them, and nothing is reported dropped.
       const rb = recorder();
-      const b = new Http2Transport({
-        id: "b",
-        clusterName: "test",
-        listenHost: "127.0.0.1",
-        listenPort: port,
-        handler: rb,
-        openSnapshot: async function* () {},
-      });
+      const b = nodeOnPort("b", rb, port);
       await b.start();
       try {
         let term = 3;

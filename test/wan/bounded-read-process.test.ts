@@ -14,29 +14,14 @@ import type { NexusClient } from "../../src/api/client.js";
 import { isNexusError } from "../../src/errors/index.js";
 import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, tempDir, until } from "../e2e/programs.js";
-import { LinkRelay, NO_DELAY } from "./link-relay.js";
+import { closeRelays, startRelayedCluster } from "./helpers.js";
 import { join } from "node:path";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 test("a stalled follower refuses a bounded read past its bound and serves it when fresh", async () => {
-  const listenPorts = await Promise.all([1, 2, 3].map(() => freePort()));
-  const relays = await Promise.all(
-    listenPorts.map(async (port) => {
-      const r = new LinkRelay({
-        listenHost: "127.0.0.1",
-        listenPort: 0,
-        targetHost: "127.0.0.1",
-        targetPort: port,
-        out: NO_DELAY,
-        back: NO_DELAY,
-      });
-      await r.start();
-      return r;
-    }),
-  );
-  const urls = relays.map((r) => `http://127.0.0.1:${r.port}`);
+  const { listenPorts, relays, urls } = await startRelayedCluster(3, 0);
   const root = tempDir("nexus-bounded-read-");
   const nodes = await Promise.all(
     relays.map(
@@ -129,6 +114,6 @@ test("a stalled follower refuses a bounded read past its bound and serves it whe
   } finally {
     for (const c of clients) c.close();
     await Promise.all(nodes.map((n) => n.stop()));
-    for (const r of relays) await r.close();
+    await closeRelays(relays);
   }
 });

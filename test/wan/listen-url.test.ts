@@ -12,11 +12,9 @@ import { after, test } from "node:test";
 import { isNexusError } from "../../src/errors/index.js";
 import { nodeIdOf } from "../../src/node/node-id.js";
 import { createReplicator } from "../../src/node/replicator.js";
-import type { Replicator } from "../../src/node/replicator.js";
 import { MemoryStore } from "../../src/store/memory/memory-store.js";
-import { freePort } from "../free-port.js";
 import { until } from "../node/helpers.js";
-import { LinkRelay } from "./link-relay.js";
+import { closeRelays, relayedReplicators, startRelayedCluster } from "./helpers.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -24,34 +22,12 @@ const root = mkdtempSync(join(tmpdir(), "nexus-listen-url-"));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 test("nodes that advertise a relay's address and listen on their own replicate through it", async () => {
-  const listenPorts = await Promise.all([1, 2, 3].map(() => freePort()));
-  const relays = await Promise.all(
-    listenPorts.map(async (port) => {
-      const r = new LinkRelay({
-        listenHost: "127.0.0.1",
-        listenPort: 0,
-        targetHost: "127.0.0.1",
-        targetPort: port,
-        out: { delayMs: 30, jitterMs: 0, bandwidthBps: 0 },
-        back: { delayMs: 30, jitterMs: 0, bandwidthBps: 0 },
-      });
-      await r.start();
-      return r;
-    }),
-  );
-  const urls = relays.map((r) => `http://127.0.0.1:${r.port}`);
-  const reps: Replicator[] = urls.map((u, i) =>
-    createReplicator({
-      nodeUrl: u,
-      listenUrl: `http://127.0.0.1:${listenPorts[i]!}`,
-      clusterUrls: urls,
-      store: new MemoryStore(),
-      logDir: join(root, `n${i}`, "logs"),
-      snapDir: join(root, `n${i}`, "snap"),
-      heartbeatTickMs: 100,
-      electionTickMs: 1000,
-    }),
-  );
+  const cluster = await startRelayedCluster(3, 30);
+  const { relays, urls } = cluster;
+  const reps = relayedReplicators(cluster, root, () => ({
+    heartbeatTickMs: 100,
+    electionTickMs: 1000,
+  }));
   try {
     await Promise.all(reps.map((r) => r.start()));
     await until(() => reps.some((r) => r.status().role === "leader"), 20_000, "a leader");
@@ -80,7 +56,7 @@ test("nodes that advertise a relay's address and listen on their own replicate t
     );
   } finally {
     for (const r of reps) await r.stop().catch(() => undefined);
-    for (const r of relays) await r.close();
+    await closeRelays(relays);
   }
 });
 

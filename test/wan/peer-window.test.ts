@@ -11,7 +11,7 @@ import { snapMessage } from "../transport/messages.js";
 import type { Message } from "../../src/raft/types.js";
 import { Http2Transport } from "../../src/transport/http2-transport.js";
 import type { TransportHandler } from "../../src/transport/http2-transport.js";
-import { LinkRelay } from "./link-relay.js";
+import { startRelay } from "./helpers.js";
 
 const SIZE = 8 * 1024 * 1024;
 
@@ -61,15 +61,7 @@ test("an 8 MiB snapshot over a 100 ms round trip moves faster than one 64 KiB wi
   );
   const pb = await b.start();
   await a.start();
-  const relay = new LinkRelay({
-    listenHost: "127.0.0.1",
-    listenPort: 0,
-    targetHost: "127.0.0.1",
-    targetPort: pb,
-    out: { delayMs: 50, jitterMs: 0, bandwidthBps: 0 },
-    back: { delayMs: 50, jitterMs: 0, bandwidthBps: 0 },
-  });
-  await relay.start();
+  const relay = await startRelay(pb, 50);
   a.addPeer("b", `http://127.0.0.1:${relay.port}`);
   try {
     const hb = (n: number): Message =>
