@@ -17,6 +17,8 @@
  *   unsynced write batch can explain (a torn write, possibly with holes) is cut off; any other
  *   damage refuses to open with an error naming the file and offset (segment-scan.ts). A commit
  *   beyond the last entry recovered is never trusted.
+ * - On real files a batch's write and fdatasync are done in one hop by a dedicated writer thread
+ *   (wal-writer.ts); with an fs layer without descriptors, through the layer.
  * - A write or sync error fails the WAL for good: every pending and later save rejects.
  * - Crash points (WAL_CRASH_POINTS) name every instant around a write, fsync, rename and unlink.
  */
