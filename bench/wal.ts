@@ -8,6 +8,8 @@
  *   rate to the synchronous loop's); fsync-single-thread-pool: the same with
  *   `writer: "thread-pool"` (asynchronous write then fdatasync), in the same rounds, with
  *   `workerToThreadPool`, the median of the rounds' worker / thread-pool rates;
+ * - fsync-single-interleaved: the four above, one operation of each in turn, each timed
+ *   (`medianUs`, ratios of median and of mean latencies to the synchronous loop's);
  * - batched: group commit with 64 entries per sync (`entriesPerSec`, `ratioToRaw`);
  * - recovery-1m: open and replay a log of 1,000,000 entries (`seconds`).
  * The directory defaults to a temporary one under the current directory (same disk as the repo).
@@ -55,7 +57,7 @@ export default async function main(args: string[]): Promise<void> {
     // The disk's limit: write(256 B) + fdatasync in a loop of synchronous calls (no thread-pool
     // hop), and the same loop through fs/promises; then the WAL's single saves, through its writer
     // thread (the default) and through the thread pool (WalOptions.writer "thread-pool"). They
-    // alternate in slices of 250 ms, so drift in the machine's speed hits all alike; each round's
+    // alternate in slices of 250 ms, in an order rotated each round, so drift in the machine's speed hits all alike; each round's
     // ratios to the raw loop are taken, and the median round reported.
     const rawFile = preallocated(join(root, "raw"));
     closeSync(preallocated(join(root, "raw-async")));
@@ -78,10 +80,8 @@ export default async function main(args: string[]): Promise<void> {
       }
       return [n, performance.now() - start];
     };
-    while (totals.walMs < seconds * 1000 || rounds.length < 5) {
+    while (totals.walMs < seconds * 1000 || rounds.length < 8) {
       const r = { raw: 0, async: 0, wal: 0, pool: 0 };
-      // Rotate the order of the WAL slices so neither always follows the raw loop.
-      const walFirst = rounds.length % 2 === 0;
       const slices: [keyof typeof r, () => unknown][] = [
         [
           "raw",
@@ -97,16 +97,11 @@ export default async function main(args: string[]): Promise<void> {
             await rawAsync.datasync();
           },
         ],
-        ...((walFirst
-          ? [
-              ["wal", () => wal.save(undefined, entries(idx++, 1, payload))],
-              ["pool", () => poolWal.save(undefined, entries(poolIdx++, 1, payload))],
-            ]
-          : [
-              ["pool", () => poolWal.save(undefined, entries(poolIdx++, 1, payload))],
-              ["wal", () => wal.save(undefined, entries(idx++, 1, payload))],
-            ]) as [keyof typeof r, () => unknown][]),
+        ["wal", () => wal.save(undefined, entries(idx++, 1, payload))],
+        ["pool", () => poolWal.save(undefined, entries(poolIdx++, 1, payload))],
       ];
+      // Rotate the order each round, so that no case always follows the same one.
+      for (let k = 0; k < rounds.length % slices.length; k++) slices.push(slices.shift()!);
       for (const [name, f] of slices) {
         const [n, ms] = await timed(f);
         r[name] = n / (ms / 1000);
@@ -115,10 +110,6 @@ export default async function main(args: string[]): Promise<void> {
       }
       rounds.push(r);
     }
-    closeSync(rawFile);
-    await rawAsync.close();
-    await wal.close();
-    await poolWal.close();
     const median = (xs: number[]): number => {
       const s = [...xs].sort((a, b) => a - b);
       const m = s.length >> 1;
@@ -156,6 +147,75 @@ export default async function main(args: string[]): Promise<void> {
       ratioToRaw: ratio("pool"),
       workerToThreadPool: Number(median(rounds.map((r) => r.wal / r.pool)).toFixed(2)),
     });
+
+    // The same four, interleaved one operation at a time (order rotated each turn), each
+    // operation timed: on a shared disk whose fdatasync latency swings by 10x from one second to
+    // the next, slices of 250 ms still differ; neighbouring operations meet the same disk.
+    {
+      const lat = {
+        raw: [] as number[],
+        async: [] as number[],
+        wal: [] as number[],
+        pool: [] as number[],
+      };
+      const ops: [keyof typeof lat, () => unknown][] = [
+        [
+          "raw",
+          () => {
+            writeSync(rawFile, payload, 0, 256, (rawAt++ % 200_000) * 256);
+            fdatasyncSync(rawFile);
+          },
+        ],
+        [
+          "async",
+          async () => {
+            await rawAsync.write(payload, 0, 256, (asyncAt++ % 200_000) * 256);
+            await rawAsync.datasync();
+          },
+        ],
+        ["wal", () => wal.save(undefined, entries(idx++, 1, payload))],
+        ["pool", () => poolWal.save(undefined, entries(poolIdx++, 1, payload))],
+      ];
+      const until = performance.now() + seconds * 4 * 1000;
+      for (let turn = 0; performance.now() < until || turn < 20; turn++) {
+        for (let k = 0; k < ops.length; k++) {
+          const [name, f] = ops[(turn + k) % ops.length]!;
+          const start = performance.now();
+          await f();
+          lat[name].push(performance.now() - start);
+        }
+      }
+      const us = (k: keyof typeof lat): number => Math.round(median(lat[k]) * 1000);
+      const mean = (k: keyof typeof lat): number =>
+        lat[k].reduce((a, b) => a + b, 0) / lat[k].length;
+      line({
+        case: "fsync-single-interleaved",
+        entryBytes: 256,
+        samples: lat.raw.length,
+        medianUs: {
+          raw: us("raw"),
+          rawAsync: us("async"),
+          worker: us("wal"),
+          threadPool: us("pool"),
+        },
+        // Rates as ratios to the synchronous loop's: by median latency, and by mean (throughput).
+        ratioToRaw: {
+          rawAsync: Number((median(lat.raw) / median(lat.async)).toFixed(2)),
+          worker: Number((median(lat.raw) / median(lat.wal)).toFixed(2)),
+          threadPool: Number((median(lat.raw) / median(lat.pool)).toFixed(2)),
+        },
+        meanRatioToRaw: {
+          rawAsync: Number((mean("raw") / mean("async")).toFixed(2)),
+          worker: Number((mean("raw") / mean("wal")).toFixed(2)),
+          threadPool: Number((mean("raw") / mean("pool")).toFixed(2)),
+        },
+        workerToThreadPool: Number((median(lat.pool) / median(lat.wal)).toFixed(2)),
+      });
+    }
+    closeSync(rawFile);
+    await rawAsync.close();
+    await wal.close();
+    await poolWal.close();
 
     // Group commit: 64 concurrent single-entry saves per sync.
     {
