@@ -7,6 +7,14 @@ import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 
 /** An open file. Positions and lengths are in bytes. */
 export interface FsFile {
+  /**
+   * The operating system's descriptor, when the file is a real one (node:fs). The WAL's writer
+   * thread writes and syncs through it (wal-writer.ts); a layer without it (fault injection,
+   * power-loss simulation) makes the WAL write through this interface instead. It is not
+   * enumerable on node:fs files, so a wrapper built by spreading one (`{ ...f, write }`, to
+   * inject faults) has none and keeps every write going through its own methods.
+   */
+  readonly fd?: number;
   /** Writes all of buf at position. */
   write(buf: Uint8Array, position: number): Promise<void>;
   /** fdatasync: the data written so far survives power loss once this resolves. */
@@ -40,7 +48,7 @@ export function createNodeFs(): FsLayer {
     async open(path, mode) {
       // "w" creates or truncates, readable too (the WAL reads back its current segment).
       const fh = await open(path, mode === "w" ? "w+" : mode);
-      return {
+      const file: FsFile = {
         async write(buf, position) {
           let off = 0;
           while (off < buf.byteLength) {
@@ -64,6 +72,8 @@ export function createNodeFs(): FsLayer {
         },
         close: () => fh.close(),
       };
+      Object.defineProperty(file, "fd", { value: fh.fd, enumerable: false });
+      return file;
     },
     readdir: (dir) => readdir(dir),
     async mkdirp(dir) {

@@ -17,6 +17,8 @@
  *   unsynced write batch can explain (a torn write, possibly with holes) is cut off; any other
  *   damage refuses to open with an error naming the file and offset (segment-scan.ts). A commit
  *   beyond the last entry recovered is never trusted.
+ * - On real files a batch's write and fdatasync are done in one hop by a dedicated writer thread
+ *   (wal-writer.ts); with an fs layer without descriptors, through the layer.
  * - A write or sync error fails the WAL for good: every pending and later save rejects.
  * - Crash points (WAL_CRASH_POINTS) name every instant around a write, fsync, rename and unlink.
  */
@@ -28,6 +30,7 @@ import type { CrashHook, CrashPoint } from "./crash-points.js";
 import type { FsFile, FsLayer } from "./fs-layer.js";
 import { createNodeFs } from "./fs-layer.js";
 import { LogPositions } from "./log-positions.js";
+import { WalWriter } from "./wal-writer.js";
 import {
   BATCH_END,
   HEADER_BYTES,
@@ -171,6 +174,13 @@ export interface WalOptions {
   readonly logger?: { warn(fields: Readonly<Record<string, unknown>>, msg: string): void };
   /** Called at each crash point (WAL_CRASH_POINTS), for crash tests. Default: none. */
   readonly crash?: CrashHook;
+  /**
+   * How write batches reach the disk. "worker" (default): a dedicated thread writes and
+   * fdatasyncs each batch with synchronous calls, one hop (wal-writer.ts); used only when the fs
+   * layer gives real descriptors (node:fs), otherwise "thread-pool". "thread-pool": an
+   * asynchronous write then an asynchronous fdatasync through the fs layer.
+   */
+  readonly writer?: "worker" | "thread-pool";
 }
 
 /** A snapshot marker: the log before (index, term) may be dropped. */
@@ -312,6 +322,8 @@ export class Wal {
   private readonly onSync: ((ms: number, bytes: number) => void) | undefined;
   private releaseIndex = 0;
   private readonly readHandles = new Map<number, FsFile>();
+  /** The batch writer thread, when batches go through it (WalOptions.writer). */
+  private writer: WalWriter | undefined;
   /**
    * The newest entry no longer readable from the WAL (its segment was removed, or a snapshot
    * marker replaced the log), with its term; 0/0 if none. The log view compacts up to it.
@@ -402,6 +414,9 @@ export class Wal {
       await wal.writeSegmentPreamble(last);
     } else if (rec.lastRecord !== undefined && !rec.lastRecord.batchEnd) {
       await wal.seal(last);
+    }
+    if ((opts.writer ?? "worker") === "worker" && last.file.fd !== undefined) {
+      wal.writer = WalWriter.start();
     }
     return {
       wal,
@@ -796,8 +811,10 @@ export class Wal {
       const t = ++n === records ? end : mid;
       return extra === 0 ? t : { batch: t.batch, flags: t.flags | extra };
     };
-    const buf = new Uint8Array(size);
-    const dv = new DataView(buf.buffer);
+    // Through the writer thread, the batch is encoded straight into the buffer it shares.
+    const writer = seg.file!.fd !== undefined ? this.writer : undefined;
+    const buf = writer?.buffer(size) ?? new Uint8Array(size);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let off = 0;
     const placed: { e: Entry; off: number; len: number }[] = [];
     // Per save: the marker (its snapshot file is durable already), then the entries, then the
@@ -822,9 +839,19 @@ export class Wal {
     }
     this.crash?.("wal.batch-before-write");
     const startedAt = performance.now();
-    await seg.file!.write(buf, this.writeOffset);
-    this.crash?.("wal.batch-after-write");
-    await seg.file!.datasync();
+    if (writer === undefined) {
+      await seg.file!.write(buf, this.writeOffset);
+      this.crash?.("wal.batch-after-write");
+      await seg.file!.datasync();
+    } else if (this.crash === undefined) {
+      // One hop: write and fdatasync in the writer thread.
+      await writer.run(seg.file!.fd!, size, this.writeOffset, true, true);
+    } else {
+      // Two, so that a crash test can stop between the write and the sync.
+      await writer.run(seg.file!.fd!, size, this.writeOffset, true, false);
+      this.crash("wal.batch-after-write");
+      await writer.run(seg.file!.fd!, 0, 0, false, true);
+    }
     this.onSync?.(performance.now() - startedAt, size);
     this.crash?.("wal.batch-after-sync");
     this.batchTag = batchTag;
@@ -1004,6 +1031,8 @@ export class Wal {
     if (this.closed) return;
     while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
     this.closed = true;
+    await this.writer?.stop();
+    this.writer = undefined;
     for (const s of this.segments) {
       await s.file?.close().catch(() => undefined);
       s.file = undefined;
