@@ -4,7 +4,7 @@ import type { RequestRecord } from "../request-records.js";
 
 /** The apply connection's settings that loads must never change (SqliteStore.applySettings()). */
 export interface ApplySettings {
-  /** PRAGMA synchronous: 2 (FULL) always. */
+  /** PRAGMA synchronous: 1 (NORMAL) always (sqlite-worker.ts says why). */
   readonly synchronous: number;
   /** PRAGMA query_only: 0 always. */
   readonly queryOnly: number;

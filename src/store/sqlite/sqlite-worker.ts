@@ -176,7 +176,11 @@ function open(path: string, budget: number, windowMs: number): AppliedPosition {
     d.close();
     throw new Error(`could not put ${path} in WAL mode (it stays in ${mode} mode)`);
   }
-  d.pragma("synchronous = FULL");
+  // NORMAL: a commit is atomic but not fsynced (a checkpoint is). The Raft WAL is the durable
+  // record: a power loss may roll back the last transactions, applied index with them, and the
+  // node applies those entries again from its log (or restores the newest snapshot if the store
+  // fell behind it: durable-state.ts). FULL put an fsync between commit and every answer.
+  d.pragma("synchronous = NORMAL");
   d.exec("create table if not exists _nexus_meta (k text primary key, v integer not null)");
   // Request records (request-records.ts): in the file, so in backups; left out of digests.
   d.exec(
