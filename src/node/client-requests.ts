@@ -251,8 +251,9 @@ export class ClientRequests {
           );
         }
       } else if (m.type === "read-index") {
-        const ctx = m.entries[0]?.data;
-        if (ctx !== undefined) {
+        // The core carries a read request's context in `context` (raft.ts, stepFollower).
+        const ctx = m.context;
+        if (ctx.byteLength > 0) {
           const e = new NexusError(
             "NO_LEADER",
             "the leader could not be reached to confirm the read; retry",
