@@ -270,7 +270,8 @@ class ReplicatorImpl implements Replicator {
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
     if (consistency === "lease") {
       // On the leader, within its lease: no round trip. Anywhere else, or without a valid lease
-      // (just elected, paused past it, transferring leadership): the ReadIndex path below.
+      // (just elected, paused past it, transferring leadership): the ReadIndex path below, in a
+      // lease round that a leader holding its lease answers without a heartbeat round.
       const at = node.leaseReadIndex();
       if (at !== undefined) {
         await abortable(node.waitApplied(at, this.o.replTimeoutMs), signal);
