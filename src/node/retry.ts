@@ -27,31 +27,35 @@ export function isRetryableUnwritten(err: unknown): boolean {
   return false;
 }
 
+/** Rejects with the signal's reason once it aborts (never settles otherwise); `off` detaches. */
+function abortPromise(signal: AbortSignal): { promise: Promise<never>; off: () => void } {
+  let off = (): void => undefined;
+  const promise = new Promise<never>((_, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    off = () => signal.removeEventListener("abort", onAbort);
+  });
+  // The caller may never await it (the work settled first).
+  promise.catch(() => undefined);
+  return { promise, off };
+}
+
 /**
  * `work` unless `signal` aborts first, then the signal's reason (work keeps running; its result
- * is dropped). Rejects with the reason at once when the signal already aborted. One listener on
- * the signal while `work` runs, removed when it settles (this runs for every request).
+ * is dropped). Throws the reason at once when the signal already aborted.
  */
-export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+export async function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return work;
   if (signal.aborted) {
     work.catch(() => undefined);
-    return Promise.reject(signal.reason as Error);
+    throw signal.reason;
   }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener("abort", onAbort);
-    work.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e as Error);
-      },
-    );
-  });
+  const aborted = abortPromise(signal);
+  try {
+    return await Promise.race([work, aborted.promise]);
+  } finally {
+    aborted.off();
+  }
 }
 
 /** Waits `ms`, or rejects with the signal's reason when it aborts first. */
