@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- vs-etcd [--seconds S] [--warmup S] [--clients 1,16,64]
- *   [--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]`:
+ *   [--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]
+ *   [--cpu-prof D]`:
  * Nexus against etcd, side by side, through each one's gRPC API with the same client library
  * (@grpc/grpc-js). Each system runs as three members on loopback with fsync on (etcd from
  * PATH, e.g. Debian's etcd-server; Nexus as `bin/nexus serve` on the memory and the SQLite
@@ -12,7 +13,9 @@
  * "p99Ms":...,"cpuMsPerOp":...}` (CPU of all three server processes, from /proc), then a table
  * with the ratios to etcd on stderr. Then, unless --no-breakdown, the latency breakdown of one
  * write at one client for each Nexus store (bench/lib/write-breakdown.ts): a JSON line
- * `{"bench":"vs-etcd","case":"write-breakdown",...}` and a table on stderr.
+ * `{"bench":"vs-etcd","case":"write-breakdown",...}` and a table on stderr. With --cpu-prof D,
+ * every Nexus node runs under `node --cpu-prof` and writes its profiles (one per thread) to
+ * D/<store>/n<i>/ when it stops; `node scripts/cpu-profile-summary.mjs` summarises them.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,11 +44,14 @@ export interface VsEtcdArgs {
   readonly dir: string;
   /** Whether to measure the one-write latency breakdown of each Nexus store. */
   readonly breakdown: boolean;
+  /** Where the Nexus nodes' CPU profiles go (`node --cpu-prof`), when asked for. */
+  readonly cpuProfDir?: string;
 }
 
 const USAGE =
   "usage: npm run bench -- vs-etcd [--seconds S] [--warmup S] [--clients 1,16,64] " +
-  "[--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown]";
+  "[--systems etcd,memory,sqlite] [--cases write,read,lease-read] [--dir D] [--no-breakdown] " +
+  "[--cpu-prof D]";
 
 function positive(flag: string, v: string | undefined, integer: boolean): number {
   const n = Number(v);
@@ -84,6 +90,7 @@ export function parseArgs(args: readonly string[]): VsEtcdArgs {
   let cases: Case[] = [...CASES];
   let dir = tmpdir();
   let breakdown = true;
+  let cpuProfDir: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = a.indexOf("=");
@@ -101,10 +108,23 @@ export function parseArgs(args: readonly string[]): VsEtcdArgs {
       const v = value();
       if (v === undefined || v === "") throw new Error(`--dir needs a folder; ${USAGE}`);
       dir = resolve(v);
+    } else if (flag === "--cpu-prof") {
+      const v = value();
+      if (v === undefined || v === "") throw new Error(`--cpu-prof needs a folder; ${USAGE}`);
+      cpuProfDir = resolve(v);
     } else if (a === "--no-breakdown") breakdown = false;
     else throw new Error(`unknown argument ${JSON.stringify(a)}; ${USAGE}`);
   }
-  return { seconds, warmupSeconds, clients, systems, cases, dir, breakdown };
+  return {
+    seconds,
+    warmupSeconds,
+    clients,
+    systems,
+    cases,
+    dir,
+    breakdown,
+    ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+  };
 }
 
 /** One measured case. */
@@ -190,13 +210,20 @@ async function runCase(
 async function startSystem(
   system: System,
   root: string,
+  cpuProfDir: string | undefined,
 ): Promise<{ cluster: BenchCluster; client: KvClient }> {
   if (system === "etcd") {
     const cluster = await startEtcd(root);
     return { cluster, client: etcdClient(cluster.addrs) };
   }
   const store: NexusStoreKind = system;
-  const cluster = await startNexus(root, store);
+  const cluster = await startNexus(
+    root,
+    store,
+    cpuProfDir === undefined
+      ? {}
+      : { nodeArgs: (i) => ["--cpu-prof", `--cpu-prof-dir=${join(cpuProfDir, store, `n${i}`)}`] },
+  );
   const client = nexusClient(cluster.addrs, store);
   await retryUntil(`${system} setup`, () => client.setup());
   return { cluster, client };
@@ -211,7 +238,7 @@ export default async function main(args: string[]): Promise<void> {
     // Every system runs at once, idle but for heartbeats while another is measured, so that
     // each case is measured for all systems within seconds of each other on a noisy machine.
     for (const system of a.systems) {
-      started.push({ system, ...(await startSystem(system, join(root, system))) });
+      started.push({ system, ...(await startSystem(system, join(root, system), a.cpuProfDir)) });
     }
     for (const { client } of started) {
       await waitWritable(client);

@@ -41,11 +41,35 @@ export type SavedResult = ApplyResult & { readonly index: number };
 /** What a caller may propose: a user's write, or the steps of a restore into the running cluster. */
 export type ProposalKind = "command" | "restore-chunk" | "restore-commit" | "restore-abort";
 
+/** Random bytes drawn ahead, handed out once each (one system call per 256 proposals). */
+const RANDOM_POOL_BYTES = 22 * 256;
+let randomPool = randomBytes(RANDOM_POOL_BYTES);
+let randomUsed = 0;
+
+/**
+ * `n` fresh random bytes (n <= RANDOM_POOL_BYTES), a view of the pool: each byte is handed out
+ * once, and a used pool is replaced by a new buffer, never refilled under an earlier view.
+ */
+function drawRandom(n: number): Buffer {
+  if (randomUsed + n > randomPool.length) {
+    randomPool = randomBytes(RANDOM_POOL_BYTES);
+    randomUsed = 0;
+  }
+  const out = randomPool.subarray(randomUsed, randomUsed + n);
+  randomUsed += n;
+  return out;
+}
+
 export class ClientRequests {
   private readonly o: ClientRequestsOptions;
   private readonly saves = new Waiters<SavedResult>();
   /** Linearizable reads, batched into ReadIndex rounds. */
   private readonly reads: ReadRounds;
+  /**
+   * Lease reads on a node without a valid lease of its own (a follower), batched the same way;
+   * a leader holding its lease answers their rounds without a heartbeat round.
+   */
+  private readonly leaseReads: ReadRounds;
   /** Reads waiting for the store to apply an index. */
   private readonly appliedWaiters = new IndexWaiters();
 
@@ -59,6 +83,12 @@ export class ClientRequests {
       raw: o.raw,
       schedule: o.schedule,
       retryMs: o.heartbeatTickMs * o.electionTick,
+    });
+    this.leaseReads = new ReadRounds({
+      raw: o.raw,
+      schedule: o.schedule,
+      retryMs: o.heartbeatTickMs * o.electionTick,
+      lease: true,
     });
   }
 
@@ -77,8 +107,8 @@ export class ClientRequests {
     clientRequest?: ClientRequest,
   ): Promise<SavedResult> {
     this.running();
-    // One draw of random bytes for the request id (16) and the entry's seed (6).
-    const random = randomBytes(22);
+    // The request id (16 random bytes) and the entry's seed (6), from a pool of random bytes.
+    const random = drawRandom(22);
     const requestId = new Uint8Array(random.buffer, random.byteOffset, 16);
     const key = requestKey(requestId);
     const payload = encodeEntryPayload({
@@ -143,12 +173,13 @@ export class ClientRequests {
    * everything committed before the call, so a read of the local store is linearizable.
    * Concurrent reads share one ReadIndex round (read-rounds.ts). Rejects with TIMEOUT when no
    * leader confirms it in time, NO_LEADER when none is known or it could not be reached (safe
-   * to retry: nothing was written).
+   * to retry: nothing was written). With `lease`, the round may be answered by a leader's valid
+   * read lease instead of a heartbeat round (a lease read on a node that holds no lease).
    */
-  async readBarrier(timeoutMs: number): Promise<void> {
+  async readBarrier(timeoutMs: number, lease = false): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     this.running();
-    const at = await this.reads.wait(
+    const at = await (lease ? this.leaseReads : this.reads).wait(
       timeoutMs,
       () => new NexusError("TIMEOUT", `no leader confirmed the read within ${timeoutMs} ms; retry`),
     );
@@ -157,7 +188,7 @@ export class ClientRequests {
 
   /** A leader confirmed the read round `key` at `index` (ReadRounds.confirmed). */
   readConfirmed(key: string, index: number): void {
-    this.reads.confirmed(key, index);
+    if (!this.reads.confirmed(key, index)) this.leaseReads.confirmed(key, index);
   }
 
   /**
@@ -166,9 +197,10 @@ export class ClientRequests {
    * leader now rather than at its timeout. (A late answer from the old leader finds no waiter.)
    */
   leaderLost(): void {
-    this.reads.rejectAll(
-      () => new NexusError("NO_LEADER", "the leader changed while confirming the read; retry"),
-    );
+    const lost = (): Error =>
+      new NexusError("NO_LEADER", "the leader changed while confirming the read; retry");
+    this.reads.rejectAll(lost);
+    this.leaseReads.rejectAll(lost);
   }
 
   /** Resolves once the store has applied `index` (or rejects when the node stops). */
@@ -219,15 +251,15 @@ export class ClientRequests {
           );
         }
       } else if (m.type === "read-index") {
-        const ctx = m.entries[0]?.data;
-        if (ctx !== undefined) {
-          this.reads.failed(
-            requestKey(ctx),
-            new NexusError(
-              "NO_LEADER",
-              "the leader could not be reached to confirm the read; retry",
-            ),
+        // The core carries a read request's context in `context` (raft.ts, stepFollower).
+        const ctx = m.context;
+        if (ctx.byteLength > 0) {
+          const e = new NexusError(
+            "NO_LEADER",
+            "the leader could not be reached to confirm the read; retry",
           );
+          this.reads.failed(requestKey(ctx), e);
+          this.leaseReads.failed(requestKey(ctx), e);
         }
       }
     }
@@ -239,6 +271,7 @@ export class ClientRequests {
    */
   rejectAll(stopped: () => Error, writeError: () => Error): void {
     this.reads.rejectAll(stopped);
+    this.leaseReads.rejectAll(stopped);
     this.appliedWaiters.rejectAll(stopped);
     this.saves.rejectAll(writeError);
   }

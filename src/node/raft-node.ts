@@ -21,6 +21,8 @@ import { RaftError } from "../raft/raft.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import { LogMembers } from "./log-members.js";
 import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
+import { createMessage } from "../raft/types.js";
+import { isLeaseReadContext } from "./read-rounds.js";
 import type { DiskStorage } from "../storage/disk-storage.js";
 import type { Wal } from "../storage/wal.js";
 import type { SnapshotFile, Snapshotter } from "../storage/snapshotter.js";
@@ -303,6 +305,7 @@ export class RaftNode {
       if (this.lease.ignoresVote(m)) continue;
       this.directory.heard(m.from, this.clock());
       if (m.type === "app" && this.divergesFromLeader(m)) return;
+      if (m.type === "read-index" && this.answersByLease(m)) continue;
       try {
         this.raw.step(m);
         this.freshness.observe(
@@ -329,6 +332,28 @@ export class RaftNode {
     }
     this.lease.noteTransfer();
     this.schedule();
+  }
+
+  /**
+   * A lease round's read-index request from another node (read-rounds.ts), answered at once with
+   * this leader's commit index while its read lease is valid: the same index its own lease reads
+   * use, with no heartbeat round. Without a valid lease (or not the leader) the core takes it.
+   */
+  private answersByLease(m: Message): boolean {
+    if (m.from === this.id || m.from === "" || !isLeaseReadContext(m.context)) return false;
+    const at = this.lease.readIndex();
+    if (at === undefined) return false;
+    this.opts.transport.send([
+      createMessage({
+        type: "read-index-resp",
+        from: this.id,
+        to: m.from,
+        term: this.raw.basicStatus().term,
+        index: at,
+        context: m.context,
+      }),
+    ]);
+    return true;
   }
 
   /**
@@ -465,9 +490,12 @@ export class RaftNode {
     return this.requests.propose(data, args, kind, timeoutMs, clientRequest);
   }
 
-  /** A linearizable read point (ReadIndex, thesis §6.4; ClientRequests.readBarrier). */
-  readBarrier(timeoutMs: number): Promise<void> {
-    return this.requests.readBarrier(timeoutMs);
+  /**
+   * A linearizable read point (ReadIndex, thesis §6.4; ClientRequests.readBarrier); with `lease`,
+   * one a leader may confirm by its read lease (a lease read on a node without a valid lease).
+   */
+  readBarrier(timeoutMs: number, lease = false): Promise<void> {
+    return this.requests.readBarrier(timeoutMs, lease);
   }
 
   /** A consistent copy of the store with its membership, for `nexus backup` (SnapshotManager). */

@@ -8,6 +8,10 @@
  * acknowledged after the round was issued but before the read arrived. Serving such a read from
  * that round would not be linearizable.
  *
+ * Lease rounds (`lease: true`) carry a marked context (`isLeaseReadContext`): a leader holding a
+ * valid read lease answers them at once with its commit index instead of a heartbeat round
+ * (RaftNode.step), as it serves its own lease reads; linearizable rounds are never answered so.
+ *
  * Invariant: at most one round is in flight; a read belongs to exactly one round or the queue.
  */
 import { randomBytes } from "node:crypto";
@@ -24,6 +28,20 @@ export interface ReadRoundsOptions {
    * queued behind it (its request or answer was lost without the transport noticing).
    */
   readonly retryMs: number;
+  /** Lease rounds: their contexts are marked so a leader with a valid lease may answer at once. */
+  readonly lease?: boolean;
+}
+
+/** The first byte of a lease round's context (17 bytes: the mark, then 16 random bytes). */
+const LEASE_READ_MARK = 0x4c;
+
+/**
+ * Whether a read-index context is a lease round's: a leader holding a valid read lease may
+ * answer it with its commit index without a heartbeat round. Other contexts (linearizable
+ * rounds, lease renewals: 16 bytes) never match.
+ */
+export function isLeaseReadContext(ctx: Uint8Array): boolean {
+  return ctx.byteLength === 17 && ctx[0] === LEASE_READ_MARK;
 }
 
 interface PendingRead {
@@ -125,7 +143,8 @@ export class ReadRounds {
       );
       return;
     }
-    const ctx = new Uint8Array(randomBytes(16));
+    const ctx = new Uint8Array(randomBytes(this.o.lease === true ? 17 : 16));
+    if (this.o.lease === true) ctx[0] = LEASE_READ_MARK;
     const round: Round = {
       key: requestKey(ctx),
       reads,

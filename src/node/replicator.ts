@@ -270,7 +270,8 @@ class ReplicatorImpl implements Replicator {
     const consistency = opts.consistency ?? (this.o.leaseBasedReads ? "lease" : "linearizable");
     if (consistency === "lease") {
       // On the leader, within its lease: no round trip. Anywhere else, or without a valid lease
-      // (just elected, paused past it, transferring leadership): the ReadIndex path below.
+      // (just elected, paused past it, transferring leadership): the ReadIndex path below, in a
+      // lease round that a leader holding its lease answers without a heartbeat round.
       const at = node.leaseReadIndex();
       if (at !== undefined) {
         await abortable(node.waitApplied(at, this.o.replTimeoutMs), signal);
@@ -284,7 +285,7 @@ class ReplicatorImpl implements Replicator {
     ) {
       return abortable(this.o.store.load({ data, args }), signal);
     }
-    if (consistency !== "local") await this.readBarrier(node, signal);
+    if (consistency !== "local") await this.readBarrier(node, signal, consistency === "lease");
     return abortable(this.o.store.load({ data, args }), signal);
   }
 
@@ -310,9 +311,10 @@ class ReplicatorImpl implements Replicator {
    * Waits until this node has applied everything committed when it was called (ReadIndex). A read
    * request that never reached a leader, or went to one that lost its leadership, is retried until
    * the replication timeout (nothing was written). Without a known leader a read request would be
-   * dropped: wait for one first.
+   * dropped: wait for one first. With `lease` (a lease read on a node holding no valid lease), a
+   * leader holding its lease confirms the read without a heartbeat round.
    */
-  private async readBarrier(node: RaftNode, signal?: AbortSignal): Promise<void> {
+  private async readBarrier(node: RaftNode, signal?: AbortSignal, lease = false): Promise<void> {
     await retryUnwritten(
       async (remainingMs) => {
         await node.events.waitFor("leader-change", () => node.leader() !== "", {
@@ -321,7 +323,7 @@ class ReplicatorImpl implements Replicator {
             new NexusError("NO_LEADER", "no leader is known to confirm the read; retry"),
           signal,
         });
-        await node.readBarrier(remainingMs);
+        await node.readBarrier(remainingMs, lease);
       },
       {
         deadline: Date.now() + this.o.replTimeoutMs,

@@ -44,6 +44,7 @@ describe("vs-etcd arguments", () => {
       "--cases=write",
       "--dir=/var/tmp",
       "--no-breakdown",
+      "--cpu-prof=/var/tmp/prof",
     ]);
     assert.equal(a.seconds, 0.5);
     assert.equal(a.warmupSeconds, 0);
@@ -52,6 +53,7 @@ describe("vs-etcd arguments", () => {
     assert.deepEqual(a.cases, ["write"]);
     assert.equal(a.dir, "/var/tmp");
     assert.equal(a.breakdown, false);
+    assert.equal(a.cpuProfDir, "/var/tmp/prof");
   });
 
   for (const c of [

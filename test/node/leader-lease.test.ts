@@ -153,3 +153,65 @@ describe("lease reads in the runtime", () => {
     }
   });
 });
+
+describe("lease reads on a follower (issue 19)", () => {
+  /** A cluster whose every sent message is recorded, and a follower of its leader. */
+  async function recorded() {
+    const sent: Message[] = [];
+    const c = await walCluster({
+      leaseBasedReads: true,
+      transportFor: (id, net) => {
+        const ep = net.endpoint(id);
+        return {
+          ...ep,
+          send: (msgs) => {
+            sent.push(...msgs);
+            ep.send(msgs);
+          },
+        };
+      },
+    });
+    await until(() => c.leader() !== undefined, 10_000, "a leader");
+    const l = c.leader()!;
+    await l.propose(new TextEncoder().encode("set x 1"));
+    await until(() => l.leaseReadIndex() !== undefined, 5000, "a lease");
+    const lid = c.ids.find((i) => c.nodes.get(i) === l)!;
+    const fid = c.ids.find((i) => i !== lid)!;
+    return { c, sent, lid, fid, follower: c.nodes.get(fid)! };
+  }
+  const same = (a: Uint8Array, b: Uint8Array): boolean =>
+    a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
+
+  it("a leader holding its lease answers a follower's lease round at once, with no heartbeat round", async () => {
+    const { c, sent, lid, fid, follower } = await recorded();
+    try {
+      sent.length = 0;
+      await follower.readBarrier(3000, true);
+      const req = sent.find((m) => m.type === "read-index" && m.from === fid && m.to === lid);
+      assert.ok(req !== undefined, "the follower asked the leader");
+      const resp = sent.find(
+        (m) => m.type === "read-index-resp" && m.to === fid && same(m.context, req.context),
+      );
+      assert.ok(resp !== undefined, "the leader answered");
+      assert.ok(resp.index >= 1);
+      const rounds = sent.filter((m) => m.type === "heartbeat" && same(m.context, req.context));
+      assert.equal(rounds.length, 0, "no heartbeat round for a lease round");
+    } finally {
+      await c.stopAll();
+    }
+  });
+
+  it("a follower's linearizable round still takes a heartbeat round at a leader with a lease", async () => {
+    const { c, sent, lid, fid, follower } = await recorded();
+    try {
+      sent.length = 0;
+      await follower.readBarrier(3000);
+      const req = sent.find((m) => m.type === "read-index" && m.from === fid && m.to === lid);
+      assert.ok(req !== undefined, "the follower asked the leader");
+      const rounds = sent.filter((m) => m.type === "heartbeat" && same(m.context, req.context));
+      assert.ok(rounds.length > 0, "a heartbeat round confirmed the linearizable read");
+    } finally {
+      await c.stopAll();
+    }
+  });
+});

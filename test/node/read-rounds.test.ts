@@ -10,6 +10,7 @@ import { requestKey } from "../../src/node/entry-payload.js";
 import { ClientRequests } from "../../src/node/client-requests.js";
 import { ReadRounds } from "../../src/node/read-rounds.js";
 import type { RawNode } from "../../src/raft/raw-node.js";
+import { createMessage } from "../../src/raft/types.js";
 
 const timeout = (): Error => new NexusError("TIMEOUT", "not confirmed");
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -148,4 +149,40 @@ describe("ClientRequests.readBarrier", () => {
     assert.equal(done, 32);
     assert.equal(issued.length, 2);
   });
+
+  for (const lease of [false, true]) {
+    it(`a forwarded read-index the transport dropped fails its round at once as NO_LEADER (${lease ? "lease" : "linearizable"} round)`, async () => {
+      const { raw } = fakeRaw();
+      const contexts: Uint8Array[] = [];
+      const requests = new ClientRequests(
+        {
+          raw: {
+            ...raw,
+            readIndex: (ctx: Uint8Array) => contexts.push(ctx),
+            propose: () => undefined,
+          },
+          replTimeoutMs: 60_000,
+          heartbeatTickMs: 100,
+          electionTick: 10,
+          applier: { position: () => ({ index: 0, term: 1 }), storeError: () => undefined },
+          schedule: () => undefined,
+        },
+        () => undefined,
+      );
+      const read = requests.readBarrier(60_000, lease);
+      assert.equal(contexts.length, 1);
+      // The core forwards a read-index with its context in `context` (raft.ts, stepFollower).
+      requests.dropped([
+        createMessage({ type: "read-index", to: "00000000000000a1", context: contexts[0]! }),
+      ]);
+      const outcome = await Promise.race([
+        read.then(
+          () => "confirmed",
+          (e: unknown) => (isNexusError(e, "NO_LEADER") ? "NO_LEADER" : String(e)),
+        ),
+        new Promise((r) => setTimeout(() => r("still waiting"), 500)),
+      ]);
+      assert.equal(outcome, "NO_LEADER");
+    });
+  }
 });
