@@ -10,6 +10,12 @@
  * term). The old WAL and snapshot folders are renamed aside (`<dir>.before-recover-<time>`),
  * never deleted. Committed entries the store had not applied yet are not kept (the survivor
  * never applied them).
+ *
+ * Crash-atomic: the new folders are built beside the old ones and swapped in through a journal
+ * (src/storage/folder-swap.ts). Killed at any instant, the node's data is the old state (run it
+ * again from the start), the new state, or a journal: the node then refuses to start, and a run
+ * of `nexus recover` finishes the swap (without asking the members again: they were asked before
+ * the journal was written). The store is never written.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { nodeDirName } from "../node/options.js";
@@ -80,6 +86,10 @@ cluster whose only member is this node, keeping every write its store applied. S
 with -nexus-cluster-url set to its own URL alone, then add members back with addNode (new nodes
 started with -nexus-node-state new). The old WAL and snapshot folders are renamed aside, not
 deleted. Never start the lost nodes again with their old data.
+
+If it is interrupted (killed, a power loss), run it again with the same flags: it either starts
+over (nothing was changed yet) or finishes the swap of folders it had begun; the node refuses to
+start until then.
 
 It refuses (exit 2, nothing changed) while another member its data names still answers as part
 of the cluster: stop every member that still runs first (or, if the cluster still has a

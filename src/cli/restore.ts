@@ -70,6 +70,8 @@ They form a cluster that starts from the backup's state, every member at the bac
 
 Refuses, changing nothing: a damaged, truncated or newer-version file, a backup of another store
 kind than -store, a node whose WAL or snapshot folder is not empty, a store that is not empty.
+If it is interrupted (killed, a power loss), run it again with the same flags: it starts over
+(nothing was changed yet) or finishes what it had begun; the node refuses to start until then.
 
 flags:
 ${describeFlags(specs())}`;
