@@ -86,7 +86,6 @@ function dataFiles(dir: string): Map<string, string> {
  * build; RECOVER_CRASH_POINTS=<p>,<p> runs those.
  */
 const DISTINCT = [
-  "snap.save-after-write",
   "wal.batch-after-sync",
   "swap.fresh-after-sync",
   "swap.journal-after-write",
