@@ -10,17 +10,34 @@
  * term). The old WAL and snapshot folders are renamed aside (`<dir>.before-recover-<time>`),
  * never deleted. Committed entries the store had not applied yet are not kept (the survivor
  * never applied them).
+ *
+ * Crash-atomic: the new folders are built beside the old ones and swapped in through a journal
+ * (src/storage/folder-swap.ts). Killed at any instant, the node's data is the old state (run it
+ * again from the start), the new state, or a journal: the node then refuses to start, and a run
+ * of `nexus recover` finishes the swap (without asking the members again: they were asked before
+ * the journal was written). The store is never written.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { nodeDirName } from "../node/options.js";
-import { rename } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { NexusError, isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { checkNoLiveCluster, membersOnDisk } from "../node/recover-check.js";
-import { Snapshotter } from "../storage/snapshotter.js";
-import { Wal } from "../storage/wal.js";
+import type { CrashHook } from "../storage/crash-points.js";
+import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
+import type { SwapJournal } from "../storage/folder-swap.js";
+import {
+  SWAP_CRASH_POINTS,
+  clearSwapLeftovers,
+  commitSwap,
+  finishSwap,
+  freshDirOf,
+  journalPathOf,
+  readSwapJournal,
+} from "../storage/folder-swap.js";
+import { SNAPSHOT_CRASH_POINTS, Snapshotter } from "../storage/snapshotter.js";
+import { WAL_CRASH_POINTS, Wal } from "../storage/wal.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, bool, describeFlags, parseFlags, str } from "./flags.js";
@@ -70,6 +87,10 @@ with -nexus-cluster-url set to its own URL alone, then add members back with add
 started with -nexus-node-state new). The old WAL and snapshot folders are renamed aside, not
 deleted. Never start the lost nodes again with their old data.
 
+If it is interrupted (killed, a power loss), run it again with the same flags: it either starts
+over (nothing was changed yet) or finishes the swap of folders it had begun; the node refuses to
+start until then.
+
 It refuses (exit 2, nothing changed) while another member its data names still answers as part
 of the cluster: stop every member that still runs first (or, if the cluster still has a
 majority, do not recover: remove this node from it). Members are asked over the peer transport
@@ -117,6 +138,55 @@ function peerTlsOf(f: ParsedFlags): {
     );
   }
   return { peerTls: { certFile: certFile!, keyFile: keyFile!, trustedCaFile: trustedCaFile! } };
+}
+
+/**
+ * Crash tests (test/cli/recover-crash.test.ts): `NEXUS_CRASH_POINT=<point>[:<nth>]` kills this
+ * process with SIGKILL the nth time it reaches a point of the WAL, the snapshotter or the folder
+ * swap (src/storage/crash-points.ts). Throws a plain Error for a bad spec.
+ */
+export function crashHookFromEnv(): { crash?: CrashHook } {
+  const spec = process.env["NEXUS_CRASH_POINT"];
+  if (spec === undefined || spec === "") return {};
+  return {
+    crash: crashAt(
+      parseCrashSpec(spec, [...WAL_CRASH_POINTS, ...SNAPSHOT_CRASH_POINTS, ...SWAP_CRASH_POINTS]),
+    ),
+  };
+}
+
+/** A journal exists: a swap was cut short. Finishes it (a recover's), or says what to run. */
+async function finishInterrupted(
+  pending: SwapJournal,
+  journal: string,
+  targets: readonly string[],
+  inspect: boolean,
+  io: Io,
+): Promise<number> {
+  if (inspect || pending.command !== "recover") {
+    throw new NexusError(
+      "BAD_CONFIG",
+      `a \`nexus ${pending.command}\` of this node was interrupted (journal ${journal}): run ` +
+        `\`nexus ${pending.command}\` again with the same flags to finish it${inspect ? " (--inspect changes nothing)" : ""}; nothing was changed`,
+    );
+  }
+  const named = pending.folders.map((x) => x.target);
+  if (named.length !== targets.length || named.some((t, i) => t !== targets[i])) {
+    throw new NexusError(
+      "BAD_CONFIG",
+      `the interrupted recover's journal ${journal} names the folders ${named.join(", ")}, ` +
+        `not ${targets.join(", ")}: run nexus recover with the flags it ran with; nothing was changed`,
+    );
+  }
+  await finishSwap(journal, pending, crashHookFromEnv());
+  const a = pending.about;
+  const asides = pending.folders.flatMap((x) => (x.aside === undefined ? [] : [x.aside]));
+  io.out(
+    `finished an interrupted nexus recover: node ${String(a["node"])} (${String(a["url"])}) is now the only member of a new cluster at index ${String(a["index"])} (term ${String(a["term"])}); ` +
+      `snapshot ${String(a["snapshot"])}\nthe old data was moved to ${asides.join(" and ")}\n` +
+      `start it with -nexus-cluster-url ${String(a["url"])}, then add members back with addNode\n`,
+  );
+  return EXIT.OK;
 }
 
 /** Runs `nexus recover`; resolves with the exit code. */
@@ -168,14 +238,16 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
   );
   const walDir = join(paths.logDir, nodeDir);
   const snapDir = join(paths.snapDir, nodeDir);
+  let withCrash: { crash?: CrashHook };
+  try {
+    withCrash = crashHookFromEnv();
+  } catch (err) {
+    io.err(`nexus recover: NEXUS_CRASH_POINT: ${(err as Error).message}\n`);
+    return EXIT.USAGE;
+  }
+  const journal = journalPathOf(walDir);
   let lock: DirLock | undefined;
   try {
-    if (!existsSync(walDir) || readdirSync(walDir).length === 0) {
-      throw new NexusError(
-        "BAD_CONFIG",
-        `${walDir} holds no write-ahead log: check -nexus-node-url and -nexus-log-dir (the node's folder is named after its URL's id)`,
-      );
-    }
     if (await answers(url.hostname, url.port)) {
       throw new NexusError(
         "BAD_CONFIG",
@@ -183,6 +255,16 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       );
     }
     lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
+    const pending = await readSwapJournal(journal);
+    if (pending !== undefined) {
+      return await finishInterrupted(pending, journal, [snapDir, walDir], bool(f, "inspect"), io);
+    }
+    if (!existsSync(walDir) || readdirSync(walDir).length === 0) {
+      throw new NexusError(
+        "BAD_CONFIG",
+        `${walDir} holds no write-ahead log: check -nexus-node-url and -nexus-log-dir (the node's folder is named after its URL's id)`,
+      );
+    }
     const { wal, state } = await Wal.open(walDir);
     let lastTerm: number;
     let members: Map<string, string>;
@@ -229,38 +311,64 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       const stamp = new Date().toISOString().replace(/[:.]/g, "-");
       const oldWal = `${walDir}.before-recover-${stamp}`;
       const oldSnap = `${snapDir}.before-recover-${stamp}`;
-      await rename(walDir, oldWal);
-      if (existsSync(snapDir)) await rename(snapDir, oldSnap);
-      const backup = await store.backup();
-      const p = backup.position;
-      const snap = await new Snapshotter(snapDir).save(
-        {
-          index: p.index,
-          term: p.term,
-          confState: {
-            voters: [id],
-            learners: [],
-            votersOutgoing: [],
-            learnersNext: [],
-            autoLeave: false,
-          },
-          members: { [id]: url.url },
-        },
-        backup.stream,
-      );
-      const { wal: fresh } = await Wal.open(walDir);
-      try {
-        await fresh.save(
-          { term: Math.max(state.hardState.term, p.term), vote: "", commit: p.index },
-          [],
-          { index: p.index, term: p.term },
-        );
-      } finally {
-        await fresh.close();
+      // The new snapshot and WAL are built beside the old folders, then swapped in through a
+      // journal (src/storage/folder-swap.ts): a crash at any instant leaves the old state, the
+      // new state, or a journal that a run of nexus recover finishes.
+      for (const p of await clearSwapLeftovers(journal, [snapDir, walDir])) {
+        io.out(`removed ${p}, left by an interrupted nexus recover (it was never used)\n`);
       }
+      const freshSnap = freshDirOf(snapDir);
+      const freshWal = freshDirOf(walDir);
+      let p: { index: number; term: number };
+      let snapName: string;
+      try {
+        const backup = await store.backup();
+        p = backup.position;
+        const snap = await new Snapshotter(freshSnap, withCrash).save(
+          {
+            index: p.index,
+            term: p.term,
+            confState: {
+              voters: [id],
+              learners: [],
+              votersOutgoing: [],
+              learnersNext: [],
+              autoLeave: false,
+            },
+            members: { [id]: url.url },
+          },
+          backup.stream,
+        );
+        snapName = snap.name;
+        const { wal: fresh } = await Wal.open(freshWal, withCrash);
+        try {
+          await fresh.save(
+            { term: Math.max(state.hardState.term, p.term), vote: "", commit: p.index },
+            [],
+            { index: p.index, term: p.term },
+          );
+        } finally {
+          await fresh.close();
+        }
+      } catch (err) {
+        await clearSwapLeftovers(journal, [snapDir, walDir]).catch(() => undefined);
+        throw err;
+      }
+      await commitSwap(
+        journal,
+        {
+          command: "recover",
+          folders: [
+            { target: snapDir, fresh: freshSnap, aside: existsSync(snapDir) ? oldSnap : undefined },
+            { target: walDir, fresh: freshWal, aside: oldWal },
+          ],
+          about: { node: id, url: url.url, index: p.index, term: p.term, snapshot: snapName },
+        },
+        withCrash,
+      );
       io.out(
         `node ${id} (${url.url}) is now the only member of a new cluster at index ${p.index} (term ${p.term}); ` +
-          `snapshot ${snap.name}\nthe old data was moved to ${oldWal}${existsSync(oldSnap) ? ` and ${oldSnap}` : ""}\n` +
+          `snapshot ${snapName}\nthe old data was moved to ${oldWal}${existsSync(oldSnap) ? ` and ${oldSnap}` : ""}\n` +
           `start it with -nexus-cluster-url ${url.url}, then add members back with addNode\n`,
       );
       return EXIT.OK;

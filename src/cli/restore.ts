@@ -8,16 +8,27 @@
  *
  * Nothing is changed unless every check passes first: the whole file verifies, it is a backup of
  * the store kind given, the node's WAL and snapshot folders are absent or empty, and its store is
- * empty. A failure while writing removes what was written.
+ * empty. The snapshot and WAL are built beside the node's folders and swapped in through a journal
+ * (src/storage/folder-swap.ts): a failure while writing removes what was built, and a crash leaves
+ * the node without data, with all of it, or with a journal that running nexus restore again
+ * finishes (a node refuses to start meanwhile).
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { nodeDirName } from "../node/options.js";
-import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BackupFileError, openBackupFile, verifyBackupFile } from "../backup/backup-file.js";
 import { NexusError, isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import type { ConfState } from "../raft/types.js";
+import type { CrashHook } from "../storage/crash-points.js";
+import {
+  clearSwapLeftovers,
+  commitSwap,
+  finishSwap,
+  freshDirOf,
+  journalPathOf,
+  readSwapJournal,
+} from "../storage/folder-swap.js";
 import { Snapshotter } from "../storage/snapshotter.js";
 import { Wal } from "../storage/wal.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
@@ -26,6 +37,7 @@ import { FlagError, describeFlags, parseFlags, str } from "./flags.js";
 import { NODE_FLAGS } from "./node-flags.js";
 import { DATA_DIR_FLAG, LockedError, acquireLock, dataPaths } from "./data-dir.js";
 import type { DirLock } from "./data-dir.js";
+import { crashHookFromEnv } from "./recover.js";
 import { STORE_KINDS, sqlitePathOf } from "./stores.js";
 
 const OWN_NODE_FLAGS = ["nexus-node-url", "nexus-cluster-url", "nexus-log-dir", "nexus-snap-dir"];
@@ -58,6 +70,8 @@ They form a cluster that starts from the backup's state, every member at the bac
 
 Refuses, changing nothing: a damaged, truncated or newer-version file, a backup of another store
 kind than -store, a node whose WAL or snapshot folder is not empty, a store that is not empty.
+If it is interrupted (killed, a power loss), run it again with the same flags: it starts over
+(nothing was changed yet) or finishes what it had begun; the node refuses to start until then.
 
 flags:
 ${describeFlags(specs())}`;
@@ -140,6 +154,14 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
   );
   const walDir = join(paths.logDir, nodeDir);
   const snapDir = join(paths.snapDir, nodeDir);
+  const journal = journalPathOf(walDir);
+  let withCrash: { crash?: CrashHook };
+  try {
+    withCrash = crashHookFromEnv();
+  } catch (err) {
+    io.err(`nexus restore: NEXUS_CRASH_POINT: ${(err as Error).message}\n`);
+    return EXIT.USAGE;
+  }
   let wrote = false;
   let lock: DirLock | undefined;
   try {
@@ -158,8 +180,32 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
         `${file} holds no log position (index ${h.index}); nothing was changed`,
       );
     }
-    // 2. No process on the node's data, and its folders and store empty.
+    // 2. No process on the node's data, no restore cut short, and its folders and store empty.
     lock = acquireLock(paths.lockFile, `the node's data (${paths.logDir})`);
+    const pending = await readSwapJournal(journal);
+    if (pending !== undefined) {
+      if (pending.command !== "restore") {
+        throw new NexusError(
+          "BAD_CONFIG",
+          `a \`nexus ${pending.command}\` of this node was interrupted (journal ${journal}): run \`nexus ${pending.command}\` again with the same flags to finish it; nothing was changed`,
+        );
+      }
+      const named = pending.folders.map((x) => x.target);
+      if (named.length !== 2 || named[0] !== snapDir || named[1] !== walDir) {
+        throw new NexusError(
+          "BAD_CONFIG",
+          `the interrupted restore's journal ${journal} names the folders ${named.join(", ")}, not ${snapDir}, ${walDir}: run nexus restore with the flags it ran with; nothing was changed`,
+        );
+      }
+      await finishSwap(journal, pending, withCrash);
+      io.out(
+        `finished an interrupted nexus restore for ${nodeUrl} (index ${String(pending.about["index"])}, term ${String(pending.about["term"])}):\n` +
+          `  snapshot ${join(snapDir, String(pending.about["snapshot"]))}\n  write-ahead log ${walDir}\n` +
+          `start the node with the same -nexus-node-url, -nexus-cluster-url, -nexus-log-dir, -nexus-snap-dir and store flags; ` +
+          `its store is loaded from the snapshot when it starts\n`,
+      );
+      return EXIT.OK;
+    }
     for (const [dir, flag] of [
       [walDir, "-nexus-log-dir"],
       [snapDir, "-nexus-snap-dir"],
@@ -204,14 +250,22 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
     };
     const members: Record<string, string> = {};
     for (const u of clusterUrls) members[nodeIdOf(u)] = u;
+    // Built beside the node's folders, then swapped in through a journal
+    // (src/storage/folder-swap.ts): a crash at any instant leaves no data (the node's folders
+    // absent or empty, as before), the whole restored data, or a journal a run of nexus restore
+    // finishes. A node never starts from half of it.
+    for (const p of await clearSwapLeftovers(journal, [snapDir, walDir])) {
+      io.out(`removed ${p}, left by an interrupted nexus restore (it was never used)\n`);
+    }
     wrote = true;
+    const freshSnap = freshDirOf(snapDir);
+    const freshWal = freshDirOf(walDir);
     const opened = await openBackupFile(file);
-    const snap = await new Snapshotter(snapDir).save(
+    const snap = await new Snapshotter(freshSnap, withCrash).save(
       { index: h.index, term: h.term, confState, members },
       opened.data,
     );
-    await mkdir(paths.logDir, { recursive: true });
-    const { wal } = await Wal.open(walDir);
+    const { wal } = await Wal.open(freshWal, withCrash);
     try {
       await wal.save({ term: h.term, vote: "", commit: h.index }, [], {
         index: h.index,
@@ -220,6 +274,18 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
     } finally {
       await wal.close();
     }
+    await commitSwap(
+      journal,
+      {
+        command: "restore",
+        folders: [
+          { target: snapDir, fresh: freshSnap, aside: undefined },
+          { target: walDir, fresh: freshWal, aside: undefined },
+        ],
+        about: { node: nodeUrl, index: h.index, term: h.term, snapshot: snap.name },
+      },
+      withCrash,
+    );
     io.out(
       `restored ${file} (${h.storeKind}, index ${h.index}, term ${h.term}, ${v.dataBytes} bytes) for ${nodeUrl}:\n` +
         `  snapshot ${join(snapDir, snap.name)}\n  write-ahead log ${walDir}\n` +
@@ -229,9 +295,10 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
     );
     return EXIT.OK;
   } catch (err) {
-    if (wrote) {
-      await rm(walDir, { recursive: true, force: true });
-      await rm(snapDir, { recursive: true, force: true });
+    // Only what was built beside the node's folders, and only before the journal commits it
+    // (after, a run of nexus restore finishes the swap).
+    if (wrote && !existsSync(journal)) {
+      await clearSwapLeftovers(journal, [snapDir, walDir]).catch(() => undefined);
     }
     if (err instanceof FlagError || err instanceof LockedError) {
       io.err(`nexus restore: ${err.message}\n`);

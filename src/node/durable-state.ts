@@ -11,6 +11,7 @@ import { createSeededRandom } from "../raft/random.js";
 import { bootstrapEntries } from "../raft/bootstrap.js";
 import type { NodeId } from "../raft/types.js";
 import { DiskStorage } from "../storage/disk-storage.js";
+import { checkNoSwapUnderway } from "../storage/folder-swap.js";
 import { Snapshotter } from "../storage/snapshotter.js";
 import type { SnapshotFile } from "../storage/snapshotter.js";
 import { Wal } from "../storage/wal.js";
@@ -48,11 +49,15 @@ export interface DurableState {
 
 /**
  * Opens (or creates) the WAL, bootstraps a new cluster's membership into it when the WAL is new
- * and this node is an initial member, and opens the store. BAD_CONFIG when the log was lost.
+ * and this node is an initial member, and opens the store. BAD_CONFIG when the log was lost, or
+ * while a swap of the node's folders (nexus recover, nexus restore) is unfinished.
  */
 export async function openDurableState(opts: DurableStateOptions): Promise<DurableState> {
   const logger = opts.logger ?? SILENT;
   const crash = opts.crash;
+  // A `nexus recover` or `nexus restore` cut short may have replaced one folder and not the other
+  // (src/storage/folder-swap.ts): refuse before Wal.open would create a WAL where none is.
+  checkNoSwapUnderway(opts.walDir);
   const { wal, state } = await Wal.open(opts.walDir, {
     ...opts.walOptions,
     logger,

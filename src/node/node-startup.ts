@@ -7,6 +7,7 @@ import { mkdir } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { NexusError } from "../errors/index.js";
 import type { Message } from "../raft/types.js";
+import { checkNoSwapUnderway } from "../storage/folder-swap.js";
 import { Http2Transport } from "../transport/http2-transport.js";
 import { PeerTls } from "../transport/peer-tls.js";
 import { checkNotKnownToCluster } from "./bootstrap-check.js";
@@ -54,6 +55,8 @@ export interface StartWiring {
 /** Opens and starts a node for the validated options `o`. */
 export async function startNode(given: NormalizedOptions, w: StartWiring): Promise<StartedNode> {
   let o = given;
+  // Before the bootstrap check: a half-swapped node may have no WAL folder for a moment.
+  checkNoSwapUnderway(o.logDir);
   const temp = tempFolders({ WAL: o.logDir, snapshots: o.snapDir });
   if (temp.length > 0) {
     o.logger.warn(

@@ -10,8 +10,9 @@
  * for the member list a leader answers (the bootstrap check's question, bootstrap-check.ts):
  * a leader's answer, or a member answering that it does not lead, means that member runs as part
  * of the cluster, and the check refuses with BAD_CONFIG naming it. A member that does not answer
- * in time, or refuses the question (it no longer counts this node as a member, or another
- * cluster listens at its address), tells nothing.
+ * in time tells nothing; one that refuses the question (another cluster name, a cluster that
+ * removed this node) counts as running. Members with https:// URLs need the node's peer TLS
+ * files: without them the check refuses (BAD_CONFIG), since every such member would look lost.
  */
 import { NexusError } from "../errors/index.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
@@ -90,6 +91,17 @@ export async function checkNoLiveCluster(o: LiveClusterCheckOptions): Promise<vo
     .map(([id, url]) => ({ id, url }))
     .sort((a, b) => a.url.localeCompare(b.url));
   if (peers.length === 0) return;
+  const tlsPeers = peers.filter((p) => p.url.startsWith("https://"));
+  if (o.peerTls === undefined && tlsPeers.length > 0) {
+    // Without a certificate every https:// member is unreachable, which reads as lost: the
+    // check would pass while the cluster runs.
+    throw new NexusError(
+      "BAD_CONFIG",
+      `the members ${tlsPeers.map((p) => p.url).join(", ")} are asked over peer TLS (https://): ` +
+        "give the -peer-cert-file, -peer-key-file and -peer-trusted-ca-file the node ran with, " +
+        "so that a member that still runs can answer; nothing was changed",
+    );
+  }
   const logger = o.logger ?? { debug: silent, info: silent, warn: silent, error: silent };
   const own = o.transport === undefined ? askingTransport(o, logger) : undefined;
   let answers: PromiseSettledResult<unknown>[];

@@ -134,6 +134,31 @@ function check(t: ProgressAsker): Promise<void> {
 }
 
 describe("checkNoLiveCluster", () => {
+  it("https:// members without the peer TLS files: refused before asking (they would all look lost)", async () => {
+    const t = fake({});
+    await assert.rejects(
+      checkNoLiveCluster({
+        nodeId: ME,
+        nodeUrl: "https://127.0.0.1:3",
+        members: new Map([
+          [A, "https://127.0.0.1:1"],
+          [B, "https://127.0.0.1:2"],
+          [ME, "https://127.0.0.1:3"],
+        ]),
+        clusterName: "nexus",
+        timeoutMs: 100,
+        transport: t,
+      }),
+      (e: unknown) =>
+        isNexusError(e, "BAD_CONFIG") &&
+        /https:\/\/127\.0\.0\.1:1, https:\/\/127\.0\.0\.1:2 are asked over peer TLS/.test(
+          e.message,
+        ) &&
+        /-peer-cert-file/.test(e.message) &&
+        /nothing was changed/.test(e.message),
+    );
+    assert.deepEqual(t.asked, []);
+  });
   for (const c of [
     {
       name: "a leader answers: refused, naming it",
