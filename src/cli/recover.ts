@@ -8,8 +8,9 @@
  * term T); the store's consistent copy becomes the node's Raft snapshot at (A, T) whose
  * configuration is this node alone, in a new WAL (the marker and a hard state at the old WAL's
  * term). The old WAL and snapshot folders are renamed aside (`<dir>.before-recover-<time>`),
- * never deleted. Committed entries the store had not applied yet are not kept (the survivor
- * never applied them).
+ * never deleted. Before that, the store gets every entry of the WAL it had not applied
+ * (store-catch-up.ts): the survivor's whole log is kept, as the lost majority may have committed
+ * any of it.
  *
  * Crash-atomic: the new folders are built beside the old ones and swapped in through a journal
  * (src/storage/folder-swap.ts). Killed at any instant, the node's data is the old state (run it
@@ -18,12 +19,14 @@
  * the journal was written). The store is never written.
  */
 import { existsSync, readdirSync } from "node:fs";
-import { nodeDirName } from "../node/options.js";
+import { SILENT, nodeDirName } from "../node/options.js";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { NexusError, isNexusError } from "../errors/index.js";
 import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import { checkNoLiveCluster, membersOnDisk } from "../node/recover-check.js";
+import { openDurableState } from "../node/durable-state.js";
+import { catchUpStore } from "../node/store-catch-up.js";
 import type { CrashHook } from "../storage/crash-points.js";
 import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
 import type { SwapJournal } from "../storage/folder-swap.js";
@@ -82,7 +85,8 @@ export const RECOVER_USAGE = `usage: nexus recover -nexus-node-url <url> [-nexus
        nexus recover --inspect -nexus-node-url <url> [-nexus-log-dir d -nexus-snap-dir d] [store flags]
 
 After a majority of a cluster is lost for good: turns this (stopped) node's data into a new
-cluster whose only member is this node, keeping every write its store applied. Start it again
+cluster whose only member is this node, keeping every write in its log (the store first applies
+the entries of the log it had not applied). Start it again
 with -nexus-cluster-url set to its own URL alone, then add members back with addNode (new nodes
 started with -nexus-node-state new). The old WAL and snapshot folders are renamed aside, not
 deleted. Never start the lost nodes again with their old data.
@@ -290,8 +294,8 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
     const store = made.store;
     let applied: { index: number; term: number };
     try {
-      applied = await store.open();
       if (bool(f, "inspect")) {
+        applied = await store.open();
         io.out(
           `node ${id} (${url.url})\n` +
             `last index:    ${state.lastIndex}\n` +
@@ -301,6 +305,22 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
             `store applied: ${applied.index} (term ${applied.term}), ${made.describe}\n`,
         );
         return EXIT.OK;
+      }
+      // The store first gets every entry of the log it has not applied (store-catch-up.ts):
+      // those it was behind on or lost to a power loss, and those the lost majority may have
+      // committed without this node hearing so.
+      const durable = await openDurableState({ bootstrap: [], walDir, snapDir, store });
+      try {
+        const before = durable.position.index;
+        const last = durable.storage.lastIndex();
+        applied = await catchUpStore(durable, snapDir, store, last, SILENT);
+        if (applied.index > before) {
+          io.out(
+            `applied the log's entries ${before + 1} to ${applied.index}, which the store had not applied\n`,
+          );
+        }
+      } finally {
+        await durable.wal.close();
       }
       if (applied.index < 1) {
         throw new NexusError(

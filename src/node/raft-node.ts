@@ -725,6 +725,11 @@ export class RaftNode {
     this.events.close(why ?? new StoppedError());
     await this.applier.stop();
     await this.loop;
+    // The commit index known, if only a commit-only hard state has it (persist() defers those):
+    // a restart then applies at once what this node knew committed.
+    if (why === undefined && this.unsavedHardState !== undefined) {
+      await this.wal.save(this.unsavedHardState, []).catch(() => undefined);
+    }
     await this.wal.close().catch(() => undefined);
     await this.opts.store.close();
   }

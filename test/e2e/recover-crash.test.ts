@@ -11,7 +11,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   BIN,
@@ -270,4 +270,50 @@ describe("nexus recover and nexus restore killed at every step (SQLite, real pro
       }
     },
   );
+});
+
+describe("nexus recover keeps what the survivor's log knows committed (SQLite, real processes)", () => {
+  it("a store that lost its last transactions (an older file, as a power loss leaves it) gets them from the log before the new cluster is made", async () => {
+    const nodes = await sqliteCluster(3);
+    await Promise.all(nodes.map((n) => n.start()));
+    await until(
+      "a leader",
+      () => leaderUrl(nodes[0]!.addr),
+      (u) => u !== "",
+    );
+    const half = ALL.slice(0, 4);
+    await save(nodes[0]!.addr, "create table t (i integer primary key)");
+    for (const i of half) await save(nodes[0]!.addr, `insert into t values (${i})`);
+    const survivor = nodes[1]!;
+    const db = join(survivor.dir, "store.db");
+    await until(
+      "the survivor applied the first writes",
+      () => rows(survivor.addr),
+      (r) => r.length === half.length,
+    );
+    // The survivor's store as it was after the first writes.
+    await survivor.stop();
+    const older = join(tempDir("nexus-recover-catch-up-"), "store.db");
+    cpSync(db, older);
+    await survivor.start();
+    for (const i of ALL.slice(4)) await save(nodes[0]!.addr, `insert into t values (${i})`);
+    await until(
+      "the survivor applied every write",
+      () => rows(survivor.addr),
+      (r) => r.length === ALL.length,
+    );
+    await nodes[0]!.stop("SIGKILL");
+    await nodes[2]!.stop("SIGKILL");
+    await survivor.stop();
+    // Its store goes back to the older file: the last writes are only in its log now.
+    for (const f of [`${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
+    cpSync(older, db);
+    const r = await run("nexus", ["recover", ...recoverFlags(survivor, "sqlite")]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /applied the log's entries \d+ to \d+, which the store had not applied/);
+    const alone = new SqliteNode(survivor.raftPort, survivor.grpcPort, survivor.dir, [
+      survivor.url,
+    ]);
+    await startsWithEveryWrite(alone);
+  });
 });
