@@ -17,6 +17,12 @@
  * not count as hearing the leader. Commit indexes never go back across terms (Raft §5.4, leader
  * completeness), so the highest seen from any leader is kept.
  *
+ * A hearing counts as old as the leader's last contact with a majority of its voters (the
+ * message's `leaderQuorumAgeMs`, set by the leader's runtime): a leader partitioned from the
+ * majority keeps sending heartbeats until check-quorum deposes it, while a new leader may commit
+ * on the other side. A new leader that has not committed an entry of its term yet sends its last
+ * index as its commit (an upper bound of what its predecessors committed).
+ *
  * Invariant: leaderCommit never decreases.
  */
 import type { LeaderCommitHeard, Message } from "../raft/types.js";
@@ -42,14 +48,16 @@ export class LeaderFreshness {
    * seen.
    */
   observe(
-    m: Pick<Message, "type" | "term" | "snapshot">,
+    m: Pick<Message, "type" | "term" | "snapshot" | "leaderQuorumAgeMs">,
     heard: LeaderCommitHeard | undefined,
     currentTerm: number,
     nowMs: number,
   ): void {
     if (heard !== undefined && heard.term === currentTerm && heard.count !== this.heardCount) {
       this.heardCount = heard.count;
-      this.heardLeader(heard.leaderCommit, nowMs);
+      // As old as the leader's last contact with a majority: a leader cut off from it may have
+      // been replaced, and what its successor committed since is not in its commit index.
+      this.heardLeader(heard.leaderCommit, nowMs - (m.leaderQuorumAgeMs ?? 0));
     }
     if (m.type === "snap" && m.term === currentTerm && m.snapshot !== undefined) {
       this.leaderCommit = Math.max(this.leaderCommit, m.snapshot.metadata.index);

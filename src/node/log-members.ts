@@ -65,9 +65,15 @@ export class LogMembers {
     }
   }
 
-  /** Conf changes up to `index` were applied. */
+  /**
+   * Conf changes up to `index` were applied. A member still named by a later entry gets its peer
+   * back if an applied change removed it (removed, then added again: the directory dropped it).
+   */
   appliedThrough(index: number): void {
     this.forget((n) => n.index <= index);
+    for (const [id, list] of this.named) {
+      if (!this.applied.has(id)) this.peers.addPeer(id, list[list.length - 1]!.url);
+    }
   }
 
   /** A snapshot replaced the whole log: no entry names anyone any more. */

@@ -20,6 +20,7 @@ import type { Ready } from "../raft/raw-node.js";
 import { RaftError } from "../raft/raft.js";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import { LogMembers } from "./log-members.js";
+import { MAX_QUORUM_AGE_MS } from "../transport/codec.js";
 import type { ConfState, Entry, HardState, Message, NodeId, Snapshot } from "../raft/types.js";
 import { createMessage } from "../raft/types.js";
 import { isLeaseReadContext } from "./read-rounds.js";
@@ -397,16 +398,46 @@ export class RaftNode {
     const applied = this.appliedIndex();
     const st = this.raw.basicStatus();
     if (st.state !== "leader") return this.freshness.staleness(applied, now);
-    const cs = this.raw.status().config;
-    const heard = (id: string): number | undefined => this.directory.lastHeard(id);
-    const incoming = majorityHeardAtMs(cs.voters, this.id, heard, now);
-    const outgoing = majorityHeardAtMs(cs.votersOutgoing, this.id, heard, now);
-    const at =
-      incoming === undefined || outgoing === undefined ? undefined : Math.min(incoming, outgoing);
+    const at = this.quorumHeardAtMs(now);
     return {
       lagEntries: Math.max(0, st.commit - applied),
       sinceLeaderMs: at === undefined ? undefined : Math.max(0, now - at),
     };
+  }
+
+  /** When this node (as leader) last heard from a majority of its voters (both halves if joint). */
+  private quorumHeardAtMs(now: number): number | undefined {
+    const cs = this.raw.status().config;
+    const heard = (id: string): number | undefined => this.directory.lastHeard(id);
+    const incoming = majorityHeardAtMs(cs.voters, this.id, heard, now);
+    const outgoing = majorityHeardAtMs(cs.votersOutgoing, this.id, heard, now);
+    return incoming === undefined || outgoing === undefined
+      ? undefined
+      : Math.min(incoming, outgoing);
+  }
+
+  /**
+   * The leader's appends and heartbeats say how long ago it heard from a majority (for followers'
+   * bounded reads: leader-freshness.ts); never heard: the largest age.
+   */
+  private withQuorumAge(msgs: readonly Message[]): readonly Message[] {
+    let age: number | undefined;
+    let out: Message[] | undefined;
+    for (let i = 0; i < msgs.length; i++) {
+      const m = msgs[i]!;
+      if (m.leaderCommit === undefined || (m.type !== "app" && m.type !== "heartbeat")) continue;
+      if (age === undefined) {
+        const now = this.clock();
+        const at = this.quorumHeardAtMs(now);
+        age =
+          at === undefined
+            ? MAX_QUORUM_AGE_MS
+            : Math.min(MAX_QUORUM_AGE_MS, Math.max(0, Math.round(now - at)));
+      }
+      out ??= msgs.slice();
+      out[i] = { ...m, leaderQuorumAgeMs: age };
+    }
+    return out ?? msgs;
   }
 
   /** Resolves once the store has applied `index` (or rejects when the node stops). */
@@ -571,7 +602,7 @@ export class RaftNode {
     this.logRole(rd);
     if (leavesJoint(rd.entries) && (await this.pausedForTest())) return;
     // The leader's appends go out while its own fsync runs.
-    this.opts.transport.send(rd.messages);
+    this.opts.transport.send(this.withQuorumAge(rd.messages));
     await this.persist(rd);
     // Followers acknowledge only what is durable.
     this.opts.transport.send(rd.persistedMessages);

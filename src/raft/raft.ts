@@ -370,7 +370,7 @@ export class Raft {
       logTerm: prevTerm,
       entries: ents,
       commit: this.raftLog.committed,
-      leaderCommit: this.raftLog.committed,
+      leaderCommit: this.leaderCommitToSend(),
     });
     pr.sentEntries(ents.length, last, payloadsSize(ents));
     return true;
@@ -412,6 +412,15 @@ export class Raft {
     return true;
   }
 
+  /**
+   * The commit index a leader tells followers for bounded reads: its own, once it committed an
+   * entry of its term; before that its last index, an upper bound of what any earlier leader may
+   * have committed (leader completeness) that its own commit index may be below.
+   */
+  private leaderCommitToSend(): number {
+    return this.committedEntryInCurrentTerm() ? this.raftLog.committed : this.raftLog.lastIndex();
+  }
+
   private sendHeartbeat(to: NodeId, ctx: Uint8Array): void {
     // Never let the follower commit past what it is known to have: it might not have it.
     const pr = this.trk.progress.get(to)!;
@@ -421,7 +430,7 @@ export class Raft {
       type: "heartbeat",
       to,
       commit,
-      leaderCommit: this.raftLog.committed,
+      leaderCommit: this.leaderCommitToSend(),
       context: ctx,
     });
   }

@@ -142,6 +142,12 @@ export interface Message {
    * index by it: it only says how far the leader is (Raft.leaderCommitHeard).
    */
   readonly leaderCommit?: number | undefined;
+  /**
+   * With `leaderCommit`: how long ago (ms) the leader last heard from a majority of its voters,
+   * set by the runtime as the message leaves (the core never sets or reads it); absent: 0. A
+   * follower counts the hearing as that much older (src/node/leader-freshness.ts).
+   */
+  readonly leaderQuorumAgeMs?: number | undefined;
   readonly snapshot: Snapshot | undefined;
   readonly reject: boolean;
   readonly rejectHint: number;

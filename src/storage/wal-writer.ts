@@ -30,6 +30,14 @@ import { MessageChannel, Worker, receiveMessageOnPort } from "node:worker_thread
 import type { MessagePort } from "node:worker_threads";
 
 /** Control slots (Int32 indexes). */
+/** The largest request number before it wraps to 1 (the control slots are Int32). */
+export const MAX_SEQ = 0x3fffffff;
+
+/** The request number after `seq`: 1 to MAX_SEQ, round and round (never 0 nor -1). */
+export function nextSeq(seq: number): number {
+  return seq >= MAX_SEQ ? 1 : seq + 1;
+}
+
 const REQ = 0;
 const DONE = 1;
 const OP = 2;
@@ -222,7 +230,10 @@ export class WalWriter {
     if (this.busy) throw new Error("WalWriter: one request at a time");
     this.busy = true;
     const c = this.control;
-    const seq = ++this.seq;
+    // Kept within Int32 (the control slots) and off -1 (the thread's death mark): it wraps.
+    const prev = this.seq;
+    const seq = nextSeq(prev);
+    this.seq = seq;
     c[OP] = op;
     c[FD] = fd;
     c[LEN] = length;
@@ -231,8 +242,8 @@ export class WalWriter {
     try {
       Atomics.store(c, REQ, seq);
       Atomics.notify(c, REQ);
-      while (Atomics.load(c, DONE) === seq - 1) {
-        const w = waitAsync(c, DONE, seq - 1);
+      while (Atomics.load(c, DONE) === prev) {
+        const w = waitAsync(c, DONE, prev);
         if (w.async) await w.value;
       }
       if (Atomics.load(c, DONE) !== seq) {

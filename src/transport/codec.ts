@@ -5,7 +5,8 @@
  * snapshot exactly where one belongs (a `snap` message, with a non-zero index and a term not above
  * the message's), a `prop` with entries, an `app` whose entries follow its index one by one. A
  * malformed message is rejected with a clear error (INVALID_ARGUMENT); it never reaches the core.
- * `leaderCommit` (the leader's unclamped commit index) travels on `app` and `heartbeat` only: on
+ * `leaderCommit` (the leader's unclamped commit index) and `leaderQuorumAgeMs` (how long ago the
+ * leader heard from a majority) travel on `app` and `heartbeat` only: on
  * any other type it is dropped (a later version may carry it elsewhere), and absent stays absent
  * (unknown, as from a peer that predates it). Its value is checked against the receiver's own
  * commit index by the core (Raft.noteLeaderCommit), which the codec cannot see.
@@ -51,6 +52,9 @@ function bad(what: string): NexusError {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The largest `leaderQuorumAgeMs` on the wire (uint32): a leader that never heard a majority. */
+export const MAX_QUORUM_AGE_MS = 0xffffffff;
 
 function num(v: bigint, what: string): number {
   if (v > MAX_SAFE || v < 0n) throw bad(`${what} ${v} is not a safe integer`);
@@ -118,6 +122,14 @@ function toPb(m: Message): PbMessage {
     ...(m.leaderCommit === undefined || !CARRIES_LEADER_COMMIT.has(m.type)
       ? {}
       : { leaderCommit: BigInt(m.leaderCommit) }),
+    ...(m.leaderQuorumAgeMs === undefined || !CARRIES_LEADER_COMMIT.has(m.type)
+      ? {}
+      : {
+          leaderQuorumAgeMs: Math.min(
+            MAX_QUORUM_AGE_MS,
+            Math.max(0, Math.floor(m.leaderQuorumAgeMs)),
+          ),
+        }),
   });
 }
 
@@ -179,6 +191,10 @@ function fromPb(p: PbMessage): Message {
     p.leaderCommit === undefined || !CARRIES_LEADER_COMMIT.has(p.type)
       ? undefined
       : num(p.leaderCommit, "leaderCommit");
+  const leaderQuorumAgeMs =
+    p.leaderQuorumAgeMs === undefined || !CARRIES_LEADER_COMMIT.has(p.type)
+      ? undefined
+      : p.leaderQuorumAgeMs;
   return {
     type: p.type as MessageType,
     to: id(p.to, "to"),
@@ -193,6 +209,7 @@ function fromPb(p: PbMessage): Message {
     rejectHint: num(p.rejectHint, "rejectHint"),
     context: p.context,
     ...(leaderCommit === undefined ? {} : { leaderCommit }),
+    ...(leaderQuorumAgeMs === undefined ? {} : { leaderQuorumAgeMs }),
   };
 }
 

@@ -14,7 +14,8 @@ import {
   staleReason,
 } from "../../src/node/bounded-read.js";
 import { createMessage } from "../../src/raft/types.js";
-import type { LeaderCommitHeard } from "../../src/raft/types.js";
+import type { LeaderCommitHeard, Message } from "../../src/raft/types.js";
+import { Network, ids } from "../raft/network.js";
 import { NexusError } from "../../src/errors/index.js";
 import { loadOutcomeOf } from "../../src/ops/measured.js";
 
@@ -240,5 +241,104 @@ describe("bounded reads: serve, refuse (TOO_STALE) or fall back", () => {
 describe("a refused bounded read in the metrics", () => {
   it("is counted as too_stale, not as an error", () => {
     assert.equal(loadOutcomeOf(new NexusError("TOO_STALE", "behind")), "too_stale");
+  });
+});
+
+describe("bounded reads across leader changes (the core's network, freshness as the node keeps it)", () => {
+  it("a new leader that has not committed in its term does not make a follower look fresh", () => {
+    const net = new Network(ids(3), { preVote: false, checkQuorum: false });
+    net.campaign("1");
+    net.propose("1", "a");
+    net.propose("1", "b");
+    // 3 misses the last write; 2 gets it but not the news that it is committed.
+    net.isolate("3");
+    net.filter = (m) =>
+      m.from === "1" &&
+      m.to === "2" &&
+      (m.type === "heartbeat" || (m.type === "app" && m.entries.length === 0))
+        ? undefined
+        : m;
+    net.propose("1", "c");
+    const committed = net.node("1").basicStatus().commit;
+    // 1 dies; 3 comes back, and its answers to 2 are lost: 2 never commits in its term.
+    net.isolate("1");
+    net.reconnect("3");
+    net.filter = (m) => (m.from === "3" && m.to === "2" && m.type !== "vote-resp" ? undefined : m);
+    net.campaign("2");
+    assert.equal(net.node("2").raft.state, "leader");
+    const f = new LeaderFreshness();
+    let now = 0;
+    for (let t = 0; t < 5; t++) {
+      now += 50;
+      net.node("2").tick();
+      net.settle();
+      const n3 = net.node("3");
+      const term = n3.basicStatus().term;
+      f.observe(
+        { type: "heartbeat", term, snapshot: undefined },
+        n3.leaderCommitHeard(),
+        term,
+        now,
+      );
+    }
+    const applied3 = net.node("3").basicStatus().commit;
+    assert.ok(applied3 < committed, `3 lacks committed entries (${applied3} < ${committed})`);
+    assert.notEqual(
+      staleReason({ maxLagMs: 100 }, f.staleness(applied3, now), 1000),
+      undefined,
+      `a maxLagMs=100 read served on 3 without entries ${applied3 + 1}..${committed}`,
+    );
+  });
+
+  it("a follower cut off with a deposed leader ages by the leader's last contact with a majority", () => {
+    const net = new Network(ids(5), { preVote: true, checkQuorum: true });
+    net.campaign("1");
+    net.propose("1", "a");
+    const tickMs = 100;
+    const maxLagMs = 150;
+    let now = 0;
+    // What each node heard from whom (ms), and the leader's appends and heartbeats stamped with
+    // how long ago it heard from a majority, as RaftNode.withQuorumAge does.
+    const heard = new Map<string, Map<string, number>>();
+    let lastTo3: Message | undefined;
+    net.filter = (m) => {
+      const mine = heard.get(m.to) ?? new Map<string, number>();
+      heard.set(m.to, mine);
+      mine.set(m.from, now);
+      if (m.leaderCommit === undefined) return m;
+      const at = majorityHeardAtMs(ids(5), m.from, (id) => heard.get(m.from)?.get(id), now);
+      const out = { ...m, leaderQuorumAgeMs: at === undefined ? 2 ** 32 - 1 : now - at };
+      if (m.to === "3") lastTo3 = out;
+      return out;
+    };
+    net.tickNode("1", 3);
+    // {1, 3} | {2, 4, 5}
+    for (const a of ["1", "3"]) for (const b of ["2", "4", "5"]) net.cutLink(a, b);
+    const f = new LeaderFreshness();
+    let served: string | undefined;
+    const committedAt = new Map<number, number>();
+    for (let t = 0; t < 100 && served === undefined; t++) {
+      now += tickMs;
+      net.tick();
+      const n3 = net.node("3");
+      const term = n3.basicStatus().term;
+      if (lastTo3 !== undefined) f.observe(lastTo3, n3.leaderCommitHeard(), term, now);
+      const newLeader = ["2", "4", "5"].find((id) => net.node(id).raft.state === "leader");
+      if (newLeader === undefined) continue;
+      net.propose(newLeader, `w${t}`);
+      const committed = net.node(newLeader).basicStatus().commit;
+      for (let i = 1; i <= committed; i++) if (!committedAt.has(i)) committedAt.set(i, now);
+      const applied3 = n3.basicStatus().commit;
+      const missingSince = committedAt.get(applied3 + 1);
+      if (
+        missingSince !== undefined &&
+        now - missingSince > maxLagMs &&
+        staleReason({ maxLagMs }, f.staleness(applied3, now), 1000) === undefined
+      ) {
+        served = `t=${now} ms: 3 serves a maxLagMs=${maxLagMs} read at ${applied3}, missing ${applied3 + 1} committed by ${newLeader} at t=${missingSince} ms`;
+      }
+    }
+    assert.ok(committedAt.size > 2, "the majority side elected a leader and committed");
+    assert.equal(served, undefined, served);
   });
 });

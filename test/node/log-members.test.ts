@@ -6,7 +6,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { LogMembers } from "../../src/node/log-members.js";
-import { confChangeContext } from "../../src/node/member-directory.js";
+import { MemberDirectory, confChangeContext } from "../../src/node/member-directory.js";
+import { SILENT } from "../../src/node/options.js";
 import { decodeConfChange, encodeConfChange } from "../../src/raft/confchange/codec.js";
 import type { ConfChange, Entry } from "../../src/raft/types.js";
 
@@ -90,5 +91,37 @@ describe("log members", () => {
       { index: 2, term: 1, type: "conf-change", data: new Uint8Array([255, 255, 255]) },
     ]);
     assert.equal(log.has("d"), false);
+  });
+});
+
+describe("log members with the member directory", () => {
+  it("a member removed by an applied change and added again by an unapplied one keeps its peer", () => {
+    const peers = new Map<string, string>();
+    const set = {
+      addPeer: (id: string, url: string) => void peers.set(id, url),
+      removePeer: (id: string) => void peers.delete(id),
+    };
+    const dir = new MemberDirectory("self", set, SILENT);
+    const conf = (voters: string[]) => ({
+      voters,
+      learners: [],
+      votersOutgoing: [],
+      learnersNext: [],
+      autoLeave: false,
+    });
+    dir.install(1, conf(["self", "x", "y"]), {
+      self: "http://s:1",
+      x: "http://x:1",
+      y: "http://y:1",
+    });
+    const log = new LogMembers("self", set, dir.urls, decodeConfChange);
+    const remove = confEntry(10, [{ type: "remove-node", nodeId: "x", url: "" }]);
+    const readd = confEntry(12, [{ type: "add-node", nodeId: "x", url: "http://x:1" }]);
+    log.appended([remove, normal(11), readd]);
+    // Entry 10 applied, as raft-node does it: the directory, then appliedThrough.
+    dir.applyConfChange(10, decodeConfChange(remove.data), conf(["self", "y"]));
+    log.appliedThrough(10);
+    assert.equal(log.has("x"), true, "named by entry 12");
+    assert.equal(peers.get("x"), "http://x:1", "answered through its peer");
   });
 });

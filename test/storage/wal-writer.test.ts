@@ -14,6 +14,7 @@ import type { FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Wal } from "../../src/storage/wal.js";
+import { MAX_SEQ } from "../../src/storage/wal-writer.js";
 import type { WalOptions } from "../../src/storage/wal.js";
 import { createNodeFs } from "../../src/storage/fs-layer.js";
 import type { FsLayer } from "../../src/storage/fs-layer.js";
@@ -213,6 +214,41 @@ describe("WAL writer thread", () => {
       assert.equal(messages[0], messages[1]);
     });
   }
+
+  it("its request number wraps within the Int32 control slots: saves go on after MAX_SEQ requests", async () => {
+    const dir = join(tmp(), "wal");
+    const { wal } = await Wal.open(dir);
+    try {
+      // Two requests: the thread last saw number 2, so the wrap to 1 is a new request to it.
+      await wal.save({ term: 1, vote: "", commit: 0 }, ents(1, 1));
+      await wal.save({ term: 1, vote: "", commit: 0 }, []);
+      // Near the end of the Int32 slots (2^31 requests: weeks of batches at a few thousand a
+      // second): without the wrap the next number does not fit and the save fails.
+      const w = (wal as unknown as { writer: { seq: number; control: Int32Array } }).writer;
+      assert.ok(w !== undefined, "the writer thread is in use");
+      assert.ok(MAX_SEQ < 2 ** 31 - 2);
+      w.seq = 2 ** 31 - 2;
+      w.control[1] = 2 ** 31 - 2; // DONE
+      for (let i = 2; i <= 4; i++) {
+        await withTimeout(
+          wal.save({ term: 1, vote: "", commit: i - 1 }, ents(i, 1)),
+          10_000,
+          `save ${i}`,
+        );
+      }
+      assert.equal(w.seq, 3, "wrapped to 1, then 2 and 3");
+      assert.equal(wal.failed(), undefined);
+    } finally {
+      await wal.close();
+    }
+    const again = await Wal.open(dir);
+    try {
+      assert.equal(again.state.lastIndex, 4);
+      assert.equal(text(again.wal.readEntrySync(4)), text(ents(4, 1)[0]!));
+    } finally {
+      await again.wal.close();
+    }
+  });
 
   it("never keeps a process alive, closed or not, and code after close() runs", async () => {
     const closed = child(join(tmp(), "wal"), "close");

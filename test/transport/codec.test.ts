@@ -203,6 +203,16 @@ describe("codec: the leader's unclamped commit index (leaderCommit)", () => {
     assert.equal("leaderCommit" in decodeBatch(encodeBatch([vote]))[0]!, false);
   });
 
+  it("the leader's quorum age round-trips with it on app and heartbeat, clamped to uint32, dropped elsewhere", () => {
+    const hb = createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 3 });
+    const aged = { ...hb, leaderCommit: 40, leaderQuorumAgeMs: 250 };
+    assert.deepEqual(decodeBatch(encodeBatch([aged])), [aged]);
+    const never = { ...hb, leaderCommit: 40, leaderQuorumAgeMs: 2 ** 40 };
+    assert.equal(decodeBatch(encodeBatch([never]))[0]!.leaderQuorumAgeMs, 2 ** 32 - 1);
+    const [m] = decodeBatch(wire({ type: "heartbeat-resp", term: 2n, leaderQuorumAgeMs: 9 }));
+    assert.equal("leaderQuorumAgeMs" in m!, false);
+  });
+
   it("a field this version does not know is skipped (as an older peer skips leaderCommit)", () => {
     const hb = createMessage({ type: "heartbeat", from: "a", to: "b", term: 2, commit: 3 });
     // Field 99, varint 1: what a later version might add.

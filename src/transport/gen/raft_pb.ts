@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file raft.proto.
  */
 export const file_raft: GenFile = /*@__PURE__*/
-  fileDesc("CgpyYWZ0LnByb3RvEgpuZXh1cy5yYWZ0IkAKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSDAoEdHlwZRgDIAEoDRIMCgRkYXRhGAQgASgMInEKCUNvbmZTdGF0ZRIOCgZ2b3RlcnMYASADKAkSEAoIbGVhcm5lcnMYAiADKAkSFwoPdm90ZXJzX291dGdvaW5nGAMgAygJEhUKDWxlYXJuZXJzX25leHQYBCADKAkSEgoKYXV0b19sZWF2ZRgFIAEoCCJaChBTbmFwc2hvdE1ldGFkYXRhEg0KBWluZGV4GAEgASgEEgwKBHRlcm0YAiABKAQSKQoKY29uZl9zdGF0ZRgDIAEoCzIVLm5leHVzLnJhZnQuQ29uZlN0YXRlIkgKCFNuYXBzaG90Ei4KCG1ldGFkYXRhGAEgASgLMhwubmV4dXMucmFmdC5TbmFwc2hvdE1ldGFkYXRhEgwKBGRhdGEYAiABKAwioAIKB01lc3NhZ2USDAoEdHlwZRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgRmcm9tGAMgASgJEgwKBHRlcm0YBCABKAQSEAoIbG9nX3Rlcm0YBSABKAQSDQoFaW5kZXgYBiABKAQSIgoHZW50cmllcxgHIAMoCzIRLm5leHVzLnJhZnQuRW50cnkSDgoGY29tbWl0GAggASgEEiYKCHNuYXBzaG90GAkgASgLMhQubmV4dXMucmFmdC5TbmFwc2hvdBIOCgZyZWplY3QYCiABKAgSEwoLcmVqZWN0X2hpbnQYCyABKAQSDwoHY29udGV4dBgMIAEoDBIaCg1sZWFkZXJfY29tbWl0GA0gASgESACIAQFCEAoOX2xlYWRlcl9jb21taXQiNQoMTWVzc2FnZUJhdGNoEiUKCG1lc3NhZ2VzGAEgAygLMhMubmV4dXMucmFmdC5NZXNzYWdlYgZwcm90bzM");
+  fileDesc("CgpyYWZ0LnByb3RvEgpuZXh1cy5yYWZ0IkAKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSDAoEdHlwZRgDIAEoDRIMCgRkYXRhGAQgASgMInEKCUNvbmZTdGF0ZRIOCgZ2b3RlcnMYASADKAkSEAoIbGVhcm5lcnMYAiADKAkSFwoPdm90ZXJzX291dGdvaW5nGAMgAygJEhUKDWxlYXJuZXJzX25leHQYBCADKAkSEgoKYXV0b19sZWF2ZRgFIAEoCCJaChBTbmFwc2hvdE1ldGFkYXRhEg0KBWluZGV4GAEgASgEEgwKBHRlcm0YAiABKAQSKQoKY29uZl9zdGF0ZRgDIAEoCzIVLm5leHVzLnJhZnQuQ29uZlN0YXRlIkgKCFNuYXBzaG90Ei4KCG1ldGFkYXRhGAEgASgLMhwubmV4dXMucmFmdC5TbmFwc2hvdE1ldGFkYXRhEgwKBGRhdGEYAiABKAwi3AIKB01lc3NhZ2USDAoEdHlwZRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgRmcm9tGAMgASgJEgwKBHRlcm0YBCABKAQSEAoIbG9nX3Rlcm0YBSABKAQSDQoFaW5kZXgYBiABKAQSIgoHZW50cmllcxgHIAMoCzIRLm5leHVzLnJhZnQuRW50cnkSDgoGY29tbWl0GAggASgEEiYKCHNuYXBzaG90GAkgASgLMhQubmV4dXMucmFmdC5TbmFwc2hvdBIOCgZyZWplY3QYCiABKAgSEwoLcmVqZWN0X2hpbnQYCyABKAQSDwoHY29udGV4dBgMIAEoDBIaCg1sZWFkZXJfY29tbWl0GA0gASgESACIAQESIQoUbGVhZGVyX3F1b3J1bV9hZ2VfbXMYDiABKA1IAYgBAUIQCg5fbGVhZGVyX2NvbW1pdEIXChVfbGVhZGVyX3F1b3J1bV9hZ2VfbXMiNQoMTWVzc2FnZUJhdGNoEiUKCG1lc3NhZ2VzGAEgAygLMhMubmV4dXMucmFmdC5NZXNzYWdlYgZwcm90bzM");
 
 /**
  * @generated from message nexus.raft.Entry
@@ -210,6 +210,15 @@ export type Message = Message$1<"nexus.raft.Message"> & {
    * @generated from field: optional uint64 leader_commit = 13;
    */
   leaderCommit?: bigint | undefined;
+
+  /**
+   * With leader_commit: how long ago (ms) the leader last heard from a majority of its voters. A
+   * leader cut off from the majority may have been replaced, and what a new one committed meanwhile
+   * is missing from leader_commit: the follower counts the hearing as that much older. Absent: 0.
+   *
+   * @generated from field: optional uint32 leader_quorum_age_ms = 14;
+   */
+  leaderQuorumAgeMs?: number | undefined;
 };
 
 /**
