@@ -32,6 +32,7 @@ import { crashAt, parseCrashSpec } from "../storage/crash-points.js";
 import type { SwapJournal } from "../storage/folder-swap.js";
 import {
   SWAP_CRASH_POINTS,
+  buildFreshData,
   clearSwapLeftovers,
   commitSwap,
   finishSwap,
@@ -39,7 +40,7 @@ import {
   journalPathOf,
   readSwapJournal,
 } from "../storage/folder-swap.js";
-import { SNAPSHOT_CRASH_POINTS, Snapshotter } from "../storage/snapshotter.js";
+import { SNAPSHOT_CRASH_POINTS } from "../storage/snapshotter.js";
 import { WAL_CRASH_POINTS, Wal } from "../storage/wal.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
@@ -344,32 +345,21 @@ export async function runRecover(argv: readonly string[], io: Io): Promise<numbe
       try {
         const backup = await store.backup();
         p = backup.position;
-        const snap = await new Snapshotter(freshSnap, withCrash).save(
-          {
-            index: p.index,
-            term: p.term,
-            confState: {
-              voters: [id],
-              learners: [],
-              votersOutgoing: [],
-              learnersNext: [],
-              autoLeave: false,
-            },
-            members: { [id]: url.url },
-          },
+        const confState = {
+          voters: [id],
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        };
+        snapName = await buildFreshData(
+          snapDir,
+          walDir,
+          { index: p.index, term: p.term, confState, members: { [id]: url.url } },
           backup.stream,
+          Math.max(state.hardState.term, p.term),
+          withCrash,
         );
-        snapName = snap.name;
-        const { wal: fresh } = await Wal.open(freshWal, withCrash);
-        try {
-          await fresh.save(
-            { term: Math.max(state.hardState.term, p.term), vote: "", commit: p.index },
-            [],
-            { index: p.index, term: p.term },
-          );
-        } finally {
-          await fresh.close();
-        }
       } catch (err) {
         await clearSwapLeftovers(journal, [snapDir, walDir]).catch(() => undefined);
         throw err;

@@ -22,6 +22,7 @@ import { nodeIdOf, parseNodeUrl } from "../node/node-id.js";
 import type { ConfState } from "../raft/types.js";
 import type { CrashHook } from "../storage/crash-points.js";
 import {
+  buildFreshData,
   clearSwapLeftovers,
   commitSwap,
   finishSwap,
@@ -29,8 +30,6 @@ import {
   journalPathOf,
   readSwapJournal,
 } from "../storage/folder-swap.js";
-import { Snapshotter } from "../storage/snapshotter.js";
-import { Wal } from "../storage/wal.js";
 import { EXIT, exitCodeOf } from "./exit-codes.js";
 import type { FlagSpec, ParsedFlags } from "./flags.js";
 import { FlagError, describeFlags, parseFlags, str } from "./flags.js";
@@ -261,19 +260,14 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
     const freshSnap = freshDirOf(snapDir);
     const freshWal = freshDirOf(walDir);
     const opened = await openBackupFile(file);
-    const snap = await new Snapshotter(freshSnap, withCrash).save(
+    const snapName = await buildFreshData(
+      snapDir,
+      walDir,
       { index: h.index, term: h.term, confState, members },
       opened.data,
+      h.term,
+      withCrash,
     );
-    const { wal } = await Wal.open(freshWal, withCrash);
-    try {
-      await wal.save({ term: h.term, vote: "", commit: h.index }, [], {
-        index: h.index,
-        term: h.term,
-      });
-    } finally {
-      await wal.close();
-    }
     await commitSwap(
       journal,
       {
@@ -282,13 +276,13 @@ export async function runRestore(argv: readonly string[], io: Io): Promise<numbe
           { target: snapDir, fresh: freshSnap, aside: undefined },
           { target: walDir, fresh: freshWal, aside: undefined },
         ],
-        about: { node: nodeUrl, index: h.index, term: h.term, snapshot: snap.name },
+        about: { node: nodeUrl, index: h.index, term: h.term, snapshot: snapName },
       },
       withCrash,
     );
     io.out(
       `restored ${file} (${h.storeKind}, index ${h.index}, term ${h.term}, ${v.dataBytes} bytes) for ${nodeUrl}:\n` +
-        `  snapshot ${join(snapDir, snap.name)}\n  write-ahead log ${walDir}\n` +
+        `  snapshot ${join(snapDir, snapName)}\n  write-ahead log ${walDir}\n` +
         `  members: ${clusterUrls.join(", ")}\n` +
         `start the node with the same -nexus-node-url, -nexus-cluster-url, -nexus-log-dir, -nexus-snap-dir and store flags; ` +
         `its store is loaded from the snapshot when it starts\n`,

@@ -29,6 +29,9 @@ import { NexusError } from "../errors/index.js";
 import type { CrashHook, CrashPoint } from "./crash-points.js";
 import type { FsLayer } from "./fs-layer.js";
 import { createNodeFs } from "./fs-layer.js";
+import { Snapshotter } from "./snapshotter.js";
+import type { SnapshotMeta } from "./snapshotter.js";
+import { Wal } from "./wal.js";
 
 /** The swap's crash points, in the order a swap reaches them; each doc says what is on disk. */
 export const SWAP_CRASH_POINTS = [
@@ -321,4 +324,31 @@ export async function finishSwap(
   opts.crash?.("swap.journal-after-unlink");
   await fs.syncDir(dirname(journal));
   opts.crash?.("swap.done");
+}
+
+/**
+ * Builds a node's new data beside its folders, for commitSwap: the snapshot `meta` with `data`
+ * in `freshDirOf(snapDir)`, and a WAL in `freshDirOf(walDir)` holding only the hard state `term`,
+ * commit at the snapshot, and the snapshot's marker. Both are fsynced (Snapshotter, Wal). Returns
+ * the snapshot file's name.
+ */
+export async function buildFreshData(
+  snapDir: string,
+  walDir: string,
+  meta: SnapshotMeta,
+  data: AsyncIterable<Uint8Array>,
+  term: number,
+  opts: { crash?: CrashHook } = {},
+): Promise<string> {
+  const snap = await new Snapshotter(freshDirOf(snapDir), opts).save(meta, data);
+  const { wal } = await Wal.open(freshDirOf(walDir), opts);
+  try {
+    await wal.save({ term, vote: "", commit: meta.index }, [], {
+      index: meta.index,
+      term: meta.term,
+    });
+  } finally {
+    await wal.close();
+  }
+  return snap.name;
 }

@@ -14,6 +14,30 @@ import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
 
 /** One store kind as the scenario drives it. */
+const SQLITE_RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
+
+/** The rows 1, 2, ... of table t that a SQLite node holds, in order, read with `consistency`. */
+export async function sqliteRows(addr: string, consistency = "linearizable"): Promise<number[]> {
+  const r = await repl(
+    `-consistency=${consistency}`,
+    addr,
+    "sqlite",
+    "load",
+    "select group_concat(i) as rows from (select i from t order by i)",
+  );
+  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
+  const m = SQLITE_RESPONSE.exec(r.stdout);
+  if (m === null) throw new Error(`unexpected output: ${r.stdout}`);
+  const v = (JSON.parse(m[1]!) as { rows: string | null }[])[0]!.rows;
+  return v === null ? [] : v.split(",").map(Number);
+}
+
+/** Saves `sql` through a SQLite node's repl; fails the test if it is not acknowledged. */
+export async function sqliteSave(addr: string, sql: string): Promise<void> {
+  const r = await repl(addr, "sqlite", "save", sql);
+  assert.equal(r.code, 0, r.stderr);
+}
+
 export interface LossStore {
   /** The `-store` value of `nexus recover`. */
   readonly kind: string;

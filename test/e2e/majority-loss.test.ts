@@ -11,29 +11,12 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../free-port.js";
 import { SqliteNode, leaderUrl, repl, run, sqliteCluster, tempDir, until } from "./programs.js";
-import { recoverAfterLosingTwo, recoverFlags } from "./majority-loss-scenario.js";
-
-const RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
-
-async function rows(addr: string, consistency = "linearizable"): Promise<number[]> {
-  const r = await repl(
-    `-consistency=${consistency}`,
-    addr,
-    "sqlite",
-    "load",
-    "select group_concat(i) as rows from (select i from t order by i)",
-  );
-  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
-  const m = RESPONSE.exec(r.stdout);
-  if (m === null) throw new Error(`unexpected output: ${r.stdout}`);
-  const v = (JSON.parse(m[1]!) as { rows: string | null }[])[0]!.rows;
-  return v === null ? [] : v.split(",").map(Number);
-}
-
-async function save(addr: string, sql: string): Promise<void> {
-  const r = await repl(addr, "sqlite", "save", sql);
-  assert.equal(r.code, 0, r.stderr);
-}
+import {
+  recoverAfterLosingTwo,
+  recoverFlags,
+  sqliteRows as rows,
+  sqliteSave as save,
+} from "./majority-loss-scenario.js";
 
 describe("recovering from the loss of 2 of 3 nodes (SQLite, real processes)", () => {
   it(

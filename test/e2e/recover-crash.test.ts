@@ -13,40 +13,11 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import {
-  BIN,
-  SqliteNode,
-  leaderUrl,
-  repl,
-  run,
-  sqliteCluster,
-  tempDir,
-  until,
-} from "./programs.js";
+import { BIN, SqliteNode, leaderUrl, run, sqliteCluster, tempDir, until } from "./programs.js";
 import type { RunResult } from "./programs.js";
-import { recoverFlags } from "./majority-loss-scenario.js";
+import { recoverFlags, sqliteRows as rows, sqliteSave as save } from "./majority-loss-scenario.js";
 
-const RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
 const ALL = [1, 2, 3, 4, 5, 6, 7, 8];
-
-async function rows(addr: string): Promise<number[]> {
-  const r = await repl(
-    addr,
-    "sqlite",
-    "load",
-    "select group_concat(i) as rows from (select i from t order by i)",
-  );
-  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
-  const m = RESPONSE.exec(r.stdout);
-  if (m === null) throw new Error(`unexpected output: ${r.stdout}`);
-  const v = (JSON.parse(m[1]!) as { rows: string | null }[])[0]!.rows;
-  return v === null ? [] : v.split(",").map(Number);
-}
-
-async function save(addr: string, sql: string): Promise<void> {
-  const r = await repl(addr, "sqlite", "save", sql);
-  assert.equal(r.code, 0, r.stderr);
-}
 
 /** `bin/nexus <args>` with NEXUS_CRASH_POINT set; `signal` is SIGKILL when it crashed there. */
 function nexusCrashingAt(

@@ -11,29 +11,8 @@ import { join } from "node:path";
 import { freePort } from "../free-port.js";
 import { TestCa } from "../transport/certs.js";
 import type { CertFiles } from "../transport/certs.js";
-import { SqliteNode, leaderUrl, repl, run, tempDir, until } from "./programs.js";
-import { recoverFlags } from "./majority-loss-scenario.js";
-
-const RESPONSE = /Response from SQLite \(without quotes\): '(.*)'/s;
-
-async function rows(addr: string): Promise<number[]> {
-  const r = await repl(
-    addr,
-    "sqlite",
-    "load",
-    "select group_concat(i) as rows from (select i from t order by i)",
-  );
-  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
-  const m = RESPONSE.exec(r.stdout);
-  if (m === null) throw new Error(`unexpected output: ${r.stdout}`);
-  const v = (JSON.parse(m[1]!) as { rows: string | null }[])[0]!.rows;
-  return v === null ? [] : v.split(",").map(Number);
-}
-
-async function save(addr: string, sql: string): Promise<void> {
-  const r = await repl(addr, "sqlite", "save", sql);
-  assert.equal(r.code, 0, r.stderr);
-}
+import { SqliteNode, leaderUrl, run, tempDir, until } from "./programs.js";
+import { recoverFlags, sqliteRows as rows, sqliteSave as save } from "./majority-loss-scenario.js";
 
 const tlsFlags = (c: CertFiles): string[] => [
   `-peer-cert-file=${c.certFile}`,
